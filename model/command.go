@@ -1,0 +1,130 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// CommandKind is the shape of a job's command (CONTRACTS.md §3.3).
+type CommandKind string
+
+// Command kinds.
+const (
+	CmdShell                 CommandKind = "shell"
+	CmdShellAsRoot           CommandKind = "shell_as_root"
+	CmdHostShell             CommandKind = "host_shell"
+	CmdCargoExactTest        CommandKind = "cargo_exact_test"
+	CmdCargoPackageUnitTests CommandKind = "cargo_package_unit_tests"
+	CmdCargoPackageTests     CommandKind = "cargo_package_tests"
+	CmdCargoFilteredTests    CommandKind = "cargo_filtered_tests"
+	CmdStaged                CommandKind = "staged"
+)
+
+// JobCommand is a job's command before compilation.
+type JobCommand struct {
+	Kind    CommandKind `json:"kind"`
+	Command string      `json:"command,omitempty"` // shell kinds
+	Package string      `json:"package,omitempty"` // cargo kinds
+	Test    string      `json:"test,omitempty"`    // cargo_exact_test
+	Filter  string      `json:"filter,omitempty"`  // cargo_filtered_tests
+	Wrapper string      `json:"wrapper,omitempty"` // staged: absolute wrapper path
+}
+
+// Shell is a shell command run as the unprivileged user.
+func Shell(c string) JobCommand { return JobCommand{Kind: CmdShell, Command: c} }
+
+// ShellAsRoot is a shell command run as root.
+func ShellAsRoot(c string) JobCommand { return JobCommand{Kind: CmdShellAsRoot, Command: c} }
+
+// HostShell is a shell command of a host-local job.
+func HostShell(c string) JobCommand { return JobCommand{Kind: CmdHostShell, Command: c} }
+
+// Staged is a staged job run through its wrapper.
+func Staged(wrapper string) JobCommand { return JobCommand{Kind: CmdStaged, Wrapper: wrapper} }
+
+// ShellQuote wraps x in single quotes, replacing each inner ' with '"'"'. It
+// always quotes, as the original does.
+func ShellQuote(x string) string {
+	return "'" + strings.ReplaceAll(x, "'", `'"'"'`) + "'"
+}
+
+// Compile turns the command into the guest request's command string and its
+// run_as_root flag.
+func (c JobCommand) Compile() (command string, runAsRoot bool, err error) {
+	need := func(field, v string) error {
+		if strings.TrimSpace(v) == "" {
+			return fmt.Errorf("command field `%s` must be non-empty for kind %q", field, c.Kind)
+		}
+		return nil
+	}
+	switch c.Kind {
+	case CmdShell, CmdHostShell:
+		if err := need("command", c.Command); err != nil {
+			return "", false, err
+		}
+		return "bash --noprofile --norc -lc " + ShellQuote(c.Command), false, nil
+	case CmdShellAsRoot:
+		if err := need("command", c.Command); err != nil {
+			return "", false, err
+		}
+		return "bash --noprofile --norc -lc " + ShellQuote(c.Command), true, nil
+	case CmdCargoExactTest:
+		if err := errorsJoin(need("package", c.Package), need("test", c.Test)); err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("cargo test -p %s %s -- --exact --nocapture", ShellQuote(c.Package), ShellQuote(c.Test)), false, nil
+	case CmdCargoPackageUnitTests:
+		if err := need("package", c.Package); err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("cargo test -p %s --lib -- --nocapture", ShellQuote(c.Package)), false, nil
+	case CmdCargoPackageTests:
+		if err := need("package", c.Package); err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("cargo test -p %s -- --nocapture", ShellQuote(c.Package)), false, nil
+	case CmdCargoFilteredTests:
+		if err := errorsJoin(need("package", c.Package), need("filter", c.Filter)); err != nil {
+			return "", false, err
+		}
+		return fmt.Sprintf("cargo test -p %s -- %s --nocapture", ShellQuote(c.Package), ShellQuote(c.Filter)), false, nil
+	case CmdStaged:
+		if err := need("wrapper", c.Wrapper); err != nil {
+			return "", false, err
+		}
+		return c.Wrapper, false, nil
+	}
+	return "", false, fmt.Errorf("command field `kind`: unknown kind %q, expected one of %s", c.Kind, strings.Join(commandKindNames(), ", "))
+}
+
+func commandKindNames() []string {
+	return []string{string(CmdShell), string(CmdShellAsRoot), string(CmdHostShell), string(CmdCargoExactTest),
+		string(CmdCargoPackageUnitTests), string(CmdCargoPackageTests), string(CmdCargoFilteredTests), string(CmdStaged)}
+}
+
+// GuestRequest is the request written to /run/pika-cloud/guest-request.json
+// (schema 2). The guest rejects unknown fields: exactly these four.
+type GuestRequest struct {
+	SchemaVersion int    `json:"schema_version"`
+	Command       string `json:"command"`
+	TimeoutSecs   uint64 `json:"timeout_secs"`
+	RunAsRoot     bool   `json:"run_as_root"`
+}
+
+// NewGuestRequest compiles cmd into a schema-2 guest request.
+func NewGuestRequest(cmd JobCommand, timeoutSecs uint64) (GuestRequest, error) {
+	c, root, err := cmd.Compile()
+	if err != nil {
+		return GuestRequest{}, err
+	}
+	if timeoutSecs == 0 {
+		return GuestRequest{}, fmt.Errorf("guest request field `timeout_secs` must be > 0, got 0")
+	}
+	return GuestRequest{SchemaVersion: 2, Command: c, TimeoutSecs: timeoutSecs, RunAsRoot: root}, nil
+}
+
+// Encode writes the request as pretty JSON, as the original does.
+func (r GuestRequest) Encode() ([]byte, error) {
+	return json.MarshalIndent(r, "", "  ")
+}

@@ -1,0 +1,29 @@
+package model
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// NewRunID returns `<UTC YYYYMMDDTHHMMSSZ>-<first 8 hex of a random UUIDv4>`;
+// lexical order is time order.
+func NewRunID(now time.Time, id uuid.UUID) string {
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(id[:4])
+}
+
+var runIDPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$`)
+
+// ValidRunID reports whether s has the run id shape.
+func ValidRunID(s string) bool { return runIDPattern.MatchString(s) }
+
+// InstanceName is the Incus instance of one job of one run:
+// `pikaci-` + the first 12 hex of sha256("<run_id>:<job_id>").
+func InstanceName(runID, jobID string) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s:%s", runID, jobID)))
+	return "pikaci-" + hex.EncodeToString(sum[:])[:12]
+}

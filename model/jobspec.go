@@ -1,0 +1,236 @@
+package model
+
+import (
+	"errors"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// JobSpecVersion is the only job spec schema version this build reads.
+const JobSpecVersion = 1
+
+// JobSpec is the payload an orchestrator publishes to have one lane or
+// target run. docs/PROTOCOL.md documents it.
+type JobSpec struct {
+	SchemaVersion int            `json:"schema_version"`
+	JobID         uuid.UUID      `json:"job_id"`
+	Lane          string         `json:"lane,omitempty"`   // a lane title, e.g. check-pika-rust
+	Target        string         `json:"target,omitempty"` // or a target id
+	Source        SourceRef      `json:"source"`
+	Runtime       *RuntimeConfig `json:"runtime,omitempty"` // nil: the catalog's runtime
+	GitHead       string         `json:"git_head,omitempty"`
+	ChangedFiles  []string       `json:"changed_files,omitempty"`
+	Requester     string         `json:"requester,omitempty"`
+}
+
+// SourceKind says where a job's source snapshot is.
+type SourceKind string
+
+// Source kinds.
+const (
+	SourceObjectStore SourceKind = "object_store"
+	SourceHostPath    SourceKind = "host_path"
+)
+
+// SourceRef points at the source tree: a tarball in a JetStream object store
+// (content-addressed) or a directory on the worker's host.
+type SourceRef struct {
+	Kind   SourceKind `json:"kind"`
+	Bucket string     `json:"bucket,omitempty"` // object_store
+	Object string     `json:"object,omitempty"` // object_store
+	SHA256 string     `json:"sha256,omitempty"` // object_store: hex digest of the object
+	Path   string     `json:"path,omitempty"`   // host_path: absolute directory
+}
+
+// Name returns the lane title or target id the spec asks for.
+func (s JobSpec) Name() string {
+	if s.Lane != "" {
+		return s.Lane
+	}
+	return s.Target
+}
+
+// ErrInvalidSpec is wrapped by every job spec decoding error: such a message
+// can never succeed, so a queue terminates it.
+var ErrInvalidSpec = errors.New("invalid job spec")
+
+// InvalidSpecError lists every problem found in one job spec.
+type InvalidSpecError struct{ Problems []error }
+
+func (e *InvalidSpecError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Error()
+	}
+	return "invalid job spec: " + strings.Join(parts, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalidSpec) true.
+func (e *InvalidSpecError) Is(target error) bool { return target == ErrInvalidSpec }
+
+var (
+	namePattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	hexPattern    = regexp.MustCompile(`^[0-9a-f]+$`)
+	bucketPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// ParseJobSpec decodes and validates a job spec strictly: unknown fields,
+// wrong types, missing required fields and bad values are each reported with
+// the field, the value and what was expected, all at once.
+func ParseJobSpec(b []byte) (JobSpec, error) {
+	var errs []error
+	o := newObject("", b, "a JSON object (a job spec)", &errs)
+	if o == nil {
+		return JobSpec{}, &InvalidSpecError{Problems: errs}
+	}
+	var s JobSpec
+	if v, ok := o.uint("schema_version", true, "1"); ok {
+		if v != JobSpecVersion {
+			o.fail("schema_version", []byte(strconv.FormatUint(v, 10)), "1")
+		}
+		s.SchemaVersion = int(v)
+	}
+	if id, ok := o.str("job_id", true, "a UUID string such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\""); ok {
+		u, err := uuid.Parse(id)
+		if err != nil || len(id) != 36 || id != strings.ToLower(id) {
+			o.fail("job_id", quoteJSON(id), "a lowercase UUID string of 36 characters")
+		} else {
+			s.JobID = u
+		}
+	}
+	nameExp := "a lane title or target id of letters, digits, '.', '_' or '-'"
+	s.Lane, _ = o.str("lane", false, nameExp)
+	s.Target, _ = o.str("target", false, nameExp)
+	switch {
+	case o.has("lane") && o.has("target"):
+		errs = append(errs, &FieldError{Field: "lane", Value: quoteStr(s.Lane), Expected: "either `lane` or `target`, not both", Problem: "invalid"})
+	case !o.has("lane") && !o.has("target"):
+		errs = append(errs, &FieldError{Field: "lane", Expected: "`lane` (a lane title) or `target` (a target id)", Problem: "missing"})
+	}
+	for _, f := range []struct{ field, v string }{{"lane", s.Lane}, {"target", s.Target}} {
+		if o.has(f.field) && !namePattern.MatchString(f.v) {
+			o.fail(f.field, quoteJSON(f.v), nameExp)
+		}
+	}
+	if src := o.sub("source", true, "an object with `kind` \"object_store\" or \"host_path\""); src != nil {
+		s.Source = parseSource(src)
+	}
+	if rt := o.sub("runtime", false, "an object with `kind` \"incus\" or \"host_process\""); rt != nil {
+		s.Runtime = parseRuntime(rt)
+	}
+	if h, ok := o.str("git_head", false, "a 40- or 64-character lowercase hex commit id"); ok {
+		if (len(h) != 40 && len(h) != 64) || !hexPattern.MatchString(h) {
+			o.fail("git_head", quoteJSON(h), "a 40- or 64-character lowercase hex commit id")
+		}
+		s.GitHead = h
+	}
+	if files, ok := o.strings("changed_files", "an array of relative file paths"); ok {
+		for i, f := range files {
+			if f == "" || path.IsAbs(f) || f != path.Clean(f) || f == ".." || strings.HasPrefix(f, "../") {
+				errs = append(errs, &FieldError{Field: "changed_files[" + strconv.Itoa(i) + "]", Value: quoteStr(f),
+					Expected: "a clean relative path inside the source tree", Problem: "invalid"})
+			}
+		}
+		s.ChangedFiles = files
+	}
+	if r, ok := o.str("requester", false, "a string naming who asked for the run"); ok {
+		if strings.TrimSpace(r) == "" || len(r) > 256 {
+			o.fail("requester", quoteJSON(r), "a non-empty string of at most 256 bytes")
+		}
+		s.Requester = r
+	}
+	o.done()
+	if len(errs) > 0 {
+		return JobSpec{}, &InvalidSpecError{Problems: errs}
+	}
+	return s, nil
+}
+
+func parseSource(o *object) SourceRef {
+	var r SourceRef
+	kind, _ := o.str("kind", true, "\"object_store\" or \"host_path\"")
+	r.Kind = SourceKind(kind)
+	switch r.Kind {
+	case SourceObjectStore:
+		bucketExp := "a JetStream object store bucket name (letters, digits, '_' or '-')"
+		if b, ok := o.str("bucket", true, bucketExp); ok {
+			if !bucketPattern.MatchString(b) {
+				o.fail("bucket", quoteJSON(b), bucketExp)
+			}
+			r.Bucket = b
+		}
+		if n, ok := o.str("object", true, "a non-empty object name"); ok {
+			if strings.TrimSpace(n) == "" {
+				o.fail("object", quoteJSON(n), "a non-empty object name")
+			}
+			r.Object = n
+		}
+		if d, ok := o.str("sha256", true, "the 64-character lowercase hex SHA-256 of the object"); ok {
+			if len(d) != 64 || !hexPattern.MatchString(d) {
+				o.fail("sha256", quoteJSON(d), "the 64-character lowercase hex SHA-256 of the object")
+			}
+			r.SHA256 = d
+		}
+	case SourceHostPath:
+		if p, ok := o.str("path", true, "an absolute directory path on the worker's host"); ok {
+			if !path.IsAbs(p) {
+				o.fail("path", quoteJSON(p), "an absolute directory path on the worker's host")
+			}
+			r.Path = p
+		}
+	default:
+		if o.has("kind") {
+			o.fail("kind", quoteJSON(kind), "\"object_store\" or \"host_path\"")
+		}
+	}
+	o.done()
+	return r
+}
+
+func parseRuntime(o *object) *RuntimeConfig {
+	var r RuntimeConfig
+	kind, _ := o.str("kind", true, "\"incus\" or \"host_process\"")
+	r.Kind = RuntimeKind(kind)
+	switch r.Kind {
+	case RuntimeIncus:
+		if in := o.sub("incus", false, "an object with `guest_role` and `instance_type`"); in != nil {
+			r.Incus = &IncusRuntime{}
+			roleExp := "\"managed-openclaw\" or \"pikaci-runner\" (exact, not trimmed)"
+			if v, ok := in.str("guest_role", false, roleExp); ok {
+				if role := IncusGuestRole(v); role.Valid() {
+					r.Incus.GuestRole = role
+				} else {
+					in.fail("guest_role", quoteJSON(v), roleExp)
+				}
+			}
+			typeExp := "\"auto\", \"virtual-machine\" or \"container\""
+			if v, ok := in.str("instance_type", false, typeExp); ok {
+				if t := InstanceType(v); t.Valid() {
+					r.Incus.InstanceType = t
+				} else {
+					in.fail("instance_type", quoteJSON(v), typeExp)
+				}
+			}
+			in.done()
+		}
+	case RuntimeHostProcess:
+		if o.has("incus") {
+			o.fail("incus", o.fields["incus"], "no `incus` object for kind \"host_process\"")
+			o.used["incus"] = true
+		}
+	default:
+		if o.has("kind") {
+			o.fail("kind", quoteJSON(kind), "\"incus\" or \"host_process\"")
+		}
+	}
+	o.done()
+	return &r
+}
+
+func quoteStr(s string) string { return strconv.Quote(s) }
+
+func quoteJSON(s string) []byte { return []byte(strconv.Quote(s)) }
