@@ -1,0 +1,128 @@
+// Command jerichoci is a CI executor: it runs lanes in throwaway Incus
+// instances, locally or as a daemon fed by NATS JetStream.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Exit codes scripts can rely on.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the run (or lane) ended failed
+	exitUsage  = 2 // bad command line, bad input or infrastructure error
+)
+
+// cli carries what every subcommand needs; tests build one with buffers.
+type cli struct {
+	stdout io.Writer
+	stderr io.Writer
+	env    func(string) (string, bool)
+}
+
+// command is one subcommand. run returns the process exit code.
+type command struct {
+	summary string
+	run     func(ctx context.Context, c *cli, args []string) int
+}
+
+// commands is filled by each command's file in init, so files stay independent.
+var commands = map[string]command{}
+
+func register(name string, cmd command) { commands[name] = cmd }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := (&cli{stdout: os.Stdout, stderr: os.Stderr, env: os.LookupEnv}).main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+func (c *cli) main(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		c.usage(c.stdout)
+		return exitOK
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(c.stderr, "jerichoci: unknown command %q\n\n", name)
+		c.usage(c.stderr)
+		return exitUsage
+	}
+	return cmd.run(ctx, c, args[1:])
+}
+
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: jerichoci COMMAND [ARGS]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "run 'jerichoci COMMAND --help' for a command's flags.")
+}
+
+// flagSet returns a FlagSet that prints its usage to the right stream and
+// never exits the process.
+func (c *cli) flagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: jerichoci %s\n", usage)
+		var hasFlags bool
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintln(fs.Output(), "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parse parses flags; done is true when the caller must return code at once
+// (--help gives 0 on stdout, a bad flag gives 2).
+func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(c.stdout)
+			fs.Usage()
+			return exitOK, true
+		}
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// usageErr prints a usage error for a subcommand and returns exit code 2.
+func (c *cli) usageErr(fs *flag.FlagSet, format string, a ...any) int {
+	fmt.Fprintf(c.stderr, "jerichoci %s: %s\n", fs.Name(), fmt.Sprintf(format, a...))
+	fs.Usage()
+	return exitUsage
+}
+
+// fail prints an error and returns the given code.
+func (c *cli) fail(code int, format string, a ...any) int {
+	msg := fmt.Sprintf(format, a...)
+	fmt.Fprintf(c.stderr, "jerichoci: %s\n", strings.TrimRight(msg, "\n"))
+	return code
+}
