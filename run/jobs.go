@@ -1,0 +1,266 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"jerichoci/executor"
+	"jerichoci/model"
+)
+
+// Exact messages of the original (CONTRACTS.md §3.5).
+const msgSkippedAfterFailure = "not run because an earlier execute node failed"
+
+type jobState struct {
+	plan     PlannedJob
+	dir      string
+	hostLog  *lockedFile
+	image    model.IncusImage
+	prepMS   uint64 // sum of the prepare nodes this job depends on
+	template model.JobRecord
+}
+
+// lockedFile is an append-only log shared by goroutines.
+type lockedFile struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (l *lockedFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+func (l *lockedFile) Close() error { return l.f.Close() }
+
+func (l *lockedFile) line(format string, a ...any) {
+	fmt.Fprintf(l, "[pikaci] "+format+"\n", a...)
+}
+
+func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
+	dir := filepath.Join(st.dir, "jobs", pj.ID)
+	if err := os.MkdirAll(filepath.Join(dir, "artifacts"), 0o755); err != nil {
+		return nil, fmt.Errorf("plan job %s: %w", pj.ID, err)
+	}
+	hostLog := filepath.Join(dir, "host.log")
+	guestLog := filepath.Join(dir, "artifacts", "guest.log")
+	f, err := os.OpenFile(hostLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("plan job %s: %w", pj.ID, err)
+	}
+	if g, err := os.OpenFile(guestLog, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("plan job %s: %w", pj.ID, err)
+	} else {
+		g.Close()
+	}
+	exec := pj.Executor
+	if exec == "" {
+		exec = model.ExecutorHostLocal
+		if pj.Runtime.IsIncus() {
+			exec = model.ExecutorRemoteLinuxVM
+		}
+	}
+	rec := model.JobRecord{
+		ID: pj.ID, Description: pj.Description, Executor: exec, Placement: pj.Placement,
+		PlanNodeID: strPtr("execute-" + pj.ID), TimeoutSecs: pj.TimeoutSecs,
+		HostLogPath: hostLog, GuestLogPath: guestLog,
+	}
+	if pj.Runtime.Kind != "" {
+		k := pj.Runtime.Kind
+		rec.Runtime = &k
+	}
+	return &jobState{plan: pj, dir: dir, hostLog: &lockedFile{f: f}, template: rec}, nil
+}
+
+// prepare runs the prepare nodes in order: one `prepare-<job>-runner` per
+// Incus job, resolving its guest role and image alias. It returns the index
+// of the job whose node failed.
+func (st *runState) prepare(jobs []*jobState) (int, error) {
+	for i, js := range jobs {
+		if !js.plan.Runtime.IsIncus() {
+			continue // host jobs have no prepare node
+		}
+		node := "prepare-" + js.plan.ID + "-runner"
+		start := st.r.now()
+		img, err := model.ResolveIncusImage(st.r.env(), js.plan.ID, js.plan.Runtime)
+		d := st.recordPrepare(node, start)
+		js.prepMS += d
+		if err != nil {
+			return i, err
+		}
+		js.image = img
+	}
+	return -1, nil
+}
+
+func (st *runState) recordPrepare(node string, start time.Time) uint64 {
+	end := st.r.now()
+	d := uint64(end.Sub(start).Milliseconds())
+	st.mu.Lock()
+	st.rec.PrepareTimings = append(st.rec.PrepareTimings, model.PrepareTimingRecord{
+		NodeID: node, StartedAt: model.At(start), FinishedAt: model.At(end), DurationMS: d})
+	st.mu.Unlock()
+	return d
+}
+
+// stopAfterPrepare fails the job whose prepare node failed and skips the rest.
+func (st *runState) stopAfterPrepare(jobs []*jobState, failedAt int, err error) {
+	node := "prepare-" + jobs[failedAt].plan.ID + "-runner"
+	now := model.At(st.r.now())
+	for i, js := range jobs {
+		rec := js.template
+		rec.StartedAt, rec.FinishedAt = now, &now
+		if i == failedAt {
+			rec.Status = model.StatusFailed
+			rec.Message = strPtr(fmt.Sprintf("prepare node `%s` failed before execute: %v", node, err))
+			rec.PreExecutionPrepareDurationMS = nonZero(js.prepMS)
+		} else {
+			rec.Status = model.StatusSkipped
+			rec.Message = strPtr(fmt.Sprintf("not run because prepare phase stopped after `%s` failed: %v", node, err))
+		}
+		js.hostLog.line("%s", *rec.Message)
+		js.hostLog.Close()
+		if werr := st.upsertJob(rec); werr != nil {
+			st.log.Error("write job record", zap.String("job_id", js.plan.ID), zap.Error(werr))
+		}
+	}
+	st.mu.Lock()
+	st.rec.Status = model.StatusFailed
+	st.mu.Unlock()
+}
+
+// schedule runs the jobs in target order with fail-fast: the first failed
+// job stops new scheduling, running jobs are awaited, pending ones skipped.
+func (st *runState) schedule(ctx context.Context, jobs []*jobState, snapshot string) {
+	parallel := 1
+	allStaged := true
+	for _, js := range jobs {
+		allStaged = allStaged && js.plan.Staged
+	}
+	if allStaged {
+		parallel = st.r.MaxConcurrent
+		if parallel <= 0 {
+			parallel = 2
+		}
+	}
+	var (
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, parallel)
+		stopped = make(chan struct{})
+		once    sync.Once
+	)
+	stop := func() {
+		once.Do(func() {
+			close(stopped)
+			st.mu.Lock()
+			st.rec.Status = model.StatusFailed // turns failed at once; finished_at stays null
+			st.mu.Unlock()
+			if err := st.writeRun(); err != nil {
+				st.log.Error("write run record", zap.Error(err))
+			}
+		})
+	}
+	next := 0
+	for ; next < len(jobs); next++ {
+		select {
+		case slots <- struct{}{}:
+		case <-stopped:
+		}
+		if isClosed(stopped) || ctx.Err() != nil {
+			break
+		}
+		js := jobs[next]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if st.runJob(ctx, js, snapshot) == model.StatusFailed {
+				stop()
+			}
+		}()
+	}
+	wg.Wait()
+	now := model.At(st.r.now())
+	for _, js := range jobs[next:] {
+		rec := js.template
+		rec.Status, rec.StartedAt, rec.FinishedAt = model.StatusSkipped, now, &now
+		msg := msgSkippedAfterFailure
+		if ctx.Err() != nil && !isClosed(stopped) {
+			msg = "not run because the run was cancelled"
+		}
+		rec.Message = strPtr(msg)
+		js.hostLog.line("%s", msg)
+		js.hostLog.Close()
+		if err := st.upsertJob(rec); err != nil {
+			st.log.Error("write job record", zap.String("job_id", js.plan.ID), zap.Error(err))
+		}
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// runJob executes one job and records it; it returns the final status.
+func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) model.RunStatus {
+	defer js.hostLog.Close()
+	log := st.log.With(zap.String("job_id", js.plan.ID))
+	rec := js.template
+	rec.Status, rec.StartedAt = model.StatusRunning, model.At(st.r.now())
+	rec.PreExecutionPrepareDurationMS = nonZero(js.prepMS)
+	if err := st.upsertJob(rec); err != nil {
+		log.Error("write job record", zap.Error(err))
+	}
+	st.r.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
+	log.Info("job started")
+
+	res, err := st.r.Exec.Execute(ctx, executor.Job{
+		RunID: st.rec.RunID, ID: js.plan.ID, Description: js.plan.Description, TimeoutSecs: js.plan.TimeoutSecs,
+		Command: js.plan.Command, Runtime: js.plan.Runtime, Writable: js.plan.Writable, Image: js.image,
+		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog,
+	})
+	rec.FinishedAt = model.TimestampPtr(st.r.now())
+	if err != nil {
+		rec.Status = model.StatusFailed
+		rec.Message = strPtr(err.Error())
+		rec.RemoteLinuxVMExecution = executor.ExecutionOf(err)
+		js.hostLog.line("%v", err)
+		log.Warn("job failed on infrastructure", zap.Error(err))
+	} else {
+		rec.Status, rec.ExitCode, rec.Message = res.Status, res.ExitCode, strPtr(res.Message)
+		rec.RemoteLinuxVMExecution = res.Execution
+		log.Info("job finished", zap.String("status", string(res.Status)))
+	}
+	if err := st.upsertJob(rec); err != nil {
+		log.Error("write job record", zap.Error(err))
+	}
+	st.r.emit(ctx, model.JobFinishedEvent(st.rec.RunID, rec))
+	return rec.Status
+}
+
+func (r *Runner) env() model.LookupEnv {
+	if r.Env != nil {
+		return r.Env
+	}
+	return model.OSEnv
+}
+
+func nonZero(ms uint64) *uint64 {
+	if ms == 0 {
+		return nil
+	}
+	return &ms
+}

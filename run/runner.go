@@ -1,0 +1,277 @@
+// Package run is the run lifecycle of the original executor: run ids, the
+// state layout, atomic record writes, lifecycle events, prepare nodes,
+// fail-fast scheduling and gc. It drives an executor through a small
+// interface and never names a concrete backend.
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"jerichoci/executor"
+	"jerichoci/model"
+)
+
+// JobExecutor runs one job. A job that ran and failed is a Result with
+// status failed; an error means the infrastructure failed.
+type JobExecutor interface {
+	Execute(ctx context.Context, job executor.Job) (executor.Result, error)
+}
+
+// EventSink receives lifecycle events as they happen.
+type EventSink interface {
+	Emit(ctx context.Context, ev model.LifecycleEvent)
+}
+
+// PlannedJob is one job of a plan, in target order.
+type PlannedJob struct {
+	ID          string
+	Description string
+	TimeoutSecs uint64
+	Command     model.JobCommand
+	Runtime     model.RuntimeConfig
+	Placement   *model.Placement
+	Executor    string // model.ExecutorRemoteLinuxVM for Incus jobs
+	Staged      bool
+	Writable    bool
+}
+
+// Plan is what one run executes.
+type Plan struct {
+	TargetID          string
+	TargetDescription string
+	RerunOf           *string
+	SourceRoot        string // absolute
+	GitHead           *string
+	GitDirty          bool
+	ChangedFiles      []string
+	Filters           []string
+	// FilterMiss marks a run whose filters matched none of ChangedFiles: it
+	// is recorded as skipped without running anything.
+	FilterMiss bool
+	// Message is recorded on the run, e.g. that change detection was unavailable.
+	Message *string
+	Jobs    []PlannedJob
+}
+
+// Runner executes plans and persists their records under StateRoot.
+type Runner struct {
+	StateRoot string
+	Exec      JobExecutor
+	Events    EventSink // may be nil
+	Env       model.LookupEnv
+	// MaxConcurrent bounds parallel jobs when every job is staged
+	// (PIKACI_MAX_CONCURRENT_EXECUTES); otherwise jobs run one at a time.
+	MaxConcurrent int
+	// Snapshot copies the source tree into dst; nil skips snapshots.
+	Snapshot func(ctx context.Context, src, dst string) error
+	Now      func() time.Time
+	NewUUID  func() uuid.UUID
+	Log      *zap.Logger
+	// RunID, when set, is used instead of a fresh id (the daemon fences runs by id).
+	RunID string
+}
+
+// runState is one run in progress; mu guards rec and the files.
+type runState struct {
+	r   *Runner
+	mu  sync.Mutex
+	rec model.RunRecord
+	dir string
+	log *zap.Logger
+}
+
+// Run executes plan and returns its final record. A failed run is a record
+// with status failed, not an error; the error is for a record that could
+// not be persisted.
+func (r *Runner) Run(ctx context.Context, plan Plan) (model.RunRecord, error) {
+	now := r.now()
+	runID := r.RunID
+	if runID == "" {
+		runID = model.NewRunID(now, r.newUUID())
+	}
+	dir := filepath.Join(r.StateRoot, "runs", runID)
+	st := &runState{r: r, dir: dir, log: r.logger().With(zap.String("run_id", runID))}
+	st.rec = model.RunRecord{
+		RunID: runID, Status: model.StatusRunning, RerunOf: plan.RerunOf,
+		TargetID: strPtr(plan.TargetID), TargetDescription: strPtr(plan.TargetDescription),
+		SourceRoot: plan.SourceRoot, GitHead: plan.GitHead, CreatedAt: model.At(now),
+		ChangedFiles: append([]string{}, plan.ChangedFiles...), Filters: append([]string{}, plan.Filters...),
+		Message: plan.Message, PrepareTimings: []model.PrepareTimingRecord{}, Jobs: []model.JobRecord{},
+	}
+	if plan.GitDirty {
+		st.rec.GitDirty = boolPtr(true) // the original writes null when clean, never false
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
+		return st.rec, fmt.Errorf("create run directory: %w", err)
+	}
+	if plan.FilterMiss {
+		st.rec.Status = model.StatusSkipped
+		st.rec.FinishedAt = &st.rec.CreatedAt
+		st.rec.Message = strPtr(fmt.Sprintf("skipped; no changed files matched %d filter(s)", len(plan.Filters)))
+		err := st.writeRun()
+		return st.rec, err
+	}
+	if err := st.writeRun(); err != nil {
+		return st.rec, err
+	}
+	ev := model.RunStartedEvent(&st.rec)
+	r.emit(ctx, ev)
+	st.log.Info("run started", zap.String("target", plan.TargetID), zap.Int("jobs", len(plan.Jobs)))
+
+	if err := st.execute(ctx, plan); err != nil {
+		// Early failure: persisted as a failed run, returned as a record.
+		st.mu.Lock()
+		st.rec.Status = model.StatusFailed
+		st.rec.Message = strPtr(err.Error())
+		st.mu.Unlock()
+		st.log.Warn("run failed before any job started", zap.Error(err))
+	}
+	return st.finish(ctx)
+}
+
+func (st *runState) execute(ctx context.Context, plan Plan) error {
+	if plan.SourceRoot == "" || !filepath.IsAbs(plan.SourceRoot) {
+		return fmt.Errorf("source root %q must be an absolute path", plan.SourceRoot)
+	}
+	if fi, err := os.Stat(plan.SourceRoot); err != nil {
+		return fmt.Errorf("source root: %w", err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("source root %s is not a directory", plan.SourceRoot)
+	}
+	if len(plan.Jobs) == 0 {
+		return fmt.Errorf("target `%s` has no jobs", plan.TargetID)
+	}
+	snap := filepath.Join(st.dir, "snapshot")
+	if st.r.Snapshot != nil {
+		if err := st.r.Snapshot(ctx, plan.SourceRoot, snap); err != nil {
+			return fmt.Errorf("snapshot source %s: %w", plan.SourceRoot, err)
+		}
+		st.mu.Lock()
+		st.rec.SnapshotDir = snap
+		st.mu.Unlock()
+	}
+	// Plan the job directories: both log files exist from the start.
+	jobs := make([]*jobState, len(plan.Jobs))
+	for i, pj := range plan.Jobs {
+		js, err := st.planJob(pj)
+		if err != nil {
+			return err
+		}
+		jobs[i] = js
+	}
+	if failedAt, err := st.prepare(jobs); err != nil {
+		st.stopAfterPrepare(jobs, failedAt, err)
+		return nil
+	}
+	st.schedule(ctx, jobs, st.snapshotDir())
+	return nil
+}
+
+func (st *runState) snapshotDir() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.rec.SnapshotDir
+}
+
+// finish sets the final status and writes the terminal record.
+func (st *runState) finish(ctx context.Context) (model.RunRecord, error) {
+	st.mu.Lock()
+	if st.rec.Status == model.StatusRunning {
+		st.rec.Status = model.StatusPassed
+		for _, j := range st.rec.Jobs {
+			if j.Status == model.StatusFailed {
+				st.rec.Status = model.StatusFailed
+			}
+		}
+	}
+	st.rec.FinishedAt = model.TimestampPtr(st.r.now())
+	err := st.writeRunLocked()
+	final := st.rec
+	st.mu.Unlock()
+	st.r.emit(ctx, model.RunFinishedEvent(final))
+	st.log.Info("run finished", zap.String("status", string(final.Status)))
+	return final, err
+}
+
+func (st *runState) writeRun() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.writeRunLocked()
+}
+
+func (st *runState) writeRunLocked() error {
+	b, err := model.EncodeFile(st.rec)
+	if err != nil {
+		return fmt.Errorf("encode run record: %w", err)
+	}
+	return WriteFileAtomic(filepath.Join(st.dir, "run.json"), b, 0o644)
+}
+
+// upsertJob replaces the job by id in jobs[], else appends it, then writes
+// its status.json and run.json.
+func (st *runState) upsertJob(j model.JobRecord) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	replaced := false
+	for i := range st.rec.Jobs {
+		if st.rec.Jobs[i].ID == j.ID {
+			st.rec.Jobs[i], replaced = j, true
+		}
+	}
+	if !replaced {
+		st.rec.Jobs = append(st.rec.Jobs, j)
+	}
+	b, err := model.EncodeFile(j)
+	if err != nil {
+		return fmt.Errorf("encode job record %s: %w", j.ID, err)
+	}
+	return errors.Join(
+		WriteFileAtomic(filepath.Join(st.dir, "jobs", j.ID, "status.json"), b, 0o644),
+		st.writeRunLocked(),
+	)
+}
+
+func (r *Runner) emit(ctx context.Context, ev model.LifecycleEvent) {
+	if r.Events != nil {
+		r.Events.Emit(ctx, ev)
+	}
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) newUUID() uuid.UUID {
+	if r.NewUUID != nil {
+		return r.NewUUID()
+	}
+	return uuid.New()
+}
+
+func (r *Runner) logger() *zap.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return zap.NewNop()
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func boolPtr(b bool) *bool { return &b }
