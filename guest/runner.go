@@ -1,0 +1,280 @@
+// Package guest is the runner that executes a job inside the guest, as the
+// original's NixOS runner does (CONTRACTS.md §3.7): it reads the schema-2
+// request, runs the command under a timeout as uid 1000 (or root), tees the
+// output to logs/guest.log, and writes status.json, events.jsonl and the
+// authoritative result.json atomically.
+package guest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"jerichoci/model"
+)
+
+// Runner runs one guest request. Zero values are the real guest's settings.
+type Runner struct {
+	Dir      string // /run/pika-cloud
+	Workdir  string // /workspace/snapshot
+	UID, GID uint32 // the unprivileged user, 1000
+	UserHome string // /home/pikaci
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Now      func() time.Time
+
+	seq uint64
+	mu  sync.Mutex
+}
+
+// Main runs the request at path and returns the process exit code: the
+// command's, 124 on timeout, 2 when the bootstrap failed.
+func (r *Runner) Main(ctx context.Context, requestPath string) int {
+	r.defaults()
+	if err := os.MkdirAll(filepath.Join(r.Dir, "logs"), 0o755); err != nil {
+		fmt.Fprintf(r.Stderr, "Incus guest bootstrap failed: %v\n", err)
+		return 2
+	}
+	_ = os.MkdirAll(filepath.Join(r.Dir, "artifacts"), 0o755)
+	logf, err := os.OpenFile(filepath.Join(r.Dir, "logs", "guest.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return r.bootstrapFailed(fmt.Errorf("open guest log: %w", err))
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "[pikaci] incus guest booted at %s\n", r.stamp())
+	r.state(model.GuestBooted, "incus guest booted")
+
+	req, err := ReadRequest(requestPath)
+	if err != nil {
+		return r.bootstrapFailed(err)
+	}
+	home := r.UserHome
+	if req.RunAsRoot {
+		home = "/root"
+	}
+	r.state(model.GuestStarting, "starting test command")
+	code, timedOut, err := r.run(ctx, req, home, logf)
+	if err != nil {
+		return r.bootstrapFailed(err)
+	}
+	res := model.TerminalResult{SchemaVersion: 1, ExitCode: ptr(int32(code)), FinishedAt: model.At(r.Now())}
+	switch {
+	case code == 0:
+		res.Status, res.Message = model.TerminalCompleted, "test passed"
+	default:
+		res.Status, res.Message = model.TerminalFailed, fmt.Sprintf("test command exited with %d", code)
+	}
+	if timedOut {
+		fmt.Fprintf(logf, "[pikaci] test command timed out after %ds\n", req.TimeoutSecs)
+	}
+	if err := r.writeJSON("result.json", res); err != nil {
+		fmt.Fprintf(r.Stderr, "write result: %v\n", err)
+		return 2
+	}
+	st := model.GuestCompleted
+	if code != 0 {
+		st = model.GuestFailed
+	}
+	r.state(st, res.Message)
+	return code
+}
+
+func (r *Runner) defaults() {
+	if r.Dir == "" {
+		r.Dir = "/run/pika-cloud"
+	}
+	if r.Workdir == "" {
+		r.Workdir = "/workspace/snapshot"
+	}
+	if r.UID == 0 && r.GID == 0 {
+		r.UID, r.GID = 1000, 1000
+	}
+	if r.UserHome == "" {
+		r.UserHome = "/home/pikaci"
+	}
+	if r.Stdout == nil {
+		r.Stdout = os.Stdout
+	}
+	if r.Stderr == nil {
+		r.Stderr = os.Stderr
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+}
+
+// ReadRequest reads a schema-2 request strictly: exactly the four fields.
+func ReadRequest(path string) (model.GuestRequest, error) {
+	var req model.GuestRequest
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return req, fmt.Errorf("read guest request: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var raw struct {
+		SchemaVersion *int             `json:"schema_version"`
+		Command       *string          `json:"command"`
+		TimeoutSecs   *json.RawMessage `json:"timeout_secs"`
+		RunAsRoot     *bool            `json:"run_as_root"`
+	}
+	if err := dec.Decode(&raw); err != nil {
+		return req, fmt.Errorf("parse guest request %s: %w", path, err)
+	}
+	var errs []error
+	if raw.SchemaVersion == nil || *raw.SchemaVersion != 2 {
+		errs = append(errs, errors.New("guest request field `schema_version` must be 2"))
+	}
+	if raw.Command == nil || *raw.Command == "" {
+		errs = append(errs, errors.New("guest request field `command` must be a non-empty string"))
+	}
+	var secs uint64
+	if raw.TimeoutSecs != nil {
+		secs, err = strconv.ParseUint(string(*raw.TimeoutSecs), 10, 64)
+	}
+	if raw.TimeoutSecs == nil || err != nil || secs == 0 {
+		errs = append(errs, errors.New("guest request field `timeout_secs` must be an integer > 0"))
+	}
+	if raw.RunAsRoot == nil {
+		errs = append(errs, errors.New("guest request field `run_as_root` must be a boolean"))
+	}
+	if len(errs) > 0 {
+		return req, errors.Join(errs...)
+	}
+	return model.GuestRequest{SchemaVersion: 2, Command: *raw.Command, TimeoutSecs: secs, RunAsRoot: *raw.RunAsRoot}, nil
+}
+
+// run executes `bash --noprofile --norc -lc <command>` with the timeout,
+// merging stdout and stderr into the guest log while passing each to the
+// runner's own stream.
+func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, logf io.Writer) (code int, timedOut bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutSecs)*time.Second)
+	defer cancel()
+	cmd := exec.Command("bash", "--noprofile", "--norc", "-lc", req.Command)
+	cmd.Dir = r.Workdir
+	if _, err := os.Stat(r.Workdir); err != nil {
+		cmd.Dir = "/"
+	}
+	cmd.Env = []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"HOME=" + home,
+		"CARGO_HOME=/cargo-home",
+		"CARGO_TARGET_DIR=/cargo-target",
+		"CARGO_TERM_COLOR=never",
+		"CARGO_INCREMENTAL=0",
+		"LANG=C.UTF-8",
+	}
+	var logMu sync.Mutex
+	cmd.Stdout = io.MultiWriter(r.Stdout, &syncWriter{mu: &logMu, w: logf})
+	cmd.Stderr = io.MultiWriter(r.Stderr, &syncWriter{mu: &logMu, w: logf})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if !req.RunAsRoot {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID}
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, false, fmt.Errorf("start test command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// Like coreutils timeout: TERM the process group, then KILL, exit 124.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		return 124, true, nil
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, false, nil
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), false, nil
+		}
+		return ee.ExitCode(), false, nil
+	}
+	return 0, false, fmt.Errorf("wait for test command: %w", err)
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (r *Runner) bootstrapFailed(err error) int {
+	msg := "Incus guest bootstrap failed: " + err.Error()
+	fmt.Fprintln(r.Stderr, msg)
+	res := model.TerminalResult{SchemaVersion: 1, Status: model.TerminalFailed, FinishedAt: model.At(r.Now()), Message: msg}
+	if werr := r.writeJSON("result.json", res); werr != nil {
+		fmt.Fprintf(r.Stderr, "write result: %v\n", werr)
+	}
+	r.state(model.GuestFailed, msg)
+	return 2
+}
+
+// state writes status.json and appends the same change to events.jsonl.
+func (r *Runner) state(s model.GuestState, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := model.At(r.Now().Truncate(time.Second))
+	if err := r.writeJSON("status.json", model.GuestStatus{SchemaVersion: 1, State: s, UpdatedAt: now, Message: msg}); err != nil {
+		fmt.Fprintf(r.Stderr, "write status: %v\n", err)
+	}
+	r.seq++
+	line, _ := model.EncodeCompact(model.GuestEvent{SchemaVersion: 1, Seq: r.seq, Timestamp: now, Kind: s, Message: msg})
+	f, err := os.OpenFile(filepath.Join(r.Dir, "events.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err == nil {
+		_, err = f.Write(line)
+		err = errors.Join(err, f.Sync(), f.Close())
+	}
+	if err != nil {
+		fmt.Fprintf(r.Stderr, "write event: %v\n", err)
+	}
+}
+
+func (r *Runner) writeJSON(name string, v any) error {
+	b, err := model.EncodeFile(v)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(r.Dir, name)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (r *Runner) stamp() string { return r.Now().Format(time.RFC3339) }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,153 @@
+package guest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"jerichoci/model"
+)
+
+type buf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *buf) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.b.Write(p) }
+func (b *buf) String() string              { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+func runRequest(t *testing.T, req string) (code int, dir string, stdout, stderr string) {
+	t.Helper()
+	dir = t.TempDir()
+	reqPath := filepath.Join(dir, "guest-request.json")
+	if err := os.WriteFile(reqPath, []byte(req), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var o, e buf
+	r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e}
+	code = r.Main(t.Context(), reqPath)
+	return code, dir, o.String(), e.String()
+}
+
+func result(t *testing.T, dir string) model.TerminalResult {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "result.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r model.TerminalResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("result.json %s: %v", b, err)
+	}
+	return r
+}
+
+func TestRunnerOutcomes(t *testing.T) {
+	tests := []struct {
+		name       string
+		command    string
+		root       bool
+		timeout    int
+		wantCode   int
+		wantStatus model.TerminalStatus
+		wantMsg    string
+	}{
+		{"pass", "true", true, 30, 0, model.TerminalCompleted, "test passed"},
+		{"exit 3", "exit 3", true, 30, 3, model.TerminalFailed, "test command exited with 3"},
+		{"not found", "no-such-command-xyz", true, 30, 127, model.TerminalFailed, "test command exited with 127"},
+		{"timeout", "sleep 30", true, 1, 124, model.TerminalFailed, "test command exited with 124"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, Command: tc.command, TimeoutSecs: uint64(tc.timeout), RunAsRoot: tc.root})
+			code, dir, _, _ := runRequest(t, string(req))
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d", code, tc.wantCode)
+			}
+			res := result(t, dir)
+			if res.Status != tc.wantStatus || res.Message != tc.wantMsg || res.ExitCode == nil || int(*res.ExitCode) != tc.wantCode {
+				t.Errorf("result = %+v", res)
+			}
+			events, _ := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+			kinds := []string{}
+			for _, line := range strings.Split(strings.TrimSpace(string(events)), "\n") {
+				var ev model.GuestEvent
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("event %q: %v", line, err)
+				}
+				kinds = append(kinds, string(ev.Kind))
+			}
+			wantLast := "completed"
+			if tc.wantCode != 0 {
+				wantLast = "failed"
+			}
+			if got := strings.Join(kinds, ","); got != "booted,starting,"+wantLast {
+				t.Errorf("events = %s", got)
+			}
+		})
+	}
+}
+
+func TestRunnerStreamsAndLog(t *testing.T) {
+	req := `{"schema_version":2,"command":"echo to-out; echo to-err >&2; pwd","timeout_secs":30,"run_as_root":true}`
+	code, dir, stdout, stderr := runRequest(t, req)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "to-out") || strings.Contains(stdout, "to-err") || !strings.Contains(stderr, "to-err") {
+		t.Errorf("streams not kept apart: stdout %q stderr %q", stdout, stderr)
+	}
+	if !strings.Contains(stdout, dir) {
+		t.Errorf("working directory not the workspace: %q", stdout)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "logs", "guest.log"))
+	for _, want := range []string{"[pikaci] incus guest booted at ", "to-out", "to-err"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("guest.log lacks %q: %s", want, log)
+		}
+	}
+}
+
+func TestRunnerRunsAsUID1000(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching to uid 1000 needs root; CI runs as root")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	req := `{"schema_version":2,"command":"id -u; echo $HOME","timeout_secs":30,"run_as_root":false}`
+	reqPath := filepath.Join(dir, "req.json")
+	os.WriteFile(reqPath, []byte(req), 0o644)
+	var o, e buf
+	code := (&Runner{Dir: dir, Workdir: "/", Stdout: &o, Stderr: &e}).Main(t.Context(), reqPath)
+	if code != 0 || !strings.Contains(o.String(), "1000\n/home/pikaci") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, o.String(), e.String())
+	}
+}
+
+func TestRunnerRejectsBadRequests(t *testing.T) {
+	tests := []struct{ req, want string }{
+		{`{"schema_version":1,"command":"true","timeout_secs":5,"run_as_root":false}`, "`schema_version` must be 2"},
+		{`{"schema_version":2,"command":"","timeout_secs":5,"run_as_root":false}`, "`command` must be a non-empty string"},
+		{`{"schema_version":2,"command":"true","timeout_secs":true,"run_as_root":false}`, "`timeout_secs` must be an integer > 0"},
+		{`{"schema_version":2,"command":"true","timeout_secs":0,"run_as_root":false}`, "`timeout_secs` must be an integer > 0"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5}`, "`run_as_root` must be a boolean"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"env":{}}`, `unknown field "env"`},
+	}
+	for _, tc := range tests {
+		code, dir, _, stderr := runRequest(t, tc.req)
+		if code != 2 || !strings.Contains(stderr, "Incus guest bootstrap failed: ") || !strings.Contains(stderr, tc.want) {
+			t.Errorf("request %s: exit %d, stderr %q; want 2 and %q", tc.req, code, stderr, tc.want)
+			continue
+		}
+		res := result(t, dir)
+		if res.Status != model.TerminalFailed || !strings.HasPrefix(res.Message, "Incus guest bootstrap failed: ") || res.ExitCode != nil {
+			t.Errorf("result = %+v", res)
+		}
+	}
+}
