@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash/fnv"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,4 +28,29 @@ func ValidRunID(s string) bool { return runIDPattern.MatchString(s) }
 func InstanceName(runID, jobID string) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%s:%s", runID, jobID)))
 	return "pikaci-" + hex.EncodeToString(sum[:])[:12]
+}
+
+// sanitize lowercases ASCII letters and digits, maps everything else to '-'
+// and trims '-' at both ends, as the original's device names do.
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			b[i] = c + ('a' - 'A')
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		default:
+			b[i] = '-'
+		}
+	}
+	return strings.Trim(string(b), "-")
+}
+
+// SnapshotDeviceName is the Incus disk device of the read-only snapshot:
+// `pk-snapsh-` + the low 32 bits of FNV-1a-64 over
+// `snapshot-<sanitize(source)>-<sanitize(guest path)>`, in hex.
+func SnapshotDeviceName(source, guestPath string) string {
+	h := fnv.New64a()
+	h.Write([]byte("snapshot-" + sanitize(source) + "-" + sanitize(guestPath)))
+	return fmt.Sprintf("pk-snapsh-%08x", uint32(h.Sum64()))
 }

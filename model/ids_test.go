@@ -118,3 +118,13 @@ func TestGuestRequestEncoding(t *testing.T) {
 		t.Error("NewGuestRequest with timeout 0 succeeded")
 	}
 }
+
+func TestSnapshotDeviceName(t *testing.T) {
+	// Verified against the original (CONTRACTS.md §3.2 step 5).
+	if got := SnapshotDeviceName("/var/tmp/pikaci/runs/run/snapshot", "/workspace/snapshot"); got != "pk-snapsh-b34434da" {
+		t.Errorf("SnapshotDeviceName = %q, want pk-snapsh-b34434da", got)
+	}
+	if got := sanitize("--Ab_C/9--"); got != "ab-c-9" {
+		t.Errorf("sanitize = %q", got)
+	}
+}

@@ -1,0 +1,436 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"jerichoci/model"
+)
+
+// Guest paths (CONTRACTS.md §3.7).
+const (
+	GuestDir          = "/run/pika-cloud"
+	GuestRequestPath  = GuestDir + "/guest-request.json"
+	GuestSnapshotPath = "/workspace/snapshot"
+	// DefaultRunnerPath is where the original's image has its runner.
+	DefaultRunnerPath = "/run/current-system/sw/bin/pikaci-incus-run"
+)
+
+// Instance config keys jerichoci sets, so its instances can be found.
+const (
+	ConfigRunID     = "user.jerichoci.run_id"
+	ConfigJobID     = "user.jerichoci.job_id"
+	ConfigOwner     = "user.jerichoci.owner"
+	ConfigGuestRole = "user.pika.guest_role"
+)
+
+// Config configures the remote Linux VM executor.
+type Config struct {
+	Project      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT
+	Profile      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE
+	Host         string // the Incus host named in messages ("localhost")
+	RunnerPath   string // the guest runner
+	Owner        string // the worker that owns the instances
+	InstanceType model.InstanceType
+	// ReadyTimeout bounds the wait for the guest to accept exec.
+	ReadyTimeout time.Duration
+	// CleanupTimeout bounds teardown, which runs on a detached context.
+	CleanupTimeout time.Duration
+}
+
+// DefaultConfig returns the original's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Project: "pika-managed-agents", Profile: "pika-agent-dev", Host: "localhost",
+		RunnerPath: DefaultRunnerPath, InstanceType: model.InstanceAuto,
+		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Project == "" {
+		errs = append(errs, errors.New("runtime spec field `project` must be non-empty"))
+	}
+	if c.Profile == "" {
+		errs = append(errs, errors.New("runtime spec field `profile` must be non-empty"))
+	}
+	if c.RunnerPath == "" || c.RunnerPath[0] != '/' {
+		errs = append(errs, fmt.Errorf("guest runner path %q must be absolute", c.RunnerPath))
+	}
+	if c.InstanceType != "" && !c.InstanceType.Valid() {
+		errs = append(errs, fmt.Errorf("instance type %q: expected auto, virtual-machine or container", c.InstanceType))
+	}
+	return errors.Join(errs...)
+}
+
+// RemoteLinuxVM runs Incus jobs: one throwaway instance per job.
+type RemoteLinuxVM struct {
+	Backend Backend
+	Config  Config
+	Log     *zap.Logger
+	Now     func() time.Time
+}
+
+// Execute runs one job through the six phases and always cleans up.
+func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
+	if !job.Runtime.IsIncus() {
+		return Result{}, fmt.Errorf("job `%s`: the remote Linux VM executor runs only Incus jobs, got runtime %q", job.ID, job.Runtime.Kind)
+	}
+	j := &jobRun{x: x, job: job, name: model.InstanceName(job.RunID, job.ID),
+		exe: &model.RemoteLinuxVMExecutionRecord{Backend: model.BackendIncus, Phases: []model.PhaseRecord{}}}
+	j.log = x.logger().With(zap.String("run_id", job.RunID), zap.String("job_id", job.ID), zap.String("instance", j.name))
+	res, err := j.execute(ctx)
+	if j.created {
+		cerr := j.cleanup(ctx)
+		switch {
+		case err == nil && cerr != nil:
+			return Result{}, &Error{Err: cerr, Execution: j.exe}
+		case err != nil && cerr != nil:
+			err = fmt.Errorf("also failed to clean up remote Linux VM backend `incus`: %v: %w", cerr, err)
+		}
+	}
+	if err != nil {
+		return Result{}, &Error{Err: err, Execution: j.exe}
+	}
+	res.Execution = j.exe
+	return res, nil
+}
+
+type jobRun struct {
+	x       *RemoteLinuxVM
+	job     Job
+	name    string
+	exe     *model.RemoteLinuxVMExecutionRecord
+	log     *zap.Logger
+	created bool
+}
+
+func (j *jobRun) hostf(format string, a ...any) {
+	if j.job.HostLog != nil {
+		fmt.Fprintf(j.job.HostLog, "[pikaci] "+format+"\n", a...)
+	}
+}
+
+// phase times fn as one phase record; a failing phase is recorded too.
+func (j *jobRun) phase(p model.Phase, fn func() error) error {
+	start := j.x.now()
+	err := fn()
+	end := j.x.now()
+	j.exe.Phases = append(j.exe.Phases, model.PhaseRecord{Phase: p, StartedAt: model.At(start), FinishedAt: model.At(end),
+		DurationMS: uint64(end.Sub(start).Milliseconds())})
+	return err
+}
+
+func (j *jobRun) execute(ctx context.Context) (Result, error) {
+	cfg, job := j.x.Config, j.job
+	artifacts := filepath.Join(job.JobDir, "artifacts")
+	if err := j.phase(model.PhasePrepareDirectories, func() error {
+		return os.MkdirAll(artifacts, 0o755)
+	}); err != nil {
+		return Result{}, fmt.Errorf("prepare job directories: %w", err)
+	}
+	if err := j.phase(model.PhaseStageWorkspaceSnapshot, func() error {
+		if job.SnapshotDir == "" {
+			return nil
+		}
+		fi, err := os.Stat(job.SnapshotDir)
+		if err == nil && !fi.IsDir() {
+			err = fmt.Errorf("%s is not a directory", job.SnapshotDir)
+		}
+		return err
+	}); err != nil {
+		return Result{}, fmt.Errorf("stage workspace snapshot: %w", err)
+	}
+	if err := j.phase(model.PhasePrepareRuntime, func() error { return j.prepareRuntime(ctx, artifacts) }); err != nil {
+		return Result{}, err
+	}
+	var reqJSON []byte
+	if err := j.phase(model.PhaseLaunchGuest, func() error {
+		req, err := model.NewGuestRequest(job.Command, job.TimeoutSecs)
+		if err != nil {
+			return fmt.Errorf("compile job command: %w", err)
+		}
+		if reqJSON, err = req.Encode(); err != nil {
+			return err
+		}
+		j.hostf("launching guest runner: %s", req.Command)
+		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
+			return fmt.Errorf("write guest request to %s: %w", j.name, err)
+		}
+		return nil
+	}); err != nil {
+		return Result{}, err
+	}
+	var (
+		exitCode int
+		timedOut bool
+	)
+	if err := j.phase(model.PhaseWaitForCompletion, func() error {
+		var err error
+		exitCode, timedOut, err = j.waitForRunner(ctx, artifacts)
+		return err
+	}); err != nil {
+		return Result{}, err
+	}
+	if timedOut {
+		j.hostf("timeout after %ds, killing remote Linux VM backend process", job.TimeoutSecs)
+		return Result{Status: model.StatusFailed, Message: fmt.Sprintf("timed out after %ds", job.TimeoutSecs)}, nil
+	}
+	j.hostf("guest runner exited with %d", exitCode)
+	var res Result
+	if err := j.phase(model.PhaseCollectArtifacts, func() error {
+		var err error
+		res, err = j.collect(ctx, artifacts)
+		return err
+	}); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
+	cfg, job := j.x.Config, j.job
+	if job.Writable {
+		return errors.New("remote Linux VM backend `incus` does not support writable workspace jobs")
+	}
+	alias := job.Image.Alias
+	fp, err := j.x.Backend.ImageFingerprint(ctx, cfg.Project, alias)
+	if errors.Is(err, ErrNotFound) {
+		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
+		return fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
+			alias, cfg.Project, cfg.Host, job.Image.Role, cfg.Project)
+	}
+	if err != nil {
+		return fmt.Errorf("look up Incus image `%s` in project `%s`: %w", alias, cfg.Project, err)
+	}
+	j.exe.IncusImage = &model.RemoteLinuxVMImageRecord{GuestRole: job.Image.Recorded, Project: cfg.Project, Alias: alias, Fingerprint: &fp}
+
+	itype, err := j.instanceType(ctx)
+	if err != nil {
+		return err
+	}
+	// Stale instance of the same name: delete first, ignoring errors.
+	if err := j.x.Backend.DeleteInstance(ctx, cfg.Project, j.name); err != nil {
+		j.log.Warn("delete stale instance", zap.Error(err))
+	}
+	if err := resetDir(artifacts); err != nil {
+		return fmt.Errorf("reset artifacts: %w", err)
+	}
+	spec := InstanceSpec{
+		Project: cfg.Project, Name: j.name, Type: itype, Alias: alias,
+		Profiles: []string{"default", cfg.Profile},
+		Config: map[string]string{
+			"limits.cpu": "2", "limits.memory": "4096MiB",
+			ConfigRunID: job.RunID, ConfigJobID: job.ID, ConfigOwner: cfg.Owner,
+		},
+	}
+	if job.Image.Recorded != nil {
+		spec.Config[ConfigGuestRole] = string(*job.Image.Recorded)
+	}
+	if job.SnapshotDir != "" {
+		spec.Disks = []Disk{{Name: model.SnapshotDeviceName(job.SnapshotDir, GuestSnapshotPath),
+			Source: job.SnapshotDir, Path: GuestSnapshotPath, ReadOnly: true}}
+	}
+	j.created = true // from here on, cleanup runs whatever happens
+	if err := j.x.Backend.CreateInstance(ctx, spec); err != nil {
+		return fmt.Errorf("create %s instance %q from image `%s`: %w", itype, j.name, alias, err)
+	}
+	j.hostf("instance %s (%s) started from %s@%s", j.name, itype, alias, fp)
+	return j.waitReady(ctx)
+}
+
+// instanceType resolves auto: a VM where the server runs VMs, else a container.
+func (j *jobRun) instanceType(ctx context.Context) (model.InstanceType, error) {
+	t := j.x.Config.InstanceType
+	if j.job.Runtime.Incus != nil && j.job.Runtime.Incus.InstanceType != "" && j.job.Runtime.Incus.InstanceType != model.InstanceAuto {
+		t = j.job.Runtime.Incus.InstanceType
+	}
+	if t != "" && t != model.InstanceAuto {
+		return t, nil
+	}
+	ok, reason, err := j.x.Backend.VirtualMachines(ctx)
+	if err != nil {
+		return "", fmt.Errorf("ask the Incus server which instance types it runs: %w", err)
+	}
+	if ok {
+		return model.InstanceVirtualMachine, nil
+	}
+	j.hostf("instance type auto: this Incus server cannot run virtual machines (%s); using a container", reason)
+	return model.InstanceContainer, nil
+}
+
+// waitReady polls `true` in the guest with a growing interval (no fixed
+// sleep): containers answer at once, VMs when their agent is up.
+func (j *jobRun) waitReady(ctx context.Context) error {
+	timeout := j.x.Config.ReadyTimeout
+	if timeout <= 0 {
+		timeout = 120 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	delay := 20 * time.Millisecond
+	for {
+		code, err := j.x.Backend.Exec(ctx, j.x.Config.Project, j.name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
+		if err == nil && code == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
+			return errors.New("Incus instance did not become ready in time")
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// waitForRunner runs the guest runner with the job's timeout, following its
+// output live into host.log and artifacts/guest.log.
+func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int, timedOut bool, err error) {
+	guestLog, err := os.OpenFile(filepath.Join(artifacts, "guest.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return 0, false, err
+	}
+	defer guestLog.Close()
+	var mu sync.Mutex
+	host := j.job.HostLog
+	if host == nil {
+		host = io.Discard
+	}
+	stdout := &prefixWriter{mu: &mu, prefix: "[runner:stdout] ", dst: host, raw: guestLog}
+	stderr := &prefixWriter{mu: &mu, prefix: "[runner:stderr] ", dst: host, raw: guestLog}
+	tctx, cancel := context.WithTimeout(ctx, time.Duration(j.job.TimeoutSecs)*time.Second)
+	defer cancel()
+	code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
+		ExecRequest{Command: []string{j.x.Config.RunnerPath, GuestRequestPath}, Cwd: "/"}, stdout, stderr)
+	stdout.flush()
+	stderr.flush()
+	if err != nil && tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		return 0, true, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("run guest runner in %q: %w", j.name, err)
+	}
+	return code, false, nil
+}
+
+// collect copies the guest's artifacts out; result.json is authoritative.
+func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) {
+	var result []byte
+	for _, name := range []string{"logs/guest.log", "events.jsonl", "status.json", "result.json"} {
+		guestPath := GuestDir + "/" + name
+		b, err := j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath)
+		if err != nil {
+			if name == "result.json" {
+				return Result{}, fmt.Errorf("read Incus guest path `%s` from %s failed with %v", guestPath, j.x.Config.Host, err)
+			}
+			j.hostf("could not collect %s: %v", guestPath, err)
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(artifacts, filepath.Base(name)), b, 0o644); err != nil {
+			return Result{}, fmt.Errorf("save artifact %s: %w", name, err)
+		}
+		if name == "result.json" {
+			result = b
+		}
+	}
+	var tr model.TerminalResult
+	if err := json.Unmarshal(result, &tr); err != nil {
+		return Result{}, fmt.Errorf("load guest terminal result: %w", err)
+	}
+	return Result{Status: tr.Status.RunStatus(), ExitCode: tr.ExitCode, Message: tr.Message}, nil
+}
+
+// cleanup deletes the instance on a detached context with its own timeout.
+func (j *jobRun) cleanup(ctx context.Context) error {
+	timeout := j.x.Config.CleanupTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := j.x.Backend.DeleteInstance(dctx, j.x.Config.Project, j.name); err != nil {
+		j.log.Error("delete instance", zap.Error(err))
+		return fmt.Errorf("delete instance %q: %w", j.name, err)
+	}
+	return nil
+}
+
+func resetDir(dir string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	return os.MkdirAll(dir, 0o755)
+}
+
+// prefixWriter writes complete lines to dst with a prefix, and everything
+// unchanged to raw.
+type prefixWriter struct {
+	mu     *sync.Mutex
+	prefix string
+	dst    io.Writer
+	raw    io.Writer
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.raw.Write(b); err != nil {
+		return 0, err
+	}
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		if _, err := io.WriteString(p.dst, p.prefix+string(p.buf[:i+1])); err != nil {
+			return 0, err
+		}
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+func (p *prefixWriter) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		io.WriteString(p.dst, p.prefix+string(p.buf)+"\n")
+		p.buf = nil
+	}
+}
+
+func (x *RemoteLinuxVM) now() time.Time {
+	if x.Now != nil {
+		return x.Now()
+	}
+	return time.Now()
+}
+
+func (x *RemoteLinuxVM) logger() *zap.Logger {
+	if x.Log != nil {
+		return x.Log
+	}
+	return zap.NewNop()
+}

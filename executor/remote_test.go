@@ -1,0 +1,257 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"jerichoci/model"
+)
+
+// fakeBackend is a scriptable Backend: the unit tests of the phase logic
+// use it; the same paths run against the real incusd in executor/incus.
+type fakeBackend struct {
+	mu          sync.Mutex
+	images      map[string]string // alias -> fingerprint
+	vms         bool
+	createErr   error
+	deleteErr   error
+	runnerCode  int
+	runnerBlock bool // the runner never exits until ctx is done
+	result      string
+	created     []InstanceSpec
+	deleted     []string
+	files       map[string][]byte
+}
+
+func (f *fakeBackend) ImageFingerprint(_ context.Context, project, alias string) (string, error) {
+	if fp, ok := f.images[alias]; ok {
+		return fp, nil
+	}
+	return "", fmt.Errorf("image alias %q in project %q: %w", alias, project, ErrNotFound)
+}
+
+func (f *fakeBackend) VirtualMachines(context.Context) (bool, string, error) {
+	return f.vms, "vhost_vsock kernel module not loaded", nil
+}
+
+func (f *fakeBackend) CreateInstance(_ context.Context, spec InstanceSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.created = append(f.created, spec)
+	return f.createErr
+}
+
+func (f *fakeBackend) DeleteInstance(_ context.Context, _, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, name)
+	return f.deleteErr
+}
+
+func (f *fakeBackend) Exec(ctx context.Context, _, _ string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+	if req.Command[0] == "true" {
+		return 0, nil
+	}
+	fmt.Fprint(stdout, "line one\nline two")
+	fmt.Fprint(stderr, "warning\n")
+	if f.runnerBlock {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	return f.runnerCode, nil
+}
+
+func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte, _, _ int, _ os.FileMode) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.files == nil {
+		f.files = map[string][]byte{}
+	}
+	f.files[path] = data
+	return nil
+}
+
+func (f *fakeBackend) PullFile(_ context.Context, _, _, path string) ([]byte, error) {
+	if path == GuestDir+"/result.json" && f.result != "" {
+		return []byte(f.result), nil
+	}
+	if path == GuestDir+"/logs/guest.log" {
+		return []byte("guest log\n"), nil
+	}
+	return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func newJob(t *testing.T, log io.Writer) Job {
+	role := model.RolePikaciRunner
+	return Job{RunID: "run-1", ID: "job", Description: "d", TimeoutSecs: 30, Command: model.Shell("true"),
+		Runtime: model.IncusRuntimeFor(model.RolePikaciRunner),
+		Image:   model.IncusImage{Role: role, Alias: "pikaci/dev", Recorded: &role},
+		SnapshotDir: t.TempDir(), JobDir: t.TempDir(), HostLog: log}
+}
+
+const passedResult = `{"schema_version":1,"status":"completed","exit_code":0,"finished_at":"2026-03-19T01:09:40+00:00","message":"test passed"}`
+
+func TestExecutePassed(t *testing.T) {
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult}
+	var log syncBuf
+	x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig()}
+	x.Config.Owner = "worker-1"
+	job := newJob(t, &log)
+	res, err := x.Execute(t.Context(), job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != model.StatusPassed || *res.ExitCode != 0 || res.Message != "test passed" {
+		t.Errorf("result = %+v", res)
+	}
+	var phases []string
+	for _, p := range res.Execution.Phases {
+		phases = append(phases, string(p.Phase))
+	}
+	if got := strings.Join(phases, ","); got != "prepare_directories,stage_workspace_snapshot,prepare_runtime,launch_guest,wait_for_completion,collect_artifacts" {
+		t.Errorf("phases = %s", got)
+	}
+	img := res.Execution.IncusImage
+	if img == nil || img.GuestRole == nil || *img.GuestRole != model.RolePikaciRunner || *img.Fingerprint != "fp1" || img.Project != "pika-managed-agents" {
+		t.Errorf("image = %+v", img)
+	}
+	spec := be.created[0]
+	if spec.Name != "pikaci-af8dc8858830" || spec.Type != model.InstanceContainer ||
+		strings.Join(spec.Profiles, ",") != "default,pika-agent-dev" || spec.Config["limits.cpu"] != "2" ||
+		spec.Config["limits.memory"] != "4096MiB" || spec.Config[ConfigGuestRole] != "pikaci-runner" ||
+		spec.Config[ConfigOwner] != "worker-1" || spec.Config[ConfigRunID] != "run-1" || spec.Config[ConfigJobID] != "job" {
+		t.Errorf("spec = %+v", spec)
+	}
+	if len(spec.Disks) != 1 || !spec.Disks[0].ReadOnly || spec.Disks[0].Path != "/workspace/snapshot" {
+		t.Errorf("disks = %+v", spec.Disks)
+	}
+	// Stale delete before create, cleanup after.
+	if strings.Join(be.deleted, ",") != "pikaci-af8dc8858830,pikaci-af8dc8858830" {
+		t.Errorf("deleted = %v", be.deleted)
+	}
+	want := `{
+  "schema_version": 2,
+  "command": "bash --noprofile --norc -lc 'true'",
+  "timeout_secs": 30,
+  "run_as_root": false
+}`
+	if got := string(be.files[GuestRequestPath]); got != want {
+		t.Errorf("guest request = %s", got)
+	}
+	hl := log.String()
+	for _, w := range []string{"[runner:stdout] line one\n", "[runner:stdout] line two\n", "[runner:stderr] warning\n",
+		"using a container", "vhost_vsock kernel module not loaded"} {
+		if !strings.Contains(hl, w) {
+			t.Errorf("host log lacks %q:\n%s", w, hl)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(job.JobDir, "artifacts", "guest.log")); string(b) != "guest log\n" {
+		t.Errorf("collected guest.log = %q", b)
+	}
+}
+
+func TestExecuteFailures(t *testing.T) {
+	tests := []struct {
+		name       string
+		be         fakeBackend
+		alias      string
+		timeout    uint64
+		wantStatus model.RunStatus
+		wantMsg    string // result message, or error text when wantErr
+		wantErr    bool
+		wantPhases int
+		wantDelete int
+	}{
+		{name: "command failed", be: fakeBackend{result: `{"schema_version":1,"status":"failed","exit_code":3,"finished_at":"2026-03-19T01:09:40+00:00","message":"test command exited with 3"}`},
+			wantStatus: model.StatusFailed, wantMsg: "test command exited with 3", wantPhases: 6, wantDelete: 2},
+		{name: "missing alias", alias: "custom/none", wantErr: true, wantPhases: 3, wantDelete: 0,
+			wantMsg: "Incus image `custom/none` is not available in project `pika-managed-agents` on localhost; import it first (for example with `jerichoci image build-import --role pikaci-runner --project pika-managed-agents`)"},
+		{name: "timeout", be: fakeBackend{runnerBlock: true}, timeout: 1, wantStatus: model.StatusFailed, wantMsg: "timed out after 1s", wantPhases: 5, wantDelete: 2},
+		{name: "legacy passed result rejected", be: fakeBackend{result: `{"schema_version":1,"status":"passed","finished_at":"2026-03-19T01:09:40+00:00","message":"x"}`},
+			wantErr: true, wantMsg: "load guest terminal result: ", wantPhases: 6, wantDelete: 2},
+		{name: "missing result", wantErr: true, wantMsg: "read Incus guest path `/run/pika-cloud/result.json` from localhost failed with", wantPhases: 6, wantDelete: 2},
+		{name: "create fails", be: fakeBackend{createErr: errors.New("Failed creating instance record: Instance type \"virtual-machine\" is not supported on this server: vhost_vsock kernel module not loaded")},
+			wantErr: true, wantMsg: "vhost_vsock kernel module not loaded", wantPhases: 3, wantDelete: 2},
+		{name: "cleanup fails after success", be: fakeBackend{result: passedResult, deleteErr: errors.New("incus: delete: 500")},
+			wantErr: true, wantMsg: "delete instance \"pikaci-af8dc8858830\": incus: delete: 500", wantPhases: 6, wantDelete: 2},
+		{name: "both fail", be: fakeBackend{deleteErr: errors.New("boom")}, wantErr: true,
+			wantMsg: "also failed to clean up remote Linux VM backend `incus`: delete instance \"pikaci-af8dc8858830\": boom: read Incus guest path", wantPhases: 6, wantDelete: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			be := &tc.be
+			be.images = map[string]string{"pikaci/dev": "fp1"}
+			x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig()}
+			job := newJob(t, io.Discard)
+			if tc.alias != "" {
+				job.Image = model.IncusImage{Role: model.RolePikaciRunner, Alias: tc.alias}
+			}
+			if tc.timeout != 0 {
+				job.TimeoutSecs = tc.timeout
+			}
+			res, err := x.Execute(t.Context(), job)
+			exe := res.Execution
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Fatalf("error = %v, want it to contain %q", err, tc.wantMsg)
+				}
+				exe = ExecutionOf(err)
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Status != tc.wantStatus || res.Message != tc.wantMsg {
+					t.Errorf("result = %+v", res)
+				}
+			}
+			if exe == nil || len(exe.Phases) != tc.wantPhases {
+				t.Errorf("execution = %+v, want %d phases", exe, tc.wantPhases)
+			}
+			if len(be.deleted) != tc.wantDelete {
+				t.Errorf("deleted %v, want %d deletes", be.deleted, tc.wantDelete)
+			}
+		})
+	}
+}
+
+func TestExecuteCleanupOnCancelledContext(t *testing.T) {
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, runnerBlock: true}
+	x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig()}
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := x.Execute(ctx, newJob(t, io.Discard))
+	if err == nil || !errors.Is(err, context.Canceled) {
+		t.Errorf("error = %v, want context.Canceled", err)
+	}
+	if len(be.deleted) != 2 {
+		t.Errorf("cleanup did not run on a cancelled job: deleted %v", be.deleted)
+	}
+}
+
+func TestConfigValidateReportsEverything(t *testing.T) {
+	err := Config{RunnerPath: "relative", InstanceType: "vm"}.Validate()
+	for _, w := range []string{"runtime spec field `project` must be non-empty", "`profile` must be non-empty", "must be absolute", `instance type "vm"`} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %v, want %q", err, w)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+}
