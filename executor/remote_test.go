@@ -100,8 +100,8 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 func newJob(t *testing.T, log io.Writer) Job {
 	role := model.RolePikaciRunner
 	return Job{RunID: "run-1", ID: "job", Description: "d", TimeoutSecs: 30, Command: model.Shell("true"),
-		Runtime: model.IncusRuntimeFor(model.RolePikaciRunner),
-		Image:   model.IncusImage{Role: role, Alias: "pikaci/dev", Recorded: &role},
+		Runtime:     model.IncusRuntimeFor(model.RolePikaciRunner),
+		Image:       model.IncusImage{Role: role, Alias: "pikaci/dev", Recorded: &role},
 		SnapshotDir: t.TempDir(), JobDir: t.TempDir(), HostLog: log}
 }
 
