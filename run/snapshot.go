@@ -1,0 +1,116 @@
+package run
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"jerichoci/model"
+)
+
+// snapshotSkips are left out of source snapshots at any depth
+// (CONTRACTS.md §3.4).
+var snapshotSkips = map[string]bool{".git": true, ".pikaci": true, ".direnv": true, "target": true}
+
+// SkipInSnapshot reports whether a file or directory name is left out of
+// snapshots.
+func SkipInSnapshot(name string) bool { return snapshotSkips[name] }
+
+// SnapshotMarker is pikaci-snapshot.json beside the snapshot.
+type SnapshotMarker struct {
+	ContentHash string `json:"content_hash"`
+}
+
+// CopySnapshot copies the source tree src into dst (which must not exist),
+// skipping the snapshot skip names, keeping modes and symlinks, and writes
+// dst/../pikaci-snapshot.json with the content hash. Paths in exclude (such
+// as a state root inside the source tree) are left out too. Files are made
+// readable by everyone so that an unprivileged guest user can read them.
+func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error {
+	skipPath := map[string]bool{filepath.Clean(dst): true}
+	for _, e := range exclude {
+		if abs, err := filepath.Abs(e); err == nil {
+			skipPath[abs] = true
+		}
+	}
+	h := sha256.New()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		if SkipInSnapshot(d.Name()) || skipPath[filepath.Clean(path)] {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%o\x00", filepath.ToSlash(rel), info.Mode())
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			io.WriteString(h, link)
+			return os.Symlink(link, target)
+		case info.Mode().IsRegular():
+			return copyFile(path, target, info.Mode().Perm()|0o444, h)
+		}
+		return nil // sockets, devices, pipes are left out
+	})
+	if err != nil {
+		return err
+	}
+	marker, err := model.EncodeFile(SnapshotMarker{ContentHash: hex.EncodeToString(h.Sum(nil))})
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(filepath.Dir(dst), "pikaci-snapshot.json"), marker, 0o644)
+}
+
+func copyFile(src, dst string, perm fs.FileMode, h io.Writer) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(io.MultiWriter(out, h), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	io.WriteString(h, "\x00"+strconv.FormatInt(n, 10))
+	return nil
+}
