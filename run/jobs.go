@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,13 +29,17 @@ type jobState struct {
 
 // lockedFile is an append-only log shared by goroutines.
 type lockedFile struct {
-	mu sync.Mutex
-	f  *os.File
+	mu  sync.Mutex
+	f   *os.File
+	tee io.Writer // optional live copy
 }
 
 func (l *lockedFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.tee != nil {
+		_, _ = l.tee.Write(p) // a slow or broken viewer never fails the job
+	}
 	return l.f.Write(p)
 }
 
@@ -77,7 +82,11 @@ func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
 		k := pj.Runtime.Kind
 		rec.Runtime = &k
 	}
-	return &jobState{plan: pj, dir: dir, hostLog: &lockedFile{f: f}, template: rec}, nil
+	lf := &lockedFile{f: f}
+	if st.r.JobOutput != nil {
+		lf.tee = st.r.JobOutput(pj.ID)
+	}
+	return &jobState{plan: pj, dir: dir, hostLog: lf, template: rec}, nil
 }
 
 // prepare runs the prepare nodes in order: one `prepare-<job>-runner` per

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -76,6 +77,9 @@ type Runner struct {
 	Now      func() time.Time
 	NewUUID  func() uuid.UUID
 	Log      *zap.Logger
+	// JobOutput, when set, also receives each job's host log as it is
+	// written (the CLI shows it live).
+	JobOutput func(jobID string) io.Writer
 	// RunID, when set, is used instead of a fresh id (the daemon fences runs by id).
 	RunID string
 }
