@@ -1,0 +1,714 @@
+package targets
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"jerichoci/model"
+)
+
+// SchemaVersion is the only catalog file schema this build reads.
+const SchemaVersion = 1
+
+// DefaultFile is the project-local catalog file the CLI reads from the
+// working directory when no other is named.
+const DefaultFile = "jerichoci.lanes.json"
+
+// FieldError is one problem in a catalog file: the file, the entry (for
+// example `targets[2] ("demo-pass"): jobs[0] ("echo")`, empty at top level),
+// the field (dotted, e.g. "runtime.incus.guest_role") and what is wrong.
+type FieldError struct {
+	File  string
+	Entry string
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	b.WriteString(": ")
+	if e.Entry != "" {
+		b.WriteString(e.Entry)
+		b.WriteString(": ")
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "field %q: ", e.Field)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads and parses one catalog file (see Parse). It returns only that
+// file's targets; merge them over Builtin() with Merge, or use LoadProject.
+func Load(file string) (*Catalog, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read catalog: %w", err)
+	}
+	return Parse(file, data)
+}
+
+// LoadProject loads a project's catalog file and returns the catalog it
+// asks for: the built-in catalog with the file's targets merged over it, or
+// the file's targets alone when it says `"include_builtin": false`.
+func LoadProject(file string) (*Catalog, error) {
+	local, err := Load(file)
+	if err != nil {
+		return nil, err
+	}
+	if !local.IncludesBuiltin() {
+		return local, nil
+	}
+	return Builtin().Merge(local)
+}
+
+// Parse decodes a catalog file strictly. The shape (docs/CATALOG.md documents
+// it; catalog/pika.json is a complete example):
+//
+//	{
+//	  "schema_version": 1,                 // required, must be 1
+//	  "about": "free text",                // optional
+//	  "include_builtin": true,             // optional, default true (see LoadProject)
+//	  "lane_definition_paths": ["ci.json"],// optional: changing one selects every lane of this file
+//	  "targets": [{                        // required, at least one
+//	    "id": "demo",                      // required, unique: letters, digits, '.', '_', '-'
+//	    "description": "…",
+//	    "lane": "check-demo",              // lane title; required with a trigger, unique
+//	    "trigger": "branch",               // "branch" or "nightly"; omit for on-demand targets
+//	    "concurrency_group": "demo",       // optional, only with a trigger
+//	    "filters": ["src/**", "go.mod"],   // optional path patterns
+//	    "jobs": [{                         // required, at least one, ids unique
+//	      "id": "test", "description": "…",
+//	      "timeout_secs": 600,             // required, > 0
+//	      "command": {"kind": "shell", "command": "make test"},
+//	      "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}},
+//	      "placement": "remote_ssh", "executor": "remote_linux_vm",   // optional, implied by runtime
+//	      "staged": false, "staged_linux": {…},                        // staged implied by command kind
+//	      "writable": false, "run_as_root": false                      // run_as_root implied by kind
+//	    }]
+//	  }]
+//	}
+//
+// Unknown fields, wrong types, repeated keys, missing or bad values and
+// inconsistent combinations are all reported at once (errors.Join of
+// *FieldError), each naming name (the file), the entry and the field.
+func Parse(name string, data []byte) (*Catalog, error) {
+	p := &parser{file: name}
+	if err := syntaxError(data); err != nil {
+		return nil, &FieldError{File: name, Msg: err.Error()}
+	}
+	top := p.object("", "", data, "a JSON object with `schema_version` and `targets`")
+	if top == nil {
+		return nil, errors.Join(p.errs...)
+	}
+	if raw, ok := top.get("schema_version"); ok {
+		var v int
+		if json.Unmarshal(raw, &v) != nil || v != SchemaVersion {
+			top.fail("schema_version", "must be %d, got %s", SchemaVersion, shown(raw))
+		}
+	} else {
+		top.fail("schema_version", "is required (%d)", SchemaVersion)
+	}
+	top.str("about", false, "a string")
+	includeBuiltin := true
+	if v, ok := top.boolean("include_builtin"); ok {
+		includeBuiltin = v
+	}
+	defPaths, ok := top.strings("lane_definition_paths", "an array of path patterns")
+	for i, d := range defPaths {
+		if msg := patternProblem(d); ok && msg != "" {
+			top.fail(fmt.Sprintf("lane_definition_paths[%d]", i), "%s", msg)
+		}
+	}
+	var ts []Target
+	if raws, ok := top.array("targets", true, "a non-empty array of targets"); ok {
+		if len(raws) == 0 {
+			top.fail("targets", "must hold at least one target")
+		}
+		ids, lanes := map[string]int{}, map[string]int{}
+		for i, raw := range raws {
+			// Duplicates are checked even among invalid targets.
+			t, ok := p.target(i, raw)
+			entry := fmt.Sprintf("targets[%d] (%q)", i, t.ID)
+			if j, dup := ids[t.ID]; dup && t.ID != "" {
+				p.add(entry, "id", "duplicate target id; targets[%d] has it too", j)
+				ok = false
+			} else if t.ID != "" {
+				ids[t.ID] = i
+			}
+			if j, dup := lanes[t.Lane]; dup && t.Lane != "" {
+				p.add(entry, "lane", "duplicate lane title %q; targets[%d] has it too", t.Lane, j)
+				ok = false
+			} else if t.Lane != "" {
+				lanes[t.Lane] = i
+			}
+			if !ok {
+				continue
+			}
+			t.Source = name
+			t.LaneDefinitionPaths = slices.Clone(defPaths)
+			ts = append(ts, t)
+		}
+	}
+	top.finish()
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	c := newCatalog(name, ts)
+	c.includeBuiltin = includeBuiltin
+	return c, nil
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+const nameExpected = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+func (p *parser) target(i int, raw json.RawMessage) (Target, bool) {
+	entry := fmt.Sprintf("targets[%d]", i)
+	if id := peekID(raw); id != "" {
+		entry += fmt.Sprintf(" (%q)", id)
+	}
+	o := p.object(entry, "", raw, "a target object")
+	if o == nil {
+		return Target{}, false
+	}
+	before := len(p.errs)
+	var t Target
+	t.ID, _ = o.name("id", true)
+	t.Description, _ = o.str("description", false, "a string")
+	if s, ok := o.str("trigger", false, `"branch" or "nightly"`); ok {
+		switch Trigger(s) {
+		case TriggerBranch, TriggerNightly:
+			t.Trigger = Trigger(s)
+		default:
+			o.fail("trigger", `must be "branch" or "nightly" (omit it for a target run only on demand), got %q`, s)
+		}
+	}
+	if s, ok := o.name("lane", false); ok {
+		t.Lane = s
+		if t.Trigger == TriggerNone && !o.failed("trigger") {
+			o.fail("lane", "a lane title needs a `trigger` (\"branch\" or \"nightly\")")
+		}
+	} else if t.Trigger != TriggerNone && !o.failed("lane") {
+		o.fail("lane", "is required with trigger %q (the lane title the CI page shows)", t.Trigger)
+	}
+	if s, ok := o.str("concurrency_group", false, "a non-empty string"); ok {
+		switch {
+		case strings.TrimSpace(s) == "":
+			o.fail("concurrency_group", "must be non-empty when present")
+		case t.Trigger == TriggerNone && !o.failed("trigger"):
+			o.fail("concurrency_group", "only lanes have a concurrency group; set `trigger` or drop it")
+		}
+		t.ConcurrencyGroup = s
+	}
+	if fs, ok := o.strings("filters", "an array of path patterns"); ok {
+		seen := map[string]bool{}
+		for k, f := range fs {
+			field := fmt.Sprintf("filters[%d]", k)
+			if msg := patternProblem(f); msg != "" {
+				o.fail(field, "%s", msg)
+			} else if seen[f] {
+				o.fail(field, "duplicate filter %q", f)
+			}
+			seen[f] = true
+		}
+		t.Filters = fs
+	}
+	if raws, ok := o.array("jobs", true, "a non-empty array of jobs"); ok {
+		if len(raws) == 0 {
+			o.fail("jobs", "must hold at least one job")
+		}
+		ids := map[string]int{}
+		for k, raw := range raws {
+			j, ok := p.job(entry, k, raw)
+			if prev, dup := ids[j.ID]; dup && j.ID != "" {
+				p.add(fmt.Sprintf("%s: jobs[%d] (%q)", entry, k, j.ID), "id", "duplicate job id; jobs[%d] has it too", prev)
+				ok = false
+			} else if j.ID != "" {
+				ids[j.ID] = k
+			}
+			if ok {
+				t.Jobs = append(t.Jobs, j)
+			}
+		}
+	}
+	o.finish()
+	return t, len(p.errs) == before
+}
+
+func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool) {
+	entry := fmt.Sprintf("%s: jobs[%d]", targetEntry, k)
+	if id := peekID(raw); id != "" {
+		entry += fmt.Sprintf(" (%q)", id)
+	}
+	o := p.object(entry, "", raw, "a job object")
+	if o == nil {
+		return Job{}, false
+	}
+	before := len(p.errs)
+	var j Job
+	j.ID, _ = o.name("id", true)
+	j.Description, _ = o.str("description", false, "a string")
+	if raw, ok := o.get("timeout_secs"); ok {
+		var n json.Number
+		v, err := int64(0), json.Unmarshal(raw, &n)
+		if err == nil && bytes.HasPrefix(bytes.TrimSpace(raw), []byte(`"`)) {
+			err = errors.New("a string") // json.Number accepts "30"; a catalog must not
+		}
+		if err == nil {
+			v, err = n.Int64()
+		}
+		switch {
+		case err != nil:
+			o.fail("timeout_secs", "expected a whole number of seconds, got %s", shown(raw))
+		case v <= 0:
+			o.fail("timeout_secs", "must be > 0, got %d", v)
+		default:
+			j.TimeoutSecs = uint64(v)
+		}
+	} else {
+		o.fail("timeout_secs", "is required (a whole number of seconds > 0)")
+	}
+	// parseCommand checks what model.JobCommand.Compile needs; the checks
+	// below need only a known kind.
+	kindOK := false
+	if c := o.sub("command", true, "an object with `kind`"); c != nil {
+		j.Command = parseCommand(c)
+		kindOK = j.Command.Kind != ""
+	}
+	rtOK := false
+	if r := o.sub("runtime", true, `an object with "kind": "incus" or "host_process"`); r != nil {
+		j.Runtime, rtOK = parseRuntime(r)
+	}
+	wantPlacement, wantExecutor := model.PlacementLocal, model.ExecutorHostLocal
+	if j.Runtime.IsIncus() {
+		wantPlacement, wantExecutor = model.PlacementRemoteSSH, model.ExecutorRemoteLinuxVM
+	}
+	if kindOK && rtOK {
+		host := j.Command.Kind == model.CmdHostShell
+		switch {
+		case host && j.Runtime.IsIncus():
+			o.fail("command.kind", "kind %q runs on the host; it needs runtime kind %q, got %q", j.Command.Kind, model.RuntimeHostProcess, j.Runtime.Kind)
+		case !host && !j.Runtime.IsIncus():
+			o.fail("command.kind", "kind %q runs in an Incus guest; it needs runtime kind %q, got %q (use kind %q for host jobs)",
+				j.Command.Kind, model.RuntimeIncus, j.Runtime.Kind, model.CmdHostShell)
+		}
+	}
+	j.Placement, j.Executor = wantPlacement, wantExecutor
+	if s, ok := o.str("placement", false, `"remote_ssh" or "local"`); ok && rtOK && model.Placement(s) != wantPlacement {
+		o.fail("placement", "must be %q for runtime kind %q (or be left out), got %q", wantPlacement, j.Runtime.Kind, s)
+	}
+	if s, ok := o.str("executor", false, `"remote_linux_vm" or "host_local"`); ok && rtOK && s != wantExecutor {
+		o.fail("executor", "must be %q for runtime kind %q (or be left out), got %q", wantExecutor, j.Runtime.Kind, s)
+	}
+	j.Staged = j.Command.Kind == model.CmdStaged
+	if v, ok := o.boolean("staged"); ok && kindOK && v != j.Staged {
+		o.fail("staged", "must be %t for command kind %q (or be left out), got %t", j.Staged, j.Command.Kind, v)
+	}
+	if s := o.sub("staged_linux", false, "an object"); s != nil {
+		if kindOK && !j.Staged {
+			o.fail("staged_linux", "only staged jobs (command kind %q) have it", model.CmdStaged)
+		}
+		j.StagedLinux = parseStagedLinux(s)
+	}
+	j.Writable, _ = o.boolean("writable")
+	j.RunAsRoot = j.Command.Kind == model.CmdShellAsRoot // as Compile says
+	if v, ok := o.boolean("run_as_root"); ok && kindOK && v != j.RunAsRoot {
+		o.fail("run_as_root", "must be %t for command kind %q (or be left out), got %t", j.RunAsRoot, j.Command.Kind, v)
+	}
+	o.finish()
+	return j, len(p.errs) == before
+}
+
+// commandFields lists, per command kind, the fields it needs.
+var commandFields = map[model.CommandKind][]string{
+	model.CmdShell:                 {"command"},
+	model.CmdShellAsRoot:           {"command"},
+	model.CmdHostShell:             {"command"},
+	model.CmdCargoExactTest:        {"package", "test"},
+	model.CmdCargoPackageUnitTests: {"package"},
+	model.CmdCargoPackageTests:     {"package"},
+	model.CmdCargoFilteredTests:    {"package", "filter"},
+	model.CmdStaged:                {"wrapper"},
+}
+
+func parseCommand(o *object) model.JobCommand {
+	var c model.JobCommand
+	vals := map[string]*string{"command": &c.Command, "package": &c.Package, "test": &c.Test, "filter": &c.Filter, "wrapper": &c.Wrapper}
+	for _, f := range []string{"command", "package", "test", "filter", "wrapper"} {
+		*vals[f], _ = o.str(f, false, "a string")
+	}
+	kinds := make([]string, 0, len(commandFields))
+	for k := range commandFields {
+		kinds = append(kinds, string(k))
+	}
+	sort.Strings(kinds)
+	kind, ok := o.str("kind", true, "one of "+strings.Join(kinds, ", "))
+	if !ok {
+		o.finish()
+		return c
+	}
+	need, known := commandFields[model.CommandKind(kind)]
+	if !known {
+		o.fail("kind", "must be one of %s, got %q", strings.Join(kinds, ", "), kind)
+		o.finish()
+		return c
+	}
+	c.Kind = model.CommandKind(kind)
+	for _, f := range []string{"command", "package", "test", "filter", "wrapper"} {
+		needed := slices.Contains(need, f)
+		switch v := *vals[f]; {
+		case needed && strings.TrimSpace(v) == "":
+			o.fail(f, "must be a non-empty string for kind %q", kind)
+		case !needed && o.has(f):
+			o.fail(f, "is not used by kind %q (it takes %s)", kind, strings.Join(need, ", "))
+		}
+	}
+	if c.Kind == model.CmdStaged && c.Wrapper != "" && !path.IsAbs(c.Wrapper) {
+		o.fail("wrapper", "must be an absolute path in the guest, got %q", c.Wrapper)
+	}
+	o.finish()
+	return c
+}
+
+func parseRuntime(o *object) (model.RuntimeConfig, bool) {
+	var r model.RuntimeConfig
+	kind, ok := o.str("kind", true, `"incus" or "host_process"`)
+	good := ok
+	if ok {
+		switch model.RuntimeKind(kind) {
+		case model.RuntimeIncus, model.RuntimeHostProcess:
+			r.Kind = model.RuntimeKind(kind)
+		case model.RuntimeTart:
+			o.fail("kind", "tart (macOS) runtimes are not supported by jerichoci")
+			good = false
+		default:
+			o.fail("kind", `must be "incus" or "host_process", got %q`, kind)
+			good = false
+		}
+	}
+	in := o.sub("incus", r.Kind == model.RuntimeIncus, "an object with `guest_role`")
+	switch {
+	case in == nil:
+		good = good && r.Kind != model.RuntimeIncus
+	case r.Kind == model.RuntimeHostProcess:
+		o.fail("incus", "only runtime kind %q takes it", model.RuntimeIncus)
+		good = false
+	default:
+		cfg := &model.IncusRuntime{InstanceType: model.InstanceAuto}
+		if raw, ok := in.get("guest_role"); ok {
+			if err := json.Unmarshal(raw, &cfg.GuestRole); err != nil {
+				in.fail("guest_role", "%v", err)
+				good = false
+			}
+		} else {
+			in.fail("guest_role", "is required (\"pikaci-runner\" for CI jobs, or \"managed-openclaw\")")
+			good = false
+		}
+		if s, ok := in.str("instance_type", false, `"auto", "container" or "virtual-machine"`); ok {
+			if !model.InstanceType(s).Valid() {
+				in.fail("instance_type", `must be "auto", "container" or "virtual-machine", got %q`, s)
+				good = false
+			}
+			cfg.InstanceType = model.InstanceType(s)
+		}
+		in.finish()
+		if r.Kind == model.RuntimeIncus {
+			r.Incus = cfg
+		}
+	}
+	o.finish()
+	return r, good
+}
+
+func parseStagedLinux(o *object) *StagedLinux {
+	var s StagedLinux
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"prepare_node_prefix", &s.PrepareNodePrefix},
+		{"snapshot_profile", &s.SnapshotProfile},
+		{"workspace_deps_output", &s.WorkspaceDepsOutput},
+		{"workspace_build_output", &s.WorkspaceBuildOutput},
+	} {
+		v, ok := o.str(f.name, true, "a non-empty string")
+		if ok && strings.TrimSpace(v) == "" {
+			o.fail(f.name, "must be non-empty")
+		}
+		*f.dst = v
+	}
+	if p := s.SnapshotProfile; p != "" && p != SnapshotProfileRust && p != SnapshotProfileFollowup {
+		o.fail("snapshot_profile", "must be %q or %q, got %q", SnapshotProfileRust, SnapshotProfileFollowup, p)
+	}
+	o.finish()
+	return &s
+}
+
+// patternProblem says what is wrong with a path pattern, or "".
+func patternProblem(p string) string {
+	switch {
+	case p == "":
+		return "must be a non-empty path pattern"
+	case strings.HasPrefix(p, "/"):
+		return fmt.Sprintf("must be relative to the repository root, got %q", p)
+	}
+	if _, err := CompileGlob(p); err != nil {
+		return fmt.Sprintf("invalid pattern %q: %v", p, err)
+	}
+	return ""
+}
+
+// peekID returns the string `id` of a JSON object, or "".
+func peekID(raw json.RawMessage) string {
+	var m map[string]json.RawMessage
+	var id string
+	if json.Unmarshal(raw, &m) != nil || json.Unmarshal(m["id"], &id) != nil {
+		return ""
+	}
+	return id
+}
+
+// syntaxError returns nil for valid JSON, else an error with line and column.
+func syntaxError(data []byte) error {
+	var v any
+	err := json.Unmarshal(data, &v)
+	if err == nil {
+		return nil
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		pos := max(se.Offset-1, 0) // the offending byte
+		line := 1 + bytes.Count(data[:pos], []byte("\n"))
+		col := pos - int64(bytes.LastIndexByte(data[:pos], '\n'))
+		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, se)
+	}
+	return fmt.Errorf("invalid JSON: %v", err)
+}
+
+// parser collects every problem of one file.
+type parser struct {
+	file string
+	errs []error
+}
+
+func (p *parser) add(entry, field, format string, a ...any) {
+	p.errs = append(p.errs, &FieldError{File: p.file, Entry: entry, Field: field, Msg: fmt.Sprintf(format, a...)})
+}
+
+// object is one JSON object being decoded strictly.
+type object struct {
+	p      *parser
+	entry  string
+	prefix string // dotted path of a nested object, with a trailing "."
+	keys   []string
+	fields map[string]json.RawMessage
+	used   map[string]bool
+	bad    map[string]bool
+}
+
+// object reads raw as an object; nil (with the problem recorded) when it is
+// not one. field is the object's own dotted name ("" at entry level).
+func (p *parser) object(entry, field string, raw json.RawMessage, expected string) *object {
+	keys, fields, dups, err := readObject(raw)
+	if err != nil {
+		p.add(entry, field, "expected %s, got %s", expected, shown(raw))
+		return nil
+	}
+	prefix := ""
+	if field != "" {
+		prefix = field + "."
+	}
+	o := &object{p: p, entry: entry, prefix: prefix, keys: keys, fields: fields, used: map[string]bool{}, bad: map[string]bool{}}
+	for _, k := range dups {
+		o.fail(k, "appears more than once")
+	}
+	return o
+}
+
+func (o *object) fail(field, format string, a ...any) {
+	o.bad[field] = true
+	o.p.add(o.entry, o.prefix+field, format, a...)
+}
+
+// failed reports whether a field of this object already has a problem.
+func (o *object) failed(field string) bool { return o.bad[field] }
+
+// has reports whether the field is present and not null.
+func (o *object) has(field string) bool {
+	raw, ok := o.fields[field]
+	return ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// get returns a field's value and marks the field known; null is absent.
+func (o *object) get(field string) (json.RawMessage, bool) {
+	o.used[field] = true
+	if !o.has(field) {
+		return nil, false
+	}
+	return o.fields[field], true
+}
+
+func (o *object) str(field string, required bool, expected string) (string, bool) {
+	raw, ok := o.get(field)
+	if !ok {
+		if required {
+			o.fail(field, "is required (%s)", expected)
+		}
+		return "", false
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		o.fail(field, "expected %s, got %s", expected, shown(raw))
+		return "", false
+	}
+	return s, true
+}
+
+// name reads an id or title field.
+func (o *object) name(field string, required bool) (string, bool) {
+	s, ok := o.str(field, required, nameExpected)
+	if ok && !namePattern.MatchString(s) {
+		o.fail(field, "expected %s, got %q", nameExpected, s)
+		return s, false
+	}
+	return s, ok
+}
+
+func (o *object) boolean(field string) (bool, bool) {
+	raw, ok := o.get(field)
+	if !ok {
+		return false, false
+	}
+	var v bool
+	if json.Unmarshal(raw, &v) != nil {
+		o.fail(field, "expected true or false, got %s", shown(raw))
+		return false, false
+	}
+	return v, true
+}
+
+func (o *object) array(field string, required bool, expected string) ([]json.RawMessage, bool) {
+	raw, ok := o.get(field)
+	if !ok {
+		if required {
+			o.fail(field, "is required (%s)", expected)
+		}
+		return nil, false
+	}
+	var a []json.RawMessage
+	if json.Unmarshal(raw, &a) != nil {
+		o.fail(field, "expected %s, got %s", expected, shown(raw))
+		return nil, false
+	}
+	return a, true
+}
+
+func (o *object) strings(field, expected string) ([]string, bool) {
+	raws, ok := o.array(field, false, expected)
+	if !ok {
+		return nil, false
+	}
+	// On a bad element ok is false and out skips it: callers check elements
+	// only when ok, so indexes stay right.
+	out := make([]string, 0, len(raws))
+	good := true
+	for i, raw := range raws {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			o.fail(fmt.Sprintf("%s[%d]", field, i), "expected a string, got %s", shown(raw))
+			good = false
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, good
+}
+
+// sub returns a nested object, or nil when absent (reported if required) or
+// not an object (reported).
+func (o *object) sub(field string, required bool, expected string) *object {
+	raw, ok := o.get(field)
+	if !ok {
+		if required {
+			o.fail(field, "is required (%s)", expected)
+		}
+		return nil
+	}
+	s := o.p.object(o.entry, o.prefix+field, raw, expected)
+	if s == nil {
+		o.bad[field] = true
+	}
+	return s
+}
+
+// finish reports every field nobody asked for, in document order.
+func (o *object) finish() {
+	known := make([]string, 0, len(o.used))
+	for k := range o.used {
+		known = append(known, k)
+	}
+	sort.Strings(known)
+	for _, k := range o.keys {
+		if !o.used[k] {
+			o.fail(k, "unknown field (known fields: %s)", strings.Join(known, ", "))
+		}
+	}
+}
+
+// readObject splits a JSON object into its keys (in order, first
+// occurrence), values, and keys that appear more than once.
+func readObject(raw json.RawMessage) (keys []string, fields map[string]json.RawMessage, dups []string, err error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, nil, nil, errors.New("not an object")
+	}
+	fields = map[string]json.RawMessage{}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		k, _ := kt.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, nil, err
+		}
+		if _, dup := fields[k]; dup {
+			if !slices.Contains(dups, k) {
+				dups = append(dups, k)
+			}
+			continue
+		}
+		keys = append(keys, k)
+		fields[k] = v
+	}
+	return keys, fields, dups, nil
+}
+
+// shown renders a JSON value for an error message, shortened.
+func shown(raw json.RawMessage) string {
+	t := bytes.TrimSpace(raw)
+	switch {
+	case len(t) > 0 && t[0] == '{':
+		return "an object"
+	case len(t) > 0 && t[0] == '[':
+		return "an array"
+	case len(t) > 60:
+		return string(t[:57]) + "..."
+	}
+	return string(t)
+}
