@@ -100,17 +100,24 @@ func (c *cli) flagSet(name, usage string) *flag.FlagSet {
 }
 
 // parse parses flags; done is true when the caller must return code at once
-// (--help gives 0 on stdout, a bad flag gives 2).
+// (--help prints the usage on stdout and gives 0; a bad flag prints the
+// problem and the usage on stderr and gives 2). The flag package itself
+// prints nothing, so nothing is shown twice.
 func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(c.stdout)
-			fs.Usage()
-			return exitOK, true
-		}
-		return exitUsage, true
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if err == nil {
+		return 0, false
 	}
-	return 0, false
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(c.stdout)
+		fs.Usage()
+		return exitOK, true
+	}
+	fs.SetOutput(c.stderr)
+	fmt.Fprintf(c.stderr, "jerichoci %s: %v\n", fs.Name(), err)
+	fs.Usage()
+	return exitUsage, true
 }
 
 // usageErr prints a usage error for a subcommand and returns exit code 2.
