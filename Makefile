@@ -1,0 +1,60 @@
+# jerichoci — see README.md. `make check` is exactly what CI runs.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck
+export GOFLAGS ?= -buildvcs=auto
+
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench run demo incus-up incus-down clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/jerichoci ./cmd/jerichoci
+
+# Tests need a running incusd with the runner images: incus-up installs and
+# starts what is missing (idempotent, fast when all is in place).
+test: incus-up
+	$(GO) test -race -count=1 ./...
+
+check: fmt-check vet staticcheck tidy-check imports-check test
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+tidy-check:
+	@cp go.mod /tmp/jerichoci-go.mod.bak; cp go.sum /tmp/jerichoci-go.sum.bak; \
+	$(GO) mod tidy; \
+	if ! git diff --quiet -- go.mod go.sum || ! cmp -s go.mod /tmp/jerichoci-go.mod.bak || ! cmp -s go.sum /tmp/jerichoci-go.sum.bak; then \
+		diff -u /tmp/jerichoci-go.mod.bak go.mod; diff -u /tmp/jerichoci-go.sum.bak go.sum; \
+		cp /tmp/jerichoci-go.mod.bak go.mod; cp /tmp/jerichoci-go.sum.bak go.sum; \
+		echo "go mod tidy would change go.mod/go.sum: run it and commit"; exit 1; fi
+
+imports-check:
+	@bash scripts/check-imports
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+incus-up:
+	@bash scripts/incus-up
+
+incus-down:
+	@bash scripts/incus-down
+
+run: incus-up build
+	$(BIN)/jerichoci serve
+
+clean:
+	rm -rf $(BIN)
