@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"jerichoci/executor"
+	"jerichoci/executor/incus"
+	"jerichoci/model"
+)
+
+// execConfig is everything a run needs to reach Incus and keep its state:
+// defaults, then the environment, then flags; Validate reports every problem.
+type execConfig struct {
+	StateRoot     string
+	Socket        string
+	Project       string
+	Profile       string
+	InstanceType  string
+	RunnerPath    string
+	MaxConcurrent int
+	Owner         string
+	LogLevel      string
+}
+
+func defaultExecConfig() execConfig {
+	d := executor.DefaultConfig()
+	cwd, _ := os.Getwd()
+	host, _ := os.Hostname()
+	return execConfig{
+		StateRoot: filepath.Join(cwd, ".pikaci"), Project: d.Project, Profile: d.Profile,
+		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, MaxConcurrent: 2,
+		Owner: fmt.Sprintf("%s-%d", host, os.Getpid()), LogLevel: "warn",
+	}
+}
+
+// fromEnv applies the environment; problems are reported by Validate.
+func (c *execConfig) fromEnv(env func(string) (string, bool)) {
+	str := func(key string, dst *string) {
+		if v, ok := env(key); ok && v != "" {
+			*dst = v
+		}
+	}
+	str("PIKACI_STATE_ROOT", &c.StateRoot)
+	str(incus.SocketEnv, &c.Socket)
+	// The project is not trimmed; set but empty is an error, as in the original.
+	if v, ok := env("PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT"); ok {
+		c.Project = v
+	}
+	str("PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE", &c.Profile)
+	str("JERICHOCI_INSTANCE_TYPE", &c.InstanceType)
+	str("JERICHOCI_GUEST_RUNNER", &c.RunnerPath)
+	str("JERICHOCI_OWNER", &c.Owner)
+	str("JERICHOCI_LOG_LEVEL", &c.LogLevel)
+	if v, ok := env("PIKACI_MAX_CONCURRENT_EXECUTES"); ok {
+		// The original: a positive integer; unparsable or 0 means 2.
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+			c.MaxConcurrent = n
+		} else {
+			c.MaxConcurrent = 2
+		}
+	}
+}
+
+// flags registers the flags that override the environment.
+func (c *execConfig) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` for run records (env PIKACI_STATE_ROOT)")
+	fs.StringVar(&c.InstanceType, "instance-type", c.InstanceType, "Incus instance `TYPE`: auto, container or virtual-machine (env JERICHOCI_INSTANCE_TYPE)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
+}
+
+func (c execConfig) executorConfig() executor.Config {
+	d := executor.DefaultConfig()
+	d.Project, d.Profile, d.RunnerPath, d.Owner = c.Project, c.Profile, c.RunnerPath, c.Owner
+	d.InstanceType = model.InstanceType(c.InstanceType)
+	return d
+}
+
+// Validate reports every problem at once.
+func (c execConfig) Validate() error {
+	var errs []error
+	if c.StateRoot == "" {
+		errs = append(errs, errors.New("state root: must be a directory path, got \"\""))
+	}
+	if err := c.executorConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := zap.ParseAtomicLevel(c.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("log level %q: expected debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+// logger builds the one logger of the process: JSON lines on stderr.
+func (c execConfig) logger() *zap.Logger {
+	cfg := zap.NewProductionConfig()
+	if lvl, err := zap.ParseAtomicLevel(c.LogLevel); err == nil {
+		cfg.Level = lvl
+	}
+	cfg.Sampling = nil
+	cfg.EncoderConfig.TimeKey = "ts"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	log, err := cfg.Build()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return log
+}
+
+// newIncusBackend connects to incusd; the only place that names the backend.
+func (c execConfig) newIncusBackend(env func(string) (string, bool), log *zap.Logger) (*incus.Backend, func(), error) {
+	sock := c.Socket
+	if sock == "" {
+		var err error
+		if sock, err = incus.SocketPath(env); err != nil {
+			return nil, nil, err
+		}
+	}
+	cl, err := incus.NewUnix(sock, incus.WithProject(c.Project), incus.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return incus.NewBackend(cl), func() { cl.Close() }, nil
+}

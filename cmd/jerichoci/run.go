@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"jerichoci/executor"
+	"jerichoci/model"
+	"jerichoci/run"
+)
+
+func init() {
+	register("run", command{summary: "run one lane or target locally in throwaway Incus instances", run: runRun})
+}
+
+const runUsage = `run LANE|TARGET [--source DIR] [--state-root DIR] [--output text|jsonl] [--catalog FILE]
+
+Runs every job of the lane (by its CI title, e.g. check-pika-rust) or target
+(by id) in its own Incus instance, shows each job's status and output live,
+and writes the run record under STATE/runs/<run_id>/run.json, as the original
+pikaci does. Exit status: 0 passed (or skipped by filters), 1 failed, 2 bad
+usage or an infrastructure error.`
+
+func runRun(ctx context.Context, c *cli, args []string) int {
+	cfg := defaultExecConfig()
+	cfg.fromEnv(c.env)
+	fs := c.flagSet("run", runUsage)
+	cfg.flags(fs)
+	source := fs.String("source", ".", "source tree `DIR` to snapshot into the guest")
+	output := fs.String("output", "text", "`FORMAT` of standard output: text (live status and job output) or jsonl (lifecycle events)")
+	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	pos, code, done := c.parseCatalogArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageErr(fs, "expected exactly one LANE or TARGET, got %d arguments", len(pos))
+	}
+	if *output != "text" && *output != "jsonl" {
+		return c.usageErr(fs, "--output: expected text or jsonl, got %q", *output)
+	}
+	if err := cfg.Validate(); err != nil {
+		return c.fail(exitUsage, "invalid configuration:\n%v", err)
+	}
+	cat, err := c.loadCatalog(*catalog)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	target, err := cat.Resolve(pos[0])
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	src, err := filepath.Abs(*source)
+	if err != nil {
+		return c.fail(exitUsage, "--source %q: %v", *source, err)
+	}
+	stateRoot, err := filepath.Abs(cfg.StateRoot)
+	if err != nil {
+		return c.fail(exitUsage, "--state-root %q: %v", cfg.StateRoot, err)
+	}
+	log := cfg.logger()
+	defer log.Sync() //nolint:errcheck // stderr
+
+	var exec run.JobExecutor
+	be, closeBackend, berr := cfg.newIncusBackend(c.env, log)
+	if berr != nil {
+		// Still a persisted run: every Incus job fails with this error.
+		exec = brokenExecutor{berr}
+	} else {
+		defer closeBackend()
+		exec = &executor.RemoteLinuxVM{Backend: be, Config: cfg.executorConfig(), Log: log.Named("executor")}
+	}
+	infra := &infraWatch{JobExecutor: exec}
+
+	plan := run.NewPlan(target, src, run.ReadGit(ctx, src), nil)
+	view := newLiveView(c.stdout, *output, plan)
+	runner := &run.Runner{
+		StateRoot: stateRoot, Exec: infra, Events: view, Env: c.env, MaxConcurrent: cfg.MaxConcurrent,
+		Snapshot: func(ctx context.Context, s, dst string) error { return run.CopySnapshot(ctx, s, dst, stateRoot) },
+		Log:      log.Named("run"),
+	}
+	if *output == "text" {
+		runner.JobOutput = view.jobOutput
+	}
+	rec, err := runner.Run(ctx, plan)
+	view.close()
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	if *output == "text" {
+		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), filepath.Join(stateRoot, "runs", rec.RunID, "run.json"))
+	}
+	switch {
+	case rec.Status != model.StatusFailed:
+		return exitOK
+	case infra.failed():
+		if *output == "text" {
+			fmt.Fprintln(c.stderr, "jerichoci: the run failed on an infrastructure error (exit 2); see the job messages above")
+		}
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// brokenExecutor fails every job with the error that kept the backend from
+// starting, so the run is still recorded.
+type brokenExecutor struct{ err error }
+
+func (b brokenExecutor) Execute(context.Context, executor.Job) (executor.Result, error) {
+	return executor.Result{}, b.err
+}
+
+// infraWatch notes whether any job failed on infrastructure, for the exit code.
+type infraWatch struct {
+	run.JobExecutor
+	mu  sync.Mutex
+	bad bool
+}
+
+func (w *infraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
+	res, err := w.JobExecutor.Execute(ctx, job)
+	if err != nil {
+		w.mu.Lock()
+		w.bad = true
+		w.mu.Unlock()
+	}
+	return res, err
+}
+
+func (w *infraWatch) failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.bad
+}
+
+// summary renders the CI-page line: "2 passed 1 failed 1 skipped, ran 14s".
+func summary(r model.RunRecord) string {
+	counts := map[model.RunStatus]int{}
+	for _, j := range r.Jobs {
+		counts[j.Status]++
+	}
+	var parts []string
+	for _, s := range []model.RunStatus{model.StatusPassed, model.StatusFailed, model.StatusSkipped} {
+		if counts[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+		}
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no jobs")
+	}
+	ran := time.Duration(0)
+	if r.FinishedAt != nil {
+		ran = r.FinishedAt.Sub(r.CreatedAt.Time)
+	}
+	line := fmt.Sprintf("%s %s, ran %s", strings.ToUpper(string(r.Status)), strings.Join(parts, " "), roundDuration(ran))
+	if r.Message != nil {
+		line += "\n" + *r.Message
+	}
+	return line
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	if d < 10*time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
+}
+
+// liveView prints lifecycle events as they happen: status lines and job
+// output in text mode, the events themselves in jsonl mode.
+type liveView struct {
+	mu      sync.Mutex
+	w       io.Writer
+	jsonl   bool
+	started map[string]time.Time
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	jobs    []string
+}
+
+func newLiveView(w io.Writer, format string, plan run.Plan) *liveView {
+	v := &liveView{w: w, jsonl: format == "jsonl", started: map[string]time.Time{}, stop: make(chan struct{})}
+	for _, j := range plan.Jobs {
+		v.jobs = append(v.jobs, j.ID)
+	}
+	if !v.jsonl {
+		v.wg.Add(1)
+		go v.ticker()
+	}
+	return v
+}
+
+// ticker repeats the running jobs' elapsed time, so a quiet job still shows life.
+func (v *liveView) ticker() {
+	defer v.wg.Done()
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-v.stop:
+			return
+		case now := <-t.C:
+			v.mu.Lock()
+			for _, id := range v.jobs {
+				if s, ok := v.started[id]; ok {
+					fmt.Fprintf(v.w, "  %-8s %s (%s)\n", "running", id, now.Sub(s).Round(time.Second))
+				}
+			}
+			v.mu.Unlock()
+		}
+	}
+}
+
+func (v *liveView) close() {
+	close(v.stop)
+	v.wg.Wait()
+}
+
+func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.jsonl {
+		b, err := model.EncodeCompact(ev)
+		if err == nil {
+			v.w.Write(b)
+		}
+		return
+	}
+	switch ev.Event {
+	case model.EventRunStarted:
+		fmt.Fprintf(v.w, "run %s: %s (%d jobs)\n", ev.RunID, deref(ev.TargetID), len(v.jobs))
+		for _, id := range v.jobs {
+			fmt.Fprintf(v.w, "  %-8s %s\n", "queued", id)
+		}
+	case model.EventJobStarted:
+		v.started[ev.Job.ID] = ev.Job.StartedAt.Time
+		fmt.Fprintf(v.w, "  %-8s %s\n", "running", ev.Job.ID)
+	case model.EventJobFinished:
+		delete(v.started, ev.Job.ID)
+		took := time.Duration(0)
+		if ev.Job.FinishedAt != nil {
+			took = ev.Job.FinishedAt.Sub(ev.Job.StartedAt.Time)
+		}
+		fmt.Fprintf(v.w, "  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), deref(ev.Job.Message))
+	case model.EventRunFinished:
+		for _, j := range ev.Run.Jobs {
+			if j.Status == model.StatusSkipped {
+				fmt.Fprintf(v.w, "  %-8s %s %s\n", "skipped", j.ID, deref(j.Message))
+			}
+		}
+	}
+}
+
+// jobOutput prefixes each line of a job's host log with the job id.
+func (v *liveView) jobOutput(jobID string) io.Writer {
+	return &linePrefixer{v: v, prefix: "    " + jobID + " | "}
+}
+
+type linePrefixer struct {
+	v      *liveView
+	prefix string
+	buf    []byte
+}
+
+func (l *linePrefixer) Write(p []byte) (int, error) {
+	l.v.mu.Lock()
+	defer l.v.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := strings.IndexByte(string(l.buf), '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(l.v.w, "%s%s\n", l.prefix, l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

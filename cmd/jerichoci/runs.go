@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"jerichoci/model"
+	"jerichoci/run"
+)
+
+func init() {
+	register("runs", command{summary: "list, show, read the logs of and clean up run records", run: runRuns})
+}
+
+func runRuns(_ context.Context, c *cli, args []string) int {
+	return c.runCatalogGroup("runs", args, []catalogSub{
+		{"list", "list runs, newest first", runRunsList},
+		{"show", "show one run and its jobs", runRunsShow},
+		{"logs", "print a job's host log (or guest log)", runRunsLogs},
+		{"gc", "keep the newest runs, remove the rest", runRunsGC},
+	})
+}
+
+// stateRootFlag registers --state-root with PIKACI_STATE_ROOT as default.
+func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {
+	cfg := defaultExecConfig()
+	cfg.fromEnv(c.env)
+	fs := c.flagSet(fsName, usage)
+	root := fs.String("state-root", cfg.StateRoot, "state `DIR` holding runs/ (env PIKACI_STATE_ROOT)")
+	return fs, root
+}
+
+func runRunsList(c *cli, args []string) int {
+	fs, root := c.stateRootFlag("runs list", "runs list [--state-root DIR] [--json]")
+	asJSON := fs.Bool("json", false, "print the run records as a JSON array")
+	pos, code, done := c.parseCatalogArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	runs, err := run.ListRuns(*root)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "jerichoci: some run records could not be read:\n%v\n", err)
+	}
+	if *asJSON {
+		if runs == nil {
+			runs = []model.RunRecord{}
+		}
+		b, _ := model.EncodeFile(runs)
+		c.stdout.Write(b)
+	} else {
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RUN ID\tSTATUS\tTARGET\tJOBS\tCREATED\tDURATION")
+		for _, r := range runs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.RunID, r.Status, deref(r.TargetID), len(r.Jobs), r.CreatedAt, runDuration(r))
+		}
+		tw.Flush()
+	}
+	if err != nil {
+		return exitUsage
+	}
+	return exitOK
+}
+
+func runDuration(r model.RunRecord) string {
+	if r.FinishedAt == nil {
+		return "-"
+	}
+	return roundDuration(r.FinishedAt.Sub(r.CreatedAt.Time)).String()
+}
+
+func runRunsShow(c *cli, args []string) int {
+	fs, root := c.stateRootFlag("runs show", "runs show RUN_ID [--state-root DIR] [--json]")
+	asJSON := fs.Bool("json", false, "print run.json as written")
+	pos, code, done := c.parseCatalogArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		return c.usageErr(fs, "expected one RUN_ID, got %d arguments", len(pos))
+	}
+	r, err := run.LoadRun(*root, pos[0])
+	if err != nil {
+		return c.fail(exitUsage, "%v", notFoundRun(err, *root, pos[0]))
+	}
+	if *asJSON {
+		b, _ := model.EncodeFile(r)
+		c.stdout.Write(b)
+		return exitOK
+	}
+	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, deref(r.TargetID))
+	if r.TargetDescription != nil {
+		fmt.Fprintf(c.stdout, "  %s\n", *r.TargetDescription)
+	}
+	fmt.Fprintf(c.stdout, "  created %s, took %s, source %s\n", r.CreatedAt, runDuration(r), r.SourceRoot)
+	if r.Message != nil {
+		fmt.Fprintf(c.stdout, "  message: %s\n", *r.Message)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "JOB\tSTATUS\tEXIT\tDURATION\tIMAGE\tMESSAGE")
+	for _, j := range r.Jobs {
+		exit, took, img := "-", "-", "-"
+		if j.ExitCode != nil {
+			exit = fmt.Sprint(*j.ExitCode)
+		}
+		if j.FinishedAt != nil {
+			took = roundDuration(j.FinishedAt.Sub(j.StartedAt.Time)).String()
+		}
+		if e := j.RemoteLinuxVMExecution; e != nil && e.IncusImage != nil {
+			img = e.IncusImage.Project + "/" + e.IncusImage.Alias
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exit, took, img, deref(j.Message))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func runRunsLogs(c *cli, args []string) int {
+	fs, root := c.stateRootFlag("runs logs", "runs logs RUN_ID [JOB_ID] [--guest] [--state-root DIR]")
+	guest := fs.Bool("guest", false, "print the guest log (artifacts/guest.log) instead of the host log")
+	pos, code, done := c.parseCatalogArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return c.usageErr(fs, "expected RUN_ID [JOB_ID], got %d arguments", len(pos))
+	}
+	r, err := run.LoadRun(*root, pos[0])
+	if err != nil {
+		return c.fail(exitUsage, "%v", notFoundRun(err, *root, pos[0]))
+	}
+	jobs := r.Jobs
+	if len(pos) == 2 {
+		jobs = nil
+		for _, j := range r.Jobs {
+			if j.ID == pos[1] {
+				jobs = append(jobs, j)
+			}
+		}
+		if len(jobs) == 0 {
+			return c.fail(exitUsage, "run %s has no job %q", r.RunID, pos[1])
+		}
+	}
+	for _, j := range jobs {
+		p := j.HostLogPath
+		if *guest {
+			p = j.GuestLogPath
+		}
+		if len(jobs) > 1 {
+			fmt.Fprintf(c.stdout, "==> %s (%s) <==\n", j.ID, p)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "jerichoci: %v\n", err)
+			continue
+		}
+		io.Copy(c.stdout, f)
+		f.Close()
+	}
+	return exitOK
+}
+
+func runRunsGC(c *cli, args []string) int {
+	fs, root := c.stateRootFlag("runs gc", "runs gc [--keep-runs N] [--state-root DIR]")
+	keep := fs.Int("keep-runs", 10, "how many of the newest runs to keep")
+	pos, code, done := c.parseCatalogArgs(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.usageErr(fs, "unexpected argument %q", pos[0])
+	}
+	if *keep < 0 {
+		return c.usageErr(fs, "--keep-runs: expected a number >= 0, got %d", *keep)
+	}
+	removed, err := run.GC(*root, *keep)
+	fmt.Fprintf(c.stdout, "removed_runs=%d\n", len(removed))
+	for _, id := range removed {
+		fmt.Fprintln(c.stdout, id)
+	}
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	return exitOK
+}
+
+func notFoundRun(err error, root, id string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no run %q under %s", id, filepath.Join(root, "runs"))
+	}
+	return err
+}
