@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"jerichoci/executor"
+	"jerichoci/executor/incus"
+	"jerichoci/images"
+	"jerichoci/model"
+)
+
+func init() {
+	register("image", command{summary: "build and import the runner image of a guest role", run: runImage})
+}
+
+const (
+	defaultIncusProject = "pika-managed-agents"
+	defaultArtifactDir  = "result"
+)
+
+const imageUsage = `image build|import|build-import --role ROLE [--alias A] [--project P] [--artifact DIR]
+
+  build         build the role's local runner image into DIR/` + images.ArtifactName + `
+  import        import the image in DIR (a unified tarball, or metadata.tar.xz
+                with disk.qcow2 or rootfs.tar.*) and point the alias at it
+  build-import  both
+
+The incusd socket is $INCUS_SOCKET, else the standard paths.`
+
+func runImage(ctx context.Context, c *cli, args []string) int {
+	fs := c.flagSet("image", imageUsage)
+	roleText := fs.String("role", "", "guest role: managed-openclaw or pikaci-runner (required)")
+	alias := fs.String("alias", "", "image alias (default: the role's default alias)")
+	project := fs.String("project", defaultIncusProject, "Incus project")
+	artifact := fs.String("artifact", defaultArtifactDir, "image directory (or unified tarball for import)")
+	runner := fs.String("runner", "", "static guest runner binary put into the image at "+executor.DefaultRunnerPath+
+		" (default: pikaci-incus-run beside this executable, as `make build` leaves it)")
+
+	// The action may come before or after the flags.
+	action := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		action, args = args[0], args[1:]
+	}
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	rest := fs.Args()
+	if action == "" && len(rest) > 0 {
+		action, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		return c.usageErr(fs, "unexpected argument %q", rest[0])
+	}
+	switch action {
+	case "build", "import", "build-import":
+	case "":
+		return c.usageErr(fs, "missing action: build, import or build-import")
+	default:
+		return c.usageErr(fs, "unknown action %q: want build, import or build-import", action)
+	}
+	if *roleText == "" {
+		return c.usageErr(fs, "--role is required")
+	}
+	role, err := model.ParseIncusGuestRole(*roleText)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "unsupported role: %s\n", *roleText)
+		return exitUsage
+	}
+	if *alias == "" {
+		*alias = role.DefaultImageAlias()
+	}
+
+	if action == "build" || action == "build-import" {
+		runnerBin, err := readGuestRunner(*runner)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		a, img, err := images.BuildDir(ctx, *artifact, images.Options{Role: role,
+			Files: []images.File{{Path: executor.DefaultRunnerPath, Mode: 0o755, Data: runnerBin}}})
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		fmt.Fprintf(c.stdout, "built %s image %s (fingerprint %s)\n", role, a.Unified, img.Fingerprint)
+	}
+	if action == "import" || action == "build-import" {
+		a, err := images.FindArtifact(*artifact)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		sock, err := incus.SocketPath(c.env)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		cl, err := incus.NewUnix(sock, incus.WithProject(*project))
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		defer cl.Close()
+		desc := fmt.Sprintf("jerichoci %s runner image", role)
+		res, err := images.Import(ctx, incusStore{cl}, a, *alias, desc)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		fmt.Fprintf(c.stdout, "%s\n", describeImport(res, *alias, *project))
+	}
+	return exitOK
+}
+
+// readGuestRunner reads the guest runner binary: path, or pikaci-incus-run
+// beside the running executable.
+func readGuestRunner(path string) ([]byte, error) {
+	if path == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find the guest runner: %w", err)
+		}
+		path = filepath.Join(filepath.Dir(exe), "pikaci-incus-run")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read the guest runner %s: %w (build it with `make build`, or pass --runner)", path, err)
+	}
+	return b, nil
+}
+
+func describeImport(r images.ImportResult, alias, project string) string {
+	where := fmt.Sprintf("alias %s in project %s", alias, project)
+	var s string
+	switch r.Action {
+	case images.Unchanged:
+		s = fmt.Sprintf("%s: unchanged (%s)", where, r.Fingerprint)
+	case images.Aliased:
+		s = fmt.Sprintf("%s: now points at the existing image %s", where, r.Fingerprint)
+	default:
+		s = fmt.Sprintf("%s: uploaded image %s", where, r.Fingerprint)
+	}
+	if r.Previous != "" {
+		s += fmt.Sprintf(", was %s", r.Previous)
+		if r.Pruned {
+			s += " (deleted)"
+		}
+	}
+	return s
+}
+
+// incusStore is images.Store on an Incus client.
+type incusStore struct{ c *incus.Client }
+
+func (s incusStore) AliasTarget(ctx context.Context, alias string) (string, error) {
+	a, err := s.c.GetImageAlias(ctx, alias)
+	if incus.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return a.Target, nil
+}
+
+func (s incusStore) HasImage(ctx context.Context, fingerprint string) (bool, error) {
+	_, err := s.c.GetImage(ctx, fingerprint)
+	if incus.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (s incusStore) Upload(ctx context.Context, a images.Artifact) (string, error) {
+	var files []io.Reader
+	for _, p := range a.Files() {
+		f, err := os.Open(p)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		files = append(files, f)
+	}
+	up := incus.ImageUpload{Unified: files[0], Filename: filepath.Base(a.Files()[0])}
+	if a.Rootfs != "" {
+		up.Rootfs, up.RootfsName, up.VM = files[1], filepath.Base(a.Rootfs), a.VM
+	}
+	return s.c.UploadImage(ctx, up)
+}
+
+func (s incusStore) CreateAlias(ctx context.Context, alias, fingerprint, description string) error {
+	return s.c.CreateImageAlias(ctx, alias, fingerprint, description)
+}
+
+func (s incusStore) MoveAlias(ctx context.Context, alias, fingerprint, description string) error {
+	return s.c.UpdateImageAlias(ctx, alias, fingerprint, description)
+}
+
+func (s incusStore) PruneImage(ctx context.Context, fingerprint string) (bool, error) {
+	img, err := s.c.GetImage(ctx, fingerprint)
+	if incus.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(img.Aliases) > 0 {
+		return false, nil
+	}
+	if err := s.c.DeleteImage(ctx, fingerprint); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+var _ images.Store = incusStore{}
