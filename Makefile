@@ -10,8 +10,10 @@ export GOFLAGS ?= -buildvcs=auto
 
 all: build
 
+# The guest runner goes into the runner images, which have no libc: static.
 build:
 	$(GO) build -o $(BIN)/jerichoci ./cmd/jerichoci
+	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -buildid=' -o $(BIN)/pikaci-incus-run ./cmd/pikaci-incus-run
 
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
@@ -55,6 +57,10 @@ incus-down:
 
 run: incus-up build
 	$(BIN)/jerichoci serve
+
+# Runs the demo lanes and checks that each ended as designed.
+demo: incus-up build
+	@bash scripts/demo
 
 clean:
 	rm -rf $(BIN)

@@ -193,7 +193,8 @@ func TestExecuteFailures(t *testing.T) {
 		{name: "both fail", be: fakeBackend{deleteErr: errors.New("boom")}, wantErr: true,
 			wantMsg: "also failed to clean up remote Linux VM backend `incus`: delete instance \"pikaci-af8dc8858830\": boom: read Incus guest path", wantPhases: 6, wantDelete: 2},
 	}
-	for _, tc := range tests {
+	for i := range tests {
+		tc := &tests[i]
 		t.Run(tc.name, func(t *testing.T) {
 			be := &tc.be
 			be.images = map[string]string{"pikaci/dev": "fp1"}
