@@ -46,8 +46,11 @@ tidy-check:
 imports-check:
 	@bash scripts/check-imports
 
-bench:
+# Go benchmarks (each with a baseline measured in the same run), then one
+# job end to end against the incus CLI doing the same work.
+bench: incus-up build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bash scripts/bench-incus
 
 incus-up:
 	@bash scripts/incus-up

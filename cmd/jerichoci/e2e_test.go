@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -49,7 +50,12 @@ func requireIncus(t *testing.T) *incus.Client {
 	return nil
 }
 
-// checkNoLeftovers fails when an instance carrying our keys is still there.
+// e2eOwner is the owner key of every instance these tests make; other
+// packages' tests (the daemon's) may run at the same time with their own.
+var e2eOwner = fmt.Sprintf("e2e-test-%d", os.Getpid())
+
+// checkNoLeftovers fails when an instance made by these tests (it carries
+// user.jerichoci.owner=e2eOwner) is still there.
 func checkNoLeftovers(t *testing.T, cl *incus.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
@@ -59,13 +65,11 @@ func checkNoLeftovers(t *testing.T, cl *incus.Client) {
 		t.Fatalf("list instances: %v", err)
 	}
 	for _, in := range insts {
-		for k := range in.Config {
-			if strings.HasPrefix(k, "user.jerichoci.") {
-				t.Errorf("instance %s with %s=%s left behind", in.Name, k, in.Config[k])
-				_ = cl.DeleteInstance(ctx, in.Name)
-				break
-			}
+		if in.Config["user.jerichoci.owner"] != e2eOwner {
+			continue
 		}
+		t.Errorf("instance %s (run %s, job %s) left behind", in.Name, in.Config["user.jerichoci.run_id"], in.Config["user.jerichoci.job_id"])
+		_ = cl.DeleteInstance(ctx, in.Name)
 	}
 }
 
@@ -99,7 +103,7 @@ func runLane(t *testing.T, cl *incus.Client, env map[string]string, args ...stri
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	full := map[string]string{"JERICHOCI_OWNER": "e2e-test"}
+	full := map[string]string{"JERICHOCI_OWNER": e2eOwner}
 	for k, v := range env {
 		full[k] = v
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,22 @@ import (
 	"jerichoci/images"
 )
 
+// runImageCLI runs `jerichoci image ARGS`. Builds get a stand-in guest
+// runner (the image tests never execute it) unless ARGS name one.
 func runImageCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	if !slices.Contains(args, "--runner") && (slices.Contains(args, "build") || slices.Contains(args, "build-import")) {
+		runner := filepath.Join(t.TempDir(), "pikaci-incus-run")
+		if err := os.WriteFile(runner, []byte("#!/bin/sh\n# stand-in guest runner\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// After a leading action word, else first: flags end at a positional.
+		at := 0
+		if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+			at = 1
+		}
+		args = slices.Insert(slices.Clone(args), at, "--runner", runner)
+	}
 	var out, errb bytes.Buffer
 	c := &cli{stdout: &out, stderr: &errb, env: os.LookupEnv}
 	code = c.main(t.Context(), append([]string{"image"}, args...))
@@ -41,6 +56,8 @@ func TestImageUsage(t *testing.T) {
 		{args: []string{"frob", "--role", "pikaci-runner"}, code: exitUsage, stderr: `jerichoci image: unknown action "frob"`},
 		{args: []string{"build", "--role", "pikaci-runner", "extra"}, code: exitUsage, stderr: `jerichoci image: unexpected argument "extra"`},
 		{args: []string{"build", "--bogus"}, code: exitUsage, stderr: "flag provided but not defined: -bogus"},
+		{args: []string{"build", "--role", "pikaci-runner", "--runner", "/nonexistent/pikaci-incus-run"}, code: exitUsage,
+			stderr: "read the guest runner /nonexistent/pikaci-incus-run: open /nonexistent/pikaci-incus-run: no such file or directory (build it with `make build`, or pass --runner)"},
 		{args: []string{"--help"}, code: exitOK, stdout: "usage: jerichoci image build|import|build-import --role ROLE"},
 		{args: []string{"import", "--role", "pikaci-runner", "--artifact", "/nonexistent/result"}, code: exitUsage,
 			stderr: "jerichoci: image artifact: stat /nonexistent/result: no such file or directory\n", exact: true},
