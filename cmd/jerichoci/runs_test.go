@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// stateWithRuns lays out a state root holding the original executor's legacy
+// record (legacy `role` key) and a run directory without run.json.
+func stateWithRuns(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	legacy, err := os.ReadFile("../../testdata/fixtures/records/run-legacy-role.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "runs", "20260319T010203Z-deadbeef")
+	if err := os.MkdirAll(filepath.Join(dir, "jobs", "pika-cloud-unit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "run.json"), legacy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A run directory without run.json: list ignores it, gc counts it.
+	os.MkdirAll(filepath.Join(root, "runs", "20260101T000000Z-00000000"), 0o755)
+	return root
+}
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errb, env: func(string) (string, bool) { return "", false }}
+	code := c.main(t.Context(), args)
+	return out.String(), errb.String(), code
+}
+
+func TestRunsCommandsReadTheOriginalsRecords(t *testing.T) {
+	root := stateWithRuns(t)
+	tests := []struct {
+		args     []string
+		code     int
+		contains []string
+	}{
+		{[]string{"runs", "list", "--state-root", root}, 0, []string{"20260319T010203Z-deadbeef", "passed", "pre-merge-agent-contracts", "2"}},
+		{[]string{"runs", "list", "--state-root", root, "--json"}, 0, []string{`"guest_role": "pikaci-runner"`, `"run_id": "20260319T010203Z-deadbeef"`}},
+		{[]string{"runs", "show", "20260319T010203Z-deadbeef", "--state-root", root}, 0,
+			[]string{"pika-cloud-unit", "server-agent-api-tests", "pika-managed-agents/pikaci/dev", "test passed"}},
+		{[]string{"runs", "show", "nope", "--state-root", root}, 2, []string{`no run "nope" under ` + filepath.Join(root, "runs")}},
+		{[]string{"runs", "show", "--state-root", root}, 2, []string{"expected one RUN_ID, got 0 arguments"}},
+		{[]string{"runs", "logs", "20260319T010203Z-deadbeef", "no-such-job", "--state-root", root}, 2, []string{`has no job "no-such-job"`}},
+		{[]string{"runs", "gc", "--keep-runs", "-1", "--state-root", root}, 2, []string{"--keep-runs: expected a number >= 0, got -1"}},
+		{[]string{"runs", "frob"}, 2, []string{`unknown command "frob"`}},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args[:2], " "), func(t *testing.T) {
+			out, errs, code := runCLI(t, tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			for _, w := range tc.contains {
+				if !strings.Contains(out+errs, w) {
+					t.Errorf("output lacks %q:\nstdout: %s\nstderr: %s", w, out, errs)
+				}
+			}
+		})
+	}
+}
+
+func TestRunsGC(t *testing.T) {
+	root := stateWithRuns(t)
+	out, errs, code := runCLI(t, "runs", "gc", "--keep-runs", "1", "--state-root", root)
+	if code != 0 || out != "removed_runs=1\n20260101T000000Z-00000000\n" {
+		t.Fatalf("gc: exit %d\nstdout: %q\nstderr: %s", code, out, errs)
+	}
+	out, _, _ = runCLI(t, "runs", "gc", "--keep-runs", "0", "--state-root", root)
+	if out != "removed_runs=1\n20260319T010203Z-deadbeef\n" {
+		t.Errorf("gc keep 0: %q", out)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(root, "runs")); len(entries) != 0 {
+		t.Errorf("runs left: %v", entries)
+	}
+}
