@@ -257,12 +257,18 @@ func (j *jobRun) instanceType(ctx context.Context) (model.InstanceType, error) {
 	if j.job.Runtime.Incus != nil && j.job.Runtime.Incus.InstanceType != "" && j.job.Runtime.Incus.InstanceType != model.InstanceAuto {
 		t = j.job.Runtime.Incus.InstanceType
 	}
-	if t != "" && t != model.InstanceAuto {
+	if t == model.InstanceContainer {
 		return t, nil
 	}
 	ok, reason, err := j.x.Backend.VirtualMachines(ctx)
 	if err != nil {
 		return "", fmt.Errorf("ask the Incus server which instance types it runs: %w", err)
+	}
+	if t == model.InstanceVirtualMachine {
+		if !ok {
+			return "", fmt.Errorf("instance type `virtual-machine` was asked for, but the Incus server on %s cannot run virtual machines: %s (use a container: instance type `container` or `auto`)", j.x.Config.Host, reason)
+		}
+		return t, nil
 	}
 	if ok {
 		return model.InstanceVirtualMachine, nil

@@ -172,6 +172,7 @@ func TestExecuteFailures(t *testing.T) {
 		be         fakeBackend
 		alias      string
 		timeout    uint64
+		vm         bool // the job asks for a virtual machine
 		wantStatus model.RunStatus
 		wantMsg    string // result message, or error text when wantErr
 		wantErr    bool
@@ -188,6 +189,8 @@ func TestExecuteFailures(t *testing.T) {
 		{name: "missing result", wantErr: true, wantMsg: "read Incus guest path `/run/pika-cloud/result.json` from localhost failed with", wantPhases: 6, wantDelete: 2},
 		{name: "create fails", be: fakeBackend{createErr: errors.New("Failed creating instance record: Instance type \"virtual-machine\" is not supported on this server: vhost_vsock kernel module not loaded")},
 			wantErr: true, wantMsg: "vhost_vsock kernel module not loaded", wantPhases: 3, wantDelete: 2},
+		{name: "virtual machine on a host without VMs", vm: true, wantErr: true, wantPhases: 3, wantDelete: 0,
+			wantMsg: "instance type `virtual-machine` was asked for, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
 		{name: "cleanup fails after success", be: fakeBackend{result: passedResult, deleteErr: errors.New("incus: delete: 500")},
 			wantErr: true, wantMsg: "delete instance \"pikaci-af8dc8858830\": incus: delete: 500", wantPhases: 6, wantDelete: 2},
 		{name: "both fail", be: fakeBackend{deleteErr: errors.New("boom")}, wantErr: true,
@@ -205,6 +208,9 @@ func TestExecuteFailures(t *testing.T) {
 			}
 			if tc.timeout != 0 {
 				job.TimeoutSecs = tc.timeout
+			}
+			if tc.vm {
+				job.Runtime.Incus.InstanceType = model.InstanceVirtualMachine
 			}
 			res, err := x.Execute(t.Context(), job)
 			exe := res.Execution

@@ -319,3 +319,23 @@ func TestE2EGuestRoleAndAlias(t *testing.T) {
 		}
 	})
 }
+
+// TestE2EVirtualMachineRefused asks for a VM on a host that cannot run them
+// (ours: no vhost_vsock, no VMX/SVM): the job fails with the server's reason
+// and no instance is left. Where the host runs VMs there is nothing to refuse.
+func TestE2EVirtualMachineRefused(t *testing.T) {
+	cl := requireIncus(t)
+	s, err := cl.Server(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Supports(incus.TypeVirtualMachine) {
+		t.Skipf("this host runs virtual machines (driver %q): nothing to refuse", s.Environment.Driver)
+	}
+	r := runLane(t, cl, map[string]string{"JERICHOCI_INSTANCE_TYPE": "virtual-machine"}, "demo-pass")
+	const prefix = "instance type `virtual-machine` was asked for, but the Incus server on localhost cannot run virtual machines: "
+	msg := *r.rec.Jobs[0].Message
+	if r.code != exitUsage || r.rec.Status != model.StatusFailed || !strings.HasPrefix(msg, prefix) || len(msg) < len(prefix)+10 {
+		t.Errorf("exit %d, message %q; want %q and the server's reason", r.code, msg, prefix)
+	}
+}

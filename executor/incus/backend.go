@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"sync"
+	"time"
 
 	"jerichoci/executor"
 	"jerichoci/model"
@@ -19,6 +21,11 @@ type Backend struct {
 	c        *Client
 	mu       sync.Mutex
 	projects map[string]*Client
+
+	vmMu     sync.Mutex
+	vmKnown  bool
+	vmOK     bool
+	vmReason string
 }
 
 var _ executor.Backend = (*Backend)(nil)
@@ -63,8 +70,27 @@ func (b *Backend) ImageFingerprint(ctx context.Context, project, alias string) (
 	return a.Target, nil
 }
 
-// VirtualMachines reports whether the server lists a working VM driver.
+// vmUnsupported is how the server words its refusal of a VM.
+const vmUnsupported = `Instance type "virtual-machine" is not supported on this server: `
+
+// VirtualMachines reports whether the server can run VMs. When its driver
+// list lacks qemu, the server's own reason is learnt from a create request
+// it must refuse (an empty VM, source none); the answer is kept for the
+// life of the Backend.
 func (b *Backend) VirtualMachines(ctx context.Context) (bool, string, error) {
+	b.vmMu.Lock()
+	defer b.vmMu.Unlock()
+	if !b.vmKnown {
+		ok, reason, err := b.probeVMs(ctx)
+		if err != nil {
+			return false, "", err // a failed probe is tried again next time
+		}
+		b.vmKnown, b.vmOK, b.vmReason = true, ok, reason
+	}
+	return b.vmOK, b.vmReason, nil
+}
+
+func (b *Backend) probeVMs(ctx context.Context) (bool, string, error) {
 	s, err := b.c.Server(ctx)
 	if err != nil {
 		return false, "", err
@@ -72,7 +98,18 @@ func (b *Backend) VirtualMachines(ctx context.Context) (bool, string, error) {
 	if s.Supports(TypeVirtualMachine) {
 		return true, "", nil
 	}
-	return false, fmt.Sprintf("its drivers are %q, without qemu", s.Environment.Driver), nil
+	reason := fmt.Sprintf("the server's drivers are %q, without qemu", s.Environment.Driver)
+	name := fmt.Sprintf("jci-vm-probe-%d", time.Now().UnixNano())
+	err = b.c.CreateInstance(ctx, InstancesPost{Name: name, Type: TypeVirtualMachine, Source: InstanceSource{Type: "none"}})
+	if err == nil {
+		// Not expected where the driver list lacks qemu; clean up and believe it.
+		_ = b.c.DeleteInstance(context.WithoutCancel(ctx), name)
+		return true, "", nil
+	}
+	if i := strings.Index(err.Error(), vmUnsupported); i >= 0 {
+		reason = strings.TrimSpace(err.Error()[i+len(vmUnsupported):])
+	}
+	return false, reason, nil
 }
 
 // CreateInstance creates and starts an instance from an image alias.
