@@ -12,9 +12,9 @@ import (
 // Backend is what the executor needs from an instance manager; the Incus
 // adapter in executor/incus implements it. Every call takes a context.
 type Backend interface {
-	// ImageFingerprint returns the full fingerprint the alias points at in
-	// project, or an error wrapping ErrNotFound.
-	ImageFingerprint(ctx context.Context, project, alias string) (string, error)
+	// Image returns the image an alias points at in project, or an error
+	// wrapping ErrNotFound.
+	Image(ctx context.Context, project, alias string) (ImageInfo, error)
 	// VirtualMachines reports whether the server can run VMs and, when it
 	// cannot, the server's reason.
 	VirtualMachines(ctx context.Context) (ok bool, reason string, err error)
@@ -35,6 +35,12 @@ type Backend interface {
 
 // ErrNotFound is wrapped by backend errors for missing objects.
 var ErrNotFound = errors.New("not found")
+
+// ImageInfo is what the executor needs to know of an image.
+type ImageInfo struct {
+	Fingerprint string             // full
+	Type        model.InstanceType // container or virtual-machine
+}
 
 // InstanceSpec describes an instance to create and start.
 type InstanceSpec struct {

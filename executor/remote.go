@@ -206,7 +206,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		return errors.New("remote Linux VM backend `incus` does not support writable workspace jobs")
 	}
 	alias := job.Image.Alias
-	fp, err := j.x.Backend.ImageFingerprint(ctx, cfg.Project, alias)
+	img, err := j.x.Backend.Image(ctx, cfg.Project, alias)
 	if errors.Is(err, ErrNotFound) {
 		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
 		return fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
@@ -215,9 +215,10 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if err != nil {
 		return fmt.Errorf("look up Incus image `%s` in project `%s`: %w", alias, cfg.Project, err)
 	}
+	fp := img.Fingerprint
 	j.exe.IncusImage = &model.RemoteLinuxVMImageRecord{GuestRole: job.Image.Recorded, Project: cfg.Project, Alias: alias, Fingerprint: &fp}
 
-	itype, err := j.instanceType(ctx)
+	itype, err := j.instanceType(ctx, alias, img.Type)
 	if err != nil {
 		return err
 	}
@@ -251,29 +252,41 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	return j.waitReady(ctx)
 }
 
-// instanceType resolves auto: a VM where the server runs VMs, else a container.
-func (j *jobRun) instanceType(ctx context.Context) (model.InstanceType, error) {
-	t := j.x.Config.InstanceType
-	if j.job.Runtime.Incus != nil && j.job.Runtime.Incus.InstanceType != "" && j.job.Runtime.Incus.InstanceType != model.InstanceAuto {
-		t = j.job.Runtime.Incus.InstanceType
+// instanceType resolves the instance type: auto takes a VM where the server
+// runs VMs and the image is a VM image, else a container, and says why in
+// the host log; an explicit type must fit both the server and the image.
+func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model.InstanceType) (model.InstanceType, error) {
+	want := j.x.Config.InstanceType
+	if in := j.job.Runtime.Incus; in != nil && in.InstanceType != "" && in.InstanceType != model.InstanceAuto {
+		want = in.InstanceType
 	}
-	if t == model.InstanceContainer {
-		return t, nil
+	if want == model.InstanceContainer {
+		if imageType != model.InstanceContainer {
+			return "", fmt.Errorf("instance type `container` was asked for, but image `%s` is a %s image", alias, imageType)
+		}
+		return want, nil
 	}
-	ok, reason, err := j.x.Backend.VirtualMachines(ctx)
+	vms, reason, err := j.x.Backend.VirtualMachines(ctx)
 	if err != nil {
 		return "", fmt.Errorf("ask the Incus server which instance types it runs: %w", err)
 	}
-	if t == model.InstanceVirtualMachine {
-		if !ok {
-			return "", fmt.Errorf("instance type `virtual-machine` was asked for, but the Incus server on %s cannot run virtual machines: %s (use a container: instance type `container` or `auto`)", j.x.Config.Host, reason)
+	switch {
+	case !vms && (want == model.InstanceVirtualMachine || imageType == model.InstanceVirtualMachine):
+		return "", fmt.Errorf("instance type `%s` needs a virtual machine, but the Incus server on %s cannot run virtual machines: %s (use a container image with instance type `container` or `auto`)",
+			want, j.x.Config.Host, reason)
+	case want == model.InstanceVirtualMachine && imageType != model.InstanceVirtualMachine:
+		return "", fmt.Errorf("instance type `virtual-machine` was asked for, but image `%s` is a %s image", alias, imageType)
+	case imageType == model.InstanceVirtualMachine:
+		if want != model.InstanceVirtualMachine {
+			j.hostf("instance type auto: this Incus server runs virtual machines and image `%s` is a VM image; using a virtual machine", alias)
 		}
-		return t, nil
-	}
-	if ok {
 		return model.InstanceVirtualMachine, nil
+	case vms:
+		j.hostf("instance type auto: image `%s` is a container image; using a container", alias)
+	default:
+		j.hostf("instance type auto: this Incus server cannot run virtual machines (%s); using a container", reason)
 	}
-	j.hostf("instance type auto: this Incus server cannot run virtual machines (%s); using a container", reason)
+	j.log.Info("instance type auto resolved to container", zap.String("image_type", string(imageType)), zap.Bool("server_runs_vms", vms))
 	return model.InstanceContainer, nil
 }
 

@@ -21,6 +21,7 @@ type fakeBackend struct {
 	mu          sync.Mutex
 	images      map[string]string // alias -> fingerprint
 	vms         bool
+	vmImage     bool // the alias points at a VM image
 	createErr   error
 	deleteErr   error
 	runnerCode  int
@@ -31,11 +32,15 @@ type fakeBackend struct {
 	files       map[string][]byte
 }
 
-func (f *fakeBackend) ImageFingerprint(_ context.Context, project, alias string) (string, error) {
+func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
 	if fp, ok := f.images[alias]; ok {
-		return fp, nil
+		t := model.InstanceContainer
+		if f.vmImage {
+			t = model.InstanceVirtualMachine
+		}
+		return ImageInfo{Fingerprint: fp, Type: t}, nil
 	}
-	return "", fmt.Errorf("image alias %q in project %q: %w", alias, project, ErrNotFound)
+	return ImageInfo{}, fmt.Errorf("image alias %q in project %q: %w", alias, project, ErrNotFound)
 }
 
 func (f *fakeBackend) VirtualMachines(context.Context) (bool, string, error) {
@@ -190,7 +195,11 @@ func TestExecuteFailures(t *testing.T) {
 		{name: "create fails", be: fakeBackend{createErr: errors.New("Failed creating instance record: Instance type \"virtual-machine\" is not supported on this server: vhost_vsock kernel module not loaded")},
 			wantErr: true, wantMsg: "vhost_vsock kernel module not loaded", wantPhases: 3, wantDelete: 2},
 		{name: "virtual machine on a host without VMs", vm: true, wantErr: true, wantPhases: 3, wantDelete: 0,
-			wantMsg: "instance type `virtual-machine` was asked for, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
+			wantMsg: "instance type `virtual-machine` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
+		{name: "auto with a VM image on a host without VMs", be: fakeBackend{vmImage: true}, wantErr: true, wantPhases: 3, wantDelete: 0,
+			wantMsg: "instance type `auto` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
+		{name: "virtual machine with a container image", be: fakeBackend{vms: true}, vm: true, wantErr: true, wantPhases: 3, wantDelete: 0,
+			wantMsg: "instance type `virtual-machine` was asked for, but image `pikaci/dev` is a container image"},
 		{name: "cleanup fails after success", be: fakeBackend{result: passedResult, deleteErr: errors.New("incus: delete: 500")},
 			wantErr: true, wantMsg: "delete instance \"pikaci-af8dc8858830\": incus: delete: 500", wantPhases: 6, wantDelete: 2},
 		{name: "both fail", be: fakeBackend{deleteErr: errors.New("boom")}, wantErr: true,
@@ -260,5 +269,41 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+}
+
+func TestInstanceTypeResolution(t *testing.T) {
+	tests := []struct {
+		name     string
+		vms      bool
+		vmImage  bool
+		want     model.InstanceType // job's instance type; "" = auto
+		got      model.InstanceType
+		hostLine string
+	}{
+		{"auto, no VMs, container image", false, false, "", model.InstanceContainer, "cannot run virtual machines (vhost_vsock kernel module not loaded); using a container"},
+		{"auto, VMs, container image", true, false, "", model.InstanceContainer, "image `pikaci/dev` is a container image; using a container"},
+		{"auto, VMs, VM image", true, true, "", model.InstanceVirtualMachine, "runs virtual machines and image `pikaci/dev` is a VM image; using a virtual machine"},
+		{"virtual-machine, VMs, VM image", true, true, model.InstanceVirtualMachine, model.InstanceVirtualMachine, ""},
+		{"container", true, false, model.InstanceContainer, model.InstanceContainer, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult, vms: tc.vms, vmImage: tc.vmImage}
+			var log syncBuf
+			job := newJob(t, &log)
+			if tc.want != "" {
+				job.Runtime.Incus.InstanceType = tc.want
+			}
+			if _, err := (&RemoteLinuxVM{Backend: be, Config: DefaultConfig()}).Execute(t.Context(), job); err != nil {
+				t.Fatal(err)
+			}
+			if be.created[0].Type != tc.got {
+				t.Errorf("created a %s, want %s", be.created[0].Type, tc.got)
+			}
+			if tc.hostLine != "" && !strings.Contains(log.String(), tc.hostLine) {
+				t.Errorf("host log lacks %q:\n%s", tc.hostLine, log.String())
+			}
+		})
 	}
 }

@@ -61,13 +61,17 @@ type notFoundError struct{ error }
 func (e notFoundError) Is(target error) bool { return target == executor.ErrNotFound }
 func (e notFoundError) Unwrap() error        { return e.error }
 
-// ImageFingerprint resolves an alias to the full fingerprint of its image.
-func (b *Backend) ImageFingerprint(ctx context.Context, project, alias string) (string, error) {
+// Image resolves an alias to its image's full fingerprint and type.
+func (b *Backend) Image(ctx context.Context, project, alias string) (executor.ImageInfo, error) {
 	a, err := b.in(project).GetImageAlias(ctx, alias)
 	if err != nil {
-		return "", notFound(err)
+		return executor.ImageInfo{}, notFound(err)
 	}
-	return a.Target, nil
+	t := model.InstanceType(a.Type)
+	if t == "" {
+		t = model.InstanceContainer
+	}
+	return executor.ImageInfo{Fingerprint: a.Target, Type: t}, nil
 }
 
 // vmUnsupported is how the server words its refusal of a VM.
