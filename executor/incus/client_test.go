@@ -405,6 +405,13 @@ func TestDeleteInstance(t *testing.T) {
 			deletes:   []string{"error_404.json"},
 			wantCalls: []string{"DELETE /1.0/instances/r1"},
 		},
+		{
+			// A cancelled job can leave its create operation running.
+			name:    "busy is tried again",
+			deletes: []string{"error_busy.json", "error_busy.json", "async_create.json"},
+			wantCalls: []string{"DELETE /1.0/instances/r1", "DELETE /1.0/instances/r1", "DELETE /1.0/instances/r1",
+				"GET " + opPath + "/wait"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -431,6 +438,17 @@ func TestDeleteInstance(t *testing.T) {
 				t.Fatalf("state change = %s, want a forced stop", state)
 			}
 		})
+	}
+}
+
+func TestDeleteInstanceBusyGivesUpWithTheContext(t *testing.T) {
+	f := newFake(t)
+	f.sequence("DELETE", "/1.0/instances/r1", "error_busy.json")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	err := f.client().DeleteInstance(ctx, "r1")
+	if err == nil || !strings.Contains(err.Error(), `is busy running a "create" operation`) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DeleteInstance() error = %v, want the busy error and the deadline", err)
 	}
 }
 

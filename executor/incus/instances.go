@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // Instance types.
@@ -202,20 +204,45 @@ func isAlreadyStopped(err error) bool {
 }
 
 // DeleteInstance removes an instance, force-stopping it first when it runs.
-// It is idempotent: an instance that does not exist is no error.
+// It is idempotent: an instance that does not exist is no error. An
+// instance still busy with another operation (a create that a cancelled job
+// left running) is tried again with a growing pause until ctx ends.
 func (c *Client) DeleteInstance(ctx context.Context, name string) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := c.deleteStopped(ctx, name)
+		if err == nil || IsNotFound(err) {
+			return nil
+		}
+		if !isBusy(err) || ctx.Err() != nil {
+			return fmt.Errorf("incus: delete instance %q: %w", name, err)
+		}
+		c.log.Debug("instance busy, delete again", zap.String("instance", name), zap.Duration("after", delay))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("incus: delete instance %q: %w (gave up: %w)", name, err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (c *Client) deleteStopped(ctx context.Context, name string) error {
 	err := c.deleteOnce(ctx, name)
 	if err != nil && isRunning(err) {
 		if err = c.ForceStopInstance(ctx, name); err == nil {
 			err = c.deleteOnce(ctx, name)
-		} else if IsNotFound(err) {
-			return nil
 		}
 	}
-	if err == nil || IsNotFound(err) {
-		return nil
-	}
-	return fmt.Errorf("incus: delete instance %q: %w", name, err)
+	return err
+}
+
+// isBusy: an instance with an operation under way answers
+// `Instance is busy running a "create" operation` (and likewise for others).
+func isBusy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "is busy running a")
 }
 
 func (c *Client) deleteOnce(ctx context.Context, name string) error {
@@ -226,5 +253,6 @@ func (c *Client) deleteOnce(ctx context.Context, name string) error {
 // isRunning: DELETE of a running instance answers 400 "Instance is running".
 func isRunning(err error) bool {
 	var se *StatusError
-	return errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(se.Msg), "running")
+	return errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(se.Msg), "running") &&
+		!isBusy(err)
 }
