@@ -1,0 +1,300 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"jerichoci/targets"
+)
+
+// OwnerPrefix starts the executor owner of every instance the daemon
+// creates: "jerichoci-serve/<job key>/<worker>". The reaper only ever
+// considers instances whose owner has it (never those of `jerichoci run`).
+const OwnerPrefix = "jerichoci-serve/"
+
+// Causes of a job's cancellation.
+var (
+	errCancelRequested = errors.New("cancelled")
+	errShutdown        = errors.New("the daemon is stopping")
+	errLostClaim       = errors.New("another worker took the job over")
+)
+
+// DaemonConfig tunes the worker pool.
+type DaemonConfig struct {
+	// ID names this daemon in claims, instance owners and logs.
+	ID          string
+	Concurrency int
+	// AckWait must equal the consumer's: heartbeats go every AckWait/3 and
+	// a claim older than AckWait*4/3 belongs to a dead worker.
+	AckWait    time.Duration
+	MaxDeliver int
+	// RetryDelay is the NakWithDelay after an infrastructure error on the
+	// first delivery; it doubles with each delivery, up to MaxRetryDelay.
+	RetryDelay    time.Duration
+	MaxRetryDelay time.Duration
+	// DrainTimeout bounds how long a graceful stop waits for running jobs.
+	DrainTimeout time.Duration
+	// ReapEvery is the orphan reaper's period.
+	ReapEvery time.Duration
+	// OpTimeout bounds each NATS call.
+	OpTimeout time.Duration
+}
+
+// DefaultDaemonConfig returns the defaults.
+func DefaultDaemonConfig() DaemonConfig {
+	return DaemonConfig{
+		Concurrency: 2, AckWait: 60 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second,
+		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
+		OpTimeout: 30 * time.Second,
+	}
+}
+
+// Validate reports every problem at once.
+func (c DaemonConfig) Validate() error {
+	var errs []error
+	if !ValidJobKey(strings.ReplaceAll(c.ID, ".", "_")) {
+		errs = append(errs, fmt.Errorf("daemon id %q: expected 1-128 letters, digits, '.', '_' or '-'", c.ID))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
+	}
+	if c.AckWait < 3*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ack wait %s: must be positive", c.AckWait))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 1", c.MaxDeliver))
+	}
+	if c.RetryDelay <= 0 || c.MaxRetryDelay < c.RetryDelay {
+		errs = append(errs, fmt.Errorf("retry delay %s (max %s): must be positive and at most the maximum", c.RetryDelay, c.MaxRetryDelay))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, fmt.Errorf("drain timeout %s: must not be negative", c.DrainTimeout))
+	}
+	if c.ReapEvery <= 0 {
+		errs = append(errs, fmt.Errorf("reap period %s: must be positive", c.ReapEvery))
+	}
+	if c.OpTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("operation timeout %s: must be positive", c.OpTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+func (c DaemonConfig) heartbeat() time.Duration  { return c.AckWait / 3 }
+func (c DaemonConfig) staleAfter() time.Duration { return c.AckWait + c.AckWait/3 }
+
+// Daemon is the worker pool of `jerichoci serve`: each worker pulls one job
+// when it is free, fences it in the jobs bucket, runs it with the Runner,
+// stores the final record and only then acknowledges the message.
+type Daemon struct {
+	Config  DaemonConfig
+	Queue   Source
+	Jobs    KV // claims, by job key
+	Results KV // final run records, by job key
+	Sources SourceStore
+	Events  Publisher // may be nil
+	Catalog *targets.Catalog
+	// NewExecutor returns the executor of one attempt; owner goes into the
+	// config of the instances it creates.
+	NewExecutor func(owner string) JobExecutor
+	// Instances lets the reaper find and delete orphans; nil turns it off.
+	Instances InstanceManager
+	// Runner is the template of each attempt's runner: StateRoot, Env,
+	// MaxConcurrent, Snapshot, Now and NewUUID are used; Exec, Events,
+	// RunID, Log and JobOutput are set per attempt.
+	Runner Runner
+	Log    *zap.Logger
+
+	killCtx  context.Context
+	kill     context.CancelCauseFunc
+	stopping chan struct{} // closed when pulling stops
+	mu       sync.Mutex
+	active   map[string]*attempt // by job key
+	reapKick chan struct{}
+	reapMu   sync.Mutex
+}
+
+// Run pulls and runs jobs until ctx is done, then lets running jobs finish
+// within DrainTimeout (or until Kill) and returns. Jobs cut short by Kill
+// are handed back to the queue.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.Config.Validate(); err != nil {
+		return err
+	}
+	if d.Queue == nil || d.Jobs == nil || d.Results == nil || d.Catalog == nil || d.NewExecutor == nil {
+		return errors.New("daemon: queue, jobs, results, catalog and executor are required")
+	}
+	d.init()
+	log := d.logger()
+	log.Info("daemon started", zap.Int("concurrency", d.Config.Concurrency), zap.Duration("ack_wait", d.Config.AckWait),
+		zap.Int("max_deliver", d.Config.MaxDeliver))
+
+	reapCtx, stopReap := context.WithCancel(context.WithoutCancel(ctx))
+	var reapWG sync.WaitGroup
+	if d.Instances != nil {
+		reapWG.Add(1)
+		go func() { defer reapWG.Done(); d.reapLoop(reapCtx) }()
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < d.Config.Concurrency; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.workerLoop(ctx, d.Config.ID+"."+strconv.Itoa(i+1)) }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+
+	select {
+	case <-done:
+	case <-ctx.Done():
+		close(d.stopping)
+		n := d.activeCount()
+		log.Info("stopping: no more pulls; waiting for running jobs", zap.Int("running", n), zap.Duration("drain_timeout", d.Config.DrainTimeout))
+		timer := time.NewTimer(d.Config.DrainTimeout)
+		select {
+		case <-done:
+		case <-timer.C:
+			log.Warn("drain timeout: cancelling running jobs and handing them back", zap.Int("running", d.activeCount()))
+			d.Kill()
+			<-done
+		case <-d.killCtx.Done():
+			<-done
+		}
+		timer.Stop()
+	}
+	stopReap()
+	reapWG.Wait()
+	d.kill(errShutdown) // release the context's resources
+	log.Info("daemon stopped")
+	return nil
+}
+
+// Kill cancels the running jobs: their instances are deleted and their
+// messages naked so that another worker runs them.
+func (d *Daemon) Kill() {
+	d.init()
+	d.kill(errShutdown)
+}
+
+// init sets up the internal state once; Run and Kill may race.
+func (d *Daemon) init() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active != nil {
+		return
+	}
+	d.active = map[string]*attempt{}
+	d.killCtx, d.kill = context.WithCancelCause(context.Background())
+	d.stopping = make(chan struct{})
+	d.reapKick = make(chan struct{}, 1)
+}
+
+func (d *Daemon) workerLoop(ctx context.Context, worker string) {
+	log := d.logger().With(zap.String("worker", worker))
+	backoff := time.Second
+	for ctx.Err() == nil {
+		msg, err := d.Queue.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("pull failed; retrying", zap.Error(err), zap.Duration("in", backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if ctx.Err() != nil {
+			// Pulled while stopping: hand it straight back.
+			if err := msg.Nak(); err != nil {
+				log.Warn("nak after stop", zap.Error(err))
+			}
+			return
+		}
+		d.process(msg, worker, log)
+	}
+}
+
+func (d *Daemon) register(a *attempt) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.active[a.key] = a
+}
+
+func (d *Daemon) unregister(a *attempt) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.active[a.key] == a {
+		delete(d.active, a.key)
+	}
+}
+
+func (d *Daemon) activeAttempt(key string) *attempt {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.active[key]
+}
+
+// runsLocally reports whether this daemon runs the run with this id.
+func (d *Daemon) runsLocally(runID string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, a := range d.active {
+		if a.runID() == runID {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Daemon) activeCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.active)
+}
+
+func (d *Daemon) isStopping() bool {
+	select {
+	case <-d.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// opCtx bounds one NATS call; it never inherits a cancellation, so
+// bookkeeping still happens while the daemon stops.
+func (d *Daemon) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.Config.OpTimeout)
+}
+
+func (d *Daemon) now() time.Time {
+	if d.Runner.Now != nil {
+		return d.Runner.Now()
+	}
+	return time.Now()
+}
+
+func (d *Daemon) newUUID() uuid.UUID {
+	if d.Runner.NewUUID != nil {
+		return d.Runner.NewUUID()
+	}
+	return uuid.New()
+}
+
+func (d *Daemon) logger() *zap.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return zap.NewNop()
+}

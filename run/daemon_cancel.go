@@ -1,0 +1,71 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"jerichoci/model"
+)
+
+// CancelReply answers a cancel request (docs/PROTOCOL.md).
+type CancelReply struct {
+	JobID string `json:"job_id"`
+	// State is the job's claim state after the request: cancelled (it had
+	// not started), running (it is being stopped), queued (it will be
+	// recorded as cancelled when next delivered) or finished (too late).
+	State   ClaimState `json:"state,omitempty"`
+	RunID   string     `json:"run_id,omitempty"`
+	Message string     `json:"message"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// Cancel stops the job if this daemon runs it and marks the cancel request
+// in its claim, so that whoever runs or next takes it stops too. The job
+// ends with a failed record whose message is `cancelled`.
+func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) {
+	if !ValidJobKey(jobID) {
+		return CancelReply{}, fmt.Errorf("cancel: job id %q: expected 1-128 letters, digits, '_' or '-'", jobID)
+	}
+	d.init()
+	log := d.logger().With(zap.String("job_id", jobID))
+	if a := d.activeAttempt(jobID); a != nil {
+		log.Info("cancel requested; stopping the running job", zap.String("run_id", a.runID()))
+		a.cancel(errCancelRequested)
+	}
+	for i := 0; i < 20; i++ {
+		cur, err := getClaim(ctx, d.Jobs, jobID)
+		if err != nil {
+			return CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
+		}
+		rep := CancelReply{JobID: jobID}
+		switch {
+		case cur == nil:
+			_, err = createClaim(ctx, d.Jobs, Claim{JobID: jobID, State: ClaimCancelled, CancelRequested: true,
+				UpdatedAt: model.At(d.now())})
+			rep.State, rep.Message = ClaimCancelled, "cancelled before it started; the failed record is written when a worker takes the job"
+		case cur.State == ClaimFinished:
+			return CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID,
+				Message: fmt.Sprintf("already finished (%s); nothing to cancel", cur.Status)}, nil
+		case cur.CancelRequested:
+			return CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID, Message: "cancel already requested"}, nil
+		default:
+			next := cur.Claim
+			next.CancelRequested = true
+			_, err = updateClaim(ctx, d.Jobs, next, cur.rev)
+			rep.State, rep.RunID = cur.State, cur.RunID
+			rep.Message = "cancel requested; the job stops and is recorded as cancelled"
+		}
+		if errors.Is(err, errClaimConflict) {
+			continue
+		}
+		if err != nil {
+			return CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
+		}
+		log.Info("cancel recorded", zap.String("state", string(rep.State)))
+		return rep, nil
+	}
+	return CancelReply{}, fmt.Errorf("cancel %s: the claim changed concurrently too often", jobID)
+}

@@ -1,0 +1,107 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// OwnedInstance is an instance that carries all of jerichoci's config keys
+// (user.jerichoci.run_id, job_id and owner).
+type OwnedInstance struct {
+	Name  string
+	RunID string
+	JobID string // the catalog job id, e.g. "hello"
+	Owner string
+}
+
+// InstanceManager is what the orphan reaper needs from the instance
+// backend; cmd/jerichoci implements it over Incus.
+type InstanceManager interface {
+	// ListOwned returns only instances carrying all three keys.
+	ListOwned(ctx context.Context) ([]OwnedInstance, error)
+	// Delete force-deletes an instance; a missing one is not an error.
+	Delete(ctx context.Context, name string) error
+}
+
+// jobKeyOfOwner returns the job key of a daemon-owned instance's owner
+// ("jerichoci-serve/<job key>/<worker>"); false for any other owner.
+func jobKeyOfOwner(owner string) (string, bool) {
+	rest, ok := strings.CutPrefix(owner, OwnerPrefix)
+	if !ok {
+		return "", false
+	}
+	key, _, ok := strings.Cut(rest, "/")
+	return key, ok && ValidJobKey(key)
+}
+
+// Reap deletes the daemon-owned instances whose run is not running
+// anywhere: not here, and not the live claim of their job. Instances
+// without our keys are never listed; instances of other owners (such as
+// `jerichoci run`) are never touched. It returns the deleted names.
+func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
+	if d.Instances == nil {
+		return nil, nil
+	}
+	d.init()
+	d.reapMu.Lock()
+	defer d.reapMu.Unlock()
+	insts, err := d.Instances.ListOwned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	var errs []error
+	for _, in := range insts {
+		key, ok := jobKeyOfOwner(in.Owner)
+		if !ok || in.RunID == "" || d.runsLocally(in.RunID) {
+			continue
+		}
+		cur, err := getClaim(ctx, d.Jobs, key)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur != nil && cur.State == ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
+			continue // its worker is alive
+		}
+		log := d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
+		if err := d.Instances.Delete(ctx, in.Name); err != nil {
+			log.Warn("reap orphan instance", zap.Error(err))
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("reaped orphan instance")
+		deleted = append(deleted, in.Name)
+	}
+	return deleted, errors.Join(errs...)
+}
+
+func (d *Daemon) kickReaper() {
+	select {
+	case d.reapKick <- struct{}{}:
+	default:
+	}
+}
+
+// reapLoop reaps at start, every ReapEvery and when kicked.
+func (d *Daemon) reapLoop(ctx context.Context) {
+	t := time.NewTicker(d.Config.ReapEvery)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		if _, err := d.Reap(rctx); err != nil && ctx.Err() == nil {
+			d.logger().Warn("orphan reaper", zap.Error(err))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-d.reapKick:
+		}
+	}
+}

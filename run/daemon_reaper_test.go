@@ -1,0 +1,91 @@
+package run
+
+import (
+	"context"
+	"reflect"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeInstances struct {
+	mu      sync.Mutex
+	list    []OwnedInstance
+	deleted []string
+}
+
+func (f *fakeInstances) ListOwned(context.Context) ([]OwnedInstance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]OwnedInstance{}, f.list...), nil
+}
+
+func (f *fakeInstances) Delete(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, name)
+	return nil
+}
+
+func TestReapDeletesOnlyOrphans(t *testing.T) {
+	h := newHarness(t)
+	const live, stale, other, done, gone = "job-live", "job-stale", "job-other", "job-done", "job-gone"
+	now := time.Now()
+	h.jobs.put(t, live, Claim{JobID: live, State: ClaimRunning, RunID: "20260101T000000Z-00000001"}, now)
+	h.jobs.put(t, stale, Claim{JobID: stale, State: ClaimRunning, RunID: "20260101T000000Z-00000002"}, now.Add(-time.Hour))
+	h.jobs.put(t, other, Claim{JobID: other, State: ClaimRunning, RunID: "20260101T000000Z-00000099"}, now)
+	h.jobs.put(t, done, Claim{JobID: done, State: ClaimFinished, RunID: "20260101T000000Z-00000004"}, now)
+	inst := func(name, key, runID string) OwnedInstance {
+		return OwnedInstance{Name: name, RunID: runID, JobID: "hello", Owner: OwnerPrefix + key + "/d.1"}
+	}
+	fi := &fakeInstances{list: []OwnedInstance{
+		inst("i-live", live, "20260101T000000Z-00000001"),
+		inst("i-stale", stale, "20260101T000000Z-00000002"),
+		inst("i-other-run", other, "20260101T000000Z-00000003"),
+		inst("i-done", done, "20260101T000000Z-00000004"),
+		inst("i-no-claim", gone, "20260101T000000Z-00000005"),
+		{Name: "i-cli-run", RunID: "20260101T000000Z-00000006", JobID: "hello", Owner: "laptop-1234"},
+		{Name: "i-bad-owner", RunID: "20260101T000000Z-00000007", JobID: "hello", Owner: OwnerPrefix + "no-slash"},
+	}}
+	h.d.Instances = fi
+	deleted, err := h.d.Reap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(deleted)
+	want := []string{"i-done", "i-no-claim", "i-other-run", "i-stale"}
+	if !reflect.DeepEqual(deleted, want) {
+		t.Errorf("Reap deleted %q, want %q", deleted, want)
+	}
+}
+
+func TestReapKeepsLocalRuns(t *testing.T) {
+	h := newHarness(t)
+	a := &attempt{d: h.d, key: "job-1"}
+	a.setClaim(&claimEntry{Claim: Claim{RunID: "20260101T000000Z-00000001"}})
+	h.d.register(a)
+	fi := &fakeInstances{list: []OwnedInstance{{Name: "i-1", RunID: "20260101T000000Z-00000001", Owner: OwnerPrefix + "job-1/test.1"}}}
+	h.d.Instances = fi
+	if deleted, err := h.d.Reap(t.Context()); err != nil || len(deleted) != 0 {
+		t.Errorf("Reap = %q, %v; want nothing deleted while the run is local", deleted, err)
+	}
+}
+
+func TestJobKeyOfOwner(t *testing.T) {
+	tests := []struct {
+		owner, key string
+		ok         bool
+	}{
+		{OwnerPrefix + "0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11/host-1.2", "0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11", true},
+		{OwnerPrefix + "seq-4/host-1.giveup", "seq-4", true},
+		{"host-1234", "", false},
+		{OwnerPrefix + "nokey", "", false},
+		{OwnerPrefix + "bad key/x", "", false},
+	}
+	for _, tc := range tests {
+		if key, ok := jobKeyOfOwner(tc.owner); key != tc.key && tc.ok || ok != tc.ok {
+			t.Errorf("jobKeyOfOwner(%q) = %q, %v; want %q, %v", tc.owner, key, ok, tc.key, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// NATS names of the daemon (docs/PROTOCOL.md documents each).
+const (
+	// StreamJobs holds the work queue: one message per requested run.
+	StreamJobs = "JERICHOCI_JOBS"
+	// SubjectJobsPrefix + "<lane or target>" is where job specs are published.
+	SubjectJobsPrefix = "jerichoci.jobs."
+	// ConsumerWorkers is the durable pull consumer every worker pulls from.
+	ConsumerWorkers = "jerichoci-workers"
+	// StreamEvents keeps the lifecycle events for late readers.
+	StreamEvents = "JERICHOCI_EVENTS"
+	// SubjectRunsPrefix + "<job_id>.<run_id>.events" carries one run's events.
+	SubjectRunsPrefix = "jerichoci.runs."
+	// SubjectCancelPrefix + "<job_id>" asks for a job to be cancelled.
+	SubjectCancelPrefix = "jerichoci.cancel."
+	// BucketJobs (KV) holds each job's claim: who runs it, in which run.
+	BucketJobs = "jerichoci-jobs"
+	// BucketResults (KV) holds each job's final run record.
+	BucketResults = "jerichoci-results"
+	// BucketSources (object store) holds source snapshots by content hash.
+	BucketSources = "jerichoci-sources"
+
+	// HeaderJobID, HeaderRunID, HeaderEvent and HeaderFinal are set on
+	// every event message.
+	HeaderJobID = "Jerichoci-Job-Id"
+	HeaderRunID = "Jerichoci-Run-Id"
+	HeaderEvent = "Jerichoci-Event"
+	HeaderFinal = "Jerichoci-Final"
+)
+
+// EventSubject is the subject of one run's lifecycle events.
+func EventSubject(jobKey, runID string) string {
+	return SubjectRunsPrefix + jobKey + "." + runID + ".events"
+}
+
+// JobSubject is the work subject a spec for name is published on. A name
+// is letters, digits, '.', '_' and '-' (model.ParseJobSpec), so it is a
+// valid subject tail.
+func JobSubject(name string) string { return SubjectJobsPrefix + name }
+
+// SourceObjectName is the content-addressed name of a source tarball.
+func SourceObjectName(sha256hex string) string { return "sha256-" + sha256hex + ".tar.gz" }
+
+var jobKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidJobKey reports whether s can key a job in the buckets and subjects:
+// 1–128 letters, digits, '_' or '-' (a UUID qualifies).
+func ValidJobKey(s string) bool { return jobKeyPattern.MatchString(s) }
+
+// Message is the part of a JetStream message a worker uses;
+// jetstream.Msg satisfies it.
+type Message interface {
+	Data() []byte
+	Headers() nats.Header
+	Metadata() (*jetstream.MsgMetadata, error)
+	DoubleAck(ctx context.Context) error
+	Nak() error
+	NakWithDelay(delay time.Duration) error
+	InProgress() error
+	TermWithReason(reason string) error
+}
+
+var _ Message = jetstream.Msg(nil)
+
+// Source hands out one message at a time; Next blocks until a message
+// comes or ctx is done.
+type Source interface {
+	Next(ctx context.Context) (Message, error)
+}
+
+// KV is the part of a JetStream key-value bucket the daemon uses;
+// jetstream.KeyValue satisfies it.
+type KV interface {
+	Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error)
+	Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error)
+	Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error)
+}
+
+var _ KV = jetstream.KeyValue(nil)
+
+// Publisher sends a message on a subject (core NATS: events are
+// fire-and-forget; the events stream keeps them).
+type Publisher interface {
+	Publish(ctx context.Context, subject string, data []byte, header nats.Header) error
+}
+
+// SourceStore opens a stored source tarball; a missing bucket or object
+// gives an error wrapping ErrSourceNotFound.
+type SourceStore interface {
+	Open(ctx context.Context, bucket, object string) (io.ReadCloser, error)
+}
+
+// ErrSourceNotFound is wrapped when a job's source object does not exist.
+var ErrSourceNotFound = errors.New("source not found")
+
+// QueueConfig is the JetStream layout the daemon creates or updates.
+type QueueConfig struct {
+	AckWait    time.Duration // consumer AckWait; InProgress every AckWait/3
+	MaxDeliver int           // deliveries before a job gives up
+	// MaxAckPending must cover every worker slot of the fleet.
+	MaxAckPending int
+	Duplicates    time.Duration // dedup window for Nats-Msg-Id
+	EventsMaxAge  time.Duration // how long the events stream keeps events
+	SourcesTTL    time.Duration // how long source tarballs are kept
+	Replicas      int
+	// PollWait bounds one pull request, so a stopping worker notices soon.
+	PollWait time.Duration
+}
+
+// DefaultQueueConfig returns the daemon's defaults.
+func DefaultQueueConfig() QueueConfig {
+	return QueueConfig{
+		AckWait: 60 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
+		EventsMaxAge: 24 * time.Hour, SourcesTTL: 7 * 24 * time.Hour, Replicas: 1, PollWait: 2 * time.Second,
+	}
+}
+
+// Validate reports every problem at once.
+func (c QueueConfig) Validate() error {
+	var errs []error
+	if c.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", c.AckWait))
+	}
+	if c.MaxDeliver < 1 {
+		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 1", c.MaxDeliver))
+	}
+	if c.MaxAckPending < 1 {
+		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least 1", c.MaxAckPending))
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: expected 1 to 5", c.Replicas))
+	}
+	if c.PollWait <= 0 {
+		errs = append(errs, fmt.Errorf("poll wait %s: must be positive", c.PollWait))
+	}
+	return errors.Join(errs...)
+}
+
+// Queue is the daemon's JetStream plumbing: the work stream and its
+// consumer, the job and result buckets, the source store and the events.
+type Queue struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     QueueConfig
+	cons    jetstream.Consumer
+	Jobs    jetstream.KeyValue
+	Results jetstream.KeyValue
+
+	mu      sync.Mutex
+	sources map[string]jetstream.ObjectStore
+}
+
+// OpenQueue creates or updates the streams, the consumer and the buckets.
+func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	q := &Queue{nc: nc, js: js, cfg: cfg, sources: map[string]jetstream.ObjectStore{}}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: StreamJobs, Description: "jerichoci work queue: one job spec per message",
+		Subjects: []string{SubjectJobsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+		Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		Duplicates: cfg.Duplicates,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", StreamJobs, err)
+	}
+	q.cons, err = js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
+		Durable: ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending, FilterSubject: SubjectJobsPrefix + ">",
+		// No prefetching, ever: a pull may ask for one message only.
+		MaxRequestBatch: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", ConsumerWorkers, StreamJobs, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: StreamEvents, Description: "jerichoci lifecycle events, kept for late readers",
+		Subjects: []string{SubjectRunsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", StreamEvents, err)
+	}
+	if q.Jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketJobs, err)
+	}
+	if q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: 1 << 20,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketResults, err)
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
+		TTL: cfg.SourcesTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create or update object store %s: %w", BucketSources, err)
+	}
+	q.sources[BucketSources] = obj
+	return q, nil
+}
+
+// Next pulls one message: a pull request for a single message, so nothing
+// waits in a client buffer while its AckWait runs out.
+func (q *Queue) Next(ctx context.Context) (Message, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := q.cons.Next(jetstream.FetchMaxWait(q.cfg.PollWait))
+		switch {
+		case err == nil:
+			return m, nil
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
+			continue
+		default:
+			return nil, fmt.Errorf("pull from consumer %s: %w", ConsumerWorkers, err)
+		}
+	}
+}
+
+// Publish sends a core NATS message.
+func (q *Queue) Publish(_ context.Context, subject string, data []byte, header nats.Header) error {
+	if err := q.nc.PublishMsg(&nats.Msg{Subject: subject, Data: data, Header: header}); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Open opens a stored source tarball.
+func (q *Queue) Open(ctx context.Context, bucket, object string) (io.ReadCloser, error) {
+	q.mu.Lock()
+	obj, ok := q.sources[bucket]
+	q.mu.Unlock()
+	if !ok {
+		var err error
+		obj, err = q.js.ObjectStore(ctx, bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("object store %s: %w", bucket, ErrSourceNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("object store %s: %w", bucket, err)
+		}
+		q.mu.Lock()
+		q.sources[bucket] = obj
+		q.mu.Unlock()
+	}
+	r, err := obj.Get(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("object %s in %s: %w", object, bucket, ErrSourceNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object %s in %s: %w", object, bucket, err)
+	}
+	return r, nil
+}
+
+// Canceller is what the cancel subscription calls.
+type Canceller interface {
+	Cancel(ctx context.Context, jobID string) (CancelReply, error)
+}
+
+// SubscribeCancels answers cancel requests on jerichoci.cancel.<job_id>.
+// Every daemon subscribes (no queue group): the one running the job stops it
+// at once, and each marks the claim, which is idempotent.
+func (q *Queue) SubscribeCancels(c Canceller, timeout time.Duration) (*nats.Subscription, error) {
+	sub, err := q.nc.Subscribe(SubjectCancelPrefix+"*", func(m *nats.Msg) {
+		jobID := strings.TrimPrefix(m.Subject, SubjectCancelPrefix)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		rep, err := c.Cancel(ctx, jobID)
+		if err != nil {
+			rep = CancelReply{JobID: jobID, Error: err.Error()}
+		}
+		if m.Reply != "" {
+			if b, err := encodeJSON(rep); err == nil {
+				_ = m.Respond(b) // the requester may be gone
+			}
+		}
+	})
+	if err == nil {
+		err = q.nc.Flush() // registered with the server before we say we listen
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s*: %w", SubjectCancelPrefix, err)
+	}
+	return sub, nil
+}
+
+// maxDeliveriesAdvisory is the part of the server's advisory we read.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// SubscribeGiveUps hands every work message that ran out of deliveries to
+// giveUp, read back from the stream. The subscription is in a queue group,
+// so one daemon of the fleet takes each.
+func (q *Queue) SubscribeGiveUps(giveUp func(*StoredMessage), log *zap.Logger) (*nats.Subscription, error) {
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + "." + ConsumerWorkers
+	sub, err := q.nc.QueueSubscribe(subject, "jerichoci-giveup", func(m *nats.Msg) {
+		var adv maxDeliveriesAdvisory
+		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
+			log.Warn("unreadable max deliveries advisory", zap.ByteString("advisory", m.Data))
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stream, err := q.js.Stream(ctx, StreamJobs)
+			if err != nil {
+				log.Warn("max deliveries: open stream", zap.Error(err))
+				return
+			}
+			raw, err := stream.GetMsg(ctx, adv.StreamSeq)
+			if err != nil {
+				log.Warn("max deliveries: read message", zap.Uint64("stream_seq", adv.StreamSeq), zap.Error(err))
+				return
+			}
+			giveUp(&StoredMessage{Seq: adv.StreamSeq, Deliveries: adv.Deliveries, Body: raw.Data, Header: raw.Header,
+				Delete: func(ctx context.Context) error {
+					if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+						return fmt.Errorf("delete message %d: %w", adv.StreamSeq, err)
+					}
+					return nil
+				}})
+		}()
+	})
+	if err == nil {
+		err = q.nc.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return sub, nil
+}

@@ -1,0 +1,54 @@
+package run
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"jerichoci/model"
+)
+
+// eventSink publishes one attempt's lifecycle events on its run subject as
+// they happen. It holds back the runner's run_finished: the worker
+// publishes that one itself once the record is settled (final or not).
+type eventSink struct {
+	pub    Publisher
+	jobKey string
+	log    *zap.Logger
+}
+
+func (s *eventSink) Emit(ctx context.Context, ev model.LifecycleEvent) {
+	if ev.Event == model.EventRunFinished {
+		return
+	}
+	s.publish(ctx, ev, false)
+}
+
+// publish sends ev; final marks the run_finished that is the job's result.
+func (s *eventSink) publish(ctx context.Context, ev model.LifecycleEvent, final bool) {
+	if s.pub == nil {
+		return
+	}
+	runID := ev.RunID
+	if ev.Run != nil {
+		runID = ev.Run.RunID
+	}
+	b, err := encodeJSON(ev)
+	if err != nil {
+		s.log.Error("encode lifecycle event", zap.String("event", ev.Event), zap.Error(err))
+		return
+	}
+	h := nats.Header{}
+	h.Set(HeaderJobID, s.jobKey)
+	h.Set(HeaderRunID, runID)
+	h.Set(HeaderEvent, ev.Event)
+	if ev.Event == model.EventRunFinished {
+		h.Set(HeaderFinal, strconv.FormatBool(final))
+	}
+	if err := s.pub.Publish(context.WithoutCancel(ctx), EventSubject(s.jobKey, runID), b, h); err != nil {
+		// Events are a live view; the records are the truth.
+		s.log.Warn("publish lifecycle event", zap.String("event", ev.Event), zap.Error(err))
+	}
+}

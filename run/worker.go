@@ -1,0 +1,658 @@
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"jerichoci/executor"
+	"jerichoci/model"
+	"jerichoci/targets"
+)
+
+// attempt is one delivery of one job to one worker.
+type attempt struct {
+	d         *Daemon
+	msg       Message
+	worker    string
+	delivered uint64
+	seq       uint64
+	base      *zap.Logger // worker and delivery fields
+	log       *zap.Logger // base plus job_id and run_id
+	key       string      // the job id (or a stand-in for a spec without one)
+	spec      *model.JobSpec
+	target    *targets.Target
+	sink      *eventSink
+	giveUp    bool // settle a message out of deliveries (GiveUp)
+
+	jobCtx context.Context
+	cancel context.CancelCauseFunc
+
+	mu    sync.Mutex
+	claim *claimEntry
+}
+
+// result is what an attempt ended with, before classification.
+type result struct {
+	kind  outcomeKind
+	cause error
+	rec   *model.RunRecord // the attempt's record on disk, if one was written
+}
+
+// JobFile is runs/<run_id>/jerichoci-job.json: which job and delivery a
+// daemon run belongs to.
+type JobFile struct {
+	JobID     string `json:"job_id"`
+	Worker    string `json:"worker"`
+	Delivery  uint64 `json:"delivery"`
+	StreamSeq uint64 `json:"stream_seq"`
+}
+
+// JobFileName is the name of JobFile in a run directory.
+const JobFileName = "jerichoci-job.json"
+
+func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
+	a := &attempt{d: d, msg: msg, worker: worker, delivered: 1}
+	if meta, err := msg.Metadata(); err == nil {
+		a.delivered, a.seq = meta.NumDelivered, meta.Sequence.Stream
+	}
+	a.jobCtx, a.cancel = context.WithCancelCause(d.killCtx)
+	defer a.cancel(nil)
+	a.base = log.With(zap.Uint64("stream_seq", a.seq), zap.Uint64("delivery", a.delivered))
+	a.log = a.base
+	res, stopHeartbeat := a.execute()
+	stopHeartbeat()
+	a.settle(res)
+	switch res.kind {
+	case outcomeCancelled, outcomeInterrupted, outcomeInfra, outcomeSuperseded:
+		// A job cut short may leave its instance behind (say, a delete
+		// refused while the create still ran): look for orphans now.
+		d.kickReaper()
+	}
+}
+
+// execute runs the delivery up to its outcome. The returned func stops the
+// heartbeat, which runs while the claim is held.
+func (a *attempt) execute() (result, func()) {
+	d := a.d
+	noop := func() {}
+	spec, invalid := model.ParseJobSpec(a.msg.Data())
+	if invalid == nil {
+		a.spec, a.key = &spec, spec.JobID.String()
+	} else {
+		a.key = keyFromMessage(a.msg, a.seq)
+	}
+	a.log = a.log.With(zap.String("job_id", a.key))
+	a.sink = &eventSink{pub: d.Events, jobKey: a.key, log: a.log}
+	if invalid == nil {
+		if t, err := d.resolve(spec); err != nil {
+			invalid = err
+		} else {
+			a.target = &t
+		}
+	}
+
+	ctx, cancel := d.opCtx()
+	prior, err := getResult(ctx, d.Results, a.key)
+	cancel()
+	switch {
+	case err != nil:
+		return result{kind: outcomeInfra, cause: err}, noop
+	case prior != nil && invalid != nil:
+		return result{kind: outcomeInvalidRepeat, cause: invalid}, noop
+	case prior != nil:
+		a.log.Info("job already has its final record", zap.String("run_id", prior.RunID))
+		return result{kind: outcomeDuplicate}, noop
+	}
+	if held, res := a.acquire(); !held {
+		return res, noop
+	}
+	d.register(a)
+	stop := a.startHeartbeat()
+	if invalid != nil {
+		a.log.Warn("invalid job", zap.Error(invalid))
+		return result{kind: outcomeInvalid, cause: invalid}, stop
+	}
+	if a.getClaim().CancelRequested {
+		return result{kind: outcomeCancelled, cause: errCancelRequested}, stop
+	}
+	if a.giveUp {
+		return result{kind: outcomeExhausted}, stop
+	}
+	return a.run(), stop
+}
+
+// resolve finds the spec's lane or target and checks its runtime override.
+func (d *Daemon) resolve(spec model.JobSpec) (targets.Target, error) {
+	var t targets.Target
+	var err error
+	if spec.Lane != "" {
+		t, err = d.Catalog.LookupLane(spec.Lane)
+	} else {
+		t, err = d.Catalog.Lookup(spec.Target)
+	}
+	if err != nil {
+		return t, err
+	}
+	if rt := spec.Runtime; rt != nil && rt.Kind != model.RuntimeIncus {
+		return t, fmt.Errorf("field `runtime`: kind %q: this daemon runs jobs in Incus only; expected \"incus\"", rt.Kind)
+	}
+	return t, nil
+}
+
+// keyFromMessage names a message whose spec does not decode: its
+// Nats-Msg-Id, else a job_id it still has, else its stream sequence.
+func keyFromMessage(m Message, seq uint64) string {
+	if id := m.Headers().Get("Nats-Msg-Id"); ValidJobKey(id) {
+		return id
+	}
+	var loose struct {
+		JobID string `json:"job_id"`
+	}
+	if json.Unmarshal(m.Data(), &loose) == nil && ValidJobKey(loose.JobID) {
+		return loose.JobID
+	}
+	return "seq-" + strconv.FormatUint(seq, 10)
+}
+
+// acquire takes the job's claim. It returns false with the outcome when
+// the job is done already, or held by a live worker while this daemon
+// stops, or the bucket fails.
+func (a *attempt) acquire() (bool, result) {
+	d := a.d
+	conflicts := 0
+	for {
+		if conflicts > 20 {
+			return false, result{kind: outcomeInfra, cause: fmt.Errorf("claim %s: changed concurrently %d times", a.key, conflicts)}
+		}
+		ctx, cancel := d.opCtx()
+		cur, err := getClaim(ctx, d.Jobs, a.key)
+		cancel()
+		if err != nil {
+			return false, result{kind: outcomeInfra, cause: err}
+		}
+		now := d.now()
+		next := Claim{JobID: a.key, State: ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
+			Worker: a.worker, Attempt: a.delivered, UpdatedAt: model.At(now)}
+		var got *claimEntry
+		ctx, cancel = d.opCtx()
+		switch {
+		case cur == nil:
+			got, err = createClaim(ctx, d.Jobs, next)
+		case cur.State == ClaimFinished:
+			cancel()
+			a.log.Info("job already finished", zap.String("run_id", cur.RunID))
+			return false, result{kind: outcomeDuplicate}
+		case cur.State == ClaimQueued || cur.State == ClaimCancelled:
+			next.CancelRequested = cur.CancelRequested || cur.State == ClaimCancelled
+			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
+		default: // running
+			if d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter() {
+				cancel()
+				a.log.Info("job held by a live worker; waiting for it", zap.String("holder", cur.Worker), zap.String("run_id", cur.RunID))
+				if !a.waitForHolder() {
+					return false, result{kind: outcomeBusy}
+				}
+				continue
+			}
+			next.CancelRequested = cur.CancelRequested
+			a.log.Warn("taking over a job whose worker stopped answering", zap.String("previous_worker", cur.Worker),
+				zap.String("previous_run_id", cur.RunID), zap.Duration("silent_for", time.Since(cur.written)))
+			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
+			if err == nil {
+				d.kickReaper() // the previous attempt's instance is an orphan now
+			}
+		}
+		cancel()
+		switch {
+		case errors.Is(err, errClaimConflict):
+			conflicts++
+			continue
+		case err != nil:
+			return false, result{kind: outcomeInfra, cause: err}
+		}
+		a.setClaim(got)
+		a.log = a.log.With(zap.String("run_id", got.RunID))
+		return true, result{}
+	}
+}
+
+// waitForHolder keeps this delivery alive for one heartbeat while another
+// worker holds the job; false when the daemon stops meanwhile.
+func (a *attempt) waitForHolder() bool {
+	select {
+	case <-a.d.stopping:
+		return false
+	case <-a.jobCtx.Done():
+		return false
+	case <-time.After(a.d.Config.heartbeat()):
+	}
+	if err := a.msg.InProgress(); err != nil {
+		a.log.Warn("in progress", zap.Error(err))
+	}
+	return !a.d.isStopping()
+}
+
+func (a *attempt) getClaim() *claimEntry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.claim
+}
+
+func (a *attempt) setClaim(c *claimEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.claim = c
+}
+
+func (a *attempt) runID() string {
+	if c := a.getClaim(); c != nil {
+		return c.RunID
+	}
+	return ""
+}
+
+// startHeartbeat sends InProgress and refreshes the claim every AckWait/3
+// while the job runs. A claim that changed hands cancels the job; a cancel
+// request found in the claim cancels it too.
+func (a *attempt) startHeartbeat() func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(a.d.Config.heartbeat())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if err := a.msg.InProgress(); err != nil {
+				a.log.Warn("in progress", zap.Error(err))
+			}
+			a.refreshClaim()
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
+}
+
+func (a *attempt) refreshClaim() {
+	ctx, cancel := a.d.opCtx()
+	defer cancel()
+	mine := a.getClaim()
+	cur, err := getClaim(ctx, a.d.Jobs, a.key)
+	if err != nil {
+		a.log.Warn("refresh claim", zap.Error(err))
+		return
+	}
+	if cur == nil || cur.State != ClaimRunning || cur.RunID != mine.RunID {
+		a.log.Warn("lost the job's claim; stopping this run")
+		a.cancel(errLostClaim)
+		return
+	}
+	if cur.CancelRequested {
+		a.cancel(errCancelRequested)
+	}
+	next := cur.Claim
+	next.UpdatedAt = model.At(a.d.now())
+	got, err := updateClaim(ctx, a.d.Jobs, next, cur.rev)
+	if err == nil {
+		a.setClaim(got)
+	} else if !errors.Is(err, errClaimConflict) {
+		a.log.Warn("refresh claim", zap.Error(err))
+	}
+}
+
+// run fetches the source and runs the plan with the Runner.
+func (a *attempt) run() result {
+	d := a.d
+	ctx := a.jobCtx
+	srcRoot, err := a.sourceRoot(ctx)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return a.cancelled(nil)
+		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, ErrSourceUnusable):
+			return result{kind: outcomeInvalid, cause: err}
+		}
+		return result{kind: outcomeInfra, cause: err}
+	}
+	var git GitState
+	if a.spec.GitHead != "" {
+		h := a.spec.GitHead
+		git.Head = &h
+	}
+	plan := NewPlan(*a.target, srcRoot, git, a.spec.ChangedFiles)
+	applyRuntime(&plan, a.spec.Runtime)
+	runID := a.runID()
+	if err := a.writeJobFile(runID); err != nil {
+		return result{kind: outcomeInfra, cause: err}
+	}
+	watch := &infraWatch{JobExecutor: d.NewExecutor(OwnerPrefix + a.key + "/" + a.worker)}
+	r := d.Runner
+	// The runner logs run_id and its own (catalog) job_id; the spec's job
+	// id goes in as spec_job_id.
+	r.RunID, r.Exec, r.Events, r.JobOutput = runID, watch, a.sink, nil
+	r.Log = a.base.Named("run").With(zap.String("spec_job_id", a.key))
+	a.log.Info("run started", zap.String("target", plan.TargetID))
+	rec, err := r.Run(ctx, plan)
+	if ctx.Err() != nil {
+		return a.cancelled(&rec)
+	}
+	if err != nil {
+		return result{kind: outcomeInfra, cause: fmt.Errorf("run %s: %w", runID, err), rec: &rec}
+	}
+	if werr := watch.err(); werr != nil {
+		return result{kind: outcomeInfra, cause: werr, rec: &rec}
+	}
+	return result{kind: outcomeRan, rec: &rec}
+}
+
+// cancelled maps the job context's cause to the outcome.
+func (a *attempt) cancelled(rec *model.RunRecord) result {
+	cause := context.Cause(a.jobCtx)
+	switch {
+	case errors.Is(cause, errCancelRequested):
+		return result{kind: outcomeCancelled, cause: cause, rec: rec}
+	case errors.Is(cause, errLostClaim):
+		return result{kind: outcomeSuperseded, cause: cause, rec: rec}
+	}
+	return result{kind: outcomeInterrupted, cause: cause, rec: rec}
+}
+
+// applyRuntime lays the spec's Incus runtime over the plan's Incus jobs.
+func applyRuntime(p *Plan, rt *model.RuntimeConfig) {
+	if rt == nil || rt.Kind != model.RuntimeIncus || rt.Incus == nil {
+		return
+	}
+	for i := range p.Jobs {
+		j := &p.Jobs[i]
+		if !j.Runtime.IsIncus() {
+			continue
+		}
+		in := model.IncusRuntime{InstanceType: model.InstanceAuto}
+		if j.Runtime.Incus != nil {
+			in = *j.Runtime.Incus
+		}
+		if rt.Incus.GuestRole != "" {
+			in.GuestRole = rt.Incus.GuestRole
+		}
+		if rt.Incus.InstanceType != "" {
+			in.InstanceType = rt.Incus.InstanceType
+		}
+		j.Runtime.Incus = &in
+	}
+}
+
+func (a *attempt) sourceRoot(ctx context.Context) (string, error) {
+	src := a.spec.Source
+	switch src.Kind {
+	case model.SourceHostPath:
+		return src.Path, nil
+	case model.SourceObjectStore:
+		if a.d.Sources == nil {
+			return "", fmt.Errorf("source %s in %s: this daemon has no object store: %w", src.Object, src.Bucket, ErrSourceNotFound)
+		}
+		return fetchSource(ctx, a.d.Sources, filepath.Join(a.d.Runner.StateRoot, "sources"), src.Bucket, src.Object, src.SHA256)
+	}
+	return "", fmt.Errorf("source kind %q: %w", src.Kind, ErrSourceNotFound)
+}
+
+func (a *attempt) writeJobFile(runID string) error {
+	dir := filepath.Join(a.d.Runner.StateRoot, "runs", runID)
+	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
+		return fmt.Errorf("create run directory %s: %w", runID, err)
+	}
+	b, err := model.EncodeFile(JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dir, JobFileName), b, 0o644)
+}
+
+// settle classifies the outcome, makes the record durable, stores the
+// final one and only then answers JetStream.
+func (a *attempt) settle(res result) {
+	d := a.d
+	defer d.unregister(a)
+	dec := classify(res.kind, res.cause, a.delivered, d.Config)
+	log := a.log.With(zap.Stringer("outcome", res.kind), zap.String("action", string(dec.action)))
+	rec := res.rec
+	if rec == nil && dec.final {
+		r, err := a.writeTerminal(dec.message)
+		if err != nil {
+			log.Error("write the final record; the job goes back to the queue", zap.Error(err))
+			dec = decision{action: actNak, delay: retryDelay(a.delivered, d.Config), release: true}
+		} else {
+			rec = &r
+		}
+	} else if rec != nil && dec.message != "" {
+		a.amend(rec, dec.message, log)
+	}
+	final := false
+	if dec.final && rec != nil {
+		won, err := a.finalize(*rec)
+		switch {
+		case errors.Is(err, errLostClaim):
+			dec = classify(outcomeSuperseded, err, a.delivered, d.Config)
+			a.amend(rec, dec.message, log)
+		case err != nil:
+			log.Error("store the final record; the job goes back to the queue", zap.Error(err))
+			dec = decision{action: actNak, delay: retryDelay(a.delivered, d.Config), release: true}
+			a.amend(rec, "could not store the result, the job goes back to the queue: "+err.Error(), log)
+		case !won:
+			dec = decision{action: actAck}
+			a.amend(rec, "superseded: the job already has its final record; this run is not the job's result", log)
+		default:
+			final = true
+		}
+	}
+	if rec != nil {
+		a.sink.publish(context.Background(), model.RunFinishedEvent(*rec), final)
+	}
+	if dec.release {
+		a.release()
+	}
+	ctx, cancel := d.opCtx()
+	defer cancel()
+	var err error
+	switch dec.action {
+	case actAck:
+		err = a.msg.DoubleAck(ctx)
+	case actTerm:
+		err = a.msg.TermWithReason(truncate(dec.reason, 1024))
+	case actNak:
+		if dec.delay > 0 {
+			err = a.msg.NakWithDelay(dec.delay)
+		} else {
+			err = a.msg.Nak()
+		}
+	}
+	fields := []zap.Field{zap.Duration("delay", dec.delay), zap.Bool("final", final)}
+	if rec != nil {
+		fields = append(fields, zap.String("run_id", rec.RunID), zap.String("status", string(rec.Status)))
+	}
+	if err != nil {
+		log.Warn("reply to the message", append(fields, zap.Error(err))...)
+		return
+	}
+	log.Info("job settled", fields...)
+}
+
+// amend rewrites the attempt's run.json with a failed status and msg.
+func (a *attempt) amend(rec *model.RunRecord, msg string, log *zap.Logger) {
+	rec.Status = model.StatusFailed
+	rec.Message = &msg
+	if rec.FinishedAt == nil {
+		rec.FinishedAt = model.TimestampPtr(a.d.now())
+	}
+	if err := a.writeRecord(*rec); err != nil {
+		log.Error("rewrite run record", zap.Error(err))
+	}
+}
+
+func (a *attempt) writeRecord(rec model.RunRecord) error {
+	b, err := model.EncodeFile(rec)
+	if err != nil {
+		return fmt.Errorf("encode run record %s: %w", rec.RunID, err)
+	}
+	return WriteFileAtomic(filepath.Join(a.d.Runner.StateRoot, "runs", rec.RunID, "run.json"), b, 0o644)
+}
+
+// writeTerminal records a run that never started (CONTRACTS.md §3.6 shape:
+// failed, no jobs) and emits its run_started.
+func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
+	now := a.d.now()
+	runID := a.runID()
+	if runID == "" {
+		runID = model.NewRunID(now, a.d.newUUID())
+	}
+	rec := model.RunRecord{RunID: runID, Status: model.StatusFailed, CreatedAt: model.At(now),
+		FinishedAt: model.TimestampPtr(now), ChangedFiles: []string{}, Filters: []string{},
+		PrepareTimings: []model.PrepareTimingRecord{}, Jobs: []model.JobRecord{}, Message: &msg}
+	if a.spec != nil {
+		name := a.spec.Name()
+		rec.TargetID = &name
+		if a.spec.GitHead != "" {
+			h := a.spec.GitHead
+			rec.GitHead = &h
+		}
+		if a.spec.ChangedFiles != nil {
+			rec.ChangedFiles = append(rec.ChangedFiles, a.spec.ChangedFiles...)
+		}
+		if a.spec.Source.Kind == model.SourceHostPath {
+			rec.SourceRoot = a.spec.Source.Path
+		}
+	}
+	if a.target != nil {
+		rec.TargetID, rec.TargetDescription = strPtr(a.target.ID), strPtr(a.target.Description)
+		rec.Filters = append(rec.Filters, a.target.Filters...)
+	}
+	if err := a.writeJobFile(runID); err != nil {
+		return rec, err
+	}
+	if err := a.writeRecord(rec); err != nil {
+		return rec, err
+	}
+	a.sink.Emit(context.Background(), model.RunStartedEvent(&rec))
+	return rec, nil
+}
+
+// finalize stores rec as the job's result if this attempt still holds the
+// claim, then marks the claim finished. won is false when the job already
+// had a result; errLostClaim when another worker holds the job now.
+func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
+	d := a.d
+	ctx, cancel := d.opCtx()
+	defer cancel()
+	mine := a.getClaim()
+	if mine != nil {
+		cur, err := getClaim(ctx, d.Jobs, a.key)
+		if err != nil {
+			return false, err
+		}
+		if cur == nil || cur.RunID != mine.RunID {
+			return false, errLostClaim
+		}
+	}
+	created, err := createResult(ctx, d.Results, a.key, rec)
+	if err != nil || !created {
+		return false, err
+	}
+	// The result is what counts; marking the claim finished lets a
+	// republished spec be acked without a look at the results.
+	for i := 0; i < 5; i++ {
+		cur, err := getClaim(ctx, d.Jobs, a.key)
+		if err != nil {
+			break
+		}
+		next := Claim{JobID: a.key, State: ClaimFinished, RunID: rec.RunID, Worker: a.worker, Attempt: a.delivered,
+			Status: rec.Status, UpdatedAt: model.At(d.now())}
+		if cur == nil {
+			_, err = createClaim(ctx, d.Jobs, next)
+		} else {
+			next.CancelRequested = cur.CancelRequested
+			_, err = updateClaim(ctx, d.Jobs, next, cur.rev)
+		}
+		if !errors.Is(err, errClaimConflict) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, errClaimConflict) {
+		a.log.Warn("mark claim finished", zap.Error(err))
+	}
+	return true, nil
+}
+
+// release gives the claim back for the next delivery, if still ours.
+func (a *attempt) release() {
+	mine := a.getClaim()
+	if mine == nil {
+		return
+	}
+	ctx, cancel := a.d.opCtx()
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		cur, err := getClaim(ctx, a.d.Jobs, a.key)
+		if err != nil {
+			a.log.Warn("release claim", zap.Error(err))
+			return
+		}
+		if cur == nil || cur.State != ClaimRunning || cur.RunID != mine.RunID {
+			return
+		}
+		next := cur.Claim
+		next.State, next.UpdatedAt = ClaimQueued, model.At(a.d.now())
+		if _, err = updateClaim(ctx, a.d.Jobs, next, cur.rev); !errors.Is(err, errClaimConflict) {
+			if err != nil {
+				a.log.Warn("release claim", zap.Error(err))
+			}
+			return
+		}
+	}
+}
+
+// infraWatch keeps the first infrastructure error of an attempt's jobs; an
+// error while the attempt is being cancelled is not one.
+type infraWatch struct {
+	JobExecutor
+	mu    sync.Mutex
+	first error
+}
+
+func (w *infraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
+	res, err := w.JobExecutor.Execute(ctx, job)
+	var xe *executor.Error
+	if err != nil && ctx.Err() == nil && errors.As(err, &xe) {
+		w.mu.Lock()
+		if w.first == nil {
+			w.first = fmt.Errorf("job %s: %w", job.ID, err)
+		}
+		w.mu.Unlock()
+	}
+	return res, err
+}
+
+func (w *infraWatch) err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,134 @@
+package run
+
+import (
+	"fmt"
+	"time"
+)
+
+// outcomeKind is how one delivery of a job ended.
+type outcomeKind int
+
+const (
+	// outcomeRan: the run ran and ended passed, failed or skipped.
+	outcomeRan outcomeKind = iota
+	// outcomeInvalid: the message can never succeed (invalid spec, unknown
+	// lane or target, unusable source).
+	outcomeInvalid
+	// outcomeInfra: an infrastructure error (NATS, source download, the
+	// executor's backend, the state directory).
+	outcomeInfra
+	// outcomeCancelled: a cancel request stopped the job (or came first).
+	outcomeCancelled
+	// outcomeDuplicate: the job already has its final record.
+	outcomeDuplicate
+	// outcomeInvalidRepeat: a poison message whose failed record exists.
+	outcomeInvalidRepeat
+	// outcomeInterrupted: the daemon stopped the job while shutting down.
+	outcomeInterrupted
+	// outcomeBusy: not started because the daemon is stopping or because
+	// another live worker holds the job.
+	outcomeBusy
+	// outcomeSuperseded: this worker lost its claim; the new holder
+	// settles the message.
+	outcomeSuperseded
+	// outcomeExhausted: the server stopped delivering the job (MaxDeliver)
+	// and no worker finished it.
+	outcomeExhausted
+)
+
+var outcomeNames = map[outcomeKind]string{
+	outcomeRan: "ran", outcomeInvalid: "invalid", outcomeInfra: "infrastructure_error", outcomeCancelled: "cancelled",
+	outcomeDuplicate: "duplicate", outcomeInvalidRepeat: "invalid_repeat", outcomeInterrupted: "interrupted",
+	outcomeBusy: "busy", outcomeSuperseded: "superseded", outcomeExhausted: "exhausted",
+}
+
+func (k outcomeKind) String() string { return outcomeNames[k] }
+
+// action is the reply to JetStream.
+type action string
+
+const (
+	actAck  action = "ack"  // DoubleAck: the message is done
+	actTerm action = "term" // TermWithReason: never deliver again
+	actNak  action = "nak"  // NakWithDelay: deliver again later
+	actNone action = "none" // leave it to the worker that holds the claim
+)
+
+// decision is what a worker does after one delivery.
+type decision struct {
+	action action
+	delay  time.Duration // actNak
+	reason string        // actTerm
+	// final: the attempt's record becomes the job's result.
+	final bool
+	// release: give the claim back (state queued) for the next delivery.
+	release bool
+	// message, when set, replaces the run record's message.
+	message string
+}
+
+// MsgCancelled is the run message of a cancelled job.
+const MsgCancelled = "cancelled"
+
+// classify is the one place that maps an outcome to the JetStream reply
+// and to the fate of the record:
+//
+//	ran                 ack, final
+//	invalid             term with the reason, final failed record
+//	cancelled           ack, final failed record `cancelled`
+//	duplicate           ack, no record (the job has its result)
+//	invalid repeat      term, no record
+//	infra, not last     nak with delay (doubling), claim released
+//	infra, last         ack, final failed record that says it gave up
+//	interrupted         nak at once, claim released
+//	busy                nak at once (or after AckWait/3 for a live holder)
+//	superseded          nothing: the new holder settles the message
+//	exhausted           ack (delete), final failed record that says it gave up
+func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig) decision {
+	switch kind {
+	case outcomeRan:
+		return decision{action: actAck, final: true}
+	case outcomeInvalid:
+		return decision{action: actTerm, reason: errText(cause), final: true, message: errText(cause)}
+	case outcomeCancelled:
+		return decision{action: actAck, final: true, message: MsgCancelled}
+	case outcomeDuplicate:
+		return decision{action: actAck}
+	case outcomeInvalidRepeat:
+		return decision{action: actTerm, reason: errText(cause)}
+	case outcomeInfra:
+		max := uint64(cfg.MaxDeliver)
+		if delivered >= max {
+			return decision{action: actAck, final: true, message: fmt.Sprintf(
+				"infrastructure error on the last delivery (%d of %d), giving up: %s", delivered, max, errText(cause))}
+		}
+		return decision{action: actNak, delay: retryDelay(delivered, cfg), release: true, message: fmt.Sprintf(
+			"infrastructure error on delivery %d of %d, the job goes back to the queue: %s", delivered, max, errText(cause))}
+	case outcomeInterrupted:
+		return decision{action: actNak, release: true,
+			message: "interrupted: the daemon stopped while the job ran; the job goes back to the queue"}
+	case outcomeBusy:
+		return decision{action: actNak}
+	case outcomeExhausted:
+		return decision{action: actAck, final: true, message: giveUpMessage(delivered)}
+	case outcomeSuperseded:
+		return decision{action: actNone, message: "superseded: " + errLostClaim.Error() + "; this run is not the job's result"}
+	}
+	panic(fmt.Sprintf("classify: unknown outcome %d", kind))
+}
+
+// retryDelay is RetryDelay doubled for each earlier delivery, capped.
+func retryDelay(delivered uint64, cfg DaemonConfig) time.Duration {
+	d := cfg.RetryDelay
+	for i := uint64(1); i < delivered && d < cfg.MaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, cfg.MaxRetryDelay)
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
