@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"jerichoci/executor"
+	"jerichoci/executor/incus"
+	"jerichoci/run"
+)
+
+func init() {
+	register("serve", command{summary: "run the daemon: workers pull job specs from NATS JetStream and run them", run: runServe})
+}
+
+const serveUsage = `serve [--nats-url URL] [--concurrency N] [--state-root DIR] [--catalog FILE] [flags]
+
+Runs the daemon in the foreground. Workers pull job specs from the JetStream
+work queue (docs/PROTOCOL.md), one message per free worker, run them in
+throwaway Incus instances and publish the results. Without --nats-url (or
+JERICHOCI_NATS_URL) it starts an embedded nats-server with JetStream stored
+under STATE/nats, listening on --nats-listen (127.0.0.1:4222), so that
+'jerichoci enqueue' and any NATS client can connect.
+
+The first SIGTERM/SIGINT stops pulling and lets running jobs finish within
+--drain-timeout; a second one cancels them, deletes their instances and hands
+their messages back to the queue. Exit status: 0 after a clean stop, 2 on bad
+usage or when NATS or the state directory cannot be set up.`
+
+// serveConfig is everything `serve` takes: defaults, then the environment,
+// then flags; Validate reports every problem at once.
+type serveConfig struct {
+	exec    execConfig
+	nats    natsConfig
+	queue   run.QueueConfig
+	daemon  run.DaemonConfig
+	catalog string
+	envErrs []error // unparsable environment values
+}
+
+func defaultServeConfig() serveConfig {
+	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: run.DefaultQueueConfig(), daemon: run.DefaultDaemonConfig()}
+	c.exec.LogLevel = "info"
+	return c
+}
+
+func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
+	c.exec.fromEnv(env)
+	c.nats.fromEnv(env)
+	if v, ok := env(envCatalog); ok && strings.TrimSpace(v) != "" {
+		c.catalog = v
+	}
+	intVar := func(key string, dst *int) {
+		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected an integer", key, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	durVar := func(key string, dst *time.Duration) {
+		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
+			d, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected a duration such as 60s", key, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
+	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
+	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
+	durVar("JERICHOCI_ACK_WAIT", &c.queue.AckWait)
+	durVar("JERICHOCI_RETRY_DELAY", &c.daemon.RetryDelay)
+	durVar("JERICHOCI_DRAIN_TIMEOUT", &c.daemon.DrainTimeout)
+	durVar("JERICHOCI_REAP_INTERVAL", &c.daemon.ReapEvery)
+}
+
+func (c *serveConfig) flags(fs *flag.FlagSet) {
+	c.exec.flags(fs)
+	c.nats.flags(fs, true)
+	fs.StringVar(&c.catalog, "catalog", c.catalog, "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
+	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
+	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
+	fs.IntVar(&c.queue.MaxAckPending, "max-ack-pending", c.queue.MaxAckPending, "jobs in flight across the fleet; at least every worker slot (env JERICHOCI_MAX_ACK_PENDING)")
+	fs.DurationVar(&c.daemon.RetryDelay, "retry-delay", c.daemon.RetryDelay, "delay before an infrastructure failure is retried, doubled per delivery (env JERICHOCI_RETRY_DELAY)")
+	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
+	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
+}
+
+var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// finish derives the settings that follow from others.
+func (c *serveConfig) finish() {
+	c.daemon.AckWait, c.daemon.MaxDeliver = c.queue.AckWait, c.queue.MaxDeliver
+	c.daemon.ID = strings.Trim(unsafeIDChars.ReplaceAllString(c.exec.Owner, "-"), "-")
+	if c.daemon.MaxRetryDelay < c.daemon.RetryDelay {
+		c.daemon.MaxRetryDelay = c.daemon.RetryDelay
+	}
+}
+
+// Validate reports every problem at once.
+func (c serveConfig) Validate() error {
+	errs := append([]error{}, c.envErrs...)
+	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), c.queue.Validate(), c.daemon.Validate())
+	if c.queue.MaxAckPending < c.daemon.Concurrency {
+		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.queue.MaxAckPending, c.daemon.Concurrency))
+	}
+	return errors.Join(errs...)
+}
+
+func runServe(ctx context.Context, c *cli, args []string) int {
+	cfg := defaultServeConfig()
+	cfg.fromEnv(c.env)
+	fs := c.flagSet("serve", serveUsage)
+	cfg.flags(fs)
+	if code, done := c.parse(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return c.usageErr(fs, "unexpected argument %q", fs.Arg(0))
+	}
+	cfg.finish()
+	if err := cfg.Validate(); err != nil {
+		return c.fail(exitUsage, "invalid configuration:\n%v", err)
+	}
+	cat, err := c.loadCatalog(cfg.catalog)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	stateRoot, err := filepath.Abs(cfg.exec.StateRoot)
+	if err == nil {
+		err = os.MkdirAll(filepath.Join(stateRoot, "runs"), 0o755)
+	}
+	if err != nil {
+		return c.fail(exitUsage, "--state-root %q: %v", cfg.exec.StateRoot, err)
+	}
+	log := cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
+	defer log.Sync() //nolint:errcheck // stderr
+
+	// Count signals ourselves: main's context ends at the first one (stop
+	// pulling); the second one cancels the running jobs.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	url := cfg.nats.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg.nats.Listen, filepath.Join(stateRoot, "nats"), log.Named("nats-server"))
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+		url = srv.ClientURL()
+	}
+	nc, closed, err := cfg.nats.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"))
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	q, err := run.OpenQueue(setup, nc, cfg.queue)
+	cancel()
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	be, closeBackend, err := cfg.exec.newIncusBackend(c.env, log.Named("incus"))
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	defer closeBackend()
+	insts, closeInsts, err := newIncusInstances(cfg.exec, c.env, log.Named("incus"))
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	defer closeInsts()
+
+	d := &run.Daemon{
+		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
+		NewExecutor: func(owner string) run.JobExecutor {
+			ec := cfg.exec.executorConfig()
+			ec.Owner = owner
+			return &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}
+		},
+		Instances: insts,
+		Runner: run.Runner{StateRoot: stateRoot, Env: c.env, MaxConcurrent: cfg.exec.MaxConcurrent,
+			Snapshot: func(ctx context.Context, s, dst string) error { return run.CopySnapshot(ctx, s, dst, stateRoot) }},
+		Log: log.Named("daemon"),
+	}
+	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, log.Named("giveup"))
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	go func() {
+		n := 0
+		for range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintf(c.stderr, "jerichoci serve: stopping: no more jobs taken; running jobs may finish within %s (signal again to cancel them)\n", cfg.daemon.DrainTimeout)
+				continue
+			}
+			fmt.Fprintln(c.stderr, "jerichoci serve: cancelling running jobs and handing them back to the queue")
+			d.Kill()
+		}
+	}()
+	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s)\n", cfg.daemon.Concurrency,
+		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID)
+
+	runErr := d.Run(ctx)
+	_ = cancelSub.Unsubscribe()
+	_ = giveUpSub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		log.Warn("flush NATS", zap.Error(err))
+	}
+	if err := nc.Drain(); err == nil {
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			nc.Close()
+		}
+	} else {
+		nc.Close()
+	}
+	if runErr != nil {
+		return c.fail(exitUsage, "%v", runErr)
+	}
+	return exitOK
+}
+
+// incusInstances lets the orphan reaper list and delete instances over the
+// Incus REST client, in the configured project.
+type incusInstances struct{ c *incus.Client }
+
+func newIncusInstances(cfg execConfig, env func(string) (string, bool), log *zap.Logger) (run.InstanceManager, func(), error) {
+	sock := cfg.Socket
+	if sock == "" {
+		var err error
+		if sock, err = incus.SocketPath(env); err != nil {
+			return nil, nil, err
+		}
+	}
+	cl, err := incus.NewUnix(sock, incus.WithProject(cfg.Project), incus.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return incusInstances{cl}, func() { cl.Close() }, nil
+}
+
+// ListOwned returns the instances that carry all three jerichoci keys in
+// their own config; any other instance is never returned, so never touched.
+func (i incusInstances) ListOwned(ctx context.Context) ([]run.OwnedInstance, error) {
+	all, err := i.c.ListInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []run.OwnedInstance
+	for _, in := range all {
+		runID, ok1 := in.Config[executor.ConfigRunID]
+		jobID, ok2 := in.Config[executor.ConfigJobID]
+		owner, ok3 := in.Config[executor.ConfigOwner]
+		if ok1 && ok2 && ok3 && runID != "" && owner != "" {
+			out = append(out, run.OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner})
+		}
+	}
+	return out, nil
+}
+
+func (i incusInstances) Delete(ctx context.Context, name string) error {
+	return i.c.DeleteInstance(ctx, name)
+}
