@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench run demo incus-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench run demo demo-local incus-up incus-down clean
 
 all: build
 
@@ -15,9 +15,16 @@ build:
 	$(GO) build -o $(BIN)/jerichoci ./cmd/jerichoci
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-s -buildid=' -o $(BIN)/pikaci-incus-run ./cmd/pikaci-incus-run
 
+NATS_SERVER := $(BIN)/nats-server
+
+# The daemon's integration tests run a separate nats-server process of
+# go.mod's version (test/daemon's TestMain also builds it when missing).
+$(NATS_SERVER): go.mod
+	$(GO) build -o $@ github.com/nats-io/nats-server/v2
+
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
-test: incus-up
+test: incus-up $(NATS_SERVER)
 	$(GO) test -race -count=1 ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
@@ -61,8 +68,13 @@ incus-down:
 run: incus-up build
 	$(BIN)/jerichoci serve
 
-# Runs the demo lanes and checks that each ended as designed.
+# The demo lanes through the daemon: serve on embedded NATS, enqueue the
+# four lanes, check that each ended as designed, stop.
 demo: incus-up build
+	@bash scripts/demo-daemon
+
+# The same lanes run one by one with `jerichoci run`, no daemon.
+demo-local: incus-up build
 	@bash scripts/demo
 
 clean:

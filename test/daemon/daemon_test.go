@@ -1,0 +1,684 @@
+// Package daemon_test runs `jerichoci serve` daemons as processes against a
+// separate nats-server process and the real incusd, and checks the
+// daemon's promises: every job gets exactly one final record, a killed
+// daemon's job runs again elsewhere and its instance is reaped, poison
+// messages are terminated, a job id runs once, a cancel stops a job.
+//
+// Needs incusd with the runner image (scripts/incus-up) and bin/nats-server
+// (built here from go.mod's version when missing). In CI (CI set) a missing
+// piece fails the tests; elsewhere they are skipped with the reason.
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jerichoci/executor"
+	"jerichoci/executor/incus"
+	"jerichoci/model"
+	"jerichoci/run"
+)
+
+const project = "pika-managed-agents"
+
+var (
+	root       string // the repository
+	jciBin     string // freshly built jerichoci
+	natsBin    string // bin/nats-server
+	setupError error  // why the binaries are missing
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	wd, _ := os.Getwd()
+	root = filepath.Clean(filepath.Join(wd, "..", ".."))
+	tmp, err := os.MkdirTemp("", "jerichoci-daemon-test-")
+	if err != nil {
+		setupError = err
+		return m.Run()
+	}
+	defer os.RemoveAll(tmp)
+	jciBin = filepath.Join(tmp, "jerichoci")
+	natsBin = filepath.Join(root, "bin", "nats-server")
+	if out, err := goBuild(jciBin, "./cmd/jerichoci"); err != nil {
+		setupError = fmt.Errorf("build jerichoci: %v\n%s", err, out)
+	} else if _, err := os.Stat(natsBin); err != nil {
+		// Same version as go.mod's requirement, so no network beyond the module proxy.
+		if out, err := goBuild(natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
+			setupError = fmt.Errorf("build bin/nats-server: %v\n%s", err, out)
+		}
+	}
+	return m.Run()
+}
+
+func goBuild(out, pkg string) ([]byte, error) {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	return cmd.CombinedOutput()
+}
+
+// require skips (or fails in CI) when the binaries or incusd are missing,
+// and returns an Incus client for checks.
+func require(t *testing.T) *incus.Client {
+	t.Helper()
+	err := setupError
+	var cl *incus.Client
+	if err == nil {
+		var sock string
+		if sock, err = incus.SocketPath(os.LookupEnv); err == nil {
+			if cl, err = incus.NewUnix(sock, incus.WithProject(project)); err == nil {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				_, err = cl.GetImageAlias(ctx, "pikaci/dev")
+				cancel()
+			}
+		}
+	}
+	if err != nil {
+		msg := "needs bin/nats-server and incusd with project " + project + " and image pikaci/dev (scripts/incus-up): " + err.Error()
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startNATS runs a separate nats-server process with JetStream.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := exec.Command(natsBin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
+	var logb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logb, &logb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	for i := 0; i < 100; i++ {
+		if nc, err := nats.Connect(url); err == nil {
+			nc.Close()
+			return url
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("nats-server did not come up on %s:\n%s", url, logb.String())
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type daemon struct {
+	name      string
+	stateRoot string
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	done      chan struct{}
+}
+
+// testCatalog adds a long job to the demo catalog.
+const testCatalog = `{"schema_version": 1, "targets": [
+ {"id": "demo-pass", "description": "passes", "jobs": [{"id": "hello", "description": "echo", "timeout_secs": 60,
+   "command": {"kind": "shell", "command": "echo hello; head -n 1 README.md"},
+   "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]},
+ {"id": "demo-slow", "description": "runs a while", "jobs": [{"id": "slow", "description": "sleep", "timeout_secs": 120,
+   "command": {"kind": "shell", "command": "echo start; sleep 10; echo done"},
+   "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}
+]}`
+
+func writeCatalog(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "catalog.json")
+	if err := os.WriteFile(p, []byte(testCatalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startDaemon runs `jerichoci serve` as a process and waits until it pulls.
+func startDaemon(t *testing.T, url, name, catalog string, concurrency int) *daemon {
+	t.Helper()
+	d := &daemon{name: name, stateRoot: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(jciBin, "serve", "--state-root", d.stateRoot, "--catalog", catalog,
+		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
+		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info")
+	d.cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url, "JERICHOCI_OWNER="+name)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(60 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+		if t.Failed() {
+			t.Logf("daemon %s log:\n%s", name, tail(d.log.String(), 60))
+		}
+	})
+	waitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
+		return strings.Contains(d.log.String(), "workers on nats://")
+	})
+	return d
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond until it holds or the bound passes (a bound, not a
+// timing assertion).
+func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting %s for %s", bound, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// orchestrator is what any NATS client does: publish specs, read results.
+type orchestrator struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	results jetstream.KeyValue
+	jobs    jetstream.KeyValue
+	src     string
+}
+
+func newOrchestrator(t *testing.T, url string) *orchestrator {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &orchestrator{nc: nc, js: js, src: t.TempDir()}
+	if err := os.WriteFile(filepath.Join(o.src, "README.md"), []byte("# daemon test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if o.results, err = js.KeyValue(ctx, run.BucketResults); err != nil {
+		t.Fatal(err)
+	}
+	if o.jobs, err = js.KeyValue(ctx, run.BucketJobs); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (o *orchestrator) spec(id, target string) []byte {
+	b, _ := json.Marshal(map[string]any{"schema_version": 1, "job_id": id, "target": target,
+		"source": map[string]string{"kind": "host_path", "path": o.src}})
+	return b
+}
+
+// publish sends data as a job; msgID "" sends no Nats-Msg-Id.
+func (o *orchestrator) publish(t *testing.T, subject string, data []byte, msgID string) *jetstream.PubAck {
+	t.Helper()
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ack, err := o.js.PublishMsg(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
+func (o *orchestrator) result(t *testing.T, key string) *model.RunRecord {
+	t.Helper()
+	e, err := o.results.Get(t.Context(), key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r model.RunRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		t.Fatal(err)
+	}
+	return &r
+}
+
+func (o *orchestrator) claim(t *testing.T, key string) *run.Claim {
+	t.Helper()
+	e, err := o.jobs.Get(t.Context(), key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c run.Claim
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// waitResults waits for a final record of every key.
+func (o *orchestrator) waitResults(t *testing.T, keys []string, bound time.Duration) map[string]model.RunRecord {
+	t.Helper()
+	got := map[string]model.RunRecord{}
+	waitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), bound, func() bool {
+		for _, k := range keys {
+			if _, ok := got[k]; ok {
+				continue
+			}
+			if r := o.result(t, k); r != nil {
+				got[k] = *r
+			}
+		}
+		return len(got) == len(keys)
+	})
+	return got
+}
+
+// streamEmpty waits until the work stream holds no message: each was
+// acknowledged or terminated, none is waiting for redelivery.
+func (o *orchestrator) streamEmpty(t *testing.T) {
+	t.Helper()
+	waitFor(t, "the work stream to empty", 60*time.Second, func() bool {
+		s, err := o.js.Stream(t.Context(), run.StreamJobs)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
+// diskRun is one run directory of a daemon.
+type diskRun struct {
+	daemon string
+	job    run.JobFile
+	rec    model.RunRecord
+}
+
+// diskRuns reads every daemon run: runs/<id>/jerichoci-job.json + run.json.
+func diskRuns(t *testing.T, ds ...*daemon) map[string][]diskRun {
+	t.Helper()
+	out := map[string][]diskRun{}
+	for _, d := range ds {
+		dirs, _ := filepath.Glob(filepath.Join(d.stateRoot, "runs", "*"))
+		for _, dir := range dirs {
+			b, err := os.ReadFile(filepath.Join(dir, run.JobFileName))
+			if err != nil {
+				continue
+			}
+			var jf run.JobFile
+			if err := json.Unmarshal(b, &jf); err != nil {
+				t.Fatalf("%s: %v", dir, err)
+			}
+			rec, err := run.LoadRun(d.stateRoot, filepath.Base(dir))
+			if err != nil {
+				t.Fatalf("%s: %v", dir, err)
+			}
+			out[jf.JobID] = append(out[jf.JobID], diskRun{daemon: d.name, job: jf, rec: rec})
+		}
+	}
+	return out
+}
+
+// nonFinalPrefixes start the messages of attempts that are not a job's result.
+var nonFinalPrefixes = []string{"infrastructure error on delivery", "interrupted:", "superseded:"}
+
+// checkOneFinal asserts that the job has exactly one final record: the
+// result in the KV bucket, equal to its run.json on one daemon, while any
+// other attempt on disk is marked as not final (or never finished).
+func checkOneFinal(t *testing.T, key string, res model.RunRecord, runs []diskRun) {
+	t.Helper()
+	finals := 0
+	for _, r := range runs {
+		if r.rec.RunID == res.RunID {
+			finals++
+			if r.rec.Status != res.Status || deref(r.rec.Message) != deref(res.Message) {
+				t.Errorf("job %s: run.json on %s (%s %q) differs from the result (%s %q)", key, r.daemon,
+					r.rec.Status, deref(r.rec.Message), res.Status, deref(res.Message))
+			}
+			continue
+		}
+		if r.rec.Status == model.StatusRunning {
+			continue // an attempt whose daemon died
+		}
+		marked := false
+		for _, p := range nonFinalPrefixes {
+			marked = marked || strings.HasPrefix(deref(r.rec.Message), p)
+		}
+		if !marked {
+			t.Errorf("job %s: run %s on %s looks final (%s %q) but the result is run %s", key, r.rec.RunID, r.daemon,
+				r.rec.Status, deref(r.rec.Message), res.RunID)
+		}
+	}
+	if finals != 1 {
+		t.Errorf("job %s: %d run.json files of the final run %s, want 1", key, finals, res.RunID)
+	}
+}
+
+// checkPassed asserts that a demo-pass result is what the executor gives
+// for it: passed, its one job "test passed".
+func checkPassed(t *testing.T, key string, res model.RunRecord) {
+	t.Helper()
+	if res.Status != model.StatusPassed || len(res.Jobs) != 1 || deref(res.Jobs[0].Message) != "test passed" {
+		t.Errorf("job %s: result %s %q with jobs %+v, want passed with its job's \"test passed\"", key, res.Status, deref(res.Message), res.Jobs)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// instancesOf lists the daemon-owned instances of the given job keys.
+func instancesOf(t *testing.T, cl *incus.Client, keys ...string) []incus.Instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), 30*time.Second)
+	defer cancel()
+	all, err := cl.ListInstances(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []incus.Instance
+	for _, in := range all {
+		for _, k := range keys {
+			if strings.HasPrefix(in.Config[executor.ConfigOwner], run.OwnerPrefix+k+"/") {
+				out = append(out, in)
+			}
+		}
+	}
+	return out
+}
+
+func TestTwoDaemonsTwentyJobsOneFinalRecordEach(t *testing.T) {
+	cl := require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	a := startDaemon(t, url, "daemon-a", cat, 2)
+	b := startDaemon(t, url, "daemon-b", cat, 2)
+	o := newOrchestrator(t, url)
+	var keys []string
+	for i := 0; i < 20; i++ {
+		id := uuid.NewString()
+		keys = append(keys, id)
+		o.publish(t, run.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
+	}
+	results := o.waitResults(t, keys, 8*time.Minute)
+	o.streamEmpty(t)
+	runs := diskRuns(t, a, b)
+	perDaemon := map[string]int{}
+	for _, k := range keys {
+		checkOneFinal(t, k, results[k], runs[k])
+		checkPassed(t, k, results[k])
+		for _, r := range runs[k] {
+			perDaemon[r.daemon]++
+		}
+	}
+	t.Logf("attempts per daemon: %v", perDaemon)
+	if left := instancesOf(t, cl, keys...); len(left) > 0 {
+		t.Errorf("%d instances left behind, e.g. %s", len(left), left[0].Name)
+	}
+}
+
+// waitInstance waits for the job's instance to exist and returns it.
+func waitInstance(t *testing.T, cl *incus.Client, key string) incus.Instance {
+	t.Helper()
+	var got incus.Instance
+	waitFor(t, "the job's instance", 2*time.Minute, func() bool {
+		if in := instancesOf(t, cl, key); len(in) > 0 {
+			got = in[0]
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
+	cl := require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	a := startDaemon(t, url, "daemon-a", cat, 1)
+	b := startDaemon(t, url, "daemon-b", cat, 1)
+	o := newOrchestrator(t, url)
+	id := uuid.NewString()
+	o.publish(t, run.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
+	first := waitInstance(t, cl, id)
+	victim, survivor := a, b
+	if strings.HasPrefix(o.claim(t, id).Worker, "daemon-b") {
+		victim, survivor = b, a
+	}
+	firstRun := first.Config[executor.ConfigRunID]
+	if err := victim.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup at all
+		t.Fatal(err)
+	}
+	<-victim.done
+	res := o.waitResults(t, []string{id}, 5*time.Minute)[id]
+	if res.RunID == firstRun {
+		t.Fatalf("the result is the killed run %s", firstRun)
+	}
+	c := o.claim(t, id)
+	if c == nil || c.State != run.ClaimFinished {
+		t.Errorf("claim = %+v, want finished", c)
+	}
+	runs := diskRuns(t, a, b)[id]
+	checkOneFinal(t, id, res, runs)
+	ranOnSurvivor := false
+	for _, r := range runs {
+		ranOnSurvivor = ranOnSurvivor || (r.daemon == survivor.name && r.rec.RunID == res.RunID)
+	}
+	if !ranOnSurvivor {
+		t.Errorf("the final run %s did not run on %s", res.RunID, survivor.name)
+	}
+	waitFor(t, "the killed daemon's instance "+first.Name+" to be reaped", 2*time.Minute, func() bool {
+		for _, in := range instancesOf(t, cl, id) {
+			if in.Name == first.Name {
+				return false
+			}
+		}
+		return true
+	})
+	o.streamEmpty(t)
+}
+
+func TestPoisonMessagesAreTerminatedWithAFailedRecord(t *testing.T) {
+	require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	a := startDaemon(t, url, "daemon-a", cat, 2)
+	o := newOrchestrator(t, url)
+	invalidID, unknownID := uuid.NewString(), uuid.NewString()
+	o.publish(t, run.JobSubject("whatever"), []byte(`{"schema_version": 1, "job_id": `), invalidID)
+	o.publish(t, run.JobSubject("nope"), []byte(`{"schema_version":1,"job_id":"`+unknownID+`","lane":"nope","source":{"kind":"host_path","path":"/tmp"}}`), unknownID)
+	results := o.waitResults(t, []string{invalidID, unknownID}, 2*time.Minute)
+	tests := []struct {
+		key, message string
+	}{
+		{invalidID, "invalid job spec: expected a JSON object (a job spec), got invalid JSON"},
+		{unknownID, "unknown job `nope`"},
+	}
+	o.streamEmpty(t)
+	runs := diskRuns(t, a)
+	for _, tc := range tests {
+		res := results[tc.key]
+		if res.Status != model.StatusFailed || !strings.HasPrefix(deref(res.Message), tc.message) {
+			t.Errorf("job %s: result %s %q, want failed %q", tc.key, res.Status, deref(res.Message), tc.message)
+		}
+		if n := len(runs[tc.key]); n != 1 {
+			t.Errorf("job %s: %d runs on disk, want 1 (no redelivery)", tc.key, n)
+		}
+		for _, r := range runs[tc.key] {
+			if r.job.Delivery != 1 {
+				t.Errorf("job %s: a run of delivery %d, want only the first", tc.key, r.job.Delivery)
+			}
+		}
+	}
+}
+
+func TestSameJobIDTwiceRunsOnce(t *testing.T) {
+	cl := require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	a := startDaemon(t, url, "daemon-a", cat, 2)
+	b := startDaemon(t, url, "daemon-b", cat, 2)
+	o := newOrchestrator(t, url)
+	id := uuid.NewString()
+	spec := o.spec(id, "demo-pass")
+	if ack := o.publish(t, run.JobSubject("demo-pass"), spec, id); ack.Duplicate {
+		t.Fatal("the first publish was a duplicate")
+	}
+	if ack := o.publish(t, run.JobSubject("demo-pass"), spec, id); !ack.Duplicate {
+		t.Error("the second publish with the same Nats-Msg-Id was not deduplicated")
+	}
+	// Past the dedup window (or from a publisher without the header) the
+	// copies reach the stream; the claim keeps them from running.
+	o.publish(t, run.JobSubject("demo-pass"), spec, "")
+	o.publish(t, run.JobSubject("demo-pass"), spec, "")
+	res := o.waitResults(t, []string{id}, 5*time.Minute)[id]
+	o.streamEmpty(t)
+	runs := diskRuns(t, a, b)[id]
+	checkOneFinal(t, id, res, runs)
+	checkPassed(t, id, res)
+	deliveries := map[uint64]int{}
+	for _, r := range runs {
+		deliveries[r.job.StreamSeq]++
+	}
+	if len(deliveries) != 1 {
+		t.Errorf("runs came from %d different messages %v, want 1: the copies must not run", len(deliveries), deliveries)
+	}
+	if left := instancesOf(t, cl, id); len(left) > 0 {
+		t.Errorf("instance %s left behind", left[0].Name)
+	}
+}
+
+func TestCancelRunningJob(t *testing.T) {
+	cl := require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	startDaemon(t, url, "daemon-a", cat, 1)
+	o := newOrchestrator(t, url)
+	id := uuid.NewString()
+	o.publish(t, run.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
+	inst := waitInstance(t, cl, id)
+	cmd := exec.Command(jciBin, "cancel", id, "--wait", "--timeout", "2m")
+	cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url)
+	out, err := cmd.CombinedOutput()
+	res := o.result(t, id)
+	if res == nil {
+		t.Fatalf("no result after cancel --wait (%v):\n%s", err, out)
+	}
+	if res.Status != model.StatusFailed || deref(res.Message) != run.MsgCancelled {
+		// The job may end by itself just before the cancel lands.
+		t.Fatalf("result %s %q, want failed %q; cancel said:\n%s", res.Status, deref(res.Message), run.MsgCancelled, out)
+	}
+	if err != nil {
+		t.Errorf("jerichoci cancel --wait: %v\n%s", err, out)
+	}
+	// The executor deletes it; if Incus refused (a create still running),
+	// the reaper does.
+	waitFor(t, "instance "+inst.Name+" to be deleted", time.Minute, func() bool {
+		for _, in := range instancesOf(t, cl, id) {
+			if in.Name == inst.Name {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestEnqueueWaitExitsWithTheRunStatus(t *testing.T) {
+	require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	startDaemon(t, url, "daemon-a", cat, 1)
+	o := newOrchestrator(t, url)
+	cmd := exec.Command(jciBin, "enqueue", "demo-pass", "--source", o.src, "--catalog", cat, "--wait", "--timeout", "4m")
+	cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.Fields(strings.SplitN(string(out), "\n", 2)[0])
+	if len(first) < 2 || first[0] != "job" {
+		t.Fatalf("enqueue output does not start with the job id:\n%s", out)
+	}
+	res := o.result(t, first[1])
+	if res == nil {
+		t.Fatalf("enqueue --wait returned (%d) before the final record:\n%s", code, out)
+	}
+	want := map[model.RunStatus]int{model.StatusPassed: 0, model.StatusFailed: 1}[res.Status]
+	if code != want {
+		t.Errorf("enqueue --wait exit code %d for a %s run, want %d:\n%s", code, res.Status, want, out)
+	}
+	if !strings.Contains(string(out), "run "+res.RunID+": demo-pass started") {
+		t.Errorf("enqueue --wait did not show the final run's events:\n%s", out)
+	}
+}
