@@ -343,7 +343,10 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		ExecRequest{Command: []string{j.x.Config.RunnerPath, GuestRequestPath}, Cwd: "/"}, stdout, stderr)
 	stdout.flush()
 	stderr.flush()
-	if err != nil && tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+	// Past the job's deadline it is a timeout, even when the guest's own
+	// `timeout` (the same N seconds, started a little later) won the race
+	// and the runner exited 124 just before we noticed.
+	if tctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		return 0, true, nil
 	}
 	if err != nil {
