@@ -18,6 +18,9 @@ import (
 // Exact messages of the original (CONTRACTS.md §3.5).
 const msgSkippedAfterFailure = "not run because an earlier execute node failed"
 
+// msgSkippedCancelled marks the jobs a cancelled run never started.
+const msgSkippedCancelled = "not run because the run was cancelled"
+
 type jobState struct {
 	plan     PlannedJob
 	dir      string
@@ -202,8 +205,8 @@ func (st *runState) schedule(ctx context.Context, jobs []*jobState, snapshot str
 		rec := js.template
 		rec.Status, rec.StartedAt, rec.FinishedAt = model.StatusSkipped, now, &now
 		msg := msgSkippedAfterFailure
-		if ctx.Err() != nil && !isClosed(stopped) {
-			msg = "not run because the run was cancelled"
+		if ctx.Err() != nil {
+			msg = msgSkippedCancelled
 		}
 		rec.Message = strPtr(msg)
 		js.hostLog.line("%s", msg)
@@ -242,13 +245,21 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog,
 	})
 	rec.FinishedAt = model.TimestampPtr(st.r.now())
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Cancelled (a cancel request, or the CLI interrupted): the job's
+		// message is the daemon's word for it; the detail goes to host.log.
+		rec.Status, rec.Message = model.StatusFailed, strPtr(MsgCancelled)
+		rec.RemoteLinuxVMExecution = executor.ExecutionOf(err)
+		js.hostLog.line("cancelled: %v", err)
+		log.Info("job cancelled", zap.Error(err))
+	case err != nil:
 		rec.Status = model.StatusFailed
 		rec.Message = strPtr(err.Error())
 		rec.RemoteLinuxVMExecution = executor.ExecutionOf(err)
 		js.hostLog.line("%v", err)
 		log.Warn("job failed on infrastructure", zap.Error(err))
-	} else {
+	default:
 		rec.Status, rec.ExitCode, rec.Message = res.Status, res.ExitCode, strPtr(res.Message)
 		rec.RemoteLinuxVMExecution = res.Execution
 		log.Info("job finished", zap.String("status", string(res.Status)))

@@ -189,6 +189,13 @@ func (st *runState) snapshotDir() string {
 // finish sets the final status and writes the terminal record.
 func (st *runState) finish(ctx context.Context) (model.RunRecord, error) {
 	st.mu.Lock()
+	if ctx.Err() != nil {
+		// A cancelled run never passes, even when it stopped between jobs.
+		st.rec.Status = model.StatusFailed
+		if st.rec.Message == nil {
+			st.rec.Message = strPtr(MsgCancelled)
+		}
+	}
 	if st.rec.Status == model.StatusRunning {
 		st.rec.Status = model.StatusPassed
 		for _, j := range st.rec.Jobs {

@@ -357,3 +357,60 @@ func TestGCAndList(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// blockingExec runs until its context ends, like a job cut short.
+type blockingExec struct{ started chan struct{} }
+
+func (b blockingExec) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
+	close(b.started)
+	<-ctx.Done()
+	return executor.Result{}, &executor.Error{Err: fmt.Errorf("run guest runner: %w", ctx.Err())}
+}
+
+func TestRunCancelled(t *testing.T) {
+	ex := blockingExec{started: make(chan struct{})}
+	r, s := newRunner(t, ex, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { <-ex.started; cancel() }()
+	rec, err := r.Run(ctx, plan(t, incusJob("a"), incusJob("b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != model.StatusFailed || rec.Message == nil || *rec.Message != "cancelled" {
+		t.Fatalf("record = %+v", rec)
+	}
+	if m := *rec.Jobs[0].Message; rec.Jobs[0].Status != model.StatusFailed || m != "cancelled" {
+		t.Errorf("a = %s %q", rec.Jobs[0].Status, m)
+	}
+	if m := *rec.Jobs[1].Message; rec.Jobs[1].Status != model.StatusSkipped || m != "not run because the run was cancelled" {
+		t.Errorf("b = %s %q", rec.Jobs[1].Status, m)
+	}
+	if b, _ := os.ReadFile(rec.Jobs[0].HostLogPath); !strings.Contains(string(b), "[pikaci] cancelled: run guest runner: context canceled") {
+		t.Errorf("host log keeps no detail: %q", b)
+	}
+	if got := strings.Join(s.names(), " "); got != "run_started job_started:a job_finished:a run_finished" {
+		t.Errorf("events = %s", got)
+	}
+}
+
+// cancelAfterFirst cancels the run when its first job has passed, so the
+// run stops between jobs with nothing failed.
+type cancelAfterFirst struct{ cancel context.CancelFunc }
+
+func (c cancelAfterFirst) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
+	c.cancel()
+	return executor.Result{Status: model.StatusPassed, ExitCode: new(int32), Message: "test passed"}, nil
+}
+
+func TestRunCancelledBetweenJobsIsFailed(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	r, _ := newRunner(t, cancelAfterFirst{cancel}, nil)
+	rec, err := r.Run(ctx, plan(t, incusJob("a"), incusJob("b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != model.StatusFailed || *rec.Message != "cancelled" || rec.Jobs[0].Status != model.StatusPassed ||
+		*rec.Jobs[1].Message != "not run because the run was cancelled" {
+		t.Errorf("record = %+v, jobs %+v", rec, rec.Jobs)
+	}
+}

@@ -20,6 +20,8 @@ const (
 	exitOK     = 0
 	exitFailed = 1 // the run (or lane) ended failed
 	exitUsage  = 2 // bad command line, bad input or infrastructure error
+	// exitInterrupted: a run stopped by SIGINT/SIGTERM (128 + SIGINT, as shells do).
+	exitInterrupted = 130
 )
 
 // cli carries what every subcommand needs; tests build one with buffers.

@@ -24,7 +24,8 @@ Runs every job of the lane (by its CI title, e.g. check-pika-rust) or target
 (by id) in its own Incus instance, shows each job's status and output live,
 and writes the run record under STATE/runs/<run_id>/run.json, as the original
 pikaci does. Exit status: 0 passed (or skipped by filters), 1 failed, 2 bad
-usage or an infrastructure error.`
+usage or an infrastructure error, 130 interrupted (SIGINT/SIGTERM: running
+instances are deleted and the record says cancelled).`
 
 func runRun(ctx context.Context, c *cli, args []string) int {
 	cfg := defaultExecConfig()
@@ -96,6 +97,9 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), filepath.Join(stateRoot, "runs", rec.RunID, "run.json"))
 	}
 	switch {
+	case ctx.Err() != nil:
+		fmt.Fprintln(c.stderr, "jerichoci: the run was interrupted; its instances were deleted and its record says cancelled")
+		return exitInterrupted
 	case rec.Status != model.StatusFailed:
 		return exitOK
 	case infra.failed():
