@@ -339,3 +339,45 @@ func TestE2EVirtualMachineRefused(t *testing.T) {
 		t.Errorf("exit %d, message %q; want %q and the server's reason", r.code, msg, prefix)
 	}
 }
+
+// TestE2EReapsInstancesOfDeadRuns leaves an instance as a `jerichoci run`
+// killed with -9 would (owner "<host>-<pid>", that pid gone) beside one of
+// a live process and one without our keys: the next run deletes only the first.
+func TestE2EReapsInstancesOfDeadRuns(t *testing.T) {
+	cl := requireIncus(t)
+	host, _ := os.Hostname()
+	dead := 4194000
+	for processAlive(dead) {
+		dead--
+	}
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
+	mk := func(name string, config map[string]string) {
+		t.Helper()
+		err := cl.CreateInstance(t.Context(), incus.InstancesPost{Name: name, Type: incus.TypeContainer,
+			Source: incus.InstanceSource{Type: "image", Alias: "pikaci/dev"}, Config: config})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.DeleteInstance(context.WithoutCancel(t.Context()), name) })
+	}
+	orphan, live, foreign := "jci-test-orphan-"+suffix, "jci-test-live-"+suffix, "jci-test-foreign-"+suffix
+	mk(orphan, map[string]string{"user.jerichoci.owner": fmt.Sprintf("%s-%d", host, dead), "user.jerichoci.run_id": "r-dead", "user.jerichoci.job_id": "j"})
+	mk(live, map[string]string{"user.jerichoci.owner": fmt.Sprintf("%s-%d", host, os.Getppid()), "user.jerichoci.run_id": "r-live"})
+	mk(foreign, map[string]string{"user.other.owner": fmt.Sprintf("%s-%d", host, dead)})
+
+	r := runLane(t, cl, nil, "demo-pass")
+	if r.code != exitOK {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "deleted instance "+orphan+" left by an earlier run (r-dead, job j)") {
+		t.Errorf("stderr does not report the orphan:\n%s", r.stderr)
+	}
+	if _, err := cl.GetInstance(t.Context(), orphan); !incus.IsNotFound(err) {
+		t.Errorf("orphan %s still there (err %v)", orphan, err)
+	}
+	for _, keep := range []string{live, foreign} {
+		if _, err := cl.GetInstance(t.Context(), keep); err != nil {
+			t.Errorf("%s was touched: %v", keep, err)
+		}
+	}
+}

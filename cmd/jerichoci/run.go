@@ -75,6 +75,7 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	} else {
 		defer closeBackend()
 		exec = &executor.RemoteLinuxVM{Backend: be, Config: cfg.executorConfig(), Log: log.Named("executor")}
+		reapLocalOrphans(ctx, c, cfg, log)
 	}
 	infra := &infraWatch{JobExecutor: exec}
 
