@@ -115,18 +115,15 @@ func (c execConfig) logger() *zap.Logger {
 	return log
 }
 
-// newIncusBackend connects to incusd; the only place that names the backend.
-func (c execConfig) newIncusBackend(env func(string) (string, bool), log *zap.Logger) (*incus.Backend, func(), error) {
+// incusClient connects to incusd in the configured project: the one place
+// the command line opens the concrete backend. Close the client when done.
+func (c execConfig) incusClient(env func(string) (string, bool), log *zap.Logger) (*incus.Client, error) {
 	sock := c.Socket
 	if sock == "" {
 		var err error
 		if sock, err = incus.SocketPath(env); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	cl, err := incus.NewUnix(sock, incus.WithProject(c.Project), incus.WithLogger(log))
-	if err != nil {
-		return nil, nil, err
-	}
-	return incus.NewBackend(cl), func() { cl.Close() }, nil
+	return incus.NewUnix(sock, incus.WithProject(c.Project), incus.WithLogger(log))
 }

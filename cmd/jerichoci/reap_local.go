@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
@@ -21,22 +22,11 @@ import (
 // owner key is "<this hostname>-<pid>" and that process is gone. Instances
 // of live processes, of the daemon (other owner form) and without our keys
 // are never touched. Problems are logged, never fatal: this is tidying.
-func reapLocalOrphans(ctx context.Context, c *cli, cfg execConfig, log *zap.Logger) {
+func reapLocalOrphans(ctx context.Context, stderr io.Writer, cl *incus.Client, log *zap.Logger) {
 	host, err := os.Hostname()
 	if err != nil {
 		return
 	}
-	sock := cfg.Socket
-	if sock == "" {
-		if sock, err = incus.SocketPath(c.env); err != nil {
-			return
-		}
-	}
-	cl, err := incus.NewUnix(sock, incus.WithProject(cfg.Project), incus.WithLogger(log))
-	if err != nil {
-		return
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	insts, err := cl.ListInstances(ctx)
@@ -58,7 +48,7 @@ func reapLocalOrphans(ctx context.Context, c *cli, cfg execConfig, log *zap.Logg
 			log.Warn("delete orphaned instance", zap.String("instance", in.Name), zap.Error(err))
 			continue
 		}
-		fmt.Fprintf(c.stderr, "jerichoci: deleted instance %s left by an earlier run (%s, job %s) whose process %d is gone\n",
+		fmt.Fprintf(stderr, "jerichoci: deleted instance %s left by an earlier run (%s, job %s) whose process %d is gone\n",
 			in.Name, in.Config[executor.ConfigRunID], in.Config[executor.ConfigJobID], pid)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"jerichoci/executor"
+	"jerichoci/executor/incus"
 	"jerichoci/model"
 	"jerichoci/run"
 )
@@ -68,14 +69,14 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	defer log.Sync() //nolint:errcheck // stderr
 
 	var exec run.JobExecutor
-	be, closeBackend, berr := cfg.newIncusBackend(c.env, log)
+	cl, berr := cfg.incusClient(c.env, log)
 	if berr != nil {
 		// Still a persisted run: every Incus job fails with this error.
 		exec = brokenExecutor{berr}
 	} else {
-		defer closeBackend()
-		exec = &executor.RemoteLinuxVM{Backend: be, Config: cfg.executorConfig(), Log: log.Named("executor")}
-		reapLocalOrphans(ctx, c, cfg, log)
+		defer cl.Close()
+		exec = &executor.RemoteLinuxVM{Backend: incus.NewBackend(cl), Config: cfg.executorConfig(), Log: log.Named("executor")}
+		reapLocalOrphans(ctx, c.stderr, cl, log)
 	}
 	infra := &infraWatch{JobExecutor: exec}
 

@@ -180,18 +180,13 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		nc.Close()
 		return c.fail(exitUsage, "%v", err)
 	}
-	be, closeBackend, err := cfg.exec.newIncusBackend(c.env, log.Named("incus"))
+	cl, err := cfg.exec.incusClient(c.env, log.Named("incus"))
 	if err != nil {
 		nc.Close()
 		return c.fail(exitUsage, "%v", err)
 	}
-	defer closeBackend()
-	insts, closeInsts, err := newIncusInstances(cfg.exec, c.env, log.Named("incus"))
-	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
-	}
-	defer closeInsts()
+	defer cl.Close()
+	be, insts := incus.NewBackend(cl), incusInstances{cl}
 
 	d := &run.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
@@ -254,21 +249,6 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 // incusInstances lets the orphan reaper list and delete instances over the
 // Incus REST client, in the configured project.
 type incusInstances struct{ c *incus.Client }
-
-func newIncusInstances(cfg execConfig, env func(string) (string, bool), log *zap.Logger) (run.InstanceManager, func(), error) {
-	sock := cfg.Socket
-	if sock == "" {
-		var err error
-		if sock, err = incus.SocketPath(env); err != nil {
-			return nil, nil, err
-		}
-	}
-	cl, err := incus.NewUnix(sock, incus.WithProject(cfg.Project), incus.WithLogger(log))
-	if err != nil {
-		return nil, nil, err
-	}
-	return incusInstances{cl}, func() { cl.Close() }, nil
-}
 
 // ListOwned returns the instances that carry all three jerichoci keys in
 // their own config; any other instance is never returned, so never touched.
