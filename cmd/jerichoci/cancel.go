@@ -35,7 +35,7 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	ncfg.flags(fs, false)
 	wait := fs.Bool("wait", false, "wait for the job's final record")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after `D`")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}

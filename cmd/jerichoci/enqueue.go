@@ -54,7 +54,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	output := fs.String("output", "text", "with --wait, `FORMAT` of standard output: text (status lines) or jsonl (the lifecycle events, ending with the final run_finished)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after `D` (0: no limit)")
 	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or ./jerichoci.lanes.json)")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}

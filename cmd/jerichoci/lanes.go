@@ -56,7 +56,7 @@ func runLanesList(c *cli, args []string) int {
 		"Branch lanes first, in catalog order, then nightly lanes (run daily at 08:00 UTC).")
 	var f catalogFlags
 	f.register(fs)
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
@@ -107,7 +107,7 @@ func runLanesSelect(c *cli, args []string) int {
 	var changed changedFlag
 	fs.Var(&changed, "changed", "a changed `FILE`, relative to the repository root (repeatable)")
 	from := fs.String("changed-from", "", "read changed files from `FILE`, one per line (- for stdin)")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}

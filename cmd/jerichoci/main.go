@@ -122,6 +122,25 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, done bool) {
 	return exitUsage, true
 }
 
+// parseArgs parses flags that may come before or after positional
+// arguments ("show ID --json"); everything after "--" is positional.
+func (c *cli) parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	for {
+		if code, done := c.parse(fs, args); done {
+			return nil, code, true
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
 // usageErr prints a usage error for a subcommand and returns exit code 2.
 func (c *cli) usageErr(fs *flag.FlagSet, format string, a ...any) int {
 	fmt.Fprintf(c.stderr, "jerichoci %s: %s\n", fs.Name(), fmt.Sprintf(format, a...))

@@ -36,7 +36,7 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	source := fs.String("source", ".", "source tree `DIR` to snapshot into the guest")
 	output := fs.String("output", "text", "`FORMAT` of standard output: text (live status and job output) or jsonl (lifecycle events)")
 	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}

@@ -40,7 +40,7 @@ func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {
 func runRunsList(c *cli, args []string) int {
 	fs, root := c.stateRootFlag("runs list", "runs list [--state-root DIR] [--json]")
 	asJSON := fs.Bool("json", false, "print the run records as a JSON array")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
@@ -81,7 +81,7 @@ func runDuration(r model.RunRecord) string {
 func runRunsShow(c *cli, args []string) int {
 	fs, root := c.stateRootFlag("runs show", "runs show RUN_ID [--state-root DIR] [--json]")
 	asJSON := fs.Bool("json", false, "print run.json as written")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
@@ -127,7 +127,7 @@ func runRunsShow(c *cli, args []string) int {
 func runRunsLogs(c *cli, args []string) int {
 	fs, root := c.stateRootFlag("runs logs", "runs logs RUN_ID [JOB_ID] [--guest] [--state-root DIR]")
 	guest := fs.Bool("guest", false, "print the guest log (artifacts/guest.log) instead of the host log")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
@@ -172,7 +172,7 @@ func runRunsLogs(c *cli, args []string) int {
 func runRunsGC(c *cli, args []string) int {
 	fs, root := c.stateRootFlag("runs gc", "runs gc [--keep-runs N] [--state-root DIR]")
 	keep := fs.Int("keep-runs", 10, "how many of the newest runs to keep")
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}

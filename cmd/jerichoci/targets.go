@@ -59,25 +59,6 @@ func (c *cli) runCatalogGroup(group string, args []string, subs []catalogSub) in
 	return exitUsage
 }
 
-// parseCatalogArgs parses flags that may come before or after positional
-// arguments ("show ID --json"); everything after "--" is positional.
-func (c *cli) parseCatalogArgs(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
-	for {
-		if code, done := c.parse(fs, args); done {
-			return nil, code, true
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, 0, false
-		}
-		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), 0, false
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
 // loadCatalog returns the catalog the commands work on (see catalogHelp).
 func (c *cli) loadCatalog(flagPath string) (*targets.Catalog, error) {
 	path := flagPath
@@ -119,7 +100,7 @@ func runTargetsList(c *cli, args []string) int {
 	fs := c.flagSet("targets list", "targets list [--catalog FILE] [--json]")
 	var f catalogFlags
 	f.register(fs)
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
@@ -159,7 +140,7 @@ func runTargetsShow(c *cli, args []string) int {
 	fs := c.flagSet("targets show", "targets show [--catalog FILE] [--json] ID|LANE")
 	var f catalogFlags
 	f.register(fs)
-	pos, code, done := c.parseCatalogArgs(fs, args)
+	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
 	}
