@@ -54,18 +54,9 @@ func lanesJSON(ls []lanes.Lane) []laneJSON {
 func runLanesList(c *cli, args []string) int {
 	fs := c.flagSet("lanes list", "lanes list [--catalog FILE] [--json]\n\n"+
 		"Branch lanes first, in catalog order, then nightly lanes (run daily at 08:00 UTC).")
-	var f catalogFlags
-	f.register(fs)
-	pos, code, done := c.parseArgs(fs, args)
+	cat, f, code, done := c.catalogList(fs, args)
 	if done {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "unexpected argument %q", pos[0])
-	}
-	cat, err := c.loadCatalog(f.catalog)
-	if err != nil {
-		return c.fail(exitUsage, "%v", err)
 	}
 	all := lanes.FromCatalog(cat).All()
 	if f.json {

@@ -78,6 +78,25 @@ func (c *cli) loadCatalog(flagPath string) (*targets.Catalog, error) {
 	return targets.LoadProject(path)
 }
 
+// catalogList registers the catalog flags, takes no positional argument
+// and loads the catalog: what every catalog list command starts with. done
+// means return code at once.
+func (c *cli) catalogList(fs *flag.FlagSet, args []string) (cat *targets.Catalog, f catalogFlags, code int, done bool) {
+	f.register(fs)
+	pos, code, done := c.parseArgs(fs, args)
+	if done {
+		return nil, f, code, true
+	}
+	if len(pos) > 0 {
+		return nil, f, c.usageErr(fs, "unexpected argument %q", pos[0]), true
+	}
+	cat, err := c.loadCatalog(f.catalog)
+	if err != nil {
+		return nil, f, c.fail(exitUsage, "%v", err), true
+	}
+	return cat, f, 0, false
+}
+
 // catalogFlags are the flags every catalog command takes.
 type catalogFlags struct {
 	catalog string
@@ -98,18 +117,9 @@ func runTargets(_ context.Context, c *cli, args []string) int {
 
 func runTargetsList(c *cli, args []string) int {
 	fs := c.flagSet("targets list", "targets list [--catalog FILE] [--json]")
-	var f catalogFlags
-	f.register(fs)
-	pos, code, done := c.parseArgs(fs, args)
+	cat, f, code, done := c.catalogList(fs, args)
 	if done {
 		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "unexpected argument %q", pos[0])
-	}
-	cat, err := c.loadCatalog(f.catalog)
-	if err != nil {
-		return c.fail(exitUsage, "%v", err)
 	}
 	ts := cat.Targets()
 	if f.json {
