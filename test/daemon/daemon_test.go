@@ -288,35 +288,28 @@ func (o *orchestrator) publish(t *testing.T, subject string, data []byte, msgID 
 }
 
 func (o *orchestrator) result(t *testing.T, key string) *model.RunRecord {
-	t.Helper()
-	e, err := o.results.Get(t.Context(), key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r model.RunRecord
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		t.Fatal(err)
-	}
-	return &r
+	return kvGet[model.RunRecord](t, o.results, key)
 }
 
 func (o *orchestrator) claim(t *testing.T, key string) *run.Claim {
+	return kvGet[run.Claim](t, o.jobs, key)
+}
+
+// kvGet reads and decodes key from kv; nil when the key is absent.
+func kvGet[T any](t *testing.T, kv jetstream.KeyValue, key string) *T {
 	t.Helper()
-	e, err := o.jobs.Get(t.Context(), key)
+	e, err := kv.Get(t.Context(), key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c run.Claim
-	if err := json.Unmarshal(e.Value(), &c); err != nil {
-		t.Fatal(err)
+	var v T
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		t.Fatalf("%s %s: %v", kv.Bucket(), key, err)
 	}
-	return &c
+	return &v
 }
 
 // waitResults waits for a final record of every key.
