@@ -181,12 +181,7 @@ func TestDaemonDuplicateOfInvalidIsTerminatedWithoutRecord(t *testing.T) {
 
 func TestDaemonCancelRunningJob(t *testing.T) {
 	h := newHarness(t)
-	h.exec.block, h.exec.start = true, make(chan string, 1)
-	id := uuid.New()
-	m := newMsg(h.spec(t, id, "demo-pass"), 1, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); h.process(t, m) }()
-	<-h.exec.start
+	id, m, done, _ := h.startBlocked(t)
 	rep, err := h.d.Cancel(t.Context(), id.String())
 	if err != nil {
 		t.Fatal(err)
@@ -211,12 +206,7 @@ func TestDaemonCancelRunningJob(t *testing.T) {
 
 func TestDaemonCancelFoundInClaimByHeartbeat(t *testing.T) {
 	h := newHarness(t)
-	h.exec.block, h.exec.start = true, make(chan string, 1)
-	id := uuid.New()
-	m := newMsg(h.spec(t, id, "demo-pass"), 1, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); h.process(t, m) }()
-	<-h.exec.start
+	id, m, done, _ := h.startBlocked(t)
 	// Another daemon marks the claim; this one learns it from the claim.
 	c, err := getClaim(t.Context(), h.jobs, id.String())
 	if err != nil || c == nil {
@@ -237,12 +227,7 @@ func TestDaemonCancelFoundInClaimByHeartbeat(t *testing.T) {
 
 func TestDaemonKillHandsTheJobBack(t *testing.T) {
 	h := newHarness(t)
-	h.exec.block, h.exec.start = true, make(chan string, 1)
-	id := uuid.New()
-	m := newMsg(h.spec(t, id, "demo-pass"), 1, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); h.process(t, m) }()
-	runID := <-h.exec.start
+	id, m, done, runID := h.startBlocked(t)
 	h.d.Kill()
 	<-done
 	if got := m.got(); !reflect.DeepEqual(got, []string{"nak"}) {
@@ -261,12 +246,7 @@ func TestDaemonKillHandsTheJobBack(t *testing.T) {
 
 func TestDaemonLostClaimNeitherAcksNorNaks(t *testing.T) {
 	h := newHarness(t)
-	h.exec.block, h.exec.start = true, make(chan string, 1)
-	id := uuid.New()
-	m := newMsg(h.spec(t, id, "demo-pass"), 1, 1)
-	done := make(chan struct{})
-	go func() { defer close(done); h.process(t, m) }()
-	<-h.exec.start
+	id, m, done, _ := h.startBlocked(t)
 	h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimRunning, RunID: "20260101T000000Z-0000beef", Worker: "other.1"}, time.Now())
 	<-done
 	if got := m.got(); len(got) != 0 {
@@ -468,4 +448,17 @@ func TestKeyFromMessage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startBlocked delivers a demo-pass job whose execution blocks until its
+// context ends, and returns once it runs: the job id, its message, a channel
+// closed when the delivery is processed, and the run id.
+func (h *harness) startBlocked(t *testing.T) (id uuid.UUID, m *fakeMsg, done chan struct{}, runID string) {
+	t.Helper()
+	h.exec.block, h.exec.start = true, make(chan string, 1)
+	id = uuid.New()
+	m = newMsg(h.spec(t, id, "demo-pass"), 1, 1)
+	done = make(chan struct{})
+	go func() { defer close(done); h.process(t, m) }()
+	return id, m, done, <-h.exec.start
 }
