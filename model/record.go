@@ -237,7 +237,7 @@ func (r *RemoteLinuxVMImageRecord) UnmarshalJSON(b []byte) error {
 	if hasGuestRole && hasRole {
 		return errors.New("image record: both `guest_role` and its legacy spelling `role` are present; expected one")
 	}
-	if err := requireKeys(b, "image record", "project", "alias"); err != nil {
+	if err := missingKeys(fields, "image record", "project", "alias"); err != nil {
 		return err
 	}
 	var v imageRecordJSON
@@ -399,9 +399,14 @@ func requireKeys(b []byte, what string, keys ...string) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("%s: expected a JSON object, got %s", what, describeJSON(b))
 	}
+	return missingKeys(m, what, keys...)
+}
+
+// missingKeys names every key of keys that fields lacks.
+func missingKeys(fields map[string]json.RawMessage, what string, keys ...string) error {
 	var errs []error
 	for _, k := range keys {
-		if _, ok := m[k]; !ok {
+		if _, ok := fields[k]; !ok {
 			errs = append(errs, fmt.Errorf("%s: missing required field `%s`", what, k))
 		}
 	}
