@@ -46,6 +46,18 @@ type DaemonConfig struct {
 	ReapEvery time.Duration
 	// OpTimeout bounds each NATS call.
 	OpTimeout time.Duration
+	// HostPathRoot, when set, is the directory host_path sources must
+	// resolve under (symlinks included); empty refuses host_path sources.
+	HostPathRoot string
+	// SourceLimits bound what an uploaded source may unpack to.
+	SourceLimits SourceLimits
+	// SourceCacheMaxAge and SourceCacheMaxBytes prune the unpacked-source
+	// cache (least recently used first); 0 turns that bound off.
+	SourceCacheMaxAge   time.Duration
+	SourceCacheMaxBytes int64
+	// KeepRuns, when positive, keeps only the newest KeepRuns run
+	// directories (the rules of `jerichoci runs gc`), checked every ReapEvery.
+	KeepRuns int
 }
 
 // DefaultDaemonConfig returns the defaults.
@@ -53,7 +65,8 @@ func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
 		Concurrency: 2, AckWait: 60 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second,
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
-		OpTimeout: 30 * time.Second,
+		OpTimeout: 30 * time.Second, SourceLimits: DefaultSourceLimits(),
+		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
 	}
 }
 

@@ -255,3 +255,15 @@ func download(ctx context.Context, store SourceStore, bucket, object, digest, fi
 	}
 	return nil
 }
+
+// SourceLimits bound an uploaded source tree.
+type SourceLimits struct {
+	// MaxBytes bounds the bytes of the downloaded object and, separately,
+	// the bytes of the regular files it unpacks to.
+	MaxBytes int64
+	// MaxEntries bounds the number of tar entries.
+	MaxEntries int
+}
+
+// DefaultSourceLimits: 4 GiB and a million entries.
+func DefaultSourceLimits() SourceLimits { return SourceLimits{MaxBytes: 4 << 30, MaxEntries: 1_000_000} }
