@@ -29,8 +29,16 @@ type Backend interface {
 	Exec(ctx context.Context, project, name string, req ExecRequest, stdout, stderr io.Writer) (int, error)
 	// PushFile writes a file into the instance, creating parent directories.
 	PushFile(ctx context.Context, project, name, path string, data []byte, uid, gid int, mode os.FileMode) error
-	// PullFile reads a file from the instance; a missing file wraps ErrNotFound.
-	PullFile(ctx context.Context, project, name, path string) ([]byte, error)
+	// PullFile copies a file from the instance to w as it comes, without
+	// holding it in memory, and returns the number of bytes written. A
+	// positive limit caps the file's size: a larger file is an error naming
+	// the file and the limit, after at most limit bytes reached w; limit <= 0
+	// means no limit. A missing file wraps ErrNotFound.
+	PullFile(ctx context.Context, project, name, path string, w io.Writer, limit int64) (int64, error)
+	// RootDisk returns the root disk device (type disk, path /) that the
+	// profiles, applied in order, give an instance in project: the last
+	// profile with one wins. The answer may be cached.
+	RootDisk(ctx context.Context, project string, profiles []string) (RootDisk, error)
 }
 
 // ErrNotFound is wrapped by backend errors for missing objects.
@@ -51,6 +59,19 @@ type InstanceSpec struct {
 	Profiles []string
 	Config   map[string]string
 	Disks    []Disk
+	// RootDiskSize, when set, gives the instance its own root disk device
+	// of that size (an Incus size: 20GiB, 512MiB, bytes), overriding
+	// RootDisk, the device of the profiles. A RootDisk without a pool is
+	// looked up by the backend.
+	RootDiskSize string
+	RootDisk     RootDisk
+}
+
+// RootDisk is the root disk device of an instance's profiles.
+type RootDisk struct {
+	Device string // the device's name, usually "root"
+	Pool   string // the storage pool
+	Driver string // the pool's storage driver: dir, btrfs, zfs, lvm …
 }
 
 // Disk is a host directory shown in the guest.

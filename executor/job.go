@@ -27,7 +27,9 @@ type Job struct {
 	// JobDir is <state>/runs/<run_id>/jobs/<job_id>; artifacts go below it.
 	JobDir string
 	// HostLog receives "[pikaci] …" lines and the runner's output as it
-	// comes; it must be safe for use from several goroutines.
+	// comes, as prefixed lines of at most 64 KiB, up to
+	// Config.HostLogRunnerBytes of it (artifacts/guest.log has all of it);
+	// it must be safe for use from several goroutines.
 	HostLog io.Writer
 }
 

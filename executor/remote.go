@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,7 +48,18 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// CleanupTimeout bounds teardown, which runs on a detached context.
 	CleanupTimeout time.Duration
+	// HostLogRunnerBytes caps the runner output repeated in host.log
+	// (artifacts/guest.log keeps all of it): 0 means the default, 1 MiB;
+	// negative means no cap.
+	HostLogRunnerBytes int64
+	// RootDiskSize is the size of each guest's root disk, an Incus size
+	// (20GiB, 512MiB, or bytes); empty leaves the profiles' root disk as
+	// it is.
+	RootDiskSize string
 }
+
+// DefaultHostLogRunnerBytes is the default of Config.HostLogRunnerBytes.
+const DefaultHostLogRunnerBytes = 1 << 20
 
 // DefaultConfig returns the original's defaults.
 func DefaultConfig() Config {
@@ -54,6 +67,7 @@ func DefaultConfig() Config {
 		Project: "pika-managed-agents", Profile: "pika-agent-dev", Host: "localhost",
 		RunnerPath: DefaultRunnerPath, InstanceType: model.InstanceAuto,
 		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
+		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "20GiB",
 	}
 }
 
@@ -72,7 +86,41 @@ func (c Config) Validate() error {
 	if c.InstanceType != "" && !c.InstanceType.Valid() {
 		errs = append(errs, fmt.Errorf("instance type %q: expected auto, virtual-machine or container", c.InstanceType))
 	}
+	if c.RootDiskSize != "" {
+		if _, err := parseSize(c.RootDiskSize); err != nil {
+			errs = append(errs, fmt.Errorf("root disk size: %w", err))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// sizeUnits are the suffixes Incus takes in a size (units.ParseByteSizeString).
+var sizeUnits = map[string]int64{
+	"": 1, "B": 1,
+	"kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15, "EB": 1e18,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50, "EiB": 1 << 60,
+}
+
+// parseSize parses a size the way Incus writes one: a positive whole
+// number and an optional unit, as in 20GiB, 512MiB, 10GB or 1073741824
+// (bytes).
+func parseSize(s string) (int64, error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	mult, ok := sizeUnits[s[i:]]
+	if i == 0 || !ok {
+		return 0, fmt.Errorf("%q is not a size: want a whole number and an optional unit (B, kB, MB, GB, TB, PB, EB, KiB, MiB, GiB, TiB, PiB, EiB), as in 20GiB", s)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("size %q is not positive", s)
+	}
+	return n * mult, nil
 }
 
 // RemoteLinuxVM runs Incus jobs: one throwaway instance per job.
@@ -115,6 +163,7 @@ type jobRun struct {
 	exe     *model.RemoteLinuxVMExecutionRecord
 	log     *zap.Logger
 	created bool
+	output  *runnerOutput // the runner's output, once it ran
 }
 
 func (j *jobRun) hostf(format string, a ...any) {
@@ -186,9 +235,11 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 	}
 	if timedOut {
 		j.hostf("timeout after %ds, killing remote Linux VM backend process", job.TimeoutSecs)
+		j.outputSummary()
 		return Result{Status: model.StatusFailed, Message: fmt.Sprintf("timed out after %ds", job.TimeoutSecs)}, nil
 	}
 	j.hostf("guest runner exited with %d", exitCode)
+	j.outputSummary()
 	var res Result
 	if err := j.phase(model.PhaseCollectArtifacts, func() error {
 		var err error
@@ -222,6 +273,20 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if err != nil {
 		return err
 	}
+	profiles := []string{"default", cfg.Profile}
+	var root RootDisk
+	if cfg.RootDiskSize != "" {
+		if root, err = j.x.Backend.RootDisk(ctx, cfg.Project, profiles); err != nil {
+			return fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
+		}
+		// Incus enforces a root disk's size on btrfs, zfs and lvm pools. A
+		// dir pool takes the size and does not enforce it (checked by hand:
+		// `incus launch … -d root,size=2GiB` on a dir pool starts, and the
+		// guest's df shows the host's disk), so say so where it matters.
+		if root.Driver == "dir" {
+			j.hostf("storage pool %s (dir) cannot enforce the guest disk size %s", root.Pool, cfg.RootDiskSize)
+		}
+	}
 	// Stale instance of the same name: delete first, ignoring errors.
 	if err := j.x.Backend.DeleteInstance(ctx, cfg.Project, j.name); err != nil {
 		j.log.Warn("delete stale instance", zap.Error(err))
@@ -231,11 +296,15 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	}
 	spec := InstanceSpec{
 		Project: cfg.Project, Name: j.name, Type: itype, Alias: alias,
-		Profiles: []string{"default", cfg.Profile},
+		Profiles: profiles,
 		Config: map[string]string{
 			"limits.cpu": "2", "limits.memory": "4096MiB",
-			ConfigRunID: job.RunID, ConfigJobID: job.ID, ConfigOwner: cfg.Owner,
+			// No /dev/incus in the guest: a job cannot talk to incusd
+			// through the guest API.
+			"security.guestapi": "false",
+			ConfigRunID:         job.RunID, ConfigJobID: job.ID, ConfigOwner: cfg.Owner,
 		},
+		RootDiskSize: cfg.RootDiskSize, RootDisk: root,
 	}
 	if job.Image.Recorded != nil {
 		spec.Config[ConfigGuestRole] = string(*job.Image.Recorded)
@@ -330,13 +399,17 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		return 0, false, err
 	}
 	defer guestLog.Close()
-	var mu sync.Mutex
 	host := j.job.HostLog
 	if host == nil {
 		host = io.Discard
 	}
-	stdout := &prefixWriter{mu: &mu, prefix: "[runner:stdout] ", dst: host, raw: guestLog}
-	stderr := &prefixWriter{mu: &mu, prefix: "[runner:stderr] ", dst: host, raw: guestLog}
+	hostCap := j.x.Config.HostLogRunnerBytes
+	if hostCap == 0 {
+		hostCap = DefaultHostLogRunnerBytes
+	}
+	j.output = &runnerOutput{host: host, raw: guestLog, hostCap: hostCap}
+	stdout := j.output.writer("[runner:stdout] ")
+	stderr := j.output.writer("[runner:stderr] ")
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(j.job.TimeoutSecs)*time.Second)
 	defer cancel()
 	code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
@@ -355,24 +428,32 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 	return code, false, nil
 }
 
+// smallArtifactLimit caps each of the guest's small artifacts
+// (events.jsonl, status.json, result.json): a hostile guest cannot make
+// the host read gigabytes.
+const smallArtifactLimit = 1 << 20
+
 // collect copies the guest's artifacts out; result.json is authoritative.
 func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) {
+	if err := j.collectGuestLog(ctx, artifacts); err != nil {
+		return Result{}, err
+	}
 	var result []byte
-	for _, name := range []string{"logs/guest.log", "events.jsonl", "status.json", "result.json"} {
+	for _, name := range []string{"events.jsonl", "status.json", "result.json"} {
 		guestPath := GuestDir + "/" + name
-		b, err := j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath)
-		if err != nil {
+		var buf bytes.Buffer
+		if _, err := j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, &buf, smallArtifactLimit); err != nil {
 			if name == "result.json" {
 				return Result{}, fmt.Errorf("read Incus guest path `%s` from %s failed with %v", guestPath, j.x.Config.Host, err)
 			}
 			j.hostf("could not collect %s: %v", guestPath, err)
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(artifacts, filepath.Base(name)), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(artifacts, name), buf.Bytes(), 0o644); err != nil {
 			return Result{}, fmt.Errorf("save artifact %s: %w", name, err)
 		}
 		if name == "result.json" {
-			result = b
+			result = buf.Bytes()
 		}
 	}
 	var tr model.TerminalResult
@@ -380,6 +461,58 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 		return Result{}, fmt.Errorf("load guest terminal result: %w", err)
 	}
 	return Result{Status: tr.Status.RunStatus(), ExitCode: tr.ExitCode, Message: tr.Message}, nil
+}
+
+// collectGuestLog streams the guest's own log, which may be gigabytes, to
+// artifacts/guest.log.tmp and renames it over artifacts/guest.log (the
+// output followed live) only once it is complete. A guest log that cannot
+// be pulled leaves the live one and a host.log line; only a failure to
+// write on the host is an error.
+func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
+	const guestPath = GuestDir + "/logs/guest.log"
+	dst := filepath.Join(artifacts, "guest.log")
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("save artifact guest.log: %w", err)
+	}
+	w := &fileWriter{f: f}
+	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, w, 0)
+	if cerr := f.Close(); w.err == nil && cerr != nil {
+		w.err = cerr
+	}
+	switch {
+	case w.err != nil:
+		os.Remove(tmp)
+		return fmt.Errorf("save artifact guest.log: %w", w.err)
+	case err != nil:
+		os.Remove(tmp)
+		j.hostf("could not collect %s: %v", guestPath, err)
+		return nil
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save artifact guest.log: %w", err)
+	}
+	return nil
+}
+
+// fileWriter writes to f and keeps its first error, so that a failure on
+// the host is told apart from one of the backend.
+type fileWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(b []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.f.Write(b)
+	if err != nil {
+		w.err = fmt.Errorf("write %s: %w", w.f.Name(), err)
+	}
+	return n, w.err
 }
 
 // cleanup deletes the instance on a detached context with its own timeout.
@@ -404,42 +537,117 @@ func resetDir(dir string) error {
 	return os.MkdirAll(dir, 0o755)
 }
 
-// prefixWriter writes complete lines to dst with a prefix, and everything
-// unchanged to raw.
+// outputSummary tells host.log how much runner output it did not repeat,
+// when the cap was hit.
+func (j *jobRun) outputSummary() {
+	if j.output == nil {
+		return
+	}
+	if total, omitted := j.output.omitted(); omitted > 0 {
+		j.hostf("runner output: %d bytes, %d not repeated in host.log", total, omitted)
+	}
+}
+
+// maxLine is the longest line a prefixWriter holds, newline included: a
+// longer one goes to host.log in pieces of this size.
+const maxLine = 64 << 10
+
+// runnerOutput takes the runner's stdout and stderr: all of it goes to raw
+// (artifacts/guest.log) as it comes, and prefixed lines go to host until
+// hostCap bytes of output went there (negative: no cap); then one line
+// says that the rest is only in guest.log.
+type runnerOutput struct {
+	mu      sync.Mutex
+	host    io.Writer
+	raw     io.Writer
+	hostCap int64
+	total   int64 // bytes of output seen
+	shown   int64 // bytes of output repeated in host.log
+	capped  bool
+}
+
+// writer returns a writer for one stream, whose lines get prefix.
+func (o *runnerOutput) writer(prefix string) *prefixWriter {
+	line := make([]byte, 0, len(prefix)+maxLine+1)
+	return &prefixWriter{out: o, start: len(prefix), line: append(line, prefix...)}
+}
+
+// omitted returns the bytes of output seen and those not in host.log.
+func (o *runnerOutput) omitted() (total, omitted int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.total, o.total - o.shown
+}
+
+// show writes one prefixed line holding n bytes of output to host, unless
+// the cap is reached. The caller holds o.mu.
+func (o *runnerOutput) show(line []byte, n int64) error {
+	if o.capped {
+		return nil
+	}
+	if o.hostCap >= 0 && o.shown+n > o.hostCap {
+		o.capped = true
+		_, err := fmt.Fprintf(o.host, "[pikaci] runner output past %d bytes is not repeated in host.log; artifacts/guest.log has all of it\n", o.hostCap)
+		return err
+	}
+	o.shown += n
+	_, err := o.host.Write(line)
+	return err
+}
+
+// prefixWriter writes one stream unchanged to the output's raw writer and
+// as prefixed lines to its host log. A line without a newline is held
+// until it ends, up to maxLine bytes: then that much is written as a line
+// of its own and the rest follows as the next one.
 type prefixWriter struct {
-	mu     *sync.Mutex
-	prefix string
-	dst    io.Writer
-	raw    io.Writer
-	buf    []byte
+	out   *runnerOutput
+	start int    // the prefix's length
+	line  []byte // the prefix, then the current line (at most maxLine bytes)
 }
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, err := p.raw.Write(b); err != nil {
+	o := p.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, err := o.raw.Write(b); err != nil {
 		return 0, err
 	}
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
+	o.total += int64(len(b))
+	n := len(b)
+	for len(b) > 0 {
+		chunk := b[:min(len(b), maxLine-(len(p.line)-p.start))]
+		if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
+			chunk = chunk[:i+1]
 		}
-		if _, err := io.WriteString(p.dst, p.prefix+string(p.buf[:i+1])); err != nil {
-			return 0, err
+		p.line = append(p.line, chunk...)
+		b = b[len(chunk):]
+		if chunk[len(chunk)-1] == '\n' || len(p.line)-p.start == maxLine {
+			if err := p.emit(); err != nil {
+				return n - len(b), err
+			}
 		}
-		p.buf = p.buf[i+1:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
+// emit writes the held line, ending it with a newline if it has none.
+// The caller holds p.out.mu.
+func (p *prefixWriter) emit() error {
+	n := int64(len(p.line) - p.start)
+	if p.line[len(p.line)-1] != '\n' {
+		p.line = append(p.line, '\n')
+	}
+	err := p.out.show(p.line, n)
+	p.line = p.line[:p.start]
+	return err
+}
+
+// flush writes a last line that has no newline.
 func (p *prefixWriter) flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.buf) > 0 {
-		io.WriteString(p.dst, p.prefix+string(p.buf)+"\n")
-		p.buf = nil
+	p.out.mu.Lock()
+	defer p.out.mu.Unlock()
+	if len(p.line) > p.start {
+		p.emit()
 	}
 }
 

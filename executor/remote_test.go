@@ -30,6 +30,17 @@ type fakeBackend struct {
 	created     []InstanceSpec
 	deleted     []string
 	files       map[string][]byte
+	// output writes the runner's output; nil writes two stdout lines (the
+	// last without a newline) and one stderr line.
+	output func(stdout, stderr io.Writer)
+	// guestFiles are pulled by guest path; result.json comes from result
+	// and logs/guest.log is "guest log\n" unless given here.
+	guestFiles  map[string]string
+	guestLogErr bool             // the pull of logs/guest.log fails half-way
+	pullLimits  map[string]int64 // the limit of each pull, by guest path
+	root        RootDisk         // zero: pool "default", driver "btrfs"
+	rootErr     error
+	rootCalls   int
 }
 
 func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
@@ -65,8 +76,12 @@ func (f *fakeBackend) Exec(ctx context.Context, _, _ string, req ExecRequest, st
 	if req.Command[0] == "true" {
 		return 0, nil
 	}
-	fmt.Fprint(stdout, "line one\nline two")
-	fmt.Fprint(stderr, "warning\n")
+	if f.output != nil {
+		f.output(stdout, stderr)
+	} else {
+		fmt.Fprint(stdout, "line one\nline two")
+		fmt.Fprint(stderr, "warning\n")
+	}
 	if f.runnerBlock {
 		<-ctx.Done()
 		return 0, ctx.Err()
@@ -84,14 +99,46 @@ func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte
 	return nil
 }
 
-func (f *fakeBackend) PullFile(_ context.Context, _, _, path string) ([]byte, error) {
-	if path == GuestDir+"/result.json" && f.result != "" {
-		return []byte(f.result), nil
+func (f *fakeBackend) PullFile(_ context.Context, _, _, path string, w io.Writer, limit int64) (int64, error) {
+	f.mu.Lock()
+	if f.pullLimits == nil {
+		f.pullLimits = map[string]int64{}
 	}
-	if path == GuestDir+"/logs/guest.log" {
-		return []byte("guest log\n"), nil
+	f.pullLimits[path] = limit
+	f.mu.Unlock()
+	data, ok := f.guestFiles[path]
+	switch {
+	case ok:
+	case path == GuestDir+"/result.json" && f.result != "":
+		data = f.result
+	case path == GuestDir+"/logs/guest.log":
+		data = "guest log\n"
+	default:
+		return 0, fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
-	return nil, fmt.Errorf("%s: %w", path, ErrNotFound)
+	if path == GuestDir+"/logs/guest.log" && f.guestLogErr {
+		n, _ := io.WriteString(w, data[:len(data)/2])
+		return int64(n), errors.New("connection reset by peer")
+	}
+	if limit > 0 && int64(len(data)) > limit {
+		n, _ := io.WriteString(w, data[:limit])
+		return int64(n), fmt.Errorf("pull %s: file is larger than the limit of %d bytes", path, limit)
+	}
+	n, err := io.WriteString(w, data)
+	return int64(n), err
+}
+
+func (f *fakeBackend) RootDisk(_ context.Context, _ string, _ []string) (RootDisk, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rootCalls++
+	if f.rootErr != nil {
+		return RootDisk{}, f.rootErr
+	}
+	if f.root == (RootDisk{}) {
+		return RootDisk{Device: "root", Pool: "default", Driver: "btrfs"}, nil
+	}
+	return f.root, nil
 }
 
 type syncBuf struct {
@@ -142,6 +189,10 @@ func TestExecutePassed(t *testing.T) {
 		spec.Config["limits.memory"] != "4096MiB" || spec.Config[ConfigGuestRole] != "pikaci-runner" ||
 		spec.Config[ConfigOwner] != "worker-1" || spec.Config[ConfigRunID] != "run-1" || spec.Config[ConfigJobID] != "job" {
 		t.Errorf("spec = %+v", spec)
+	}
+	if spec.Config["security.guestapi"] != "false" || spec.RootDiskSize != "20GiB" ||
+		spec.RootDisk != (RootDisk{Device: "root", Pool: "default", Driver: "btrfs"}) {
+		t.Errorf("spec = %+v, want the guest API off and a 20GiB root disk", spec)
 	}
 	if len(spec.Disks) != 1 || !spec.Disks[0].ReadOnly || spec.Disks[0].Path != "/workspace/snapshot" {
 		t.Errorf("disks = %+v", spec.Disks)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // FileOwner is the owner and mode of a pushed file or directory.
@@ -183,11 +184,21 @@ func (c *Client) PullFile(ctx context.Context, name, guestPath string, w io.Writ
 			info.Mode |= fs.ModeSticky
 		}
 	}
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	// A file may be gigabytes: copy it through one bounded buffer, never
+	// letting w read all of the body itself (io.ReaderFrom) nor the body
+	// write itself (io.WriterTo).
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{resp.Body}, *bufp); err != nil {
 		return fail(err)
 	}
 	return info, nil
 }
+
+// copyBufferSize is the size of the buffer a pulled file goes through.
+const copyBufferSize = 32 << 10
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
 // DeleteFile removes a file or empty directory in the instance; one that
 // does not exist is no error.

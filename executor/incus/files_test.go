@@ -218,3 +218,43 @@ func TestImageAliases(t *testing.T) {
 		t.Errorf("%d requests with the escaped alias, want 2 (get, update)", escaped)
 	}
 }
+
+// greedyWriter would read a whole body itself if the copy let it
+// (io.ReaderFrom, as bytes.Buffer does); it records the largest write.
+type greedyWriter struct {
+	t       *testing.T
+	n       int
+	largest int
+}
+
+func (g *greedyWriter) Write(p []byte) (int, error) {
+	g.n += len(p)
+	g.largest = max(g.largest, len(p))
+	return len(p), nil
+}
+
+func (g *greedyWriter) ReadFrom(r io.Reader) (int64, error) {
+	g.t.Error("PullFile let the writer read the body itself")
+	b, err := io.ReadAll(r)
+	g.n += len(b)
+	return int64(len(b)), err
+}
+
+func TestPullFileBoundedBuffer(t *testing.T) {
+	const size = 8 << 20
+	f := newFake(t)
+	f.handle("GET", "/1.0/instances/r1/files", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Incus-Type", "file")
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for range size / len(chunk) {
+			w.Write(chunk)
+		}
+	})
+	g := &greedyWriter{t: t}
+	if _, err := f.client().PullFile(t.Context(), "r1", "/run/pika-cloud/logs/guest.log", g); err != nil {
+		t.Fatal(err)
+	}
+	if g.n != size || g.largest > copyBufferSize {
+		t.Fatalf("PullFile() wrote %d bytes, the largest write %d; want %d in writes of at most %d", g.n, g.largest, size, copyBufferSize)
+	}
+}

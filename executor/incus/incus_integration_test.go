@@ -18,11 +18,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"jerichoci/executor"
+	"jerichoci/model"
 )
 
 const (
@@ -662,4 +666,164 @@ func ignore(err error, expected func(error) bool) error {
 		return errors.New("no error, want one")
 	}
 	return err
+}
+
+// TestIntegrationBackendInstance creates an instance through the Backend
+// as the executor does: its own root disk device of the asked size, in the
+// pool of the profiles' root disk, and no guest API.
+func TestIntegrationBackendInstance(t *testing.T) {
+	t.Parallel()
+	c := realClient(t)
+	ctx := t.Context()
+	b := NewBackend(c)
+	profiles := []string{"default", itProfile}
+	root, err := b.RootDisk(ctx, itProject, profiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// scripts/incus-up puts the root disk in the default profile, pool
+	// default, driver dir.
+	if root != (executor.RootDisk{Device: "root", Pool: "default", Driver: "dir"}) {
+		t.Fatalf("RootDisk() = %+v", root)
+	}
+
+	name := uniqueName("jci-test-")
+	detached := context.WithoutCancel(ctx)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(detached, 2*time.Minute)
+		defer cancel()
+		if err := b.DeleteInstance(ctx, itProject, name); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	err = b.CreateInstance(ctx, executor.InstanceSpec{Project: itProject, Name: name, Type: model.InstanceContainer, Alias: itAlias,
+		Profiles: profiles, Config: map[string]string{"security.guestapi": "false"}, RootDiskSize: "3GiB", RootDisk: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := c.GetInstance(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"type": "disk", "path": "/", "pool": "default", "size": "3GiB"}
+	if fmt.Sprint(inst.Devices["root"]) != fmt.Sprint(want) || fmt.Sprint(inst.ExpandedDevices["root"]) != fmt.Sprint(want) {
+		t.Errorf("root device = %v, expanded %v; want %v", inst.Devices["root"], inst.ExpandedDevices["root"], want)
+	}
+	if inst.Config["security.guestapi"] != "false" || inst.Status != "Running" {
+		t.Errorf("instance %s: security.guestapi %q, want false", inst.Status, inst.Config["security.guestapi"])
+	}
+
+	t.Run("no guest API in the guest", func(t *testing.T) {
+		other := launch(t, c, true, nil) // the same image without the setting
+		for _, tc := range []struct {
+			instance string
+			want     int
+		}{{other, 0}, {name, 1}} {
+			code, err := c.Exec(ctx, tc.instance, ExecRequest{Command: []string{"test", "-e", "/dev/incus"}}, nil, nil)
+			if err != nil || code != tc.want {
+				t.Errorf("test -e /dev/incus in %s = %d, %v; want %d", tc.instance, code, err, tc.want)
+			}
+		}
+	})
+
+	t.Run("pull with a limit", func(t *testing.T) {
+		data := bytes.Repeat([]byte("0123456789abcdef"), 8<<10) // 128 KiB
+		if err := b.PushFile(ctx, itProject, name, "/run/pika-cloud/events.jsonl", data, 0, 0, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name    string
+			path    string
+			limit   int64
+			wantN   int
+			wantErr string
+		}{
+			{name: "no limit", path: "/run/pika-cloud/events.jsonl", wantN: len(data)},
+			{name: "under the limit", path: "/run/pika-cloud/events.jsonl", limit: 1 << 20, wantN: len(data)},
+			{name: "over the limit", path: "/run/pika-cloud/events.jsonl", limit: 1000, wantN: 1000,
+				wantErr: fmt.Sprintf(`incus: pull file "/run/pika-cloud/events.jsonl" from instance %q: file is larger than the limit of 1000 bytes`, name)},
+			{name: "missing", path: "/run/pika-cloud/none", limit: 1000, wantErr: "not found"},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				var buf bytes.Buffer
+				n, err := b.PullFile(ctx, itProject, name, tc.path, &buf, tc.limit)
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+						t.Fatalf("PullFile() error = %v, want %q", err, tc.wantErr)
+					}
+					if tc.name == "missing" && !errors.Is(err, executor.ErrNotFound) {
+						t.Fatalf("PullFile(missing) error = %v, want ErrNotFound", err)
+					}
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				if n != int64(tc.wantN) || !bytes.Equal(buf.Bytes(), data[:tc.wantN]) {
+					t.Fatalf("PullFile() = %d bytes (wrote %d), want the first %d", n, buf.Len(), tc.wantN)
+				}
+			})
+		}
+	})
+}
+
+// TestIntegrationExecuteJob runs one job through the executor on the real
+// daemon: a long line and more output than host.log repeats.
+func TestIntegrationExecuteJob(t *testing.T) {
+	t.Parallel()
+	c := realClient(t)
+	snapshot := t.TempDir()
+	if err := os.Chmod(snapshot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var hostLog lockedBuffer
+	role := model.RolePikaciRunner
+	job := executor.Job{RunID: uniqueName("run-"), ID: "big-output", TimeoutSecs: 120,
+		Command: model.Shell(`head -c 300000 /dev/zero | tr '\0' x; echo; i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done; ` +
+			`if test -e /dev/incus; then echo guest-api; else echo no-guest-api; fi`),
+		Runtime: model.IncusRuntimeFor(role), Image: model.IncusImage{Role: role, Alias: itAlias, Recorded: &role},
+		SnapshotDir: snapshot, JobDir: t.TempDir(), HostLog: &hostLog}
+	cfg := executor.DefaultConfig()
+	cfg.Project, cfg.Profile, cfg.Owner = itProject, itProfile, "jci-test"
+	cfg.HostLogRunnerBytes, cfg.RootDiskSize = 100_000, "3GiB"
+	res, err := (&executor.RemoteLinuxVM{Backend: NewBackend(c), Config: cfg}).Execute(t.Context(), job)
+	if err != nil {
+		t.Fatalf("Execute() error = %v\nhost log:\n%.3000s", err, hostLog.String())
+	}
+	if res.Status != model.StatusPassed {
+		t.Fatalf("Execute() = %+v\nhost log:\n%.3000s", res, hostLog.String())
+	}
+	hl := hostLog.String()
+	for _, w := range []string{
+		"[pikaci] storage pool default (dir) cannot enforce the guest disk size 3GiB\n",
+		"[pikaci] runner output past 100000 bytes is not repeated in host.log; artifacts/guest.log has all of it\n",
+		"[pikaci] guest runner exited with 0\n[pikaci] runner output: ",
+	} {
+		if !strings.Contains(hl, w) {
+			t.Errorf("host log lacks %q:\n%.3000s", w, hl)
+		}
+	}
+	if strings.Contains(hl, "line 1999") {
+		t.Errorf("host log repeats output past the cap")
+	}
+	for _, l := range strings.SplitAfter(hl, "\n") {
+		if len(l) > len("[runner:stdout] ")+64<<10+1 {
+			t.Errorf("host log has a line of %d bytes", len(l))
+		}
+	}
+	artifacts := filepath.Join(job.JobDir, "artifacts")
+	guestLog, err := os.ReadFile(filepath.Join(artifacts, "guest.log"))
+	if err != nil || len(guestLog) < 300_000 || !bytes.Contains(guestLog, []byte("line 1999\nno-guest-api\n")) {
+		t.Errorf("guest.log: %d bytes, %v; want all of the output, without the guest API", len(guestLog), err)
+	}
+	for _, name := range []string{"events.jsonl", "status.json", "result.json"} {
+		if fi, err := os.Stat(filepath.Join(artifacts, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("artifact %s: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(artifacts, "guest.log.tmp")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("guest.log.tmp left behind: %v", err)
+	}
+	if _, err := c.GetInstance(t.Context(), model.InstanceName(job.RunID, job.ID)); !IsNotFound(err) {
+		t.Errorf("instance left after the job: %v", err)
+	}
 }
