@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"fmt"
 	"path"
 	"regexp"
 	"strconv"
@@ -95,8 +96,7 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 		s.SchemaVersion = int(v)
 	}
 	if id, ok := o.str("job_id", true, "a UUID string such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\""); ok {
-		u, err := uuid.Parse(id)
-		if err != nil || len(id) != 36 || id != strings.ToLower(id) {
+		if u, err := ParseJobID(id); err != nil {
 			o.fail("job_id", quoteJSON(id), "a lowercase UUID string of 36 characters")
 		} else {
 			s.JobID = u
@@ -234,3 +234,13 @@ func parseRuntime(o *object) *RuntimeConfig {
 func quoteStr(s string) string { return strconv.Quote(s) }
 
 func quoteJSON(s string) []byte { return []byte(strconv.Quote(s)) }
+
+// ParseJobID accepts a job id as the protocol spells it: a lowercase UUID
+// of 36 characters.
+func ParseJobID(s string) (uuid.UUID, error) {
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 || s != strings.ToLower(s) {
+		return uuid.UUID{}, fmt.Errorf("job id %q: expected a lowercase UUID of 36 characters such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\"", s)
+	}
+	return u, nil
+}

@@ -55,6 +55,9 @@ type DaemonConfig struct {
 	// cache (least recently used first); 0 turns that bound off.
 	SourceCacheMaxAge   time.Duration
 	SourceCacheMaxBytes int64
+	// PrecancelTTL is how long a cancel for a job that no worker has seen
+	// is kept (its claim expires then).
+	PrecancelTTL time.Duration
 	// KeepRuns, when positive, keeps only the newest KeepRuns run
 	// directories (the rules of `jerichoci runs gc`), checked every ReapEvery.
 	KeepRuns int
@@ -67,6 +70,7 @@ func DefaultDaemonConfig() DaemonConfig {
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
 		OpTimeout: 30 * time.Second, SourceLimits: DefaultSourceLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
+		PrecancelTTL: 10 * time.Minute,
 	}
 }
 
@@ -94,6 +98,15 @@ func (c DaemonConfig) Validate() error {
 	if c.ReapEvery <= 0 {
 		errs = append(errs, fmt.Errorf("reap period %s: must be positive", c.ReapEvery))
 	}
+	if c.PrecancelTTL < time.Second {
+		errs = append(errs, fmt.Errorf("precancel ttl %s: must be at least 1s", c.PrecancelTTL))
+	}
+	if c.KeepRuns < 0 {
+		errs = append(errs, fmt.Errorf("keep runs %d: must not be negative (0 keeps every run)", c.KeepRuns))
+	}
+	if c.SourceLimits.MaxBytes <= 0 || c.SourceLimits.MaxEntries <= 0 {
+		errs = append(errs, fmt.Errorf("source limits %d bytes, %d entries: must be positive", c.SourceLimits.MaxBytes, c.SourceLimits.MaxEntries))
+	}
 	if c.OpTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("operation timeout %s: must be positive", c.OpTimeout))
 	}
@@ -117,6 +130,12 @@ type Daemon struct {
 	// NewExecutor returns the executor of one attempt; owner goes into the
 	// config of the instances it creates.
 	NewExecutor func(owner string) JobExecutor
+	// Records keeps whole final records too large for a KV value; nil
+	// stores only the trimmed record.
+	Records RecordStore
+	// RecordLimit bounds a value of the results bucket and a run_finished
+	// event (0: 1 MiB less room for headers); larger records are trimmed.
+	RecordLimit int
 	// Instances lets the reaper find and delete orphans; nil turns it off.
 	Instances InstanceManager
 	// Runner is the template of each attempt's runner: StateRoot, Env,
@@ -151,10 +170,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	reapCtx, stopReap := context.WithCancel(context.WithoutCancel(ctx))
 	var reapWG sync.WaitGroup
-	if d.Instances != nil {
-		reapWG.Add(1)
-		go func() { defer reapWG.Done(); d.reapLoop(reapCtx) }()
-	}
+	reapWG.Add(1)
+	go func() { defer reapWG.Done(); d.reapLoop(reapCtx) }()
 	var wg sync.WaitGroup
 	for i := 0; i < d.Config.Concurrency; i++ {
 		wg.Add(1)
@@ -303,6 +320,13 @@ func (d *Daemon) newUUID() uuid.UUID {
 		return d.Runner.NewUUID()
 	}
 	return uuid.New()
+}
+
+func (d *Daemon) recordLimit() int {
+	if d.RecordLimit > 0 {
+		return d.RecordLimit
+	}
+	return defaultRecordLimit
 }
 
 func (d *Daemon) logger() *zap.Logger {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"jerichoci/model"
@@ -26,8 +27,8 @@ type CancelReply struct {
 // in its claim, so that whoever runs or next takes it stops too. The job
 // ends with a failed record whose message is `cancelled`.
 func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) {
-	if !ValidJobKey(jobID) {
-		return CancelReply{}, fmt.Errorf("cancel: job id %q: expected 1-128 letters, digits, '_' or '-'", jobID)
+	if _, err := model.ParseJobID(jobID); err != nil {
+		return CancelReply{}, fmt.Errorf("cancel: %w", err)
 	}
 	d.init()
 	log := d.logger().With(zap.String("job_id", jobID))
@@ -43,9 +44,12 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) 
 		rep := CancelReply{JobID: jobID}
 		switch {
 		case cur == nil:
+			// Nobody has seen the job: the claim expires after PrecancelTTL,
+			// so cancels of jobs that never come leave nothing behind.
 			_, err = createClaim(ctx, d.Jobs, Claim{JobID: jobID, State: ClaimCancelled, CancelRequested: true,
-				UpdatedAt: model.At(d.now())})
-			rep.State, rep.Message = ClaimCancelled, "cancelled before it started; the failed record is written when a worker takes the job"
+				UpdatedAt: model.At(d.now())}, jetstream.KeyTTL(d.Config.PrecancelTTL))
+			rep.State, rep.Message = ClaimCancelled, fmt.Sprintf(
+				"cancelled before it started; the failed record is written when a worker takes the job (if it is published within %s)", d.Config.PrecancelTTL)
 		case cur.State == ClaimFinished:
 			return CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID,
 				Message: fmt.Sprintf("already finished (%s); nothing to cancel", cur.Status)}, nil

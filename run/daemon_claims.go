@@ -71,12 +71,12 @@ func getClaim(ctx context.Context, kv KV, jobID string) (*claimEntry, error) {
 
 // createClaim writes a claim only if the job has none; errClaimConflict if
 // it has.
-func createClaim(ctx context.Context, kv KV, c Claim) (*claimEntry, error) {
+func createClaim(ctx context.Context, kv KV, c Claim, opts ...jetstream.KVCreateOpt) (*claimEntry, error) {
 	b, err := encodeJSON(c)
 	if err != nil {
 		return nil, err
 	}
-	rev, err := kv.Create(ctx, c.JobID, b)
+	rev, err := kv.Create(ctx, c.JobID, b, opts...)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return nil, errClaimConflict
 	}
@@ -119,14 +119,10 @@ func getResult(ctx context.Context, kv KV, jobKey string) (*model.RunRecord, err
 	return &r, nil
 }
 
-// createResult stores the final record; false when the job already has one
-// (this record is then not the job's result).
-func createResult(ctx context.Context, kv KV, jobKey string, rec model.RunRecord) (bool, error) {
-	b, err := model.EncodeCompact(rec)
-	if err != nil {
-		return false, fmt.Errorf("encode run record %s: %w", rec.RunID, err)
-	}
-	_, err = kv.Create(ctx, jobKey, bytes.TrimRight(b, "\n"))
+// createResultValue stores the final record's value; false when the job
+// already has one (this record is then not the job's result).
+func createResultValue(ctx context.Context, kv KV, jobKey string, value []byte) (bool, error) {
+	_, err := kv.Create(ctx, jobKey, value)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return false, nil
 	}

@@ -3,6 +3,8 @@ package run
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -260,6 +262,15 @@ func (m memStore) Open(_ context.Context, bucket, object string) (io.ReadCloser,
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
 
+func (m memStore) Stat(_ context.Context, bucket, object string) (ObjectInfo, error) {
+	b, ok := m[bucket+"/"+object]
+	if !ok {
+		return ObjectInfo{}, ErrSourceNotFound
+	}
+	sum := sha256.Sum256(b)
+	return ObjectInfo{Size: int64(len(b)), SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
 // harness is a daemon over fakes, with a fast heartbeat.
 type harness struct {
 	d       *Daemon
@@ -285,6 +296,7 @@ func newHarness(t *testing.T) *harness {
 		store: memStore{}, src: src}
 	cfg := DefaultDaemonConfig()
 	cfg.ID, cfg.AckWait, cfg.MaxDeliver, cfg.RetryDelay = "test", 300*time.Millisecond, 3, time.Second
+	cfg.HostPathRoot = os.TempDir()
 	h.d = &Daemon{Config: cfg, Jobs: h.jobs, Results: h.results, Events: h.pub, Catalog: cat, Sources: h.store,
 		NewExecutor: h.exec.forOwner, Log: zaptest.NewLogger(t),
 		Runner: Runner{StateRoot: t.TempDir(), Env: func(string) (string, bool) { return "", false }}}

@@ -87,7 +87,23 @@ func (d *Daemon) kickReaper() {
 	}
 }
 
-// reapLoop reaps at start, every ReapEvery and when kicked.
+// collectRuns keeps the newest KeepRuns run directories (the rules of
+// `jerichoci runs gc`), never one of a run in progress here.
+func (d *Daemon) collectRuns() {
+	if d.Config.KeepRuns <= 0 || d.Runner.StateRoot == "" {
+		return
+	}
+	removed, err := GCExcept(d.Runner.StateRoot, d.Config.KeepRuns, d.runsLocally)
+	if err != nil {
+		d.logger().Warn("collect old runs", zap.Error(err))
+	}
+	if len(removed) > 0 {
+		d.logger().Info("collected old runs", zap.Int("removed", len(removed)), zap.Int("keep_runs", d.Config.KeepRuns))
+	}
+}
+
+// reapLoop reaps orphans and collects old runs at start, every ReapEvery
+// and when kicked.
 func (d *Daemon) reapLoop(ctx context.Context) {
 	t := time.NewTicker(d.Config.ReapEvery)
 	defer t.Stop()
@@ -97,6 +113,7 @@ func (d *Daemon) reapLoop(ctx context.Context) {
 			d.logger().Warn("orphan reaper", zap.Error(err))
 		}
 		cancel()
+		d.collectRuns()
 		select {
 		case <-ctx.Done():
 			return

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ const (
 	BucketResults = "jerichoci-results"
 	// BucketSources (object store) holds source snapshots by content hash.
 	BucketSources = "jerichoci-sources"
+	// BucketRecords (object store) holds, as <job_id>.json, the whole final
+	// record of a job whose record is too large for a KV value.
+	BucketRecords = "jerichoci-records"
 
 	// HeaderJobID, HeaderRunID, HeaderEvent and HeaderFinal are set on
 	// every event message.
@@ -101,10 +105,11 @@ type Publisher interface {
 	Publish(ctx context.Context, subject string, data []byte, header nats.Header) error
 }
 
-// SourceStore opens a stored source tarball; a missing bucket or object
-// gives an error wrapping ErrSourceNotFound.
+// SourceStore opens and describes stored source tarballs; a missing
+// bucket or object gives an error wrapping ErrSourceNotFound.
 type SourceStore interface {
 	Open(ctx context.Context, bucket, object string) (io.ReadCloser, error)
+	Stat(ctx context.Context, bucket, object string) (ObjectInfo, error)
 }
 
 // ErrSourceNotFound is wrapped when a job's source object does not exist.
@@ -119,7 +124,9 @@ type QueueConfig struct {
 	Duplicates    time.Duration // dedup window for Nats-Msg-Id
 	EventsMaxAge  time.Duration // how long the events stream keeps events
 	SourcesTTL    time.Duration // how long source tarballs are kept
-	Replicas      int
+	// KeepResults is how long final records and claims are kept.
+	KeepResults time.Duration
+	Replicas    int
 	// PollWait bounds one pull request, so a stopping worker notices soon.
 	PollWait time.Duration
 }
@@ -128,7 +135,8 @@ type QueueConfig struct {
 func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{
 		AckWait: 60 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
-		EventsMaxAge: 24 * time.Hour, SourcesTTL: 7 * 24 * time.Hour, Replicas: 1, PollWait: 2 * time.Second,
+		EventsMaxAge: 24 * time.Hour, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
+		Replicas: 1, PollWait: 2 * time.Second,
 	}
 }
 
@@ -150,6 +158,9 @@ func (c QueueConfig) Validate() error {
 	if c.PollWait <= 0 {
 		errs = append(errs, fmt.Errorf("poll wait %s: must be positive", c.PollWait))
 	}
+	if c.KeepResults < time.Minute {
+		errs = append(errs, fmt.Errorf("keep results %s: must be at least 1m", c.KeepResults))
+	}
 	return errors.Join(errs...)
 }
 
@@ -162,6 +173,7 @@ type Queue struct {
 	cons    jetstream.Consumer
 	Jobs    jetstream.KeyValue
 	Results jetstream.KeyValue
+	records jetstream.ObjectStore
 
 	mu      sync.Mutex
 	sources map[string]jetstream.ObjectStore
@@ -202,17 +214,26 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	}); err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", StreamEvents, err)
 	}
+	// Claims and results expire after KeepResults; a claim may carry its
+	// own shorter TTL (a cancel for a job nobody has seen), hence the
+	// limit markers, which turn per-key TTLs on.
 	if q.Jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: cfg.KeepResults, LimitMarkerTTL: time.Minute,
 	}); err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketJobs, err)
 	}
 	if q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: 1 << 20,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: MaxResultValue, TTL: cfg.KeepResults,
 	}); err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketResults, err)
+	}
+	if q.records, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
+		TTL: cfg.KeepResults, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update object store %s: %w", BucketRecords, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
@@ -244,6 +265,20 @@ func (q *Queue) Next(ctx context.Context) (Message, error) {
 	}
 }
 
+// MaxResultValue is the largest value of the results bucket.
+const MaxResultValue = 1 << 20
+
+// MaxPayload is the largest message the connected server takes.
+func (q *Queue) MaxPayload() int64 { return q.nc.MaxPayload() }
+
+// PutRecord stores a whole final record in the records object store.
+func (q *Queue) PutRecord(ctx context.Context, name string, data []byte) error {
+	if _, err := q.records.PutBytes(ctx, name, data); err != nil {
+		return fmt.Errorf("put %s in object store %s: %w", name, BucketRecords, err)
+	}
+	return nil
+}
+
 // Publish sends a core NATS message.
 func (q *Queue) Publish(_ context.Context, subject string, data []byte, header nats.Header) error {
 	if err := q.nc.PublishMsg(&nats.Msg{Subject: subject, Data: data, Header: header}); err != nil {
@@ -254,21 +289,9 @@ func (q *Queue) Publish(_ context.Context, subject string, data []byte, header n
 
 // Open opens a stored source tarball.
 func (q *Queue) Open(ctx context.Context, bucket, object string) (io.ReadCloser, error) {
-	q.mu.Lock()
-	obj, ok := q.sources[bucket]
-	q.mu.Unlock()
-	if !ok {
-		var err error
-		obj, err = q.js.ObjectStore(ctx, bucket)
-		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, fmt.Errorf("object store %s: %w", bucket, ErrSourceNotFound)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("object store %s: %w", bucket, err)
-		}
-		q.mu.Lock()
-		q.sources[bucket] = obj
-		q.mu.Unlock()
+	obj, err := q.sourceBucket(ctx, bucket)
+	if err != nil {
+		return nil, err
 	}
 	r, err := obj.Get(ctx, object)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -278,6 +301,48 @@ func (q *Queue) Open(ctx context.Context, bucket, object string) (io.ReadCloser,
 		return nil, fmt.Errorf("object %s in %s: %w", object, bucket, err)
 	}
 	return r, nil
+}
+
+// sourceBucket is the object store bucket, opened once.
+func (q *Queue) sourceBucket(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
+	q.mu.Lock()
+	obj, ok := q.sources[bucket]
+	q.mu.Unlock()
+	if ok {
+		return obj, nil
+	}
+	obj, err := q.js.ObjectStore(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("object store %s: %w", bucket, ErrSourceNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object store %s: %w", bucket, err)
+	}
+	q.mu.Lock()
+	q.sources[bucket] = obj
+	q.mu.Unlock()
+	return obj, nil
+}
+
+// Stat describes a stored source tarball from its metadata, without
+// reading it; a deleted object is missing.
+func (q *Queue) Stat(ctx context.Context, bucket, object string) (ObjectInfo, error) {
+	obj, err := q.sourceBucket(ctx, bucket)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	info, err := obj.GetInfo(ctx, object)
+	if errors.Is(err, jetstream.ErrObjectNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return ObjectInfo{}, fmt.Errorf("object %s in %s: %w", object, bucket, ErrSourceNotFound)
+	}
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("object %s in %s: %w", object, bucket, err)
+	}
+	size := int64(math.MaxInt64)
+	if info.Size <= math.MaxInt64 {
+		size = int64(info.Size)
+	}
+	return ObjectInfo{Size: size, SHA256: objectDigestHex(info.Digest)}, nil
 }
 
 // Canceller is what the cancel subscription calls.

@@ -17,6 +17,7 @@ type eventSink struct {
 	pub    Publisher
 	jobKey string
 	log    *zap.Logger
+	limit  int // the largest run_finished payload; 0: defaultRecordLimit
 }
 
 func (s *eventSink) Emit(ctx context.Context, ev model.LifecycleEvent) {
@@ -40,15 +41,38 @@ func (s *eventSink) publish(ctx context.Context, ev model.LifecycleEvent, final 
 		s.log.Error("encode lifecycle event", zap.String("event", ev.Event), zap.Error(err))
 		return
 	}
+	s.send(ctx, ev.Event, runID, b, final)
+}
+
+// publishFinished sends a run's run_finished; a record too large for one
+// message goes out trimmed, with the marker (the results bucket and the
+// run directory have it whole).
+func (s *eventSink) publishFinished(ctx context.Context, rec model.RunRecord, final bool) {
+	if s.pub == nil {
+		return
+	}
+	limit := s.limit
+	if limit <= 0 {
+		limit = defaultRecordLimit
+	}
+	b, err := runFinishedPayload(rec, limit, RecordMarker{})
+	if err != nil {
+		s.log.Error("encode lifecycle event", zap.String("event", model.EventRunFinished), zap.Error(err))
+		return
+	}
+	s.send(ctx, model.EventRunFinished, rec.RunID, b, final)
+}
+
+func (s *eventSink) send(ctx context.Context, event, runID string, b []byte, final bool) {
 	h := nats.Header{}
 	h.Set(HeaderJobID, s.jobKey)
 	h.Set(HeaderRunID, runID)
-	h.Set(HeaderEvent, ev.Event)
-	if ev.Event == model.EventRunFinished {
+	h.Set(HeaderEvent, event)
+	if event == model.EventRunFinished {
 		h.Set(HeaderFinal, strconv.FormatBool(final))
 	}
 	if err := s.pub.Publish(context.WithoutCancel(ctx), EventSubject(s.jobKey, runID), b, h); err != nil {
 		// Events are a live view; the records are the truth.
-		s.log.Warn("publish lifecycle event", zap.String("event", ev.Event), zap.Error(err))
+		s.log.Warn("publish lifecycle event", zap.String("event", event), zap.Error(err))
 	}
 }

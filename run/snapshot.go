@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -28,10 +29,12 @@ type SnapshotMarker struct {
 }
 
 // CopySnapshot copies the source tree src into dst (which must not exist),
-// skipping the snapshot skip names, keeping modes and symlinks, and writes
-// dst/../pikaci-snapshot.json with the content hash. Paths in exclude (such
-// as a state root inside the source tree) are left out too. Files are made
-// readable by everyone so that an unprivileged guest user can read them.
+// skipping the snapshot skip names, and writes dst/../pikaci-snapshot.json
+// with the content hash. Paths in exclude (such as a state root inside the
+// source tree) are left out too. Symlinks stay links; sockets, devices and
+// FIFOs are left out. Every file and directory, dst included, keeps its own
+// permission bits, never more (no setuid, setgid or sticky bit): a
+// directory gets them once its contents are in, so a read-only one copies.
 func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error {
 	skipPath := map[string]bool{filepath.Clean(dst): true}
 	for _, e := range exclude {
@@ -40,8 +43,19 @@ func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error
 		}
 	}
 	h := sha256.New()
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
+	}
+	if err := os.Mkdir(dst, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	type dirMode struct {
+		path string
+		perm fs.FileMode
+	}
+	var dirs []dirMode // parents first
+	if info, err := os.Stat(src); err == nil {
+		dirs = append(dirs, dirMode{dst, info.Mode().Perm()})
 	}
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -71,7 +85,8 @@ func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error
 		fmt.Fprintf(h, "%s\x00%o\x00", filepath.ToSlash(rel), info.Mode())
 		switch {
 		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
+			dirs = append(dirs, dirMode{target, info.Mode().Perm()})
+			return os.Mkdir(target, 0o700)
 		case info.Mode()&fs.ModeSymlink != 0:
 			link, err := os.Readlink(path)
 			if err != nil {
@@ -80,12 +95,17 @@ func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error
 			io.WriteString(h, link)
 			return os.Symlink(link, target)
 		case info.Mode().IsRegular():
-			return copyFile(path, target, info.Mode().Perm()|0o444, h)
+			return copyFile(path, target, info.Mode().Perm(), h)
 		}
 		return nil // sockets, devices, pipes are left out
 	})
 	if err != nil {
 		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- { // children before their parents
+		if err := os.Chmod(dirs[i].path, dirs[i].perm); err != nil {
+			return err
+		}
 	}
 	marker, err := model.EncodeFile(SnapshotMarker{ContentHash: hex.EncodeToString(h.Sum(nil))})
 	if err != nil {
@@ -104,7 +124,11 @@ func copyFile(src, dst string, perm fs.FileMode, h io.Writer) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(io.MultiWriter(out, h), in)
+	err = out.Chmod(perm) // exactly perm, whatever the umask
+	var n int64
+	if err == nil {
+		n, err = io.Copy(io.MultiWriter(out, h), in)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}

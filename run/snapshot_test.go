@@ -2,6 +2,7 @@ package run
 
 import (
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -68,8 +69,8 @@ func TestCopySnapshot(t *testing.T) {
 	if got != "README.md,link,rust/src/lib.rs" {
 		t.Errorf("snapshot holds %s", got)
 	}
-	if fi, err := os.Stat(filepath.Join(dst, "README.md")); err != nil || fi.Mode().Perm()&0o004 == 0 {
-		t.Errorf("snapshot file not world-readable: %v %v", fi.Mode(), err)
+	if fi, err := os.Stat(filepath.Join(dst, "README.md")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("snapshot file mode %v, %v; want its source's 0600", fi.Mode(), err)
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "README.md" {
 		t.Errorf("symlink = %q, %v", l, err)
@@ -90,5 +91,100 @@ func TestCopySnapshot(t *testing.T) {
 	}
 	if snapshotHash(t, dst3) == h1 {
 		t.Error("hash did not change with content")
+	}
+}
+
+func TestCopySnapshotNeverWidensPermissions(t *testing.T) {
+	src := t.TempDir()
+	files := []struct {
+		name string
+		mode os.FileMode // applied after the contents, deepest first
+		dir  bool
+	}{
+		{"private", 0o600, false},
+		{"group", 0o640, false},
+		{"exec", 0o755, false},
+		{"none", 0o000, false},
+		{"suid", 0o755 | os.ModeSetuid | os.ModeSetgid, false},
+		{"ro/file", 0o444, false},
+		{"ro", 0o500, true},
+		{"closed/file", 0o644, false},
+		{"closed", 0o700, true},
+		{"shared/file", 0o664, false},
+		{"shared", 0o775 | os.ModeSetgid, true},
+		{"tmp", 0o777 | os.ModeSticky, true},
+	}
+	for _, f := range files {
+		p := filepath.Join(src, f.name)
+		if f.dir {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		if err := os.Chmod(filepath.Join(src, f.name), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("private", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(src, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "run", "snapshot")
+	if err := CopySnapshot(t.Context(), src, dst); err != nil {
+		t.Fatal(err)
+	}
+	special := os.ModeSetuid | os.ModeSetgid | os.ModeSticky
+	copied := 0
+	err := filepath.WalkDir(src, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		from, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		to, err := os.Lstat(filepath.Join(dst, rel))
+		if err != nil {
+			t.Errorf("%s: not copied: %v", rel, err)
+			return nil
+		}
+		copied++
+		if to.Mode().Type() != from.Mode().Type() {
+			t.Errorf("%s: type %v, want %v", rel, to.Mode().Type(), from.Mode().Type())
+		}
+		if to.Mode()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		if wider := to.Mode().Perm() &^ from.Mode().Perm(); wider != 0 {
+			t.Errorf("%s: mode %v is wider than its source's %v (by %v)", rel, to.Mode(), from.Mode(), wider)
+		}
+		if to.Mode().Perm() != from.Mode().Perm() {
+			t.Errorf("%s: mode %v, want its source's %v", rel, to.Mode().Perm(), from.Mode().Perm())
+		}
+		if to.Mode()&special != 0 {
+			t.Errorf("%s: mode %v keeps a setuid, setgid or sticky bit", rel, to.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(files) + 2; copied != want { // the symlink and the root
+		t.Errorf("compared %d paths, want %d", copied, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dst, "ro", "file")); err != nil || string(b) != "ro/file" {
+		t.Errorf("ro/file = %q, %v", b, err)
 	}
 }

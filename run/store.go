@@ -65,6 +65,12 @@ func LoadRun(stateRoot, runID string) (model.RunRecord, error) {
 // removes the rest, with or without run.json, as the original does. It
 // returns the removed ids in removal order.
 func GC(stateRoot string, keep int) ([]string, error) {
+	return GCExcept(stateRoot, keep, nil)
+}
+
+// GCExcept is GC that never removes a run for which inUse says true (such
+// a run still counts as one of the kept ones).
+func GCExcept(stateRoot string, keep int, inUse func(runID string) bool) ([]string, error) {
 	if keep < 0 {
 		return nil, fmt.Errorf("gc: --keep-runs must be >= 0, got %d", keep)
 	}
@@ -87,6 +93,9 @@ func GC(stateRoot string, keep int) ([]string, error) {
 	}
 	var removed []string
 	for _, n := range names[keep:] {
+		if inUse != nil && inUse(n) {
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(stateRoot, "runs", n)); err != nil {
 			return removed, fmt.Errorf("gc: remove run %s: %w", n, err)
 		}

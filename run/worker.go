@@ -91,7 +91,7 @@ func (a *attempt) execute() (result, func()) {
 		a.key = keyFromMessage(a.msg, a.seq)
 	}
 	a.log = a.log.With(zap.String("job_id", a.key))
-	a.sink = &eventSink{pub: d.Events, jobKey: a.key, log: a.log}
+	a.sink = &eventSink{pub: d.Events, jobKey: a.key, log: a.log, limit: d.recordLimit()}
 	if invalid == nil {
 		if t, err := d.resolve(spec); err != nil {
 			invalid = err
@@ -318,16 +318,18 @@ func (a *attempt) refreshClaim() {
 func (a *attempt) run() result {
 	d := a.d
 	ctx := a.jobCtx
-	srcRoot, err := a.sourceRoot(ctx)
+	srcRoot, release, err := a.sourceRoot(ctx)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
 			return a.cancelled(nil)
-		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, ErrSourceUnusable):
+		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, ErrSourceUnusable),
+			errors.Is(err, ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
 			return result{kind: outcomeInvalid, cause: err}
 		}
 		return result{kind: outcomeInfra, cause: err}
 	}
+	defer release() // the cache may prune the source once the run is over
 	var git GitState
 	if a.spec.GitHead != "" {
 		h := a.spec.GitHead
@@ -395,18 +397,25 @@ func applyRuntime(p *Plan, rt *model.RuntimeConfig) {
 	}
 }
 
-func (a *attempt) sourceRoot(ctx context.Context) (string, error) {
+func (a *attempt) sourceRoot(ctx context.Context) (string, func(), error) {
 	src := a.spec.Source
 	switch src.Kind {
 	case model.SourceHostPath:
-		return src.Path, nil
+		dir, err := ResolveHostPath(a.d.Config.HostPathRoot, src.Path)
+		return dir, noRelease, err
 	case model.SourceObjectStore:
 		if a.d.Sources == nil {
-			return "", fmt.Errorf("source %s in %s: this daemon has no object store: %w", src.Object, src.Bucket, ErrSourceNotFound)
+			return "", noRelease, fmt.Errorf("source %s in %s: this daemon has no object store: %w", src.Object, src.Bucket, ErrSourceNotFound)
 		}
-		return fetchSource(ctx, a.d.Sources, filepath.Join(a.d.Runner.StateRoot, "sources"), src.Bucket, src.Object, src.SHA256)
+		cache := &SourceCache{Dir: filepath.Join(a.d.Runner.StateRoot, "sources"), MaxAge: a.d.Config.SourceCacheMaxAge,
+			MaxBytes: a.d.Config.SourceCacheMaxBytes, Now: a.d.now}
+		dir, release, err := fetchSource(ctx, a.d.Sources, cache, a.d.Config.SourceLimits, src.Bucket, src.Object, src.SHA256)
+		if perr := cache.Prune(context.WithoutCancel(ctx), a.d.now()); perr != nil {
+			a.log.Warn("prune the source cache", zap.Error(perr))
+		}
+		return dir, release, err
 	}
-	return "", fmt.Errorf("source kind %q: %w", src.Kind, ErrSourceNotFound)
+	return "", noRelease, fmt.Errorf("source kind %q: %w", src.Kind, ErrSourceNotFound)
 }
 
 func (a *attempt) writeJobFile(runID string) error {
@@ -430,13 +439,13 @@ func (a *attempt) settle(res result) {
 	log := a.log.With(zap.Stringer("outcome", res.kind), zap.String("action", string(dec.action)))
 	rec := res.rec
 	if rec == nil && dec.final {
+		// The state root is not a precondition: a record that cannot be
+		// written there (a full disk) still goes to the results bucket.
 		r, err := a.writeTerminal(dec.message)
 		if err != nil {
-			log.Error("write the final record; the job goes back to the queue", zap.Error(err))
-			dec = decision{action: actNak, delay: retryDelay(a.delivered, d.Config), release: true}
-		} else {
-			rec = &r
+			log.Error("write the final record under the state root; storing it in the results bucket all the same", zap.Error(err))
 		}
+		rec = &r
 	} else if rec != nil && dec.message != "" {
 		a.amend(rec, dec.message, log)
 	}
@@ -459,7 +468,7 @@ func (a *attempt) settle(res result) {
 		}
 	}
 	if rec != nil {
-		a.sink.publish(context.Background(), model.RunFinishedEvent(*rec), final)
+		a.sink.publishFinished(context.Background(), *rec, final)
 	}
 	if dec.release {
 		a.release()
@@ -539,14 +548,11 @@ func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
 		rec.TargetID, rec.TargetDescription = strPtr(a.target.ID), strPtr(a.target.Description)
 		rec.Filters = append(rec.Filters, a.target.Filters...)
 	}
+	a.sink.Emit(context.Background(), model.RunStartedEvent(&rec))
 	if err := a.writeJobFile(runID); err != nil {
 		return rec, err
 	}
-	if err := a.writeRecord(rec); err != nil {
-		return rec, err
-	}
-	a.sink.Emit(context.Background(), model.RunStartedEvent(&rec))
-	return rec, nil
+	return rec, a.writeRecord(rec)
 }
 
 // finalize stores rec as the job's result if this attempt still holds the
@@ -566,7 +572,7 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 			return false, errLostClaim
 		}
 	}
-	created, err := createResult(ctx, d.Results, a.key, rec)
+	created, err := a.storeResult(ctx, rec)
 	if err != nil || !created {
 		return false, err
 	}
@@ -593,6 +599,36 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 		a.log.Warn("mark claim finished", zap.Error(err))
 	}
 	return true, nil
+}
+
+// storeResult creates the job's result: the record, or, when it is too
+// large for a value, the whole record in the records store and a trimmed
+// copy that points at it. false when the job already has a result.
+func (a *attempt) storeResult(ctx context.Context, rec model.RunRecord) (bool, error) {
+	d := a.d
+	marker := RecordMarker{}
+	full, err := compactRecord(rec)
+	if err != nil {
+		return false, err
+	}
+	if len(full) > d.recordLimit() && d.Records != nil {
+		name := RecordObjectName(a.key)
+		if err := d.Records.PutRecord(ctx, name, full); err != nil {
+			// The trimmed record still says what happened.
+			a.log.Error("store the whole oversized record", zap.Int("bytes", len(full)), zap.Error(err))
+		} else {
+			marker.Bucket, marker.Object = BucketRecords, name
+		}
+	}
+	value, trimmed, err := fitRecord(rec, d.recordLimit(), marker)
+	if err != nil {
+		return false, err
+	}
+	if trimmed {
+		a.log.Warn("run record too large for the results bucket; stored trimmed", zap.Int("bytes", len(full)),
+			zap.Int("limit", d.recordLimit()), zap.String("whole_record", marker.Object))
+	}
+	return createResultValue(ctx, d.Results, a.key, value)
 }
 
 // release gives the claim back for the next delivery, if still ours.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -116,123 +118,533 @@ func PackSource(ctx context.Context, dir string, w io.Writer, only map[string]bo
 	return nil
 }
 
-// UnpackSource extracts a PackSource tarball from r into dst (created).
-// Entries that would land outside dst are refused.
-func UnpackSource(ctx context.Context, r io.Reader, dst string) error {
-	gz, err := gzip.NewReader(r)
-	if err != nil {
-		return fmt.Errorf("unpack source: %w", err)
-	}
-	defer gz.Close()
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return fmt.Errorf("unpack source: %w", err)
-	}
-	tr := tar.NewReader(gz)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("unpack source: %w", err)
-		}
-		name := path.Clean(strings.TrimSuffix(hdr.Name, "/"))
-		if name == "." {
-			continue // "./" of `tar -C dir -czf x .`
-		}
-		if path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../") {
-			return fmt.Errorf("unpack source: entry %q is outside the tree", hdr.Name)
-		}
-		target := filepath.Join(dst, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return fmt.Errorf("unpack source: %w", err)
-		}
-		mode := os.FileMode(hdr.Mode).Perm()
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return fmt.Errorf("unpack source: %w", err)
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(hdr.Linkname, target); err != nil {
-				return fmt.Errorf("unpack source: %w", err)
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-			if err != nil {
-				return fmt.Errorf("unpack source: %w", err)
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return fmt.Errorf("unpack source %s: %w", name, err)
-			}
-		default:
-			// Nothing else is packed; ignore what another tool may add.
-		}
-	}
-}
+// ErrSourceRefused is wrapped when a source breaks a rule of what a source
+// may hold (an entry or a link outside the tree, a device, a hard link, a
+// bound of SourceLimits): retrying cannot help. The text of such an error
+// starts with "source refused: ".
+var ErrSourceRefused = errors.New("source refused")
 
 // ErrSourceUnusable is wrapped when a source matches its digest but is not
 // a source tarball: retrying cannot help.
 var ErrSourceUnusable = errors.New("source is not a usable tarball")
 
-// fetchSource makes an object-store source available as a directory under
-// cacheDir, named by its digest, downloading and checking it the first
-// time: the download goes to a file while it is hashed, and only bytes with
-// the spec's digest are unpacked. Two workers fetching the same source each
-// work in their own temporary directory; the first rename wins.
-func fetchSource(ctx context.Context, store SourceStore, cacheDir, bucket, object, digest string) (string, error) {
-	final := filepath.Join(cacheDir, digest)
-	if _, err := os.Stat(filepath.Join(final, ".jerichoci-source")); err == nil {
-		return filepath.Join(final, "tree"), nil
-	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	tmp, err := os.MkdirTemp(cacheDir, ".fetch-")
-	if err != nil {
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	defer os.RemoveAll(tmp) // after a successful rename there is nothing left
-	tarball := filepath.Join(tmp, "source.tar.gz")
-	if err := download(ctx, store, bucket, object, digest, tarball); err != nil {
-		return "", err
-	}
-	f, err := os.Open(tarball)
-	if err != nil {
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	err = UnpackSource(ctx, f, filepath.Join(tmp, "tree"))
-	f.Close()
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", err
-		}
-		return "", fmt.Errorf("source %s from %s: %w: %w", object, bucket, ErrSourceUnusable, err)
-	}
-	if err := os.Remove(tarball); err != nil {
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".jerichoci-source"), []byte(object+"\n"), 0o644); err != nil {
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		if _, serr := os.Stat(filepath.Join(final, ".jerichoci-source")); serr == nil {
-			return filepath.Join(final, "tree"), nil // another worker was first
-		}
-		return "", fmt.Errorf("source cache: %w", err)
-	}
-	return filepath.Join(final, "tree"), nil
+// refusedEntry is the refusal of one tarball entry.
+func refusedEntry(name, format string, args ...any) error {
+	return fmt.Errorf("%w: entry %q: %s", ErrSourceRefused, name, fmt.Sprintf(format, args...))
 }
 
-// download copies the object to file, checking the spec's digest.
-func download(ctx context.Context, store SourceStore, bucket, object, digest, file string) error {
+const (
+	maxLinkHops  = 40   // symlinks followed to resolve one link, as Linux's MAXSYMLINKS
+	maxNameBytes = 255  // one path component
+	maxPathBytes = 4095 // a whole path or link target
+)
+
+// UnpackSource extracts a source tarball (gzipped tar, as PackSource
+// writes it) from r, an untrusted upload, into dst (created if missing).
+// Every write goes through an os.Root on dst and never through a symlink:
+//
+//   - a regular file keeps its permission bits, never setuid, setgid or
+//     sticky;
+//   - a directory keeps its permission bits without group and world write
+//     and with the owner's rwx, applied once its contents are in;
+//   - a symlink is kept when its target is relative and stays in the tree,
+//     also once resolved physically through the other links of the tree
+//     (checked after extraction; a dangling link is fine);
+//   - hard links, devices, FIFOs and any other type are refused; PAX global
+//     headers are skipped;
+//   - an entry outside the tree, under a symlink or a file, or twice in the
+//     tarball is refused;
+//   - lim bounds the bytes of the regular files, as read whatever the
+//     headers say, and the number of entries; reading stops at the bound
+//     (a zero field takes its default).
+//
+// Refusals wrap ErrSourceRefused and a corrupt stream ErrSourceUnusable;
+// a failure of the disk (ENOSPC, EDQUOT, …) or of r wraps neither.
+func UnpackSource(ctx context.Context, r io.Reader, dst string, lim SourceLimits) error {
+	return unpackSource(ctx, r, dst, lim, createInRoot)
+}
+
+// createFunc creates a regular file of the tree for writing (a test seam).
+type createFunc func(root *os.Root, name string, perm fs.FileMode) (io.WriteCloser, error)
+
+func createInRoot(root *os.Root, name string, perm fs.FileMode) (io.WriteCloser, error) {
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(perm); err != nil { // exactly perm, whatever the umask
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func unpackSource(ctx context.Context, r io.Reader, dst string, lim SourceLimits, create createFunc) error {
+	_, err := os.Lstat(dst)
+	created := errors.Is(err, fs.ErrNotExist)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return fmt.Errorf("unpack source: %w", err)
+	}
+	if created { // 0755 whatever the umask: the tree's root has no entry
+		if err := os.Chmod(dst, 0o755); err != nil {
+			return fmt.Errorf("unpack source: %w", err)
+		}
+	}
+	root, err := os.OpenRoot(dst)
+	if err != nil {
+		return fmt.Errorf("unpack source: %w", err)
+	}
+	defer root.Close()
+	u := &unpacker{ctx: ctx, root: root, lim: lim.withDefaults(), create: create,
+		kinds: map[string]entryKind{}, dirModes: map[string]fs.FileMode{}}
+	return u.unpack(&sourceReader{ctx: ctx, r: r})
+}
+
+// entryKind is what a path of the tree is, as this tarball made it.
+type entryKind int
+
+const (
+	kindImplicitDir entryKind = iota + 1 // a parent with no entry (yet)
+	kindDir
+	kindFile
+	kindLink
+)
+
+// unpacker is one run of UnpackSource.
+type unpacker struct {
+	ctx      context.Context
+	root     *os.Root
+	lim      SourceLimits
+	create   createFunc
+	kinds    map[string]entryKind   // by cleaned slash path
+	dirs     []string               // directories to chmod, parents first
+	dirModes map[string]fs.FileMode // their final modes
+	links    []string               // symlinks to resolve at the end
+	entries  int
+	bytes    int64 // regular file bytes written
+}
+
+func (u *unpacker) unpack(r io.Reader) error {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return u.streamErr(err)
+	}
+	defer gz.Close()
+	tr := tar.NewReader(gz)
+	for {
+		if err := u.ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return u.streamErr(err)
+		}
+		if u.entries++; u.entries > u.lim.MaxEntries {
+			return fmt.Errorf("%w: the tarball has more than %d entries (--max-source-entries)", ErrSourceRefused, u.lim.MaxEntries)
+		}
+		if err := u.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+	for _, name := range u.links {
+		if err := u.checkLink(name); err != nil {
+			return err
+		}
+	}
+	for i := len(u.dirs) - 1; i >= 0; i-- { // children before their parents
+		if err := u.root.Chmod(u.dirs[i], u.dirModes[u.dirs[i]]); err != nil {
+			return u.fsErr(u.dirs[i], err)
+		}
+	}
+	return nil
+}
+
+// entry checks and creates one tar entry.
+func (u *unpacker) entry(hdr *tar.Header, data io.Reader) error {
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader, tar.TypeXHeader, tar.TypeGNULongName, tar.TypeGNULongLink, 'V':
+		return nil // metadata (a GNU volume label is 'V'), not a file
+	}
+	raw := hdr.Name
+	if strings.ContainsRune(raw, 0) {
+		return refusedEntry(raw, "the name holds a NUL byte")
+	}
+	name := path.Clean(raw)
+	switch {
+	case name == "." && hdr.Typeflag == tar.TypeDir:
+		return nil // "./" of `tar -C dir -czf x .`
+	case name == ".":
+		return refusedEntry(raw, "only a directory may name the tree itself")
+	case path.IsAbs(name) || name == ".." || strings.HasPrefix(name, "../"):
+		return refusedEntry(raw, "the path is outside the tree")
+	case len(name) > maxPathBytes:
+		return refusedEntry(name, "the path is longer than %d bytes", maxPathBytes)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if len(c) > maxNameBytes {
+			return refusedEntry(name, "a path component is longer than %d bytes", maxNameBytes)
+		}
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
+	case tar.TypeLink:
+		return refusedEntry(name, "hard links are not accepted")
+	case tar.TypeChar:
+		return refusedEntry(name, "character devices are not accepted")
+	case tar.TypeBlock:
+		return refusedEntry(name, "block devices are not accepted")
+	case tar.TypeFifo:
+		return refusedEntry(name, "FIFOs are not accepted")
+	default:
+		return refusedEntry(name, "entries of type %q are not accepted", hdr.Typeflag)
+	}
+	switch k, seen := u.kinds[name]; {
+	case seen && k == kindImplicitDir && hdr.Typeflag != tar.TypeDir:
+		return refusedEntry(name, "earlier entries made it a directory")
+	case seen && k != kindImplicitDir:
+		return refusedEntry(name, "the tarball holds it more than once")
+	}
+	if err := u.parents(name); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return u.dir(name, (fs.FileMode(hdr.Mode&0o777)|0o700)&^0o022)
+	case tar.TypeSymlink:
+		return u.symlink(name, hdr.Linkname)
+	}
+	return u.file(name, fs.FileMode(hdr.Mode&0o777), data)
+}
+
+// parents makes sure every parent of name is a real directory, creating
+// the missing ones: an entry under a symlink or a file is refused, so that
+// nothing is ever written through a link, even one inside the tree.
+func (u *unpacker) parents(name string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	parts := strings.Split(dir, "/")
+	for i := range parts {
+		p := strings.Join(parts[:i+1], "/")
+		switch u.kinds[p] {
+		case kindDir, kindImplicitDir:
+			continue
+		case kindLink:
+			return refusedEntry(name, "its parent %q is a symlink", p)
+		case kindFile:
+			return refusedEntry(name, "its parent %q is a file", p)
+		}
+		// Not made by this tarball: dst may hold it already.
+		fi, err := u.root.Lstat(p)
+		switch {
+		case err == nil && fi.IsDir():
+			u.kinds[p] = kindImplicitDir
+		case err == nil && fi.Mode()&fs.ModeSymlink != 0:
+			return refusedEntry(name, "its parent %q is a symlink", p)
+		case err == nil:
+			return refusedEntry(name, "its parent %q is not a directory", p)
+		case errors.Is(err, fs.ErrNotExist):
+			if err := u.dir(p, 0o755); err != nil {
+				return err
+			}
+			u.kinds[p] = kindImplicitDir
+		default:
+			return u.fsErr(p, err)
+		}
+	}
+	return nil
+}
+
+// dir creates the directory name (or takes the one made as a parent) and
+// notes its final mode.
+func (u *unpacker) dir(name string, mode fs.FileMode) error {
+	if _, seen := u.kinds[name]; !seen {
+		if err := u.root.Mkdir(name, 0o700); err != nil {
+			return u.fsErr(name, err)
+		}
+	}
+	u.kinds[name] = kindDir
+	if _, noted := u.dirModes[name]; !noted {
+		u.dirs = append(u.dirs, name)
+	}
+	u.dirModes[name] = mode
+	return nil
+}
+
+// symlink creates a link whose target stays in the tree lexically; the
+// physical check comes once the whole tree is there.
+func (u *unpacker) symlink(name, target string) error {
+	switch {
+	case target == "":
+		return refusedEntry(name, "the symlink has an empty target")
+	case strings.ContainsRune(target, 0):
+		return refusedEntry(name, "the symlink's target holds a NUL byte")
+	case len(target) > maxPathBytes:
+		return refusedEntry(name, "the symlink's target is longer than %d bytes", maxPathBytes)
+	case path.IsAbs(target):
+		return refusedEntry(name, "symlink to %q points outside the tree", target)
+	}
+	if j := path.Join(path.Dir(name), target); j == ".." || strings.HasPrefix(j, "../") {
+		return refusedEntry(name, "symlink to %q points outside the tree", target)
+	}
+	if err := u.root.Symlink(target, name); err != nil {
+		return u.fsErr(name, err)
+	}
+	u.kinds[name] = kindLink
+	u.links = append(u.links, name)
+	return nil
+}
+
+// file writes a regular file, counting its bytes against lim.MaxBytes as
+// they are read: at most one byte past the bound reaches the disk.
+func (u *unpacker) file(name string, perm fs.FileMode, data io.Reader) error {
+	w, err := u.create(u.root, name, perm)
+	if err != nil {
+		return u.fsErr(name, err)
+	}
+	u.kinds[name] = kindFile
+	remaining := u.lim.MaxBytes - u.bytes
+	src := &errTracker{r: io.LimitReader(data, remaining+1)}
+	n, err := io.Copy(w, src)
+	cerr := w.Close()
+	u.bytes += n
+	switch {
+	case src.err != nil:
+		return u.streamErr(src.err)
+	case err != nil:
+		return u.fsErr(name, err)
+	case cerr != nil:
+		return u.fsErr(name, cerr)
+	case n > remaining:
+		return fmt.Errorf("%w: the tarball unpacks to more than %d bytes (--max-source-bytes)", ErrSourceRefused, u.lim.MaxBytes)
+	}
+	return nil
+}
+
+// checkLink resolves the symlink name physically, component by component
+// with Lstat and Readlink relative to the root, as the kernel would: a
+// ".." above the root, an absolute target or more than maxLinkHops links
+// refuse it. A path that stops existing (or meets a file) resolves to
+// nothing: a dangling link is fine.
+func (u *unpacker) checkLink(name string) error {
+	target, err := u.root.Readlink(name)
+	if err != nil {
+		return u.fsErr(name, err)
+	}
+	outside := refusedEntry(name, "symlink to %q points outside the tree", target)
+	var cur []string // real directories from the root
+	if d := path.Dir(name); d != "." {
+		cur = strings.Split(d, "/")
+	}
+	pending := strings.Split(target, "/")
+	for hops := 1; len(pending) > 0; {
+		c := pending[0]
+		pending = pending[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(cur) == 0 {
+				return outside
+			}
+			cur = cur[:len(cur)-1]
+			continue
+		}
+		p := path.Join(append(cur[:len(cur):len(cur)], c)...)
+		fi, err := u.root.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+			return nil
+		case err != nil:
+			return u.fsErr(p, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if hops++; hops > maxLinkHops {
+				return refusedEntry(name, "symlink to %q does not resolve within %d links", target, maxLinkHops)
+			}
+			next, err := u.root.Readlink(p)
+			if err != nil {
+				return u.fsErr(p, err)
+			}
+			if path.IsAbs(next) {
+				return outside
+			}
+			pending = append(strings.Split(next, "/"), pending...)
+		case fi.IsDir():
+			cur = append(cur, c)
+		default:
+			return nil // a file: nothing resolves below it
+		}
+	}
+	return nil
+}
+
+// streamErr classifies an error of reading the tarball: a failure of the
+// reader under it or of the disk is the infrastructure's, anything else
+// means the bytes are not a tarball.
+func (u *unpacker) streamErr(err error) error {
+	if cerr := u.ctx.Err(); cerr != nil {
+		return cerr
+	}
+	var rerr *sourceReadError
+	if errors.As(err, &rerr) || isOutOfSpace(err) {
+		return fmt.Errorf("unpack source: read the tarball: %w", err)
+	}
+	return fmt.Errorf("%w: %w", ErrSourceUnusable, err)
+}
+
+// fsErr is a failure of the disk: the infrastructure's, never a refusal.
+func (u *unpacker) fsErr(name string, err error) error {
+	if isOutOfSpace(err) {
+		return fmt.Errorf("unpack source: entry %q: out of disk space: %w", name, err)
+	}
+	return fmt.Errorf("unpack source: entry %q: %w", name, err)
+}
+
+// isOutOfSpace reports a full disk or an exhausted quota.
+func isOutOfSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// sourceReader reads the upload, stopping when ctx is done, and marks its
+// own errors so they are not taken for a corrupt stream.
+type sourceReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &sourceReadError{err: err}
+	}
+	return n, err
+}
+
+type sourceReadError struct{ err error }
+
+func (e *sourceReadError) Error() string { return e.err.Error() }
+func (e *sourceReadError) Unwrap() error { return e.err }
+
+// errTracker remembers the error of its reader, to tell it from the
+// writer's in io.Copy.
+type errTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (t *errTracker) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && err != io.EOF {
+		t.err = err
+	}
+	return n, err
+}
+
+// ObjectInfo describes a stored object without reading it.
+type ObjectInfo struct {
+	Size int64
+	// SHA256 is the hex SHA-256 of the object's bytes as the store knows
+	// it (from its "SHA-256=<base64url>" digest); empty when unknown.
+	SHA256 string
+}
+
+// objectDigestHex turns an object store digest, "SHA-256=<base64url>",
+// into hex; "" when it is not one.
+func objectDigestHex(digest string) string {
+	b64, ok := strings.CutPrefix(digest, "SHA-256=")
+	if !ok {
+		return ""
+	}
+	for _, enc := range []*base64.Encoding{base64.URLEncoding, base64.RawURLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
+		if b, err := enc.DecodeString(b64); err == nil && len(b) == sha256.Size {
+			return hex.EncodeToString(b)
+		}
+	}
+	return ""
+}
+
+// isDigest reports whether s is 64 lowercase hex digits.
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func noRelease() {}
+
+// fetchSource makes an object-store source available as a directory of
+// cache, named by its digest, and returns it with the func that releases
+// it (Prune leaves an entry in use alone). The store describes the object
+// first, every time, so the cache never hides a missing object: an object
+// larger than lim.MaxBytes is refused and one whose stored digest differs
+// from the spec's fails, both without a download. Then a cached tree
+// answers; else the object is downloaded (at most lim.MaxBytes) to a file
+// while it is hashed, and only bytes with the spec's digest are unpacked.
+// Two workers fetching the same source each work in their own temporary
+// directory; the first rename wins.
+func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim SourceLimits, bucket, object, digest string) (string, func(), error) {
+	lim = lim.withDefaults()
+	if !isDigest(digest) {
+		return "", noRelease, fmt.Errorf("source %s from %s: sha256 %q is not 64 lowercase hex digits: %w", object, bucket, digest, ErrSourceDigest)
+	}
+	info, err := store.Stat(ctx, bucket, object)
+	if err != nil {
+		return "", noRelease, err
+	}
+	if info.Size > lim.MaxBytes {
+		return "", noRelease, fmt.Errorf("%w: object %s in %s is %d bytes, more than %d (--max-source-bytes)",
+			ErrSourceRefused, object, bucket, info.Size, lim.MaxBytes)
+	}
+	if info.SHA256 != "" && info.SHA256 != digest {
+		return "", noRelease, fmt.Errorf("source %s from %s: sha256 is %s, the job spec says %s: %w", object, bucket, info.SHA256, digest, ErrSourceDigest)
+	}
+	tree, release, hit, err := cache.acquire(digest)
+	if err != nil || hit {
+		return tree, release, err
+	}
+	return cache.fill(digest, bucket, object, func(tmp string) error {
+		tarball := filepath.Join(tmp, "source.tar.gz")
+		if err := download(ctx, store, lim, bucket, object, digest, tarball); err != nil {
+			return err
+		}
+		f, err := os.Open(tarball)
+		if err != nil {
+			return fmt.Errorf("source cache: %w", err)
+		}
+		err = UnpackSource(ctx, f, filepath.Join(tmp, "tree"), lim)
+		f.Close()
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return err
+		case errors.Is(err, ErrSourceRefused):
+			return fmt.Errorf("%w (object %s in %s)", err, object, bucket)
+		default:
+			return fmt.Errorf("source %s from %s: %w", object, bucket, err)
+		}
+		if err := os.Remove(tarball); err != nil {
+			return fmt.Errorf("source cache: %w", err)
+		}
+		return nil
+	})
+}
+
+// download copies the object to file, at most lim.MaxBytes of it,
+// checking the spec's digest.
+func download(ctx context.Context, store SourceStore, lim SourceLimits, bucket, object, digest, file string) error {
 	rc, err := store.Open(ctx, bucket, object)
 	if err != nil {
 		return err
@@ -243,12 +655,15 @@ func download(ctx context.Context, store SourceStore, bucket, object, digest, fi
 		return fmt.Errorf("source cache: %w", err)
 	}
 	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(out, h), rc)
+	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(rc, lim.MaxBytes+1))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("download source %s from %s: %w", object, bucket, err)
+	}
+	if n > lim.MaxBytes {
+		return fmt.Errorf("%w: object %s in %s is more than %d bytes (--max-source-bytes)", ErrSourceRefused, object, bucket, lim.MaxBytes)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("source %s from %s: sha256 is %s, the job spec says %s: %w", object, bucket, got, digest, ErrSourceDigest)
@@ -256,7 +671,8 @@ func download(ctx context.Context, store SourceStore, bucket, object, digest, fi
 	return nil
 }
 
-// SourceLimits bound an uploaded source tree.
+// SourceLimits bound an uploaded source tree; a zero field takes its
+// default.
 type SourceLimits struct {
 	// MaxBytes bounds the bytes of the downloaded object and, separately,
 	// the bytes of the regular files it unpacks to.
@@ -266,4 +682,18 @@ type SourceLimits struct {
 }
 
 // DefaultSourceLimits: 4 GiB and a million entries.
-func DefaultSourceLimits() SourceLimits { return SourceLimits{MaxBytes: 4 << 30, MaxEntries: 1_000_000} }
+func DefaultSourceLimits() SourceLimits {
+	return SourceLimits{MaxBytes: 4 << 30, MaxEntries: 1_000_000}
+}
+
+// withDefaults fills the zero fields of l from DefaultSourceLimits.
+func (l SourceLimits) withDefaults() SourceLimits {
+	d := DefaultSourceLimits()
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = d.MaxBytes
+	}
+	if l.MaxEntries <= 0 {
+		l.MaxEntries = d.MaxEntries
+	}
+	return l
+}
