@@ -43,11 +43,14 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 		return c.usageErr(fs, "expected exactly one JOB_ID, got %d arguments", len(pos))
 	}
 	jobID := pos[0]
-	if !run.ValidJobKey(jobID) {
-		return c.usageErr(fs, "job id %q: expected a job id such as a UUID", jobID)
+	if _, err := model.ParseJobID(jobID); err != nil {
+		return c.usageErr(fs, "%v", err)
 	}
 	if err := ncfg.Validate(false); err != nil {
 		return c.fail(exitUsage, "invalid configuration:\n%v", err)
+	}
+	if err := ncfg.useStateCredentials(); err != nil {
+		return c.fail(exitUsage, "%v", err)
 	}
 	if *timeout <= 0 {
 		return c.usageErr(fs, "--timeout %s: must be positive", *timeout)

@@ -67,6 +67,9 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	if err := ncfg.Validate(false); err != nil {
 		return c.fail(exitUsage, "invalid configuration:\n%v", err)
 	}
+	if err := ncfg.useStateCredentials(); err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
 	id := uuid.New()
 	if *jobID != "" {
 		u, err := uuid.Parse(*jobID)

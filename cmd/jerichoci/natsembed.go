@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -31,15 +35,28 @@ type natsConfig struct {
 	TLSKey   string
 	TLSCA    string
 	Listen   string // embedded server address (serve only)
+	// InsecureListen allows the embedded server on a non-loopback address
+	// without TLS (serve only).
+	InsecureListen bool
+	// ServerTLSCert and ServerTLSKey make the embedded server speak TLS.
+	ServerTLSCert string
+	ServerTLSKey  string
+	// StateRoot is where the client commands look for the embedded
+	// server's credentials (STATE/nats/client.json).
+	StateRoot string
 }
 
-func defaultNATSConfig() natsConfig { return natsConfig{Listen: defaultNATSListen} }
+func defaultNATSConfig() natsConfig {
+	return natsConfig{Listen: defaultNATSListen, StateRoot: defaultExecConfig().StateRoot}
+}
 
 func (c *natsConfig) fromEnv(env func(string) (string, bool)) {
 	for key, dst := range map[string]*string{
 		"JERICHOCI_NATS_URL": &c.URL, "JERICHOCI_NATS_USER": &c.User, "JERICHOCI_NATS_PASSWORD": &c.Password,
 		"JERICHOCI_NATS_CREDS": &c.Creds, "JERICHOCI_NATS_NKEY": &c.NKey, "JERICHOCI_NATS_TLS_CERT": &c.TLSCert,
 		"JERICHOCI_NATS_TLS_KEY": &c.TLSKey, "JERICHOCI_NATS_TLS_CA": &c.TLSCA, "JERICHOCI_NATS_LISTEN": &c.Listen,
+		"JERICHOCI_NATS_SERVER_TLS_CERT": &c.ServerTLSCert, "JERICHOCI_NATS_SERVER_TLS_KEY": &c.ServerTLSKey,
+		"PIKACI_STATE_ROOT": &c.StateRoot,
 	} {
 		if v, ok := env(key); ok && v != "" {
 			*dst = v
@@ -52,7 +69,12 @@ func (c *natsConfig) flags(fs *flag.FlagSet, embedded bool) {
 	urlHelp := "NATS server `URL`s, comma-separated (env JERICHOCI_NATS_URL; default nats://" + defaultNATSListen + ")"
 	if embedded {
 		urlHelp = "NATS server `URL`s, comma-separated (env JERICHOCI_NATS_URL); empty starts an embedded server with JetStream under the state root"
-		fs.StringVar(&c.Listen, "nats-listen", c.Listen, "`HOST:PORT` of the embedded server (env JERICHOCI_NATS_LISTEN)")
+		fs.StringVar(&c.Listen, "nats-listen", c.Listen, "`HOST:PORT` of the embedded server (env JERICHOCI_NATS_LISTEN); a non-loopback address needs TLS or --nats-insecure-listen")
+		fs.BoolVar(&c.InsecureListen, "nats-insecure-listen", c.InsecureListen, "allow the embedded server on a non-loopback address without TLS (anyone who can reach it still needs the credentials)")
+		fs.StringVar(&c.ServerTLSCert, "nats-server-tls-cert", c.ServerTLSCert, "certificate `FILE` of the embedded server (env JERICHOCI_NATS_SERVER_TLS_CERT)")
+		fs.StringVar(&c.ServerTLSKey, "nats-server-tls-key", c.ServerTLSKey, "key `FILE` of the embedded server (env JERICHOCI_NATS_SERVER_TLS_KEY)")
+	} else {
+		fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` of a daemon on this host whose embedded server's credentials (DIR/nats/client.json) are used when no URL or the same URL is given (env PIKACI_STATE_ROOT)")
 	}
 	fs.StringVar(&c.URL, "nats-url", c.URL, urlHelp)
 	fs.StringVar(&c.User, "nats-user", c.User, "NATS `USER` (env JERICHOCI_NATS_USER; the password comes from JERICHOCI_NATS_PASSWORD)")
@@ -84,12 +106,52 @@ func (c natsConfig) Validate(embedded bool) error {
 			errs = append(errs, fmt.Errorf("nats: %s: %w", name, err))
 		}
 	}
+	if (c.ServerTLSCert == "") != (c.ServerTLSKey == "") {
+		errs = append(errs, errors.New("nats: --nats-server-tls-cert and --nats-server-tls-key go together"))
+	}
 	if embedded && c.URL == "" {
-		if _, _, err := splitListen(c.Listen); err != nil {
+		if host, _, err := splitListen(c.Listen); err != nil {
 			errs = append(errs, err)
+		} else if !loopbackHost(host) && c.ServerTLSCert == "" && !c.InsecureListen {
+			errs = append(errs, fmt.Errorf("nats: --nats-listen %q is not a loopback address: the embedded server would be reachable from other hosts and from guests on the Incus bridge without TLS; give it --nats-server-tls-cert/--nats-server-tls-key, or allow it with --nats-insecure-listen", c.Listen))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// loopbackHost reports whether host names only this machine: a loopback
+// IP or "localhost". "" and 0.0.0.0 mean every interface.
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// explicitAuth reports whether the user named a way to authenticate.
+func (c natsConfig) explicitAuth() bool { return c.User != "" || c.Creds != "" || c.NKey != "" }
+
+// useStateCredentials lets a client command on the daemon's host connect
+// to its embedded server with no flags: with no URL (or the server's own
+// URL) and no explicit authentication, the credentials that serve wrote
+// under the state root are used. Another server never sees them.
+func (c *natsConfig) useStateCredentials() error {
+	if c.explicitAuth() || c.StateRoot == "" {
+		return nil
+	}
+	cr, err := readCredentials(c.StateRoot)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if c.URL != "" && c.URL != cr.URL {
+		return nil
+	}
+	c.URL, c.User, c.Password = cr.URL, cr.User, cr.Password
+	return nil
 }
 
 // clientURL is the URL the client commands use.
@@ -102,7 +164,7 @@ func (c natsConfig) clientURL() string {
 
 // connect dials url with the configured authentication and TLS. closed is
 // closed once the connection is closed for good (after Drain).
-func (c natsConfig) connect(url, name string, log *zap.Logger) (nc *nats.Conn, closed <-chan struct{}, err error) {
+func (c natsConfig) connect(url, name string, log *zap.Logger, extra ...nats.Option) (nc *nats.Conn, closed <-chan struct{}, err error) {
 	done := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
@@ -133,7 +195,10 @@ func (c natsConfig) connect(url, name string, log *zap.Logger) (nc *nats.Conn, c
 	if c.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(c.TLSCA))
 	}
-	nc, err = nats.Connect(url, opts...)
+	nc, err = nats.Connect(url, append(opts, extra...)...)
+	if errors.Is(err, nats.ErrAuthorization) && !c.explicitAuth() {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (a jerichoci serve with an embedded server writes its credentials to STATE/nats/%s: pass --state-root STATE, or --nats-user with JERICHOCI_NATS_PASSWORD)", url, err, credentialsFile)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
@@ -152,9 +217,88 @@ func splitListen(listen string) (string, int, error) {
 	return host, port, nil
 }
 
-// startEmbedded runs a nats-server with JetStream stored in storeDir,
-// listening on listen (loopback by default) so other tools can connect.
-func startEmbedded(listen, storeDir string, log *zap.Logger) (*server.Server, error) {
+// credentialsFile, under STATE/nats, holds the embedded server's client
+// URL and credentials (0600).
+const credentialsFile = "client.json"
+
+// credentials is the content of credentialsFile.
+type credentials struct {
+	URL      string `json:"url"`
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+func credentialsPath(stateRoot string) string {
+	return filepath.Join(stateRoot, "nats", credentialsFile)
+}
+
+func readCredentials(stateRoot string) (credentials, error) {
+	var cr credentials
+	b, err := os.ReadFile(credentialsPath(stateRoot))
+	if err != nil {
+		return cr, err
+	}
+	if err := json.Unmarshal(b, &cr); err != nil || cr.User == "" || cr.Password == "" {
+		return cr, fmt.Errorf("nats credentials %s: expected {\"url\",\"user\",\"password\"}", credentialsPath(stateRoot))
+	}
+	return cr, nil
+}
+
+// embeddedCredentials returns the embedded server's credentials: the ones
+// written by an earlier start, or new ones (a random password), stored
+// 0600 in a 0700 directory with url as the address clients use.
+func embeddedCredentials(stateRoot, url string) (credentials, error) {
+	dir := filepath.Dir(credentialsPath(stateRoot))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return credentials{}, fmt.Errorf("nats credentials: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return credentials{}, fmt.Errorf("nats credentials: %w", err)
+	}
+	cr, err := readCredentials(stateRoot)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return cr, err
+		}
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return cr, fmt.Errorf("nats credentials: %w", err)
+		}
+		cr = credentials{User: "jerichoci", Password: base64.RawURLEncoding.EncodeToString(secret)}
+	}
+	cr.URL = url
+	b, err := json.MarshalIndent(cr, "", "  ")
+	if err != nil {
+		return cr, err
+	}
+	tmp := credentialsPath(stateRoot) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return cr, fmt.Errorf("nats credentials: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		return cr, fmt.Errorf("nats credentials: %w", err)
+	}
+	if err := os.Rename(tmp, credentialsPath(stateRoot)); err != nil {
+		return cr, fmt.Errorf("nats credentials: %w", err)
+	}
+	return cr, nil
+}
+
+// embeddedOptions say how serve runs its embedded server.
+type embeddedOptions struct {
+	Listen   string
+	StoreDir string
+	User     string
+	Password string
+	TLSCert  string
+	TLSKey   string
+}
+
+// startEmbedded runs a nats-server with JetStream stored in StoreDir,
+// listening on Listen (loopback by default) so other tools can connect.
+// Every client must authenticate with User and Password.
+func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
+	listen, storeDir := o.Listen, o.StoreDir
 	host, port, err := splitListen(listen)
 	if err != nil {
 		return nil, err
@@ -169,10 +313,18 @@ func startEmbedded(listen, storeDir string, log *zap.Logger) (*server.Server, er
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
-	s, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "jerichoci-embedded", Host: host, Port: port, JetStream: true, StoreDir: storeDir,
-		NoSigs: true,
-	})
+		NoSigs: true, Users: []*server.User{{Username: o.User, Password: o.Password}},
+	}
+	if o.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS = tc, true
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}

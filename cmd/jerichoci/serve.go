@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"jerichoci/executor"
@@ -82,6 +84,26 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 			*dst = d
 		}
 	}
+	sizeVar := func(key string, dst *int64) {
+		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
+			n, err := parseSize(v)
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s: %w", key, err))
+				return
+			}
+			*dst = n
+		}
+	}
+	if v, ok := env("JERICHOCI_HOST_PATH_ROOT"); ok {
+		c.daemon.HostPathRoot = v
+	}
+	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
+	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
+	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
+	durVar("JERICHOCI_SOURCE_CACHE_MAX_AGE", &c.daemon.SourceCacheMaxAge)
+	durVar("JERICHOCI_KEEP_RESULTS", &c.queue.KeepResults)
+	durVar("JERICHOCI_PRECANCEL_TTL", &c.daemon.PrecancelTTL)
+	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
 	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
 	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
@@ -102,6 +124,14 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.RetryDelay, "retry-delay", c.daemon.RetryDelay, "delay before an infrastructure failure is retried, doubled per delivery (env JERICHOCI_RETRY_DELAY)")
 	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
+	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
+	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
+	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
+	fs.Var(sizeFlag{&c.daemon.SourceCacheMaxBytes}, "source-cache-max-bytes", "unpacked-source cache size kept, least recently used out first; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_BYTES)")
+	fs.DurationVar(&c.daemon.SourceCacheMaxAge, "source-cache-max-age", c.daemon.SourceCacheMaxAge, "unpacked sources unused this long are removed; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_AGE)")
+	fs.DurationVar(&c.queue.KeepResults, "keep-results", c.queue.KeepResults, "how long final records and claims are kept in NATS (env JERICHOCI_KEEP_RESULTS)")
+	fs.DurationVar(&c.daemon.PrecancelTTL, "precancel-ttl", c.daemon.PrecancelTTL, "how long a cancel for a job no worker has seen is kept (env JERICHOCI_PRECANCEL_TTL)")
+	fs.IntVar(&c.daemon.KeepRuns, "keep-runs", c.daemon.KeepRuns, "keep the newest `N` run directories, as 'runs gc'; 0 keeps all (env JERICHOCI_KEEP_RUNS)")
 }
 
 var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
@@ -160,16 +190,41 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 
-	url := cfg.nats.URL
+	url, ncfg := cfg.nats.URL, cfg.nats
+	var connOpts []nats.Option
 	if url == "" {
-		srv, err := startEmbedded(cfg.nats.Listen, filepath.Join(stateRoot, "nats"), log.Named("nats-server"))
+		host, port, _ := splitListen(cfg.nats.Listen) // validated
+		if !loopbackHost(host) {
+			fmt.Fprintf(c.stderr, "jerichoci serve: warning: the embedded NATS server listens on %s, reachable from other hosts and from guests on the Incus bridge; clients need the credentials in %s\n",
+				cfg.nats.Listen, credentialsPath(stateRoot))
+			if cfg.nats.ServerTLSCert == "" {
+				fmt.Fprintln(c.stderr, "jerichoci serve: warning: --nats-insecure-listen: the credentials and every job spec cross the network in clear text")
+			}
+		}
+		clientHost := host
+		if clientHost == "" || clientHost == "0.0.0.0" || clientHost == "::" {
+			clientHost = "127.0.0.1"
+		}
+		scheme := "nats"
+		if cfg.nats.ServerTLSCert != "" {
+			scheme = "tls"
+		}
+		cr, err := embeddedCredentials(stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		srv, err := startEmbedded(embeddedOptions{Listen: cfg.nats.Listen, StoreDir: filepath.Join(stateRoot, "nats"),
+			User: cr.User, Password: cr.Password, TLSCert: cfg.nats.ServerTLSCert, TLSKey: cfg.nats.ServerTLSKey}, log.Named("nats-server"))
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
 		url = srv.ClientURL()
+		// The daemon talks to its own server in process: no socket, no TLS.
+		ncfg = natsConfig{User: cr.User, Password: cr.Password}
+		connOpts = append(connOpts, nats.InProcessServer(srv))
 	}
-	nc, closed, err := cfg.nats.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"))
+	nc, closed, err := ncfg.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"), connOpts...)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
@@ -190,6 +245,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 
 	d := &run.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
+		Records: q, RecordLimit: int(min(run.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner = owner

@@ -50,6 +50,24 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 			wantErr: []string{`JERICHOCI_ACK_WAIT="soon": expected a duration`, "concurrency 0: must be at least 1",
 				"max deliver 0: must be at least 1", "--nats-tls-cert and --nats-tls-key go together",
 				"--nats-tls-cert: stat /nonexistent/cert.pem", `--nats-listen "nohost": expected HOST:PORT`}},
+		{name: "a non-loopback embedded server needs TLS or --nats-insecure-listen",
+			args: []string{"--nats-listen", "0.0.0.0:4222"}, wantErr: []string{`--nats-listen "0.0.0.0:4222" is not a loopback address`, "--nats-insecure-listen"}},
+		{name: "--nats-insecure-listen allows it", args: []string{"--nats-listen", "0.0.0.0:4222", "--nats-insecure-listen"},
+			check: func(t *testing.T, c serveConfig) {}},
+		{name: "a loopback name is fine", args: []string{"--nats-listen", "localhost:4222"}, check: func(t *testing.T, c serveConfig) {}},
+		{name: "source limits, results and runs from env and flags",
+			env:  map[string]string{"JERICHOCI_MAX_SOURCE_BYTES": "64MiB", "JERICHOCI_KEEP_RESULTS": "48h", "JERICHOCI_HOST_PATH_ROOT": "/srv"},
+			args: []string{"--max-source-entries", "10", "--keep-runs", "5", "--precancel-ttl", "30s"},
+			check: func(t *testing.T, c serveConfig) {
+				if c.daemon.SourceLimits.MaxBytes != 64<<20 || c.daemon.SourceLimits.MaxEntries != 10 || c.queue.KeepResults != 48*time.Hour ||
+					c.daemon.HostPathRoot != "/srv" || c.daemon.KeepRuns != 5 || c.daemon.PrecancelTTL != 30*time.Second {
+					t.Errorf("got %+v, keep results %s", c.daemon, c.queue.KeepResults)
+				}
+			}},
+		{name: "bad limits are named",
+			env:     map[string]string{"JERICHOCI_MAX_SOURCE_BYTES": "lots"},
+			args:    []string{"--keep-runs", "-1", "--keep-results", "1s", "--max-source-entries", "0"},
+			wantErr: []string{`JERICHOCI_MAX_SOURCE_BYTES: size "lots": expected a byte count`, "keep runs -1: must not be negative", "keep results 1s: must be at least 1m", "source limits"}},
 		{name: "max ack pending below the slots",
 			args: []string{"--concurrency", "8", "--max-ack-pending", "4"}, wantErr: []string{"max ack pending 4: must be at least the concurrency 8"}},
 	}
@@ -86,7 +104,9 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 
 // embeddedQueue starts the embedded server on a free port with the
 // daemon's streams and buckets, as `serve` does, but without workers.
-func embeddedQueue(t *testing.T) (string, *run.Queue, *nats.Conn) {
+// The environment it returns points a client command at the server with
+// the server's credentials.
+func embeddedQueue(t *testing.T) (map[string]string, *run.Queue, *nats.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -94,12 +114,17 @@ func embeddedQueue(t *testing.T) (string, *run.Queue, *nats.Conn) {
 	}
 	listen := l.Addr().String()
 	l.Close()
-	srv, err := startEmbedded(listen, t.TempDir(), zaptest.NewLogger(t))
+	state := t.TempDir()
+	cr, err := embeddedCredentials(state, "nats://"+listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), User: cr.User, Password: cr.Password}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(cr.User, cr.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +133,7 @@ func embeddedQueue(t *testing.T) (string, *run.Queue, *nats.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv.ClientURL(), q, nc
+	return map[string]string{"JERICHOCI_NATS_URL": srv.ClientURL(), "JERICHOCI_NATS_USER": cr.User, "JERICHOCI_NATS_PASSWORD": cr.Password}, q, nc
 }
 
 func TestEmbeddedServerRefusesATakenPort(t *testing.T) {
@@ -117,14 +142,14 @@ func TestEmbeddedServerRefusesATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = startEmbedded(l.Addr().String(), t.TempDir(), zaptest.NewLogger(t))
+	_, err = startEmbedded(embeddedOptions{Listen: l.Addr().String(), StoreDir: t.TempDir(), User: "u", Password: "p"}, zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "is another jerichoci serve running?") {
 		t.Errorf("startEmbedded on a taken port = %v", err)
 	}
 }
 
 func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
-	url, q, nc := embeddedQueue(t)
+	natsEnv, q, nc := embeddedQueue(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +158,7 @@ func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "README.md"), []byte("# x\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"JERICHOCI_NATS_URL": url}
+	env := natsEnv
 	tests := []struct {
 		name string
 		args []string
@@ -198,7 +223,7 @@ func TestEnqueueUsageErrors(t *testing.T) {
 		{[]string{"enqueue", "demo-pass", "--output", "xml"}, `--output: expected text or jsonl, got "xml"`},
 		{[]string{"enqueue", "demo-pass", "--source", "/nonexistent/src"}, `--source "/nonexistent/src"`},
 		{[]string{"cancel"}, "expected exactly one JOB_ID, got 0 arguments"},
-		{[]string{"cancel", "a.b"}, `job id "a.b": expected a job id`},
+		{[]string{"cancel", "a.b"}, `job id "a.b": expected a lowercase UUID`},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
 	}
 	for _, tc := range tests {
@@ -220,9 +245,13 @@ func (s stubCanceller) Cancel(_ context.Context, jobID string) (run.CancelReply,
 }
 
 func TestCancelAsksTheDaemons(t *testing.T) {
-	url, q, _ := embeddedQueue(t)
-	env := map[string]string{"JERICHOCI_NATS_URL": url}
-	if _, stderr, code := runCatalogCLI(t, env, "cancel", "job-1", "--timeout", "5s"); code != exitUsage || !strings.Contains(stderr, "no daemon answers") {
+	natsEnv, q, _ := embeddedQueue(t)
+	env := natsEnv
+	const jobID = "0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11"
+	if _, stderr, code := runCatalogCLI(t, env, "cancel", "job-1"); code != exitUsage || !strings.Contains(stderr, `job id "job-1": expected a lowercase UUID`) {
+		t.Errorf("cancel job-1: exit %d, stderr %q; want 2 naming the id and a lowercase UUID", code, stderr)
+	}
+	if _, stderr, code := runCatalogCLI(t, env, "cancel", jobID, "--timeout", "5s"); code != exitUsage || !strings.Contains(stderr, "no daemon answers") {
 		t.Errorf("cancel without a daemon: exit %d, stderr %q", code, stderr)
 	}
 	tests := []struct {
@@ -239,8 +268,8 @@ func TestCancelAsksTheDaemons(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sub.Unsubscribe()
-			stdout, stderr, code := runCatalogCLI(t, env, "cancel", "job-1", "--timeout", "5s")
-			if code != tc.code || stdout != fmt.Sprintf("job job-1: %s\n", tc.rep.Message) {
+			stdout, stderr, code := runCatalogCLI(t, env, "cancel", jobID, "--timeout", "5s")
+			if code != tc.code || stdout != fmt.Sprintf("job %s: %s\n", jobID, tc.rep.Message) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d", code, stdout, stderr, tc.code)
 			}
 		})
@@ -248,7 +277,7 @@ func TestCancelAsksTheDaemons(t *testing.T) {
 }
 
 func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
-	url, q, nc := embeddedQueue(t)
+	natsEnv, q, nc := embeddedQueue(t)
 	src := t.TempDir()
 	// A stand-in daemon: take the job, publish its events, store its result.
 	go func() {
@@ -275,7 +304,7 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 		_, _ = q.Results.Create(ctx, key, b)
 		_ = m.DoubleAck(ctx)
 	}()
-	stdout, stderr, code := runCatalogCLI(t, map[string]string{"JERICHOCI_NATS_URL": url},
+	stdout, stderr, code := runCatalogCLI(t, natsEnv,
 		"enqueue", "demo-fail", "--source", src, "--host-path", "--wait", "--timeout", "30s", "--output", "jsonl")
 	if code != exitFailed {
 		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)
@@ -283,5 +312,65 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], `{"event":"run_started"`) || !strings.HasPrefix(lines[1], `{"event":"run_finished","run":{"run_id":"20260101T000000Z-0000abcd","status":"failed"`) {
 		t.Errorf("stdout:\n%s", stdout)
+	}
+}
+
+func TestEmbeddedServerRefusesAnonymousClients(t *testing.T) {
+	natsEnv, _, _ := embeddedQueue(t)
+	url := natsEnv["JERICHOCI_NATS_URL"]
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected to the embedded server")
+	} else if !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Errorf("anonymous connect: %v, want an authorization violation", err)
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo(natsEnv["JERICHOCI_NATS_USER"], "wrong")); err == nil {
+		nc.Close()
+		t.Fatal("a client with a wrong password connected")
+	}
+}
+
+func TestEmbeddedCredentialsAreKeptAndPrivate(t *testing.T) {
+	state := t.TempDir()
+	first, err := embeddedCredentials(state, "nats://127.0.0.1:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := embeddedCredentials(state, "nats://127.0.0.1:4333")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Password == "" || again.Password != first.Password || again.User != first.User || again.URL != "nats://127.0.0.1:4333" {
+		t.Errorf("second start: %+v, first %+v: want the same user and password with the new URL", again, first)
+	}
+	for p, want := range map[string]os.FileMode{credentialsPath(state): 0o600, filepath.Dir(credentialsPath(state)): 0o700} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	tests := []struct {
+		name     string
+		cfg      natsConfig
+		wantURL  string
+		wantUser string
+	}{
+		{"no URL: the file's URL and user", natsConfig{StateRoot: state}, "nats://127.0.0.1:4333", first.User},
+		{"the same URL: the file's user", natsConfig{StateRoot: state, URL: "nats://127.0.0.1:4333"}, "nats://127.0.0.1:4333", first.User},
+		{"another server never gets them", natsConfig{StateRoot: state, URL: "nats://elsewhere:4222"}, "nats://elsewhere:4222", ""},
+		{"explicit auth wins", natsConfig{StateRoot: state, User: "me"}, "", "me"},
+		{"no file: nothing changes", natsConfig{StateRoot: t.TempDir()}, "", ""},
+	}
+	for _, tc := range tests {
+		c := tc.cfg
+		if err := c.useStateCredentials(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.URL != tc.wantURL || c.User != tc.wantUser {
+			t.Errorf("%s: url %q user %q, want %q %q", tc.name, c.URL, c.User, tc.wantURL, tc.wantUser)
+		}
 	}
 }
