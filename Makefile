@@ -25,7 +25,7 @@ $(NATS_SERVER): go.mod
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
 test: incus-up $(NATS_SERVER)
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
 

@@ -181,14 +181,50 @@ func writeCatalog(t *testing.T) string {
 	return p
 }
 
+// noHostPathRoot, given among startDaemon's extra arguments, starts the
+// daemon without --host-path-root (so host_path sources are refused); it
+// is not passed on.
+const noHostPathRoot = "\x00no-host-path-root"
+
 // startDaemon runs `jerichoci serve` as a process and waits until it pulls.
-func startDaemon(t *testing.T, url, name, catalog string, concurrency int) *daemon {
+// url "" runs the daemon on its embedded nats-server (no JERICHOCI_NATS_*
+// in its environment). extra goes after the harness's own flags, so a
+// repeated flag (--max-deliver 2) wins; --state-root in extra replaces the
+// harness's state root. Unless extra has --host-path-root or the
+// noHostPathRoot marker, host_path sources are allowed under os.TempDir(),
+// where the orchestrator's source directory is.
+func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, stateRoot: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(jciBin, "serve", "--state-root", d.stateRoot, "--catalog", catalog,
+	d := &daemon{name: name, log: &syncBuffer{}, done: make(chan struct{})}
+	hostPathRoot := true
+	var rest []string
+	for _, a := range extra {
+		if a == noHostPathRoot {
+			hostPathRoot = false
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if _, ok := flagValue(rest, "--host-path-root"); ok {
+		hostPathRoot = false
+	}
+	if sr, ok := flagValue(rest, "--state-root"); ok {
+		d.stateRoot = sr
+	} else {
+		d.stateRoot = t.TempDir()
+		rest = append([]string{"--state-root", d.stateRoot}, rest...)
+	}
+	args := []string{"serve", "--catalog", catalog,
 		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
-		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info")
-	d.cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url, "JERICHOCI_OWNER="+name)
+		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info"}
+	if hostPathRoot {
+		args = append(args, "--host-path-root", os.TempDir())
+	}
+	d.cmd = exec.Command(jciBin, append(args, rest...)...)
+	d.cmd.Env = append(cleanEnv(), "JERICHOCI_OWNER="+name)
+	if url != "" {
+		d.cmd.Env = append(d.cmd.Env, "JERICHOCI_NATS_URL="+url)
+	}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -207,9 +243,40 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int) *daem
 		}
 	})
 	waitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
+		select {
+		case <-d.done:
+			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, tail(d.log.String(), 60))
+		default:
+		}
 		return strings.Contains(d.log.String(), "workers on nats://")
 	})
 	return d
+}
+
+// flagValue finds --name VALUE or --name=VALUE in args.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// cleanEnv is the test's environment without the settings that would point
+// a jerichoci process elsewhere: JERICHOCI_NATS_* and PIKACI_STATE_ROOT.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "JERICHOCI_NATS_") || strings.HasPrefix(kv, "PIKACI_STATE_ROOT=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 func tail(s string, n int) string {
@@ -242,9 +309,11 @@ type orchestrator struct {
 	src     string
 }
 
-func newOrchestrator(t *testing.T, url string) *orchestrator {
+// newOrchestrator connects to url with opts (say, the user and password
+// of an embedded server).
+func newOrchestrator(t *testing.T, url string, opts ...nats.Option) *orchestrator {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
