@@ -1,0 +1,45 @@
+package incus
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+)
+
+// Profile is what GET /1.0/profiles/<name> returns (the fields we use).
+type Profile struct {
+	Name        string                       `json:"name"`
+	Project     string                       `json:"project"`
+	Description string                       `json:"description"`
+	Config      map[string]string            `json:"config"`
+	Devices     map[string]map[string]string `json:"devices"`
+}
+
+// GetProfile returns a profile of the client's project; IsNotFound(err)
+// when there is none.
+func (c *Client) GetProfile(ctx context.Context, name string) (*Profile, error) {
+	var p Profile
+	if err := c.get(ctx, "/profiles/"+url.PathEscape(name), nil, &p); err != nil {
+		return nil, fmt.Errorf("incus: get profile %q: %w", name, err)
+	}
+	return &p, nil
+}
+
+// StoragePool is what GET /1.0/storage-pools/<name> returns (the fields we
+// use).
+type StoragePool struct {
+	Name   string            `json:"name"`
+	Driver string            `json:"driver"` // dir, btrfs, zfs, lvm …
+	Status string            `json:"status"`
+	Config map[string]string `json:"config"`
+}
+
+// GetStoragePool returns a storage pool (pools belong to no project);
+// IsNotFound(err) when there is none.
+func (c *Client) GetStoragePool(ctx context.Context, name string) (*StoragePool, error) {
+	var p StoragePool
+	if err := c.get(ctx, "/storage-pools/"+url.PathEscape(name), nil, &p); err != nil {
+		return nil, fmt.Errorf("incus: get storage pool %q: %w", name, err)
+	}
+	return &p, nil
+}
