@@ -178,6 +178,22 @@ func (o *orchestrator) uploadSource(t *testing.T, tarball []byte) sourceRef {
 }
 
 // specWith is a job spec with the given source (and extra fields).
+// runTarballs uploads each tarball as the source of one demo job, waits
+// for every final record and for the work stream to empty, and returns the
+// job ids (in order), their results and the daemon's run directories.
+func (o *orchestrator) runTarballs(t *testing.T, d *daemon, target string, tarballs [][]tarEntry, bound time.Duration) ([]string, map[string]model.RunRecord, map[string][]diskRun) {
+	t.Helper()
+	ids := make([]string, len(tarballs))
+	for i, entries := range tarballs {
+		ids[i] = uuid.NewString()
+		src := o.uploadSource(t, makeTarball(t, entries...))
+		o.publish(t, run.JobSubject(target), specWith(t, ids[i], target, src, nil), ids[i])
+	}
+	results := o.waitResults(t, ids, bound)
+	o.streamEmpty(t)
+	return ids, results, diskRuns(t, d)
+}
+
 func specWith(t *testing.T, id, target string, source any, extra map[string]any) []byte {
 	t.Helper()
 	m := map[string]any{"schema_version": 1, "job_id": id, "target": target, "source": source}

@@ -10,16 +10,20 @@ package daemon_test
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,15 +127,11 @@ func TestHostileSourceTarballsAreRefused(t *testing.T) {
 		{"fifo", []tarEntry{readme, fifoEntry("fifo")},
 			[]string{"fifo"}, []string{"not accepted"}},
 	}
-	ids := make([]string, len(cases))
+	tarballs := make([][]tarEntry, len(cases))
 	for i, tc := range cases {
-		ids[i] = uuid.NewString()
-		src := o.uploadSource(t, makeTarball(t, tc.entries...))
-		o.publish(t, run.JobSubject("demo-pass"), specWith(t, ids[i], "demo-pass", src, nil), ids[i])
+		tarballs[i] = tc.entries
 	}
-	results := o.waitResults(t, ids, 3*time.Minute)
-	o.streamEmpty(t)
-	runs := diskRuns(t, d)
+	ids, results, runs := o.runTarballs(t, d, "demo-pass", tarballs, 3*time.Minute)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := ids[i]
@@ -180,15 +180,11 @@ func TestSourceLimitsRefuseTooLargeSources(t *testing.T) {
 		{"more entries than --max-source-entries", many, true, []string{"--max-source-entries"}},
 		{"within the limits", []tarEntry{readme, regEntry("small.txt", []byte("small\n"))}, false, nil},
 	}
-	ids := make([]string, len(cases))
+	tarballs := make([][]tarEntry, len(cases))
 	for i, tc := range cases {
-		ids[i] = uuid.NewString()
-		src := o.uploadSource(t, makeTarball(t, tc.entries...))
-		o.publish(t, run.JobSubject("demo-pass"), specWith(t, ids[i], "demo-pass", src, nil), ids[i])
+		tarballs[i] = tc.entries
 	}
-	results := o.waitResults(t, ids, 4*time.Minute)
-	o.streamEmpty(t)
-	runs := diskRuns(t, d)
+	ids, results, runs := o.runTarballs(t, d, "demo-pass", tarballs, 4*time.Minute)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			id := ids[i]
@@ -604,4 +600,101 @@ func TestKeepRunsPrunesOldRunDirectories(t *testing.T) {
 			t.Errorf("job %s: its final record went with its run directory", id)
 		}
 	}
+}
+
+// TestGzipBombStopsAtTheLimit uploads 256 MiB of zeros that gzip packs
+// into well under a megabyte: the daemon refuses it at --max-source-bytes
+// with the limit in the message, and the state root never holds much more
+// than the limit while it unpacks (sampled throughout).
+func TestGzipBombStopsAtTheLimit(t *testing.T) {
+	cl := require(t)
+	url := startNATS(t)
+	cat := writeCatalog(t)
+	const limit = 16 << 20
+	d := startDaemon(t, url, "daemon-a", cat, 1, "--max-source-bytes", "16MiB")
+	o := newOrchestrator(t, url)
+	bomb := gzipBomb(t, 256<<20)
+	t.Logf("bomb: %d bytes of gzip for 256 MiB", len(bomb))
+	id := uuid.NewString()
+	src := o.uploadSource(t, bomb)
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if n := treeSize(d.stateRoot); n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	o.publish(t, run.JobSubject("demo-pass"), specWith(t, id, "demo-pass", src, nil), id)
+	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
+	close(stop)
+	<-sampled
+	o.streamEmpty(t)
+	checkRefused(t, id, res, strings.TrimSpace(msgSourceRefused), nil, "--max-source-bytes", strconv.Itoa(limit))
+	checkOneDelivery(t, id, diskRuns(t, d)[id])
+	t.Logf("message: %s; state root peak %s while unpacking (limit %s)", deref(res.Message), mib(peak.Load()), mib(limit))
+	if peak.Load() > limit+8<<20 {
+		t.Errorf("the state root held %s while unpacking a bomb, more than the limit %s + 8 MiB", mib(peak.Load()), mib(limit))
+	}
+	checkNoInstances(t, cl, id)
+}
+
+// gzipBomb is a source tarball with one file of n zero bytes, streamed
+// through gzip so that n never sits in memory.
+func gzipBomb(t *testing.T, n int64) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(gz)
+	readme := []byte("# bomb\n")
+	for _, h := range []*tar.Header{{Name: "README.md", Mode: 0o644, Size: int64(len(readme))}, {Name: "zeros.bin", Mode: 0o644, Size: n}} {
+		h.Typeflag = tar.TypeReg
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		var body io.Reader = bytes.NewReader(readme)
+		if h.Name == "zeros.bin" {
+			body = io.LimitReader(zeroReader{}, n)
+		}
+		if _, err := io.Copy(tw, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// treeSize adds up the sizes of the regular files below dir (errors, such
+// as files removed while walking, are skipped).
+func treeSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
