@@ -84,51 +84,52 @@ var (
 // the field, the value and what was expected, all at once.
 func ParseJobSpec(b []byte) (JobSpec, error) {
 	var errs []error
-	o := newObject("", b, "a JSON object (a job spec)", &errs)
+	o := specObject(b, "a JSON object (a job spec)", &errs)
 	if o == nil {
 		return JobSpec{}, &InvalidSpecError{Problems: errs}
 	}
 	var s JobSpec
-	if v, ok := o.uint("schema_version", true, "1"); ok {
+	if v, ok := o.Uint("schema_version", true, "1"); ok {
 		if v != JobSpecVersion {
-			o.fail("schema_version", []byte(strconv.FormatUint(v, 10)), "1")
+			o.Fail("schema_version", []byte(strconv.FormatUint(v, 10)), "1")
 		}
 		s.SchemaVersion = int(v)
 	}
-	if id, ok := o.str("job_id", true, "a UUID string such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\""); ok {
+	if id, ok := o.Str("job_id", true, "a UUID string such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\""); ok {
 		if u, err := ParseJobID(id); err != nil {
-			o.fail("job_id", quoteJSON(id), "a lowercase UUID string of 36 characters")
+			o.Fail("job_id", quoteJSON(id), "a lowercase UUID string of 36 characters")
 		} else {
 			s.JobID = u
 		}
 	}
 	nameExp := "a lane title or target id of letters, digits, '.', '_' or '-'"
-	s.Lane, _ = o.str("lane", false, nameExp)
-	s.Target, _ = o.str("target", false, nameExp)
+	s.Lane, _ = o.Str("lane", false, nameExp)
+	s.Target, _ = o.Str("target", false, nameExp)
 	switch {
-	case o.has("lane") && o.has("target"):
+	case o.Has("lane") && o.Has("target"):
 		errs = append(errs, &FieldError{Field: "lane", Value: quoteStr(s.Lane), Expected: "either `lane` or `target`, not both", Problem: "invalid"})
-	case !o.has("lane") && !o.has("target"):
+	case !o.Has("lane") && !o.Has("target"):
 		errs = append(errs, &FieldError{Field: "lane", Expected: "`lane` (a lane title) or `target` (a target id)", Problem: "missing"})
 	}
 	for _, f := range []struct{ field, v string }{{"lane", s.Lane}, {"target", s.Target}} {
-		if o.has(f.field) && !namePattern.MatchString(f.v) {
-			o.fail(f.field, quoteJSON(f.v), nameExp)
+		if o.Has(f.field) && !namePattern.MatchString(f.v) {
+			o.Fail(f.field, quoteJSON(f.v), nameExp)
 		}
 	}
-	if src := o.sub("source", true, "an object with `kind` \"object_store\" or \"host_path\""); src != nil {
+	if src := specSub(o, "source", true, "an object with `kind` \"object_store\" or \"host_path\""); src != nil {
 		s.Source = parseSource(src)
 	}
-	if rt := o.sub("runtime", false, "an object with `kind` \"incus\" or \"host_process\""); rt != nil {
+	if rt := specSub(o, "runtime", false, "an object with `kind` \"incus\" or \"host_process\""); rt != nil {
 		s.Runtime = parseRuntime(rt)
 	}
-	if h, ok := o.str("git_head", false, "a 40- or 64-character lowercase hex commit id"); ok {
+	if h, ok := o.Str("git_head", false, "a 40- or 64-character lowercase hex commit id"); ok {
 		if (len(h) != 40 && len(h) != 64) || !hexPattern.MatchString(h) {
-			o.fail("git_head", quoteJSON(h), "a 40- or 64-character lowercase hex commit id")
+			o.Fail("git_head", quoteJSON(h), "a 40- or 64-character lowercase hex commit id")
 		}
 		s.GitHead = h
 	}
-	if files, ok := o.strings("changed_files", "an array of relative file paths"); ok {
+	var files []string
+	if o.Decode("changed_files", false, "an array of relative file paths", &files) {
 		for i, f := range files {
 			if f == "" || path.IsAbs(f) || f != path.Clean(f) || f == ".." || strings.HasPrefix(f, "../") {
 				errs = append(errs, &FieldError{Field: "changed_files[" + strconv.Itoa(i) + "]", Value: quoteStr(f),
@@ -137,97 +138,97 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 		}
 		s.ChangedFiles = files
 	}
-	if r, ok := o.str("requester", false, "a string naming who asked for the run"); ok {
+	if r, ok := o.Str("requester", false, "a string naming who asked for the run"); ok {
 		if strings.TrimSpace(r) == "" || len(r) > 256 {
-			o.fail("requester", quoteJSON(r), "a non-empty string of at most 256 bytes")
+			o.Fail("requester", quoteJSON(r), "a non-empty string of at most 256 bytes")
 		}
 		s.Requester = r
 	}
-	o.done()
+	specDone(o)
 	if len(errs) > 0 {
 		return JobSpec{}, &InvalidSpecError{Problems: errs}
 	}
 	return s, nil
 }
 
-func parseSource(o *object) SourceRef {
+func parseSource(o *StrictObject) SourceRef {
 	var r SourceRef
-	kind, _ := o.str("kind", true, "\"object_store\" or \"host_path\"")
+	kind, _ := o.Str("kind", true, "\"object_store\" or \"host_path\"")
 	r.Kind = SourceKind(kind)
 	switch r.Kind {
 	case SourceObjectStore:
 		bucketExp := "a JetStream object store bucket name (letters, digits, '_' or '-')"
-		if b, ok := o.str("bucket", true, bucketExp); ok {
+		if b, ok := o.Str("bucket", true, bucketExp); ok {
 			if !bucketPattern.MatchString(b) {
-				o.fail("bucket", quoteJSON(b), bucketExp)
+				o.Fail("bucket", quoteJSON(b), bucketExp)
 			}
 			r.Bucket = b
 		}
-		if n, ok := o.str("object", true, "a non-empty object name"); ok {
+		if n, ok := o.Str("object", true, "a non-empty object name"); ok {
 			if strings.TrimSpace(n) == "" {
-				o.fail("object", quoteJSON(n), "a non-empty object name")
+				o.Fail("object", quoteJSON(n), "a non-empty object name")
 			}
 			r.Object = n
 		}
-		if d, ok := o.str("sha256", true, "the 64-character lowercase hex SHA-256 of the object"); ok {
+		if d, ok := o.Str("sha256", true, "the 64-character lowercase hex SHA-256 of the object"); ok {
 			if len(d) != 64 || !hexPattern.MatchString(d) {
-				o.fail("sha256", quoteJSON(d), "the 64-character lowercase hex SHA-256 of the object")
+				o.Fail("sha256", quoteJSON(d), "the 64-character lowercase hex SHA-256 of the object")
 			}
 			r.SHA256 = d
 		}
 	case SourceHostPath:
-		if p, ok := o.str("path", true, "an absolute directory path on the worker's host"); ok {
+		if p, ok := o.Str("path", true, "an absolute directory path on the worker's host"); ok {
 			if !path.IsAbs(p) {
-				o.fail("path", quoteJSON(p), "an absolute directory path on the worker's host")
+				o.Fail("path", quoteJSON(p), "an absolute directory path on the worker's host")
 			}
 			r.Path = p
 		}
 	default:
-		if o.has("kind") {
-			o.fail("kind", quoteJSON(kind), "\"object_store\" or \"host_path\"")
+		if o.Has("kind") {
+			o.Fail("kind", quoteJSON(kind), "\"object_store\" or \"host_path\"")
 		}
 	}
-	o.done()
+	specDone(o)
 	return r
 }
 
-func parseRuntime(o *object) *RuntimeConfig {
+func parseRuntime(o *StrictObject) *RuntimeConfig {
 	var r RuntimeConfig
-	kind, _ := o.str("kind", true, "\"incus\" or \"host_process\"")
+	kind, _ := o.Str("kind", true, "\"incus\" or \"host_process\"")
 	r.Kind = RuntimeKind(kind)
 	switch r.Kind {
 	case RuntimeIncus:
-		if in := o.sub("incus", false, "an object with `guest_role` and `instance_type`"); in != nil {
+		if in := specSub(o, "incus", false, "an object with `guest_role` and `instance_type`"); in != nil {
 			r.Incus = &IncusRuntime{}
 			roleExp := "\"managed-openclaw\" or \"pikaci-runner\" (exact, not trimmed)"
-			if v, ok := in.str("guest_role", false, roleExp); ok {
+			if v, ok := in.Str("guest_role", false, roleExp); ok {
 				if role := IncusGuestRole(v); role.Valid() {
 					r.Incus.GuestRole = role
 				} else {
-					in.fail("guest_role", quoteJSON(v), roleExp)
+					in.Fail("guest_role", quoteJSON(v), roleExp)
 				}
 			}
 			typeExp := "\"auto\", \"virtual-machine\" or \"container\""
-			if v, ok := in.str("instance_type", false, typeExp); ok {
+			if v, ok := in.Str("instance_type", false, typeExp); ok {
 				if t := InstanceType(v); t.Valid() {
 					r.Incus.InstanceType = t
 				} else {
-					in.fail("instance_type", quoteJSON(v), typeExp)
+					in.Fail("instance_type", quoteJSON(v), typeExp)
 				}
 			}
-			in.done()
+			specDone(in)
 		}
 	case RuntimeHostProcess:
-		if o.has("incus") {
-			o.fail("incus", o.fields["incus"], "no `incus` object for kind \"host_process\"")
-			o.used["incus"] = true
+		if o.Has("incus") {
+			raw, _ := o.Raw("incus", false, "")
+			o.Fail("incus", raw, "no `incus` object for kind \"host_process\"")
 		}
 	default:
-		if o.has("kind") {
-			o.fail("kind", quoteJSON(kind), "\"incus\" or \"host_process\"")
+		if o.Has("kind") {
+			o.Fail("kind", quoteJSON(kind), "\"incus\" or \"host_process\"")
 		}
 	}
-	o.done()
+	specDone(o)
 	return &r
 }
 

@@ -103,36 +103,41 @@ func LoadProject(file string) (*Catalog, error) {
 // *FieldError), each naming name (the file), the entry and the field.
 func Parse(name string, data []byte) (*Catalog, error) {
 	p := &parser{file: name}
-	if err := syntaxError(data); err != nil {
-		return nil, &FieldError{File: name, Msg: err.Error()}
+	var bad *model.JSONError
+	if errors.As(model.CheckJSON(data), &bad) {
+		msg := fmt.Sprintf("invalid JSON: %v", bad.Err)
+		if bad.Line > 0 {
+			msg = fmt.Sprintf("invalid JSON at line %d, column %d: %v", bad.Line, bad.Column, bad.Err)
+		}
+		return nil, &FieldError{File: name, Msg: msg}
 	}
-	top := p.object("", "", data, "a JSON object with `schema_version` and `targets`")
+	top := p.object("", data, "a JSON object with `schema_version` and `targets`")
 	if top == nil {
 		return nil, errors.Join(p.errs...)
 	}
-	if raw, ok := top.get("schema_version"); ok {
+	if raw, ok := top.Raw("schema_version", false, ""); ok {
 		var v int
 		if json.Unmarshal(raw, &v) != nil || v != SchemaVersion {
-			top.fail("schema_version", "must be %d, got %s", SchemaVersion, shown(raw))
+			top.Failf("schema_version", "must be %d, got %s", SchemaVersion, shown(raw))
 		}
 	} else {
-		top.fail("schema_version", "is required (%d)", SchemaVersion)
+		top.Failf("schema_version", "is required (%d)", SchemaVersion)
 	}
-	top.str("about", false, "a string")
+	top.Str("about", false, "a string")
 	includeBuiltin := true
-	if v, ok := top.boolean("include_builtin"); ok {
+	if v, ok := top.Bool("include_builtin", false, "true or false"); ok {
 		includeBuiltin = v
 	}
-	defPaths, ok := top.strings("lane_definition_paths", "an array of path patterns")
+	defPaths, ok := top.Strings("lane_definition_paths", false, "an array of path patterns")
 	for i, d := range defPaths {
 		if msg := patternProblem(d); ok && msg != "" {
-			top.fail(fmt.Sprintf("lane_definition_paths[%d]", i), "%s", msg)
+			top.Failf(fmt.Sprintf("lane_definition_paths[%d]", i), "%s", msg)
 		}
 	}
 	var ts []Target
-	if raws, ok := top.array("targets", true, "a non-empty array of targets"); ok {
+	if raws, ok := top.Array("targets", true, "a non-empty array of targets"); ok {
 		if len(raws) == 0 {
-			top.fail("targets", "must hold at least one target")
+			top.Failf("targets", "must hold at least one target")
 		}
 		ids, lanes := map[string]int{}, map[string]int{}
 		for i, raw := range raws {
@@ -159,7 +164,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 			ts = append(ts, t)
 		}
 	}
-	top.finish()
+	finish(top)
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
@@ -177,55 +182,55 @@ func (p *parser) target(i int, raw json.RawMessage) (Target, bool) {
 	if id := peekID(raw); id != "" {
 		entry += fmt.Sprintf(" (%q)", id)
 	}
-	o := p.object(entry, "", raw, "a target object")
+	o := p.object(entry, raw, "a target object")
 	if o == nil {
 		return Target{}, false
 	}
 	before := len(p.errs)
 	var t Target
-	t.ID, _ = o.name("id", true)
-	t.Description, _ = o.str("description", false, "a string")
-	if s, ok := o.str("trigger", false, `"branch" or "nightly"`); ok {
+	t.ID, _ = nameField(o, "id", true)
+	t.Description, _ = o.Str("description", false, "a string")
+	if s, ok := o.Str("trigger", false, `"branch" or "nightly"`); ok {
 		switch Trigger(s) {
 		case TriggerBranch, TriggerNightly:
 			t.Trigger = Trigger(s)
 		default:
-			o.fail("trigger", `must be "branch" or "nightly" (omit it for a target run only on demand), got %q`, s)
+			o.Failf("trigger", `must be "branch" or "nightly" (omit it for a target run only on demand), got %q`, s)
 		}
 	}
-	if s, ok := o.name("lane", false); ok {
+	if s, ok := nameField(o, "lane", false); ok {
 		t.Lane = s
-		if t.Trigger == TriggerNone && !o.failed("trigger") {
-			o.fail("lane", "a lane title needs a `trigger` (\"branch\" or \"nightly\")")
+		if t.Trigger == TriggerNone && !o.Failed("trigger") {
+			o.Failf("lane", "a lane title needs a `trigger` (\"branch\" or \"nightly\")")
 		}
-	} else if t.Trigger != TriggerNone && !o.failed("lane") {
-		o.fail("lane", "is required with trigger %q (the lane title the CI page shows)", t.Trigger)
+	} else if t.Trigger != TriggerNone && !o.Failed("lane") {
+		o.Failf("lane", "is required with trigger %q (the lane title the CI page shows)", t.Trigger)
 	}
-	if s, ok := o.str("concurrency_group", false, "a non-empty string"); ok {
+	if s, ok := o.Str("concurrency_group", false, "a non-empty string"); ok {
 		switch {
 		case strings.TrimSpace(s) == "":
-			o.fail("concurrency_group", "must be non-empty when present")
-		case t.Trigger == TriggerNone && !o.failed("trigger"):
-			o.fail("concurrency_group", "only lanes have a concurrency group; set `trigger` or drop it")
+			o.Failf("concurrency_group", "must be non-empty when present")
+		case t.Trigger == TriggerNone && !o.Failed("trigger"):
+			o.Failf("concurrency_group", "only lanes have a concurrency group; set `trigger` or drop it")
 		}
 		t.ConcurrencyGroup = s
 	}
-	if fs, ok := o.strings("filters", "an array of path patterns"); ok {
+	if fs, ok := o.Strings("filters", false, "an array of path patterns"); ok {
 		seen := map[string]bool{}
 		for k, f := range fs {
 			field := fmt.Sprintf("filters[%d]", k)
 			if msg := patternProblem(f); msg != "" {
-				o.fail(field, "%s", msg)
+				o.Failf(field, "%s", msg)
 			} else if seen[f] {
-				o.fail(field, "duplicate filter %q", f)
+				o.Failf(field, "duplicate filter %q", f)
 			}
 			seen[f] = true
 		}
 		t.Filters = fs
 	}
-	if raws, ok := o.array("jobs", true, "a non-empty array of jobs"); ok {
+	if raws, ok := o.Array("jobs", true, "a non-empty array of jobs"); ok {
 		if len(raws) == 0 {
-			o.fail("jobs", "must hold at least one job")
+			o.Failf("jobs", "must hold at least one job")
 		}
 		ids := map[string]int{}
 		for k, raw := range raws {
@@ -241,7 +246,7 @@ func (p *parser) target(i int, raw json.RawMessage) (Target, bool) {
 			}
 		}
 	}
-	o.finish()
+	finish(o)
 	return t, len(p.errs) == before
 }
 
@@ -250,15 +255,15 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 	if id := peekID(raw); id != "" {
 		entry += fmt.Sprintf(" (%q)", id)
 	}
-	o := p.object(entry, "", raw, "a job object")
+	o := p.object(entry, raw, "a job object")
 	if o == nil {
 		return Job{}, false
 	}
 	before := len(p.errs)
 	var j Job
-	j.ID, _ = o.name("id", true)
-	j.Description, _ = o.str("description", false, "a string")
-	if raw, ok := o.get("timeout_secs"); ok {
+	j.ID, _ = nameField(o, "id", true)
+	j.Description, _ = o.Str("description", false, "a string")
+	if raw, ok := o.Raw("timeout_secs", false, ""); ok {
 		var n json.Number
 		v, err := int64(0), json.Unmarshal(raw, &n)
 		if err == nil && bytes.HasPrefix(bytes.TrimSpace(raw), []byte(`"`)) {
@@ -269,24 +274,24 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 		}
 		switch {
 		case err != nil:
-			o.fail("timeout_secs", "expected a whole number of seconds, got %s", shown(raw))
+			o.Failf("timeout_secs", "expected a whole number of seconds, got %s", shown(raw))
 		case v <= 0:
-			o.fail("timeout_secs", "must be > 0, got %d", v)
+			o.Failf("timeout_secs", "must be > 0, got %d", v)
 		default:
 			j.TimeoutSecs = uint64(v)
 		}
 	} else {
-		o.fail("timeout_secs", "is required (a whole number of seconds > 0)")
+		o.Failf("timeout_secs", "is required (a whole number of seconds > 0)")
 	}
 	// parseCommand checks what model.JobCommand.Compile needs; the checks
 	// below need only a known kind.
 	kindOK := false
-	if c := o.sub("command", true, "an object with `kind`"); c != nil {
+	if c := sub(o, "command", true, "an object with `kind`"); c != nil {
 		j.Command = parseCommand(c)
 		kindOK = j.Command.Kind != ""
 	}
 	rtOK := false
-	if r := o.sub("runtime", true, `an object with "kind": "incus" or "host_process"`); r != nil {
+	if r := sub(o, "runtime", true, `an object with "kind": "incus" or "host_process"`); r != nil {
 		j.Runtime, rtOK = parseRuntime(r)
 	}
 	wantPlacement, wantExecutor := model.PlacementLocal, model.ExecutorHostLocal
@@ -297,35 +302,35 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 		host := j.Command.Kind == model.CmdHostShell
 		switch {
 		case host && j.Runtime.IsIncus():
-			o.fail("command.kind", "kind %q runs on the host; it needs runtime kind %q, got %q", j.Command.Kind, model.RuntimeHostProcess, j.Runtime.Kind)
+			o.Failf("command.kind", "kind %q runs on the host; it needs runtime kind %q, got %q", j.Command.Kind, model.RuntimeHostProcess, j.Runtime.Kind)
 		case !host && !j.Runtime.IsIncus():
-			o.fail("command.kind", "kind %q runs in an Incus guest; it needs runtime kind %q, got %q (use kind %q for host jobs)",
+			o.Failf("command.kind", "kind %q runs in an Incus guest; it needs runtime kind %q, got %q (use kind %q for host jobs)",
 				j.Command.Kind, model.RuntimeIncus, j.Runtime.Kind, model.CmdHostShell)
 		}
 	}
 	j.Placement, j.Executor = wantPlacement, wantExecutor
-	if s, ok := o.str("placement", false, `"remote_ssh" or "local"`); ok && rtOK && model.Placement(s) != wantPlacement {
-		o.fail("placement", "must be %q for runtime kind %q (or be left out), got %q", wantPlacement, j.Runtime.Kind, s)
+	if s, ok := o.Str("placement", false, `"remote_ssh" or "local"`); ok && rtOK && model.Placement(s) != wantPlacement {
+		o.Failf("placement", "must be %q for runtime kind %q (or be left out), got %q", wantPlacement, j.Runtime.Kind, s)
 	}
-	if s, ok := o.str("executor", false, `"remote_linux_vm" or "host_local"`); ok && rtOK && s != wantExecutor {
-		o.fail("executor", "must be %q for runtime kind %q (or be left out), got %q", wantExecutor, j.Runtime.Kind, s)
+	if s, ok := o.Str("executor", false, `"remote_linux_vm" or "host_local"`); ok && rtOK && s != wantExecutor {
+		o.Failf("executor", "must be %q for runtime kind %q (or be left out), got %q", wantExecutor, j.Runtime.Kind, s)
 	}
 	j.Staged = j.Command.Kind == model.CmdStaged
-	if v, ok := o.boolean("staged"); ok && kindOK && v != j.Staged {
-		o.fail("staged", "must be %t for command kind %q (or be left out), got %t", j.Staged, j.Command.Kind, v)
+	if v, ok := o.Bool("staged", false, "true or false"); ok && kindOK && v != j.Staged {
+		o.Failf("staged", "must be %t for command kind %q (or be left out), got %t", j.Staged, j.Command.Kind, v)
 	}
-	if s := o.sub("staged_linux", false, "an object"); s != nil {
+	if s := sub(o, "staged_linux", false, "an object"); s != nil {
 		if kindOK && !j.Staged {
-			o.fail("staged_linux", "only staged jobs (command kind %q) have it", model.CmdStaged)
+			o.Failf("staged_linux", "only staged jobs (command kind %q) have it", model.CmdStaged)
 		}
 		j.StagedLinux = parseStagedLinux(s)
 	}
-	j.Writable, _ = o.boolean("writable")
+	j.Writable, _ = o.Bool("writable", false, "true or false")
 	j.RunAsRoot = j.Command.Kind == model.CmdShellAsRoot // as Compile says
-	if v, ok := o.boolean("run_as_root"); ok && kindOK && v != j.RunAsRoot {
-		o.fail("run_as_root", "must be %t for command kind %q (or be left out), got %t", j.RunAsRoot, j.Command.Kind, v)
+	if v, ok := o.Bool("run_as_root", false, "true or false"); ok && kindOK && v != j.RunAsRoot {
+		o.Failf("run_as_root", "must be %t for command kind %q (or be left out), got %t", j.RunAsRoot, j.Command.Kind, v)
 	}
-	o.finish()
+	finish(o)
 	return j, len(p.errs) == before
 }
 
@@ -341,26 +346,26 @@ var commandFields = map[model.CommandKind][]string{
 	model.CmdStaged:                {"wrapper"},
 }
 
-func parseCommand(o *object) model.JobCommand {
+func parseCommand(o *model.StrictObject) model.JobCommand {
 	var c model.JobCommand
 	vals := map[string]*string{"command": &c.Command, "package": &c.Package, "test": &c.Test, "filter": &c.Filter, "wrapper": &c.Wrapper}
 	for _, f := range []string{"command", "package", "test", "filter", "wrapper"} {
-		*vals[f], _ = o.str(f, false, "a string")
+		*vals[f], _ = o.Str(f, false, "a string")
 	}
 	kinds := make([]string, 0, len(commandFields))
 	for k := range commandFields {
 		kinds = append(kinds, string(k))
 	}
 	sort.Strings(kinds)
-	kind, ok := o.str("kind", true, "one of "+strings.Join(kinds, ", "))
+	kind, ok := o.Str("kind", true, "one of "+strings.Join(kinds, ", "))
 	if !ok {
-		o.finish()
+		finish(o)
 		return c
 	}
 	need, known := commandFields[model.CommandKind(kind)]
 	if !known {
-		o.fail("kind", "must be one of %s, got %q", strings.Join(kinds, ", "), kind)
-		o.finish()
+		o.Failf("kind", "must be one of %s, got %q", strings.Join(kinds, ", "), kind)
+		finish(o)
 		return c
 	}
 	c.Kind = model.CommandKind(kind)
@@ -368,69 +373,69 @@ func parseCommand(o *object) model.JobCommand {
 		needed := slices.Contains(need, f)
 		switch v := *vals[f]; {
 		case needed && strings.TrimSpace(v) == "":
-			o.fail(f, "must be a non-empty string for kind %q", kind)
-		case !needed && o.has(f):
-			o.fail(f, "is not used by kind %q (it takes %s)", kind, strings.Join(need, ", "))
+			o.Failf(f, "must be a non-empty string for kind %q", kind)
+		case !needed && o.Has(f):
+			o.Failf(f, "is not used by kind %q (it takes %s)", kind, strings.Join(need, ", "))
 		}
 	}
 	if c.Kind == model.CmdStaged && c.Wrapper != "" && !path.IsAbs(c.Wrapper) {
-		o.fail("wrapper", "must be an absolute path in the guest, got %q", c.Wrapper)
+		o.Failf("wrapper", "must be an absolute path in the guest, got %q", c.Wrapper)
 	}
-	o.finish()
+	finish(o)
 	return c
 }
 
-func parseRuntime(o *object) (model.RuntimeConfig, bool) {
+func parseRuntime(o *model.StrictObject) (model.RuntimeConfig, bool) {
 	var r model.RuntimeConfig
-	kind, ok := o.str("kind", true, `"incus" or "host_process"`)
+	kind, ok := o.Str("kind", true, `"incus" or "host_process"`)
 	good := ok
 	if ok {
 		switch model.RuntimeKind(kind) {
 		case model.RuntimeIncus, model.RuntimeHostProcess:
 			r.Kind = model.RuntimeKind(kind)
 		case model.RuntimeTart:
-			o.fail("kind", "tart (macOS) runtimes are not supported by jerichoci")
+			o.Failf("kind", "tart (macOS) runtimes are not supported by jerichoci")
 			good = false
 		default:
-			o.fail("kind", `must be "incus" or "host_process", got %q`, kind)
+			o.Failf("kind", `must be "incus" or "host_process", got %q`, kind)
 			good = false
 		}
 	}
-	in := o.sub("incus", r.Kind == model.RuntimeIncus, "an object with `guest_role`")
+	in := sub(o, "incus", r.Kind == model.RuntimeIncus, "an object with `guest_role`")
 	switch {
 	case in == nil:
 		good = good && r.Kind != model.RuntimeIncus
 	case r.Kind == model.RuntimeHostProcess:
-		o.fail("incus", "only runtime kind %q takes it", model.RuntimeIncus)
+		o.Failf("incus", "only runtime kind %q takes it", model.RuntimeIncus)
 		good = false
 	default:
 		cfg := &model.IncusRuntime{InstanceType: model.InstanceAuto}
-		if raw, ok := in.get("guest_role"); ok {
+		if raw, ok := in.Raw("guest_role", false, ""); ok {
 			if err := json.Unmarshal(raw, &cfg.GuestRole); err != nil {
-				in.fail("guest_role", "%v", err)
+				in.Failf("guest_role", "%v", err)
 				good = false
 			}
 		} else {
-			in.fail("guest_role", "is required (\"pikaci-runner\" for CI jobs, or \"managed-openclaw\")")
+			in.Failf("guest_role", "is required (\"pikaci-runner\" for CI jobs, or \"managed-openclaw\")")
 			good = false
 		}
-		if s, ok := in.str("instance_type", false, `"auto", "container" or "virtual-machine"`); ok {
+		if s, ok := in.Str("instance_type", false, `"auto", "container" or "virtual-machine"`); ok {
 			if !model.InstanceType(s).Valid() {
-				in.fail("instance_type", `must be "auto", "container" or "virtual-machine", got %q`, s)
+				in.Failf("instance_type", `must be "auto", "container" or "virtual-machine", got %q`, s)
 				good = false
 			}
 			cfg.InstanceType = model.InstanceType(s)
 		}
-		in.finish()
+		finish(in)
 		if r.Kind == model.RuntimeIncus {
 			r.Incus = cfg
 		}
 	}
-	o.finish()
+	finish(o)
 	return r, good
 }
 
-func parseStagedLinux(o *object) *StagedLinux {
+func parseStagedLinux(o *model.StrictObject) *StagedLinux {
 	var s StagedLinux
 	for _, f := range []struct {
 		name string
@@ -441,16 +446,16 @@ func parseStagedLinux(o *object) *StagedLinux {
 		{"workspace_deps_output", &s.WorkspaceDepsOutput},
 		{"workspace_build_output", &s.WorkspaceBuildOutput},
 	} {
-		v, ok := o.str(f.name, true, "a non-empty string")
+		v, ok := o.Str(f.name, true, "a non-empty string")
 		if ok && strings.TrimSpace(v) == "" {
-			o.fail(f.name, "must be non-empty")
+			o.Failf(f.name, "must be non-empty")
 		}
 		*f.dst = v
 	}
 	if p := s.SnapshotProfile; p != "" && p != SnapshotProfileRust && p != SnapshotProfileFollowup {
-		o.fail("snapshot_profile", "must be %q or %q, got %q", SnapshotProfileRust, SnapshotProfileFollowup, p)
+		o.Failf("snapshot_profile", "must be %q or %q, got %q", SnapshotProfileRust, SnapshotProfileFollowup, p)
 	}
-	o.finish()
+	finish(o)
 	return &s
 }
 
@@ -478,23 +483,6 @@ func peekID(raw json.RawMessage) string {
 	return id
 }
 
-// syntaxError returns nil for valid JSON, else an error with line and column.
-func syntaxError(data []byte) error {
-	var v any
-	err := json.Unmarshal(data, &v)
-	if err == nil {
-		return nil
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		pos := max(se.Offset-1, 0) // the offending byte
-		line := 1 + bytes.Count(data[:pos], []byte("\n"))
-		col := pos - int64(bytes.LastIndexByte(data[:pos], '\n'))
-		return fmt.Errorf("invalid JSON at line %d, column %d: %v", line, col, se)
-	}
-	return fmt.Errorf("invalid JSON: %v", err)
-}
-
 // parser collects every problem of one file.
 type parser struct {
 	file string
@@ -505,198 +493,66 @@ func (p *parser) add(entry, field, format string, a ...any) {
 	p.errs = append(p.errs, &FieldError{File: p.file, Entry: entry, Field: field, Msg: fmt.Sprintf(format, a...)})
 }
 
-// object is one JSON object being decoded strictly.
-type object struct {
-	p      *parser
-	entry  string
-	prefix string // dotted path of a nested object, with a trailing "."
-	keys   []string
-	fields map[string]json.RawMessage
-	used   map[string]bool
-	bad    map[string]bool
-}
-
-// object reads raw as an object; nil (with the problem recorded) when it is
-// not one. field is the object's own dotted name ("" at entry level).
-func (p *parser) object(entry, field string, raw json.RawMessage, expected string) *object {
-	keys, fields, dups, err := readObject(raw)
+// object reads raw as the object of an entry ("" for the file itself); nil
+// (with the problem recorded) when it is not one.
+func (p *parser) object(entry string, raw json.RawMessage, expected string) *model.StrictObject {
+	o, err := model.NewStrictObject(raw, p.report(entry))
 	if err != nil {
-		p.add(entry, field, "expected %s, got %s", expected, shown(raw))
+		p.add(entry, "", "expected %s, got %s", expected, shown(raw))
 		return nil
 	}
-	prefix := ""
-	if field != "" {
-		prefix = field + "."
-	}
-	o := &object{p: p, entry: entry, prefix: prefix, keys: keys, fields: fields, used: map[string]bool{}, bad: map[string]bool{}}
-	for _, k := range dups {
-		o.fail(k, "appears more than once")
-	}
+	repeated(o)
 	return o
 }
 
-func (o *object) fail(field, format string, a ...any) {
-	o.bad[field] = true
-	o.p.add(o.entry, o.prefix+field, format, a...)
-}
-
-// failed reports whether a field of this object already has a problem.
-func (o *object) failed(field string) bool { return o.bad[field] }
-
-// has reports whether the field is present and not null.
-func (o *object) has(field string) bool {
-	raw, ok := o.fields[field]
-	return ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
-}
-
-// get returns a field's value and marks the field known; null is absent.
-func (o *object) get(field string) (json.RawMessage, bool) {
-	o.used[field] = true
-	if !o.has(field) {
-		return nil, false
-	}
-	return o.fields[field], true
-}
-
-func (o *object) str(field string, required bool, expected string) (string, bool) {
-	raw, ok := o.get(field)
-	if !ok {
-		if required {
-			o.fail(field, "is required (%s)", expected)
+// report words the problems the strict decoder finds in an entry.
+func (p *parser) report(entry string) func(model.StrictProblem) {
+	return func(pr model.StrictProblem) {
+		switch pr.Kind {
+		case model.StrictMissing:
+			p.add(entry, pr.Field, "is required (%s)", pr.Expected)
+		case model.StrictInvalid:
+			p.add(entry, pr.Field, "expected %s, got %s", pr.Expected, shown(pr.Value))
+		case model.StrictUnknown:
+			p.add(entry, pr.Field, "unknown field (known fields: %s)", strings.Join(pr.Known, ", "))
+		default:
+			p.add(entry, pr.Field, "%s", pr.Msg)
 		}
-		return "", false
 	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		o.fail(field, "expected %s, got %s", expected, shown(raw))
-		return "", false
-	}
-	return s, true
 }
 
-// name reads an id or title field.
-func (o *object) name(field string, required bool) (string, bool) {
-	s, ok := o.str(field, required, nameExpected)
-	if ok && !namePattern.MatchString(s) {
-		o.fail(field, "expected %s, got %q", nameExpected, s)
-		return s, false
+// repeated reports every key an object writes more than once.
+func repeated(o *model.StrictObject) {
+	for _, k := range o.Repeated() {
+		o.Failf(k, "appears more than once")
 	}
-	return s, ok
-}
-
-func (o *object) boolean(field string) (bool, bool) {
-	raw, ok := o.get(field)
-	if !ok {
-		return false, false
-	}
-	var v bool
-	if json.Unmarshal(raw, &v) != nil {
-		o.fail(field, "expected true or false, got %s", shown(raw))
-		return false, false
-	}
-	return v, true
-}
-
-func (o *object) array(field string, required bool, expected string) ([]json.RawMessage, bool) {
-	raw, ok := o.get(field)
-	if !ok {
-		if required {
-			o.fail(field, "is required (%s)", expected)
-		}
-		return nil, false
-	}
-	var a []json.RawMessage
-	if json.Unmarshal(raw, &a) != nil {
-		o.fail(field, "expected %s, got %s", expected, shown(raw))
-		return nil, false
-	}
-	return a, true
-}
-
-func (o *object) strings(field, expected string) ([]string, bool) {
-	raws, ok := o.array(field, false, expected)
-	if !ok {
-		return nil, false
-	}
-	// On a bad element ok is false and out skips it: callers check elements
-	// only when ok, so indexes stay right.
-	out := make([]string, 0, len(raws))
-	good := true
-	for i, raw := range raws {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			o.fail(fmt.Sprintf("%s[%d]", field, i), "expected a string, got %s", shown(raw))
-			good = false
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, good
 }
 
 // sub returns a nested object, or nil when absent (reported if required) or
 // not an object (reported).
-func (o *object) sub(field string, required bool, expected string) *object {
-	raw, ok := o.get(field)
-	if !ok {
-		if required {
-			o.fail(field, "is required (%s)", expected)
-		}
-		return nil
-	}
-	s := o.p.object(o.entry, o.prefix+field, raw, expected)
-	if s == nil {
-		o.bad[field] = true
+func sub(o *model.StrictObject, field string, required bool, expected string) *model.StrictObject {
+	s := o.Sub(field, required, expected)
+	if s != nil {
+		repeated(s)
 	}
 	return s
 }
 
 // finish reports every field nobody asked for, in document order.
-func (o *object) finish() {
-	known := make([]string, 0, len(o.used))
-	for k := range o.used {
-		known = append(known, k)
-	}
-	sort.Strings(known)
-	for _, k := range o.keys {
-		if !o.used[k] {
-			o.fail(k, "unknown field (known fields: %s)", strings.Join(known, ", "))
-		}
+func finish(o *model.StrictObject) {
+	for _, k := range o.Unknown() {
+		o.FailUnknown(k)
 	}
 }
 
-// readObject splits a JSON object into its keys (in order, first
-// occurrence), values, and keys that appear more than once.
-func readObject(raw json.RawMessage) (keys []string, fields map[string]json.RawMessage, dups []string, err error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, nil, nil, err
+// nameField reads an id or title field.
+func nameField(o *model.StrictObject, field string, required bool) (string, bool) {
+	s, ok := o.Str(field, required, nameExpected)
+	if ok && !namePattern.MatchString(s) {
+		o.Failf(field, "expected %s, got %q", nameExpected, s)
+		return s, false
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, nil, nil, errors.New("not an object")
-	}
-	fields = map[string]json.RawMessage{}
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		k, _ := kt.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, nil, nil, err
-		}
-		if _, dup := fields[k]; dup {
-			if !slices.Contains(dups, k) {
-				dups = append(dups, k)
-			}
-			continue
-		}
-		keys = append(keys, k)
-		fields[k] = v
-	}
-	return keys, fields, dups, nil
+	return s, ok
 }
 
 // shown renders a JSON value for an error message, shortened.
