@@ -84,6 +84,9 @@ type Runner struct {
 	RunID string
 }
 
+// MsgCancelled is the run message of a cancelled run (the original's).
+const MsgCancelled = "cancelled"
+
 // runState is one run in progress; mu guards rec and the files.
 type runState struct {
 	r   *Runner

@@ -13,6 +13,7 @@ import (
 
 	"jerichoci/model"
 	"jerichoci/run"
+	"jerichoci/run/protocol"
 )
 
 func init() {
@@ -73,14 +74,14 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 		}
 		defer w.stop()
 	}
-	m, err := nc.RequestWithContext(ctx, run.SubjectCancelPrefix+jobID, nil)
+	m, err := nc.RequestWithContext(ctx, protocol.SubjectCancelPrefix+jobID, nil)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return c.fail(exitUsage, "no daemon answers on %s%s: is jerichoci serve running?", run.SubjectCancelPrefix, jobID)
+		return c.fail(exitUsage, "no daemon answers on %s%s: is jerichoci serve running?", protocol.SubjectCancelPrefix, jobID)
 	}
 	if err != nil {
 		return c.fail(exitUsage, "cancel %s: %v", jobID, err)
 	}
-	var rep run.CancelReply
+	var rep protocol.CancelReply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
 		return c.fail(exitUsage, "cancel %s: unreadable reply %q", jobID, m.Data)
 	}
@@ -93,7 +94,7 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	} else {
 		fmt.Fprint(c.stdout, line)
 	}
-	if rep.State == run.ClaimFinished {
+	if rep.State == protocol.ClaimFinished {
 		return exitFailed
 	}
 	if !*wait {

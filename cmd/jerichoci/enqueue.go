@@ -24,6 +24,7 @@ import (
 
 	"jerichoci/model"
 	"jerichoci/run"
+	"jerichoci/run/protocol"
 )
 
 func init() {
@@ -146,7 +147,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		}
 		defer w.stop()
 	}
-	msg := &nats.Msg{Subject: run.JobSubject(name), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: protocol.JobSubject(name), Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id.String())
 	ack, err := js.PublishMsg(opCtx, msg)
 	if err != nil {
@@ -204,9 +205,9 @@ func encodeJSONLine(v any) ([]byte, error) {
 // uploadSource packs dir, names it by its SHA-256 and stores it unless the
 // object store has it already.
 func uploadSource(ctx context.Context, js jetstream.JetStream, dir string) (map[string]string, error) {
-	obj, err := js.ObjectStore(ctx, run.BucketSources)
+	obj, err := js.ObjectStore(ctx, protocol.BucketSources)
 	if err != nil {
-		return nil, fmt.Errorf("object store %s: %w (start jerichoci serve once to create it)", run.BucketSources, err)
+		return nil, fmt.Errorf("object store %s: %w (start jerichoci serve once to create it)", protocol.BucketSources, err)
 	}
 	f, err := os.CreateTemp("", "jerichoci-source-*.tar.gz")
 	if err != nil {
@@ -219,17 +220,17 @@ func uploadSource(ctx context.Context, js jetstream.JetStream, dir string) (map[
 		return nil, err
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
-	name := run.SourceObjectName(digest)
+	name := protocol.SourceObjectName(digest)
 	if info, err := obj.GetInfo(ctx, name); err == nil && !info.Deleted {
-		return map[string]string{"kind": string(model.SourceObjectStore), "bucket": run.BucketSources, "object": name, "sha256": digest}, nil
+		return map[string]string{"kind": string(model.SourceObjectStore), "bucket": protocol.BucketSources, "object": name, "sha256": digest}, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
 	if _, err := obj.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "source snapshot of " + dir}, f); err != nil {
-		return nil, fmt.Errorf("upload source to %s: %w", run.BucketSources, err)
+		return nil, fmt.Errorf("upload source to %s: %w", protocol.BucketSources, err)
 	}
-	return map[string]string{"kind": string(model.SourceObjectStore), "bucket": run.BucketSources, "object": name, "sha256": digest}, nil
+	return map[string]string{"kind": string(model.SourceObjectStore), "bucket": protocol.BucketSources, "object": name, "sha256": digest}, nil
 }
 
 // gitFiles returns the files git knows in dir (tracked, and untracked but
@@ -281,7 +282,7 @@ func (w *runWatch) printf(format string, a ...any) {
 func watchRun(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, jobID string, out io.Writer, jsonl bool) (*runWatch, error) {
 	w := &runWatch{nc: nc, out: out, jsonl: jsonl, events: make(chan *nats.Msg, 4096)}
 	var err error
-	w.sub, err = nc.ChanSubscribe(run.SubjectRunsPrefix+jobID+".*.events", w.events)
+	w.sub, err = nc.ChanSubscribe(protocol.SubjectRunsPrefix+jobID+".*.events", w.events)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to the job's events: %w", err)
 	}
@@ -289,14 +290,14 @@ func watchRun(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, jobID 
 		w.sub.Unsubscribe()
 		return nil, fmt.Errorf("subscribe to the job's events: %w", err)
 	}
-	kv, err := js.KeyValue(ctx, run.BucketResults)
+	kv, err := js.KeyValue(ctx, protocol.BucketResults)
 	if err != nil {
 		w.sub.Unsubscribe()
-		return nil, fmt.Errorf("key-value bucket %s: %w (start jerichoci serve once to create it)", run.BucketResults, err)
+		return nil, fmt.Errorf("key-value bucket %s: %w (start jerichoci serve once to create it)", protocol.BucketResults, err)
 	}
 	if w.watcher, err = kv.Watch(context.WithoutCancel(ctx), jobID); err != nil {
 		w.sub.Unsubscribe()
-		return nil, fmt.Errorf("watch %s.%s: %w", run.BucketResults, jobID, err)
+		return nil, fmt.Errorf("watch %s.%s: %w", protocol.BucketResults, jobID, err)
 	}
 	return w, nil
 }
@@ -309,7 +310,7 @@ func (w *runWatch) show(m *nats.Msg) {
 	}
 	if w.jsonl {
 		// The final run_finished is printed from the results bucket.
-		if ev.Event != model.EventRunFinished || m.Header.Get(run.HeaderFinal) != "true" {
+		if ev.Event != model.EventRunFinished || m.Header.Get(protocol.HeaderFinal) != "true" {
 			w.printf("%s\n", m.Data)
 		}
 		return
@@ -326,7 +327,7 @@ func (w *runWatch) show(m *nats.Msg) {
 		}
 		w.printf("  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), deref(ev.Job.Message))
 	case model.EventRunFinished:
-		if m.Header.Get(run.HeaderFinal) != "true" {
+		if m.Header.Get(protocol.HeaderFinal) != "true" {
 			w.printf("run %s: %s, not the job's result: %s\n", ev.Run.RunID, ev.Run.Status, deref(ev.Run.Message))
 		}
 	}

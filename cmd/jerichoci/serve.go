@@ -21,6 +21,8 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
 	"jerichoci/run"
+	"jerichoci/run/daemon"
+	"jerichoci/run/protocol"
 )
 
 func init() {
@@ -46,14 +48,14 @@ usage or when NATS or the state directory cannot be set up.`
 type serveConfig struct {
 	exec    execConfig
 	nats    natsConfig
-	queue   run.QueueConfig
-	daemon  run.DaemonConfig
+	queue   daemon.QueueConfig
+	daemon  daemon.DaemonConfig
 	catalog string
 	envErrs []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
-	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: run.DefaultQueueConfig(), daemon: run.DefaultDaemonConfig()}
+	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig()}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -229,7 +231,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	q, err := run.OpenQueue(setup, nc, cfg.queue)
+	q, err := daemon.OpenQueue(setup, nc, cfg.queue)
 	cancel()
 	if err != nil {
 		nc.Close()
@@ -243,9 +245,9 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	defer cl.Close()
 	be, insts := incus.NewBackend(cl), incusInstances{cl}
 
-	d := &run.Daemon{
+	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
-		Records: q, RecordLimit: int(min(run.MaxResultValue, q.MaxPayload())) - 16<<10,
+		Records: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner = owner
@@ -308,18 +310,18 @@ type incusInstances struct{ c *incus.Client }
 
 // ListOwned returns the instances that carry all three jerichoci keys in
 // their own config; any other instance is never returned, so never touched.
-func (i incusInstances) ListOwned(ctx context.Context) ([]run.OwnedInstance, error) {
+func (i incusInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance, error) {
 	all, err := i.c.ListInstances(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []run.OwnedInstance
+	var out []daemon.OwnedInstance
 	for _, in := range all {
 		runID, ok1 := in.Config[executor.ConfigRunID]
 		jobID, ok2 := in.Config[executor.ConfigJobID]
 		owner, ok3 := in.Config[executor.ConfigOwner]
 		if ok1 && ok2 && ok3 && runID != "" && owner != "" {
-			out = append(out, run.OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner})
+			out = append(out, daemon.OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner})
 		}
 	}
 	return out, nil

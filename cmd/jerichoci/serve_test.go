@@ -20,7 +20,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"jerichoci/model"
-	"jerichoci/run"
+	"jerichoci/run/daemon"
+	"jerichoci/run/protocol"
 )
 
 func TestServeConfigPrecedenceAndValidation(t *testing.T) {
@@ -106,7 +107,7 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 // daemon's streams and buckets, as `serve` does, but without workers.
 // The environment it returns points a client command at the server with
 // the server's credentials.
-func embeddedQueue(t *testing.T) (map[string]string, *run.Queue, *nats.Conn) {
+func embeddedQueue(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -129,7 +130,7 @@ func embeddedQueue(t *testing.T) (map[string]string, *run.Queue, *nats.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	q, err := run.OpenQueue(t.Context(), nc, run.DefaultQueueConfig())
+	q, err := daemon.OpenQueue(t.Context(), nc, daemon.DefaultQueueConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
 			if got := m.Headers().Get(jetstream.MsgIDHeader); got != jobID {
 				t.Errorf("Nats-Msg-Id = %q, want the job id %q", got, jobID)
 			}
-			if m.Subject() != run.JobSubject("demo-pass") {
+			if m.Subject() != protocol.JobSubject("demo-pass") {
 				t.Errorf("subject = %q", m.Subject())
 			}
 			spec, err := model.ParseJobSpec(m.Data())
@@ -204,7 +205,7 @@ func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
 					t.Fatal(err)
 				}
 				sum := sha256.Sum256(b)
-				if hex.EncodeToString(sum[:]) != spec.Source.SHA256 || spec.Source.Object != run.SourceObjectName(spec.Source.SHA256) {
+				if hex.EncodeToString(sum[:]) != spec.Source.SHA256 || spec.Source.Object != protocol.SourceObjectName(spec.Source.SHA256) {
 					t.Errorf("object %s does not match its digest %s", spec.Source.Object, spec.Source.SHA256)
 				}
 			}
@@ -236,9 +237,9 @@ func TestEnqueueUsageErrors(t *testing.T) {
 	}
 }
 
-type stubCanceller struct{ rep run.CancelReply }
+type stubCanceller struct{ rep protocol.CancelReply }
 
-func (s stubCanceller) Cancel(_ context.Context, jobID string) (run.CancelReply, error) {
+func (s stubCanceller) Cancel(_ context.Context, jobID string) (protocol.CancelReply, error) {
 	r := s.rep
 	r.JobID = jobID
 	return r, nil
@@ -255,11 +256,11 @@ func TestCancelAsksTheDaemons(t *testing.T) {
 		t.Errorf("cancel without a daemon: exit %d, stderr %q", code, stderr)
 	}
 	tests := []struct {
-		rep  run.CancelReply
+		rep  protocol.CancelReply
 		code int
 	}{
-		{run.CancelReply{State: run.ClaimRunning, Message: "cancel requested; the job stops and is recorded as cancelled"}, exitOK},
-		{run.CancelReply{State: run.ClaimFinished, Message: "already finished (passed); nothing to cancel"}, exitFailed},
+		{protocol.CancelReply{State: protocol.ClaimRunning, Message: "cancel requested; the job stops and is recorded as cancelled"}, exitOK},
+		{protocol.CancelReply{State: protocol.ClaimFinished, Message: "already finished (passed); nothing to cancel"}, exitFailed},
 	}
 	for _, tc := range tests {
 		t.Run(string(tc.rep.State), func(t *testing.T) {
@@ -297,8 +298,8 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 		for _, ev := range []model.LifecycleEvent{model.RunStartedEvent(&rec)} {
 			b, _ := json.Marshal(ev)
 			h := nats.Header{}
-			h.Set(run.HeaderEvent, ev.Event)
-			_ = nc.PublishMsg(&nats.Msg{Subject: run.EventSubject(key, runID), Data: b, Header: h})
+			h.Set(protocol.HeaderEvent, ev.Event)
+			_ = nc.PublishMsg(&nats.Msg{Subject: protocol.EventSubject(key, runID), Data: b, Header: h})
 		}
 		b, _ := json.Marshal(rec)
 		_, _ = q.Results.Create(ctx, key, b)

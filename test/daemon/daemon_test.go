@@ -33,6 +33,8 @@ import (
 	"jerichoci/executor/incus"
 	"jerichoci/model"
 	"jerichoci/run"
+	rundaemon "jerichoci/run/daemon"
+	"jerichoci/run/protocol"
 )
 
 const project = "pika-managed-agents"
@@ -327,10 +329,10 @@ func newOrchestrator(t *testing.T, url string, opts ...nats.Option) *orchestrato
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	if o.results, err = js.KeyValue(ctx, run.BucketResults); err != nil {
+	if o.results, err = js.KeyValue(ctx, protocol.BucketResults); err != nil {
 		t.Fatal(err)
 	}
-	if o.jobs, err = js.KeyValue(ctx, run.BucketJobs); err != nil {
+	if o.jobs, err = js.KeyValue(ctx, protocol.BucketJobs); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -360,8 +362,8 @@ func (o *orchestrator) result(t *testing.T, key string) *model.RunRecord {
 	return kvGet[model.RunRecord](t, o.results, key)
 }
 
-func (o *orchestrator) claim(t *testing.T, key string) *run.Claim {
-	return kvGet[run.Claim](t, o.jobs, key)
+func (o *orchestrator) claim(t *testing.T, key string) *protocol.Claim {
+	return kvGet[protocol.Claim](t, o.jobs, key)
 }
 
 // kvGet reads and decodes key from kv; nil when the key is absent.
@@ -404,7 +406,7 @@ func (o *orchestrator) waitResults(t *testing.T, keys []string, bound time.Durat
 func (o *orchestrator) streamEmpty(t *testing.T) {
 	t.Helper()
 	waitFor(t, "the work stream to empty", 60*time.Second, func() bool {
-		s, err := o.js.Stream(t.Context(), run.StreamJobs)
+		s, err := o.js.Stream(t.Context(), protocol.StreamJobs)
 		if err != nil {
 			return false
 		}
@@ -416,7 +418,7 @@ func (o *orchestrator) streamEmpty(t *testing.T) {
 // diskRun is one run directory of a daemon.
 type diskRun struct {
 	daemon string
-	job    run.JobFile
+	job    protocol.JobFile
 	rec    model.RunRecord
 }
 
@@ -427,11 +429,11 @@ func diskRuns(t *testing.T, ds ...*daemon) map[string][]diskRun {
 	for _, d := range ds {
 		dirs, _ := filepath.Glob(filepath.Join(d.stateRoot, "runs", "*"))
 		for _, dir := range dirs {
-			b, err := os.ReadFile(filepath.Join(dir, run.JobFileName))
+			b, err := os.ReadFile(filepath.Join(dir, protocol.JobFileName))
 			if err != nil {
 				continue
 			}
-			var jf run.JobFile
+			var jf protocol.JobFile
 			if err := json.Unmarshal(b, &jf); err != nil {
 				t.Fatalf("%s: %v", dir, err)
 			}
@@ -508,7 +510,7 @@ func instancesOf(t *testing.T, cl *incus.Client, keys ...string) []incus.Instanc
 	var out []incus.Instance
 	for _, in := range all {
 		for _, k := range keys {
-			if strings.HasPrefix(in.Config[executor.ConfigOwner], run.OwnerPrefix+k+"/") {
+			if strings.HasPrefix(in.Config[executor.ConfigOwner], rundaemon.OwnerPrefix+k+"/") {
 				out = append(out, in)
 			}
 		}
@@ -527,7 +529,7 @@ func TestTwoDaemonsTwentyJobsOneFinalRecordEach(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		id := uuid.NewString()
 		keys = append(keys, id)
-		o.publish(t, run.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
+		o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	}
 	results := o.waitResults(t, keys, 8*time.Minute)
 	o.streamEmpty(t)
@@ -568,7 +570,7 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	b := startDaemon(t, url, "daemon-b", cat, 1)
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
+	o.publish(t, protocol.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
 	first := waitInstance(t, cl, id)
 	victim, survivor := a, b
 	if strings.HasPrefix(o.claim(t, id).Worker, "daemon-b") {
@@ -584,7 +586,7 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 		t.Fatalf("the result is the killed run %s", firstRun)
 	}
 	c := o.claim(t, id)
-	if c == nil || c.State != run.ClaimFinished {
+	if c == nil || c.State != protocol.ClaimFinished {
 		t.Errorf("claim = %+v, want finished", c)
 	}
 	runs := diskRuns(t, a, b)[id]
@@ -614,8 +616,8 @@ func TestPoisonMessagesAreTerminatedWithAFailedRecord(t *testing.T) {
 	a := startDaemon(t, url, "daemon-a", cat, 2)
 	o := newOrchestrator(t, url)
 	invalidID, unknownID := uuid.NewString(), uuid.NewString()
-	o.publish(t, run.JobSubject("whatever"), []byte(`{"schema_version": 1, "job_id": `), invalidID)
-	o.publish(t, run.JobSubject("nope"), []byte(`{"schema_version":1,"job_id":"`+unknownID+`","lane":"nope","source":{"kind":"host_path","path":"/tmp"}}`), unknownID)
+	o.publish(t, protocol.JobSubject("whatever"), []byte(`{"schema_version": 1, "job_id": `), invalidID)
+	o.publish(t, protocol.JobSubject("nope"), []byte(`{"schema_version":1,"job_id":"`+unknownID+`","lane":"nope","source":{"kind":"host_path","path":"/tmp"}}`), unknownID)
 	results := o.waitResults(t, []string{invalidID, unknownID}, 2*time.Minute)
 	tests := []struct {
 		key, message string
@@ -650,16 +652,16 @@ func TestSameJobIDTwiceRunsOnce(t *testing.T) {
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
 	spec := o.spec(id, "demo-pass")
-	if ack := o.publish(t, run.JobSubject("demo-pass"), spec, id); ack.Duplicate {
+	if ack := o.publish(t, protocol.JobSubject("demo-pass"), spec, id); ack.Duplicate {
 		t.Fatal("the first publish was a duplicate")
 	}
-	if ack := o.publish(t, run.JobSubject("demo-pass"), spec, id); !ack.Duplicate {
+	if ack := o.publish(t, protocol.JobSubject("demo-pass"), spec, id); !ack.Duplicate {
 		t.Error("the second publish with the same Nats-Msg-Id was not deduplicated")
 	}
 	// Past the dedup window (or from a publisher without the header) the
 	// copies reach the stream; the claim keeps them from running.
-	o.publish(t, run.JobSubject("demo-pass"), spec, "")
-	o.publish(t, run.JobSubject("demo-pass"), spec, "")
+	o.publish(t, protocol.JobSubject("demo-pass"), spec, "")
+	o.publish(t, protocol.JobSubject("demo-pass"), spec, "")
 	res := o.waitResults(t, []string{id}, 5*time.Minute)[id]
 	o.streamEmpty(t)
 	runs := diskRuns(t, a, b)[id]
@@ -684,7 +686,7 @@ func TestCancelRunningJob(t *testing.T) {
 	startDaemon(t, url, "daemon-a", cat, 1)
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
+	o.publish(t, protocol.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
 	inst := waitInstance(t, cl, id)
 	cmd := exec.Command(jciBin, "cancel", id, "--wait", "--timeout", "2m")
 	cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url)

@@ -27,7 +27,7 @@ import (
 
 	"jerichoci/executor/incus"
 	"jerichoci/model"
-	"jerichoci/run"
+	"jerichoci/run/protocol"
 )
 
 // requireBinaries skips (or fails in CI) when jerichoci or nats-server
@@ -166,15 +166,15 @@ func (o *orchestrator) uploadSource(t *testing.T, tarball []byte) sourceRef {
 	t.Helper()
 	sum := sha256.Sum256(tarball)
 	hexSum := hex.EncodeToString(sum[:])
-	obs, err := o.js.ObjectStore(t.Context(), run.BucketSources)
+	obs, err := o.js.ObjectStore(t.Context(), protocol.BucketSources)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := run.SourceObjectName(hexSum)
+	name := protocol.SourceObjectName(hexSum)
 	if _, err := obs.PutBytes(t.Context(), name, tarball); err != nil {
 		t.Fatalf("put %s (%d bytes): %v", name, len(tarball), err)
 	}
-	return sourceRef{Kind: "object_store", Bucket: run.BucketSources, Object: name, SHA256: hexSum}
+	return sourceRef{Kind: "object_store", Bucket: protocol.BucketSources, Object: name, SHA256: hexSum}
 }
 
 // specWith is a job spec with the given source (and extra fields).
@@ -187,7 +187,7 @@ func (o *orchestrator) runTarballs(t *testing.T, d *daemon, target string, tarba
 	for i, entries := range tarballs {
 		ids[i] = uuid.NewString()
 		src := o.uploadSource(t, makeTarball(t, entries...))
-		o.publish(t, run.JobSubject(target), specWith(t, ids[i], target, src, nil), ids[i])
+		o.publish(t, protocol.JobSubject(target), specWith(t, ids[i], target, src, nil), ids[i])
 	}
 	results := o.waitResults(t, ids, bound)
 	o.streamEmpty(t)
@@ -588,7 +588,7 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
 	rss := startRSSSampler(d.cmd.Process.Pid)
-	o.publish(t, run.JobSubject("print"), o.spec(id, "print"), id)
+	o.publish(t, protocol.JobSubject("print"), o.spec(id, "print"), id)
 	res := o.waitResults(t, []string{id}, bound)[id]
 	time.Sleep(2 * time.Second)
 	peak, samples, errs := rss.Stop()

@@ -32,7 +32,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"jerichoci/model"
-	"jerichoci/run"
+	"jerichoci/run/protocol"
 )
 
 // msgSourceRefused starts the message of a job whose source is refused.
@@ -208,7 +208,7 @@ func TestHostPathSourcesAreRefusedWithoutHostPathRoot(t *testing.T) {
 	d := startDaemon(t, url, "daemon-a", cat, 1, noHostPathRoot)
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
+	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	res := o.waitResults(t, []string{id}, 2*time.Minute)[id]
 	o.streamEmpty(t)
 	if res.Status != model.StatusFailed || !strings.Contains(deref(res.Message), "host_path sources are refused") {
@@ -226,7 +226,7 @@ func TestHostPathSnapshotIsNoMoreReadableThanItsSource(t *testing.T) {
 	o := newOrchestrator(t, url)
 	const src = "/etc"
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("snapshot-ok"), specWith(t, id, "snapshot-ok", hostPathSource(src), nil), id)
+	o.publish(t, protocol.JobSubject("snapshot-ok"), specWith(t, id, "snapshot-ok", hostPathSource(src), nil), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	o.streamEmpty(t)
 	checkPassed(t, id, res)
@@ -380,7 +380,7 @@ exit $hit`, port)
 	d, c := startEmbeddedDaemon(t, "daemon-e", cat, filepath.Join(parent, ".pikaci"), port)
 	o := newOrchestrator(t, c.URL, nats.UserInfo(c.User, c.Password))
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("probe-host"), o.spec(id, "probe-host"), id)
+	o.publish(t, protocol.JobSubject("probe-host"), o.spec(id, "probe-host"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	o.streamEmpty(t)
 	dir := jobDir(d.stateRoot, res.RunID, "job")
@@ -432,7 +432,7 @@ func TestOversizedRunRecordIsStoredWhole(t *testing.T) {
 		t.Fatalf("the spec does not decode: %v", err)
 	}
 	t.Logf("spec: %d bytes, %d changed files", len(data), len(files))
-	o.publish(t, run.JobSubject("demo-pass"), data, id)
+	o.publish(t, protocol.JobSubject("demo-pass"), data, id)
 	res := o.waitResults(t, []string{id}, 4*time.Minute)[id]
 	o.streamEmpty(t)
 	runs := diskRuns(t, d)[id]
@@ -440,7 +440,7 @@ func TestOversizedRunRecordIsStoredWhole(t *testing.T) {
 	checkOneFinal(t, id, res, runs)
 	checkPassed(t, id, res)
 	if n := kvHistory(t, o.results, id); n != 1 {
-		t.Errorf("%d values of %s in %s, want 1", n, id, run.BucketResults)
+		t.Errorf("%d values of %s in %s, want 1", n, id, protocol.BucketResults)
 	}
 	e, err := o.results.Get(t.Context(), id)
 	if err != nil {
@@ -510,14 +510,14 @@ func TestFullStateRootFailsTheJobAndKeepsTheDaemon(t *testing.T) {
 	d := startDaemon(t, url, "daemon-a", cat, 1, "--state-root", dir, "--max-deliver", "2", "--retry-delay", "200ms")
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
-	o.publish(t, run.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
+	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	if res.Status != model.StatusFailed || !strings.Contains(deref(res.Message), "no space left on device") {
 		t.Errorf("result %s %q, want failed with \"no space left on device\"", res.Status, deref(res.Message))
 	}
 	o.streamEmpty(t)
 	if n := kvHistory(t, o.results, id); n != 1 {
-		t.Errorf("%d values of %s in %s, want 1", n, id, run.BucketResults)
+		t.Errorf("%d values of %s in %s, want 1", n, id, protocol.BucketResults)
 	}
 	time.Sleep(time.Second)
 	select {
@@ -560,7 +560,7 @@ func TestCancelOfAnUnseenJobExpires(t *testing.T) {
 	if code != 0 {
 		t.Errorf("cancel of an unseen job exited %d, want 0:\n%s", code, out)
 	}
-	if c := o.claim(t, id); c == nil || c.State != run.ClaimCancelled {
+	if c := o.claim(t, id); c == nil || c.State != protocol.ClaimCancelled {
 		t.Errorf("claim after the cancel = %+v, want cancelled", c)
 	}
 	waitKeyGone(t, o.jobs, id, 30*time.Second)
@@ -581,7 +581,7 @@ func TestKeepRunsPrunesOldRunDirectories(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		id := uuid.NewString()
 		ids = append(ids, id)
-		o.publish(t, run.JobSubject("nope"), specWith(t, id, "nope", hostPathSource(o.src), nil), id)
+		o.publish(t, protocol.JobSubject("nope"), specWith(t, id, "nope", hostPathSource(o.src), nil), id)
 		o.waitResults(t, []string{id}, time.Minute)
 		time.Sleep(1100 * time.Millisecond)
 	}
@@ -633,7 +633,7 @@ func TestGzipBombStopsAtTheLimit(t *testing.T) {
 			}
 		}
 	}()
-	o.publish(t, run.JobSubject("demo-pass"), specWith(t, id, "demo-pass", src, nil), id)
+	o.publish(t, protocol.JobSubject("demo-pass"), specWith(t, id, "demo-pass", src, nil), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	close(stop)
 	<-sampled

@@ -1,7 +1,8 @@
-package run
+package daemon
 
 import (
 	"context"
+	"jerichoci/run/protocol"
 	"reflect"
 	"sort"
 	"sync"
@@ -32,10 +33,10 @@ func TestReapDeletesOnlyOrphans(t *testing.T) {
 	h := newHarness(t)
 	const live, stale, other, done, gone = "job-live", "job-stale", "job-other", "job-done", "job-gone"
 	now := time.Now()
-	h.jobs.put(t, live, Claim{JobID: live, State: ClaimRunning, RunID: "20260101T000000Z-00000001"}, now)
-	h.jobs.put(t, stale, Claim{JobID: stale, State: ClaimRunning, RunID: "20260101T000000Z-00000002"}, now.Add(-time.Hour))
-	h.jobs.put(t, other, Claim{JobID: other, State: ClaimRunning, RunID: "20260101T000000Z-00000099"}, now)
-	h.jobs.put(t, done, Claim{JobID: done, State: ClaimFinished, RunID: "20260101T000000Z-00000004"}, now)
+	h.jobs.put(t, live, protocol.Claim{JobID: live, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000001"}, now)
+	h.jobs.put(t, stale, protocol.Claim{JobID: stale, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000002"}, now.Add(-time.Hour))
+	h.jobs.put(t, other, protocol.Claim{JobID: other, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000099"}, now)
+	h.jobs.put(t, done, protocol.Claim{JobID: done, State: protocol.ClaimFinished, RunID: "20260101T000000Z-00000004"}, now)
 	inst := func(name, key, runID string) OwnedInstance {
 		return OwnedInstance{Name: name, RunID: runID, JobID: "hello", Owner: OwnerPrefix + key + "/d.1"}
 	}
@@ -63,7 +64,7 @@ func TestReapDeletesOnlyOrphans(t *testing.T) {
 func TestReapKeepsLocalRuns(t *testing.T) {
 	h := newHarness(t)
 	a := &attempt{d: h.d, key: "job-1"}
-	a.setClaim(&claimEntry{Claim: Claim{RunID: "20260101T000000Z-00000001"}})
+	a.setClaim(&claimEntry{Claim: protocol.Claim{RunID: "20260101T000000Z-00000001"}})
 	h.d.register(a)
 	fi := &fakeInstances{list: []OwnedInstance{{Name: "i-1", RunID: "20260101T000000Z-00000001", Owner: OwnerPrefix + "job-1/test.1"}}}
 	h.d.Instances = fi

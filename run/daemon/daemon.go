@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"jerichoci/run"
+	"jerichoci/run/protocol"
 	"jerichoci/targets"
 )
 
@@ -50,7 +52,7 @@ type DaemonConfig struct {
 	// resolve under (symlinks included); empty refuses host_path sources.
 	HostPathRoot string
 	// SourceLimits bound what an uploaded source may unpack to.
-	SourceLimits SourceLimits
+	SourceLimits run.SourceLimits
 	// SourceCacheMaxAge and SourceCacheMaxBytes prune the unpacked-source
 	// cache (least recently used first); 0 turns that bound off.
 	SourceCacheMaxAge   time.Duration
@@ -68,7 +70,7 @@ func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
 		Concurrency: 2, AckWait: 60 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second,
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
-		OpTimeout: 30 * time.Second, SourceLimits: DefaultSourceLimits(),
+		OpTimeout: 30 * time.Second, SourceLimits: run.DefaultSourceLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
 		PrecancelTTL: 10 * time.Minute,
 	}
@@ -77,7 +79,7 @@ func DefaultDaemonConfig() DaemonConfig {
 // Validate reports every problem at once.
 func (c DaemonConfig) Validate() error {
 	var errs []error
-	if !ValidJobKey(strings.ReplaceAll(c.ID, ".", "_")) {
+	if !protocol.ValidJobKey(strings.ReplaceAll(c.ID, ".", "_")) {
 		errs = append(errs, fmt.Errorf("daemon id %q: expected 1-128 letters, digits, '.', '_' or '-'", c.ID))
 	}
 	if c.Concurrency < 1 {
@@ -129,7 +131,7 @@ type Daemon struct {
 	Catalog *targets.Catalog
 	// NewExecutor returns the executor of one attempt; owner goes into the
 	// config of the instances it creates.
-	NewExecutor func(owner string) JobExecutor
+	NewExecutor func(owner string) run.JobExecutor
 	// Records keeps whole final records too large for a KV value; nil
 	// stores only the trimmed record.
 	Records RecordStore
@@ -141,7 +143,7 @@ type Daemon struct {
 	// Runner is the template of each attempt's runner: StateRoot, Env,
 	// MaxConcurrent, Snapshot, Now and NewUUID are used; Exec, Events,
 	// RunID, Log and JobOutput are set per attempt.
-	Runner Runner
+	Runner run.Runner
 	Log    *zap.Logger
 
 	killCtx  context.Context
@@ -335,3 +337,5 @@ func (d *Daemon) logger() *zap.Logger {
 	}
 	return zap.NewNop()
 }
+
+func strPtr(s string) *string { return &s }

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"bytes"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
 
 // RecordStore keeps whole final records that are too large for a value of
@@ -15,25 +16,9 @@ type RecordStore interface {
 	PutRecord(ctx context.Context, name string, data []byte) error
 }
 
-// RecordMarkerKey is the key that a trimmed record in the results bucket
-// (or in a run_finished event) carries next to the record's own fields.
-const RecordMarkerKey = "jerichoci_record"
-
-// RecordMarker says that a record was trimmed to fit and where the whole
-// one is. Bucket and Object are empty when it could not be stored.
-type RecordMarker struct {
-	Trimmed bool   `json:"trimmed"`
-	Bucket  string `json:"bucket,omitempty"`
-	Object  string `json:"object,omitempty"`
-	Bytes   int    `json:"bytes"` // the whole record's compact JSON
-}
-
-// RecordObjectName names a job's whole record in BucketRecords.
-func RecordObjectName(jobKey string) string { return jobKey + ".json" }
-
 // defaultRecordLimit keeps a value clear of both the bucket's value limit
 // and the default 1 MiB message limit, headers included.
-const defaultRecordLimit = MaxResultValue - 16<<10
+const defaultRecordLimit = protocol.MaxResultValue - 16<<10
 
 // compactRecord is the record as it is stored: compact JSON, no newline.
 func compactRecord(rec model.RunRecord) ([]byte, error) {
@@ -49,7 +34,7 @@ func compactRecord(rec model.RunRecord) ([]byte, error) {
 // Bytes set): changed_files and filters are cut from the end, then long
 // messages are shortened, then the job list goes. The status, the ids and
 // the times are always kept.
-func fitRecord(rec model.RunRecord, limit int, marker RecordMarker) ([]byte, bool, error) {
+func fitRecord(rec model.RunRecord, limit int, marker protocol.RecordMarker) ([]byte, bool, error) {
 	full, err := compactRecord(rec)
 	if err != nil {
 		return nil, false, err
@@ -84,7 +69,7 @@ func fitRecord(rec model.RunRecord, limit int, marker RecordMarker) ([]byte, boo
 			if err != nil {
 				return nil, false, err
 			}
-			if len(b)+len(mb)+len(RecordMarkerKey)+4 <= limit {
+			if len(b)+len(mb)+len(protocol.RecordMarkerKey)+4 <= limit {
 				return withMarker(b, mb), true, nil
 			}
 			if !step() {
@@ -117,16 +102,16 @@ func shorten(s **string) bool {
 
 // withMarker adds `"jerichoci_record": marker` as the object's last key.
 func withMarker(obj, marker []byte) []byte {
-	out := make([]byte, 0, len(obj)+len(marker)+len(RecordMarkerKey)+4)
+	out := make([]byte, 0, len(obj)+len(marker)+len(protocol.RecordMarkerKey)+4)
 	out = append(out, obj[:len(obj)-1]...)
-	out = append(out, `,"`+RecordMarkerKey+`":`...)
+	out = append(out, `,"`+protocol.RecordMarkerKey+`":`...)
 	out = append(out, marker...)
 	return append(out, '}')
 }
 
 // runFinishedPayload is the run_finished event of rec in at most limit
 // bytes: the record trimmed the same way when it is too large.
-func runFinishedPayload(rec model.RunRecord, limit int, marker RecordMarker) ([]byte, error) {
+func runFinishedPayload(rec model.RunRecord, limit int, marker protocol.RecordMarker) ([]byte, error) {
 	const head, tail = `{"event":"run_finished","run":`, `}`
 	b, _, err := fitRecord(rec, limit-len(head)-len(tail), marker)
 	if err != nil {

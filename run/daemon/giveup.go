@@ -1,8 +1,9 @@
-package run
+package daemon
 
 import (
 	"context"
 	"fmt"
+	"jerichoci/run/protocol"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,7 +29,7 @@ func (m *StoredMessage) Data() []byte         { return m.Body }
 func (m *StoredMessage) Headers() nats.Header { return m.Header }
 func (m *StoredMessage) Metadata() (*jetstream.MsgMetadata, error) {
 	return &jetstream.MsgMetadata{NumDelivered: m.Deliveries, Sequence: jetstream.SequencePair{Stream: m.Seq},
-		Stream: StreamJobs, Consumer: ConsumerWorkers}, nil
+		Stream: protocol.StreamJobs, Consumer: protocol.ConsumerWorkers}, nil
 }
 func (m *StoredMessage) DoubleAck(ctx context.Context) error { return m.Delete(ctx) }
 func (m *StoredMessage) TermWithReason(string) error {

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"bytes"
@@ -18,6 +18,8 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/model"
+	"jerichoci/run"
+	"jerichoci/run/protocol"
 )
 
 func TestDaemonSettlesEachOutcome(t *testing.T) {
@@ -54,14 +56,14 @@ func TestDaemonSettlesEachOutcome(t *testing.T) {
 			h.results.put(t, id.String(), model.RunRecord{RunID: "20260101T000000Z-00000000", Status: model.StatusPassed, Jobs: []model.JobRecord{}}, time.Now())
 		}, reply: "ack"},
 		{name: "cancelled before it started", setup: func(t *testing.T, h *harness, id uuid.UUID) {
-			h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimCancelled, CancelRequested: true}, time.Now())
+			h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimCancelled, CancelRequested: true}, time.Now())
 		}, reply: "ack", status: model.StatusFailed, message: "cancelled", final: true},
 		{name: "stale claim taken over", setup: func(t *testing.T, h *harness, id uuid.UUID) {
-			h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimRunning, RunID: "20260101T000000Z-deadbeef", Worker: "dead.1"},
+			h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-deadbeef", Worker: "dead.1"},
 				time.Now().Add(-time.Hour))
 		}, reply: "ack", status: model.StatusPassed, final: true, execCalls: 1},
 		{name: "released claim taken", setup: func(t *testing.T, h *harness, id uuid.UUID) {
-			h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimQueued, RunID: "20260101T000000Z-deadbeef"}, time.Now())
+			h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimQueued, RunID: "20260101T000000Z-deadbeef"}, time.Now())
 		}, reply: "ack", status: model.StatusPassed, final: true, execCalls: 1},
 		{name: "runtime override to host process", data: func(h *harness, id uuid.UUID) []byte {
 			return []byte(`{"schema_version":1,"job_id":"` + id.String() + `","target":"demo-pass","source":{"kind":"host_path","path":"/x"},"runtime":{"kind":"host_process"}}`)
@@ -112,7 +114,7 @@ func TestDaemonSettlesEachOutcome(t *testing.T) {
 			if !reflect.DeepEqual(disk, *res) {
 				t.Errorf("run.json differs from the stored result:\n disk %+v\n kv   %+v", disk, *res)
 			}
-			if c := h.jobs.claim(t, id.String()); c == nil || c.State != ClaimFinished || c.RunID != res.RunID || c.Status != res.Status {
+			if c := h.jobs.claim(t, id.String()); c == nil || c.State != protocol.ClaimFinished || c.RunID != res.RunID || c.Status != res.Status {
 				t.Errorf("claim = %+v, want finished with run %s", c, res.RunID)
 			}
 			evs := h.pub.events(id.String())
@@ -138,7 +140,7 @@ func TestDaemonInfraRetryReleasesTheClaim(t *testing.T) {
 	m := newMsg(data, 1, 1)
 	h.process(t, m)
 	c := h.jobs.claim(t, id.String())
-	if c == nil || c.State != ClaimQueued {
+	if c == nil || c.State != protocol.ClaimQueued {
 		t.Fatalf("claim after a retryable failure = %+v, want queued", c)
 	}
 	first := h.diskRecord(t, c.RunID)
@@ -168,13 +170,13 @@ func TestDaemonDuplicateOfInvalidIsTerminatedWithoutRecord(t *testing.T) {
 	if res := h.results.result(t, "seq-9"); res == nil {
 		t.Fatal("no failed record under seq-9")
 	}
-	runs, _ := ListRuns(h.d.Runner.StateRoot)
+	runs, _ := run.ListRuns(h.d.Runner.StateRoot)
 	m2 := newMsg([]byte("not json"), 2, 9)
 	h.process(t, m2)
 	if got := m2.got(); !hasPrefix(got, "term:invalid job spec") {
 		t.Fatalf("repeat replies = %q, want term", got)
 	}
-	if again, _ := ListRuns(h.d.Runner.StateRoot); len(again) != len(runs) {
+	if again, _ := run.ListRuns(h.d.Runner.StateRoot); len(again) != len(runs) {
 		t.Errorf("runs on disk = %d after the repeat, want %d", len(again), len(runs))
 	}
 }
@@ -186,7 +188,7 @@ func TestDaemonCancelRunningJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.State != ClaimRunning {
+	if rep.State != protocol.ClaimRunning {
 		t.Errorf("cancel reply state = %q, want running", rep.State)
 	}
 	<-done
@@ -194,12 +196,12 @@ func TestDaemonCancelRunningJob(t *testing.T) {
 		t.Fatalf("replies = %q, want ack", got)
 	}
 	res := h.results.result(t, id.String())
-	if res == nil || res.Status != model.StatusFailed || deref(res.Message) != MsgCancelled {
+	if res == nil || res.Status != model.StatusFailed || deref(res.Message) != run.MsgCancelled {
 		t.Fatalf("result = %+v, want failed with message cancelled", res)
 	}
 	// A second cancel changes nothing.
 	rep, err = h.d.Cancel(t.Context(), id.String())
-	if err != nil || rep.State != ClaimFinished {
+	if err != nil || rep.State != protocol.ClaimFinished {
 		t.Errorf("cancel after the end = %+v, %v; want state finished", rep, err)
 	}
 }
@@ -217,7 +219,7 @@ func TestDaemonCancelFoundInClaimByHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	if res := h.results.result(t, id.String()); res == nil || deref(res.Message) != MsgCancelled {
+	if res := h.results.result(t, id.String()); res == nil || deref(res.Message) != run.MsgCancelled {
 		t.Fatalf("result = %+v, want cancelled", res)
 	}
 	if m.progress == 0 {
@@ -236,7 +238,7 @@ func TestDaemonKillHandsTheJobBack(t *testing.T) {
 	if res := h.results.result(t, id.String()); res != nil {
 		t.Fatalf("a result was stored: %+v", res)
 	}
-	if c := h.jobs.claim(t, id.String()); c == nil || c.State != ClaimQueued {
+	if c := h.jobs.claim(t, id.String()); c == nil || c.State != protocol.ClaimQueued {
 		t.Errorf("claim = %+v, want queued", c)
 	}
 	if r := h.diskRecord(t, runID); r.Status != model.StatusFailed || !strings.HasPrefix(deref(r.Message), "interrupted") {
@@ -247,7 +249,7 @@ func TestDaemonKillHandsTheJobBack(t *testing.T) {
 func TestDaemonLostClaimNeitherAcksNorNaks(t *testing.T) {
 	h := newHarness(t)
 	id, m, done, _ := h.startBlocked(t)
-	h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimRunning, RunID: "20260101T000000Z-0000beef", Worker: "other.1"}, time.Now())
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000beef", Worker: "other.1"}, time.Now())
 	<-done
 	if got := m.got(); len(got) != 0 {
 		t.Fatalf("replies = %q, want none (the new holder settles)", got)
@@ -260,7 +262,7 @@ func TestDaemonLostClaimNeitherAcksNorNaks(t *testing.T) {
 func TestDaemonWaitsForALiveHolder(t *testing.T) {
 	h := newHarness(t)
 	id := uuid.New()
-	h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimRunning, RunID: "20260101T000000Z-0000beef", Worker: "other.1"}, time.Now())
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000beef", Worker: "other.1"}, time.Now())
 	m := newMsg(h.spec(t, id, "demo-pass"), 2, 1)
 	done := make(chan struct{})
 	go func() { defer close(done); h.process(t, m) }()
@@ -273,7 +275,7 @@ func TestDaemonWaitsForALiveHolder(t *testing.T) {
 		}
 	}
 	h.results.put(t, id.String(), model.RunRecord{RunID: "20260101T000000Z-0000beef", Status: model.StatusPassed, Jobs: []model.JobRecord{}}, time.Now())
-	h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimFinished, RunID: "20260101T000000Z-0000beef"}, time.Now())
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimFinished, RunID: "20260101T000000Z-0000beef"}, time.Now())
 	<-done
 	if got := m.got(); !hasPrefix(got, "ack") {
 		t.Fatalf("replies = %q, want ack as a duplicate", got)
@@ -289,15 +291,15 @@ func TestDaemonWaitsForALiveHolder(t *testing.T) {
 func TestDaemonObjectStoreSource(t *testing.T) {
 	h := newHarness(t)
 	var buf bytes.Buffer
-	if err := PackSource(t.Context(), h.src, &buf, nil); err != nil {
+	if err := run.PackSource(t.Context(), h.src, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	digest := hex.EncodeToString(sum[:])
-	h.store[BucketSources+"/"+SourceObjectName(digest)] = buf.Bytes()
+	h.store[protocol.BucketSources+"/"+protocol.SourceObjectName(digest)] = buf.Bytes()
 	spec := func(id uuid.UUID, digest string) []byte {
 		return []byte(fmt.Sprintf(`{"schema_version":1,"job_id":%q,"target":"demo-pass","source":{"kind":"object_store","bucket":%q,"object":%q,"sha256":%q}}`,
-			id, BucketSources, SourceObjectName(digest), digest))
+			id, protocol.BucketSources, protocol.SourceObjectName(digest), digest))
 	}
 	tests := []struct {
 		name, digest, reply string
@@ -308,7 +310,7 @@ func TestDaemonObjectStoreSource(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.digest != digest {
-				h.store[BucketSources+"/"+SourceObjectName(tc.digest)] = buf.Bytes()
+				h.store[protocol.BucketSources+"/"+protocol.SourceObjectName(tc.digest)] = buf.Bytes()
 			}
 			m := newMsg(spec(uuid.New(), tc.digest), 1, 1)
 			h.process(t, m)
@@ -327,7 +329,7 @@ func TestDaemonGiveUpRecordsAndDeletes(t *testing.T) {
 	h := newHarness(t)
 	id := uuid.New()
 	// The last delivery's worker died holding the claim long ago.
-	h.jobs.put(t, id.String(), Claim{JobID: id.String(), State: ClaimRunning, RunID: "20260101T000000Z-0000dead", Worker: "dead.1"},
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000dead", Worker: "dead.1"},
 		time.Now().Add(-time.Hour))
 	deleted := 0
 	h.d.GiveUp(&StoredMessage{Seq: 4, Deliveries: 3, Body: h.spec(t, id, "demo-pass"),
@@ -411,11 +413,11 @@ func TestCancelQueuedJob(t *testing.T) {
 	h := newHarness(t)
 	id := uuid.New().String()
 	tests := []struct {
-		state ClaimState
+		state protocol.ClaimState
 		msg   string
 	}{
-		{ClaimCancelled, "cancelled before it started"},
-		{ClaimCancelled, "cancel already requested"},
+		{protocol.ClaimCancelled, "cancelled before it started"},
+		{protocol.ClaimCancelled, "cancel already requested"},
 	}
 	for _, tc := range tests {
 		rep, err := h.d.Cancel(t.Context(), id)

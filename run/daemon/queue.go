@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"jerichoci/run/protocol"
 	"math"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -16,57 +16,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
-
-// NATS names of the daemon (docs/PROTOCOL.md documents each).
-const (
-	// StreamJobs holds the work queue: one message per requested run.
-	StreamJobs = "JERICHOCI_JOBS"
-	// SubjectJobsPrefix + "<lane or target>" is where job specs are published.
-	SubjectJobsPrefix = "jerichoci.jobs."
-	// ConsumerWorkers is the durable pull consumer every worker pulls from.
-	ConsumerWorkers = "jerichoci-workers"
-	// StreamEvents keeps the lifecycle events for late readers.
-	StreamEvents = "JERICHOCI_EVENTS"
-	// SubjectRunsPrefix + "<job_id>.<run_id>.events" carries one run's events.
-	SubjectRunsPrefix = "jerichoci.runs."
-	// SubjectCancelPrefix + "<job_id>" asks for a job to be cancelled.
-	SubjectCancelPrefix = "jerichoci.cancel."
-	// BucketJobs (KV) holds each job's claim: who runs it, in which run.
-	BucketJobs = "jerichoci-jobs"
-	// BucketResults (KV) holds each job's final run record.
-	BucketResults = "jerichoci-results"
-	// BucketSources (object store) holds source snapshots by content hash.
-	BucketSources = "jerichoci-sources"
-	// BucketRecords (object store) holds, as <job_id>.json, the whole final
-	// record of a job whose record is too large for a KV value.
-	BucketRecords = "jerichoci-records"
-
-	// HeaderJobID, HeaderRunID, HeaderEvent and HeaderFinal are set on
-	// every event message.
-	HeaderJobID = "Jerichoci-Job-Id"
-	HeaderRunID = "Jerichoci-Run-Id"
-	HeaderEvent = "Jerichoci-Event"
-	HeaderFinal = "Jerichoci-Final"
-)
-
-// EventSubject is the subject of one run's lifecycle events.
-func EventSubject(jobKey, runID string) string {
-	return SubjectRunsPrefix + jobKey + "." + runID + ".events"
-}
-
-// JobSubject is the work subject a spec for name is published on. A name
-// is letters, digits, '.', '_' and '-' (model.ParseJobSpec), so it is a
-// valid subject tail.
-func JobSubject(name string) string { return SubjectJobsPrefix + name }
-
-// SourceObjectName is the content-addressed name of a source tarball.
-func SourceObjectName(sha256hex string) string { return "sha256-" + sha256hex + ".tar.gz" }
-
-var jobKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
-// ValidJobKey reports whether s can key a job in the buckets and subjects:
-// 1–128 letters, digits, '_' or '-' (a UUID qualifies).
-func ValidJobKey(s string) bool { return jobKeyPattern.MatchString(s) }
 
 // Message is the part of a JetStream message a worker uses;
 // jetstream.Msg satisfies it.
@@ -190,59 +139,59 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	}
 	q := &Queue{nc: nc, js: js, cfg: cfg, sources: map[string]jetstream.ObjectStore{}}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamJobs, Description: "jerichoci work queue: one job spec per message",
-		Subjects: []string{SubjectJobsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
+		Name: protocol.StreamJobs, Description: "jerichoci work queue: one job spec per message",
+		Subjects: []string{protocol.SubjectJobsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		Duplicates: cfg.Duplicates,
 	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", StreamJobs, err)
+		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamJobs, err)
 	}
-	q.cons, err = js.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{
-		Durable: ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
+	q.cons, err = js.CreateOrUpdateConsumer(ctx, protocol.StreamJobs, jetstream.ConsumerConfig{
+		Durable: protocol.ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		MaxAckPending: cfg.MaxAckPending, FilterSubject: SubjectJobsPrefix + ">",
+		MaxAckPending: cfg.MaxAckPending, FilterSubject: protocol.SubjectJobsPrefix + ">",
 		// No prefetching, ever: a pull may ask for one message only.
 		MaxRequestBatch: 1,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create or update consumer %s on %s: %w", ConsumerWorkers, StreamJobs, err)
+		return nil, fmt.Errorf("create or update consumer %s on %s: %w", protocol.ConsumerWorkers, protocol.StreamJobs, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamEvents, Description: "jerichoci lifecycle events, kept for late readers",
-		Subjects: []string{SubjectRunsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+		Name: protocol.StreamEvents, Description: "jerichoci lifecycle events, kept for late readers",
+		Subjects: []string{protocol.SubjectRunsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
 	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", StreamEvents, err)
+		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamEvents, err)
 	}
 	// Claims and results expire after KeepResults; a claim may carry its
 	// own shorter TTL (a cancel for a job nobody has seen), hence the
 	// limit markers, which turn per-key TTLs on.
 	if q.Jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
+		Bucket: protocol.BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: cfg.KeepResults, LimitMarkerTTL: time.Minute,
 	}); err != nil {
-		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketJobs, err)
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketJobs, err)
 	}
 	if q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: MaxResultValue, TTL: cfg.KeepResults,
+		Bucket: protocol.BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
+		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: protocol.MaxResultValue, TTL: cfg.KeepResults,
 	}); err != nil {
-		return nil, fmt.Errorf("create or update key-value bucket %s: %w", BucketResults, err)
+		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketResults, err)
 	}
 	if q.records, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
+		Bucket: protocol.BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
 		TTL: cfg.KeepResults, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	}); err != nil {
-		return nil, fmt.Errorf("create or update object store %s: %w", BucketRecords, err)
+		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketRecords, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
+		Bucket: protocol.BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
 		TTL: cfg.SourcesTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("create or update object store %s: %w", BucketSources, err)
+		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketSources, err)
 	}
-	q.sources[BucketSources] = obj
+	q.sources[protocol.BucketSources] = obj
 	return q, nil
 }
 
@@ -260,13 +209,10 @@ func (q *Queue) Next(ctx context.Context) (Message, error) {
 		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
 			continue
 		default:
-			return nil, fmt.Errorf("pull from consumer %s: %w", ConsumerWorkers, err)
+			return nil, fmt.Errorf("pull from consumer %s: %w", protocol.ConsumerWorkers, err)
 		}
 	}
 }
-
-// MaxResultValue is the largest value of the results bucket.
-const MaxResultValue = 1 << 20
 
 // MaxPayload is the largest message the connected server takes.
 func (q *Queue) MaxPayload() int64 { return q.nc.MaxPayload() }
@@ -274,7 +220,7 @@ func (q *Queue) MaxPayload() int64 { return q.nc.MaxPayload() }
 // PutRecord stores a whole final record in the records object store.
 func (q *Queue) PutRecord(ctx context.Context, name string, data []byte) error {
 	if _, err := q.records.PutBytes(ctx, name, data); err != nil {
-		return fmt.Errorf("put %s in object store %s: %w", name, BucketRecords, err)
+		return fmt.Errorf("put %s in object store %s: %w", name, protocol.BucketRecords, err)
 	}
 	return nil
 }
@@ -347,20 +293,20 @@ func (q *Queue) Stat(ctx context.Context, bucket, object string) (ObjectInfo, er
 
 // Canceller is what the cancel subscription calls.
 type Canceller interface {
-	Cancel(ctx context.Context, jobID string) (CancelReply, error)
+	Cancel(ctx context.Context, jobID string) (protocol.CancelReply, error)
 }
 
 // SubscribeCancels answers cancel requests on jerichoci.cancel.<job_id>.
 // Every daemon subscribes (no queue group): the one running the job stops it
 // at once, and each marks the claim, which is idempotent.
 func (q *Queue) SubscribeCancels(c Canceller, timeout time.Duration) (*nats.Subscription, error) {
-	sub, err := q.nc.Subscribe(SubjectCancelPrefix+"*", func(m *nats.Msg) {
-		jobID := strings.TrimPrefix(m.Subject, SubjectCancelPrefix)
+	sub, err := q.nc.Subscribe(protocol.SubjectCancelPrefix+"*", func(m *nats.Msg) {
+		jobID := strings.TrimPrefix(m.Subject, protocol.SubjectCancelPrefix)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		rep, err := c.Cancel(ctx, jobID)
 		if err != nil {
-			rep = CancelReply{JobID: jobID, Error: err.Error()}
+			rep = protocol.CancelReply{JobID: jobID, Error: err.Error()}
 		}
 		if m.Reply != "" {
 			if b, err := encodeJSON(rep); err == nil {
@@ -372,7 +318,7 @@ func (q *Queue) SubscribeCancels(c Canceller, timeout time.Duration) (*nats.Subs
 		err = q.nc.Flush() // registered with the server before we say we listen
 	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s*: %w", SubjectCancelPrefix, err)
+		return nil, fmt.Errorf("subscribe %s*: %w", protocol.SubjectCancelPrefix, err)
 	}
 	return sub, nil
 }
@@ -389,7 +335,7 @@ type maxDeliveriesAdvisory struct {
 // giveUp, read back from the stream. The subscription is in a queue group,
 // so one daemon of the fleet takes each.
 func (q *Queue) SubscribeGiveUps(giveUp func(*StoredMessage), log *zap.Logger) (*nats.Subscription, error) {
-	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + "." + ConsumerWorkers
+	subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + protocol.StreamJobs + "." + protocol.ConsumerWorkers
 	sub, err := q.nc.QueueSubscribe(subject, "jerichoci-giveup", func(m *nats.Msg) {
 		var adv maxDeliveriesAdvisory
 		if err := json.Unmarshal(m.Data, &adv); err != nil || adv.StreamSeq == 0 {
@@ -399,7 +345,7 @@ func (q *Queue) SubscribeGiveUps(giveUp func(*StoredMessage), log *zap.Logger) (
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			stream, err := q.js.Stream(ctx, StreamJobs)
+			stream, err := q.js.Stream(ctx, protocol.StreamJobs)
 			if err != nil {
 				log.Warn("max deliveries: open stream", zap.Error(err))
 				return

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/model"
+	"jerichoci/run"
+	"jerichoci/run/protocol"
 	"jerichoci/targets"
 )
 
@@ -46,18 +48,6 @@ type result struct {
 	cause error
 	rec   *model.RunRecord // the attempt's record on disk, if one was written
 }
-
-// JobFile is runs/<run_id>/jerichoci-job.json: which job and delivery a
-// daemon run belongs to.
-type JobFile struct {
-	JobID     string `json:"job_id"`
-	Worker    string `json:"worker"`
-	Delivery  uint64 `json:"delivery"`
-	StreamSeq uint64 `json:"stream_seq"`
-}
-
-// JobFileName is the name of JobFile in a run directory.
-const JobFileName = "jerichoci-job.json"
 
 func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
 	a := &attempt{d: d, msg: msg, worker: worker, delivered: 1}
@@ -151,13 +141,13 @@ func (d *Daemon) resolve(spec model.JobSpec) (targets.Target, error) {
 // keyFromMessage names a message whose spec does not decode: its
 // Nats-Msg-Id, else a job_id it still has, else its stream sequence.
 func keyFromMessage(m Message, seq uint64) string {
-	if id := m.Headers().Get("Nats-Msg-Id"); ValidJobKey(id) {
+	if id := m.Headers().Get("Nats-Msg-Id"); protocol.ValidJobKey(id) {
 		return id
 	}
 	var loose struct {
 		JobID string `json:"job_id"`
 	}
-	if json.Unmarshal(m.Data(), &loose) == nil && ValidJobKey(loose.JobID) {
+	if json.Unmarshal(m.Data(), &loose) == nil && protocol.ValidJobKey(loose.JobID) {
 		return loose.JobID
 	}
 	return "seq-" + strconv.FormatUint(seq, 10)
@@ -180,19 +170,19 @@ func (a *attempt) acquire() (bool, result) {
 			return false, result{kind: outcomeInfra, cause: err}
 		}
 		now := d.now()
-		next := Claim{JobID: a.key, State: ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
+		next := protocol.Claim{JobID: a.key, State: protocol.ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
 			Worker: a.worker, Attempt: a.delivered, UpdatedAt: model.At(now)}
 		var got *claimEntry
 		ctx, cancel = d.opCtx()
 		switch {
 		case cur == nil:
 			got, err = createClaim(ctx, d.Jobs, next)
-		case cur.State == ClaimFinished:
+		case cur.State == protocol.ClaimFinished:
 			cancel()
 			a.log.Info("job already finished", zap.String("run_id", cur.RunID))
 			return false, result{kind: outcomeDuplicate}
-		case cur.State == ClaimQueued || cur.State == ClaimCancelled:
-			next.CancelRequested = cur.CancelRequested || cur.State == ClaimCancelled
+		case cur.State == protocol.ClaimQueued || cur.State == protocol.ClaimCancelled:
+			next.CancelRequested = cur.CancelRequested || cur.State == protocol.ClaimCancelled
 			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
 		default: // running
 			if d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter() {
@@ -296,7 +286,7 @@ func (a *attempt) refreshClaim() {
 		a.log.Warn("refresh claim", zap.Error(err))
 		return
 	}
-	if cur == nil || cur.State != ClaimRunning || cur.RunID != mine.RunID {
+	if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
 		a.log.Warn("lost the job's claim; stopping this run")
 		a.cancel(errLostClaim)
 		return
@@ -323,19 +313,19 @@ func (a *attempt) run() result {
 		switch {
 		case ctx.Err() != nil:
 			return a.cancelled(nil)
-		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, ErrSourceUnusable),
-			errors.Is(err, ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
+		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, run.ErrSourceUnusable),
+			errors.Is(err, run.ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
 			return result{kind: outcomeInvalid, cause: err}
 		}
 		return result{kind: outcomeInfra, cause: err}
 	}
 	defer release() // the cache may prune the source once the run is over
-	var git GitState
+	var git run.GitState
 	if a.spec.GitHead != "" {
 		h := a.spec.GitHead
 		git.Head = &h
 	}
-	plan := NewPlan(*a.target, srcRoot, git, a.spec.ChangedFiles)
+	plan := run.NewPlan(*a.target, srcRoot, git, a.spec.ChangedFiles)
 	applyRuntime(&plan, a.spec.Runtime)
 	runID := a.runID()
 	if err := a.writeJobFile(runID); err != nil {
@@ -374,7 +364,7 @@ func (a *attempt) cancelled(rec *model.RunRecord) result {
 }
 
 // applyRuntime lays the spec's Incus runtime over the plan's Incus jobs.
-func applyRuntime(p *Plan, rt *model.RuntimeConfig) {
+func applyRuntime(p *run.Plan, rt *model.RuntimeConfig) {
 	if rt == nil || rt.Kind != model.RuntimeIncus || rt.Incus == nil {
 		return
 	}
@@ -423,11 +413,11 @@ func (a *attempt) writeJobFile(runID string) error {
 	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
 		return fmt.Errorf("create run directory %s: %w", runID, err)
 	}
-	b, err := model.EncodeFile(JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
+	b, err := model.EncodeFile(protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(dir, JobFileName), b, 0o644)
+	return run.WriteFileAtomic(filepath.Join(dir, protocol.JobFileName), b, 0o644)
 }
 
 // settle classifies the outcome, makes the record durable, stores the
@@ -516,7 +506,7 @@ func (a *attempt) writeRecord(rec model.RunRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode run record %s: %w", rec.RunID, err)
 	}
-	return WriteFileAtomic(filepath.Join(a.d.Runner.StateRoot, "runs", rec.RunID, "run.json"), b, 0o644)
+	return run.WriteFileAtomic(filepath.Join(a.d.Runner.StateRoot, "runs", rec.RunID, "run.json"), b, 0o644)
 }
 
 // writeTerminal records a run that never started (CONTRACTS.md §3.6 shape:
@@ -583,7 +573,7 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 		if err != nil {
 			break
 		}
-		next := Claim{JobID: a.key, State: ClaimFinished, RunID: rec.RunID, Worker: a.worker, Attempt: a.delivered,
+		next := protocol.Claim{JobID: a.key, State: protocol.ClaimFinished, RunID: rec.RunID, Worker: a.worker, Attempt: a.delivered,
 			Status: rec.Status, UpdatedAt: model.At(d.now())}
 		if cur == nil {
 			_, err = createClaim(ctx, d.Jobs, next)
@@ -606,18 +596,18 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 // copy that points at it. false when the job already has a result.
 func (a *attempt) storeResult(ctx context.Context, rec model.RunRecord) (bool, error) {
 	d := a.d
-	marker := RecordMarker{}
+	marker := protocol.RecordMarker{}
 	full, err := compactRecord(rec)
 	if err != nil {
 		return false, err
 	}
 	if len(full) > d.recordLimit() && d.Records != nil {
-		name := RecordObjectName(a.key)
+		name := protocol.RecordObjectName(a.key)
 		if err := d.Records.PutRecord(ctx, name, full); err != nil {
 			// The trimmed record still says what happened.
 			a.log.Error("store the whole oversized record", zap.Int("bytes", len(full)), zap.Error(err))
 		} else {
-			marker.Bucket, marker.Object = BucketRecords, name
+			marker.Bucket, marker.Object = protocol.BucketRecords, name
 		}
 	}
 	value, trimmed, err := fitRecord(rec, d.recordLimit(), marker)
@@ -645,11 +635,11 @@ func (a *attempt) release() {
 			a.log.Warn("release claim", zap.Error(err))
 			return
 		}
-		if cur == nil || cur.State != ClaimRunning || cur.RunID != mine.RunID {
+		if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
 			return
 		}
 		next := cur.Claim
-		next.State, next.UpdatedAt = ClaimQueued, model.At(a.d.now())
+		next.State, next.UpdatedAt = protocol.ClaimQueued, model.At(a.d.now())
 		if _, err = updateClaim(ctx, a.d.Jobs, next, cur.rev); !errors.Is(err, errClaimConflict) {
 			if err != nil {
 				a.log.Warn("release claim", zap.Error(err))
@@ -662,7 +652,7 @@ func (a *attempt) release() {
 // infraWatch keeps the first infrastructure error of an attempt's jobs; an
 // error while the attempt is being cancelled is not one.
 type infraWatch struct {
-	JobExecutor
+	run.JobExecutor
 	mu    sync.Mutex
 	first error
 }

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"context"
@@ -9,26 +9,15 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
-
-// CancelReply answers a cancel request (docs/PROTOCOL.md).
-type CancelReply struct {
-	JobID string `json:"job_id"`
-	// State is the job's claim state after the request: cancelled (it had
-	// not started), running (it is being stopped), queued (it will be
-	// recorded as cancelled when next delivered) or finished (too late).
-	State   ClaimState `json:"state,omitempty"`
-	RunID   string     `json:"run_id,omitempty"`
-	Message string     `json:"message"`
-	Error   string     `json:"error,omitempty"`
-}
 
 // Cancel stops the job if this daemon runs it and marks the cancel request
 // in its claim, so that whoever runs or next takes it stops too. The job
 // ends with a failed record whose message is `cancelled`.
-func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) {
+func (d *Daemon) Cancel(ctx context.Context, jobID string) (protocol.CancelReply, error) {
 	if _, err := model.ParseJobID(jobID); err != nil {
-		return CancelReply{}, fmt.Errorf("cancel: %w", err)
+		return protocol.CancelReply{}, fmt.Errorf("cancel: %w", err)
 	}
 	d.init()
 	log := d.logger().With(zap.String("job_id", jobID))
@@ -39,22 +28,22 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) 
 	for i := 0; i < 20; i++ {
 		cur, err := getClaim(ctx, d.Jobs, jobID)
 		if err != nil {
-			return CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
+			return protocol.CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
 		}
-		rep := CancelReply{JobID: jobID}
+		rep := protocol.CancelReply{JobID: jobID}
 		switch {
 		case cur == nil:
 			// Nobody has seen the job: the claim expires after PrecancelTTL,
 			// so cancels of jobs that never come leave nothing behind.
-			_, err = createClaim(ctx, d.Jobs, Claim{JobID: jobID, State: ClaimCancelled, CancelRequested: true,
+			_, err = createClaim(ctx, d.Jobs, protocol.Claim{JobID: jobID, State: protocol.ClaimCancelled, CancelRequested: true,
 				UpdatedAt: model.At(d.now())}, jetstream.KeyTTL(d.Config.PrecancelTTL))
-			rep.State, rep.Message = ClaimCancelled, fmt.Sprintf(
+			rep.State, rep.Message = protocol.ClaimCancelled, fmt.Sprintf(
 				"cancelled before it started; the failed record is written when a worker takes the job (if it is published within %s)", d.Config.PrecancelTTL)
-		case cur.State == ClaimFinished:
-			return CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID,
+		case cur.State == protocol.ClaimFinished:
+			return protocol.CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID,
 				Message: fmt.Sprintf("already finished (%s); nothing to cancel", cur.Status)}, nil
 		case cur.CancelRequested:
-			return CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID, Message: "cancel already requested"}, nil
+			return protocol.CancelReply{JobID: jobID, State: cur.State, RunID: cur.RunID, Message: "cancel already requested"}, nil
 		default:
 			next := cur.Claim
 			next.CancelRequested = true
@@ -66,10 +55,10 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (CancelReply, error) 
 			continue
 		}
 		if err != nil {
-			return CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
+			return protocol.CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
 		}
 		log.Info("cancel recorded", zap.String("state", string(rep.State)))
 		return rep, nil
 	}
-	return CancelReply{}, fmt.Errorf("cancel %s: the claim changed concurrently too often", jobID)
+	return protocol.CancelReply{}, fmt.Errorf("cancel %s: the claim changed concurrently too often", jobID)
 }

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
 
 // eventSink publishes one attempt's lifecycle events on its run subject as
@@ -55,7 +56,7 @@ func (s *eventSink) publishFinished(ctx context.Context, rec model.RunRecord, fi
 	if limit <= 0 {
 		limit = defaultRecordLimit
 	}
-	b, err := runFinishedPayload(rec, limit, RecordMarker{})
+	b, err := runFinishedPayload(rec, limit, protocol.RecordMarker{})
 	if err != nil {
 		s.log.Error("encode lifecycle event", zap.String("event", model.EventRunFinished), zap.Error(err))
 		return
@@ -65,13 +66,13 @@ func (s *eventSink) publishFinished(ctx context.Context, rec model.RunRecord, fi
 
 func (s *eventSink) send(ctx context.Context, event, runID string, b []byte, final bool) {
 	h := nats.Header{}
-	h.Set(HeaderJobID, s.jobKey)
-	h.Set(HeaderRunID, runID)
-	h.Set(HeaderEvent, event)
+	h.Set(protocol.HeaderJobID, s.jobKey)
+	h.Set(protocol.HeaderRunID, runID)
+	h.Set(protocol.HeaderEvent, event)
 	if event == model.EventRunFinished {
-		h.Set(HeaderFinal, strconv.FormatBool(final))
+		h.Set(protocol.HeaderFinal, strconv.FormatBool(final))
 	}
-	if err := s.pub.Publish(context.WithoutCancel(ctx), EventSubject(s.jobKey, runID), b, h); err != nil {
+	if err := s.pub.Publish(context.WithoutCancel(ctx), protocol.EventSubject(s.jobKey, runID), b, h); err != nil {
 		// Events are a live view; the records are the truth.
 		s.log.Warn("publish lifecycle event", zap.String("event", event), zap.Error(err))
 	}

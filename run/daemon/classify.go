@@ -1,7 +1,8 @@
-package run
+package daemon
 
 import (
 	"fmt"
+	"jerichoci/run"
 	"time"
 )
 
@@ -67,9 +68,6 @@ type decision struct {
 	message string
 }
 
-// MsgCancelled is the run message of a cancelled job.
-const MsgCancelled = "cancelled"
-
 // classify is the one place that maps an outcome to the JetStream reply
 // and to the fate of the record:
 //
@@ -91,7 +89,7 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 	case outcomeInvalid:
 		return decision{action: actTerm, reason: errText(cause), final: true, message: errText(cause)}
 	case outcomeCancelled:
-		return decision{action: actAck, final: true, message: MsgCancelled}
+		return decision{action: actAck, final: true, message: run.MsgCancelled}
 	case outcomeDuplicate:
 		return decision{action: actAck}
 	case outcomeInvalidRepeat:

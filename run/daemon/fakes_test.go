@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"bytes"
@@ -21,6 +21,8 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/model"
+	"jerichoci/run"
+	"jerichoci/run/protocol"
 	"jerichoci/targets"
 )
 
@@ -96,7 +98,7 @@ func (m *memKV) put(t *testing.T, key string, v any, at time.Time) {
 	m.keys[key] = &memEntry{key: key, value: b, rev: m.rev, created: at}
 }
 
-func (m *memKV) claim(t *testing.T, key string) *Claim {
+func (m *memKV) claim(t *testing.T, key string) *protocol.Claim {
 	t.Helper()
 	c, err := getClaim(t.Context(), m, key)
 	if err != nil {
@@ -195,12 +197,12 @@ func (p *pubRecorder) events(jobKey string) []string {
 	defer p.mu.Unlock()
 	var out []string
 	for _, m := range p.msgs {
-		if m.Header.Get(HeaderJobID) != jobKey {
+		if m.Header.Get(protocol.HeaderJobID) != jobKey {
 			continue
 		}
-		e := m.Header.Get(HeaderEvent)
+		e := m.Header.Get(protocol.HeaderEvent)
 		if e == model.EventRunFinished {
-			e += ":final=" + m.Header.Get(HeaderFinal)
+			e += ":final=" + m.Header.Get(protocol.HeaderFinal)
 		}
 		out = append(out, e)
 	}
@@ -219,7 +221,7 @@ type scriptExec struct {
 	start  chan string // receives the run id when a job starts, if set
 }
 
-func (s *scriptExec) forOwner(owner string) JobExecutor {
+func (s *scriptExec) forOwner(owner string) run.JobExecutor {
 	s.mu.Lock()
 	s.owners = append(s.owners, owner)
 	s.mu.Unlock()
@@ -284,7 +286,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	cat, err := targets.LoadProject("../jerichoci.lanes.json")
+	cat, err := targets.LoadProject("../../jerichoci.lanes.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +301,7 @@ func newHarness(t *testing.T) *harness {
 	cfg.HostPathRoot = os.TempDir()
 	h.d = &Daemon{Config: cfg, Jobs: h.jobs, Results: h.results, Events: h.pub, Catalog: cat, Sources: h.store,
 		NewExecutor: h.exec.forOwner, Log: zaptest.NewLogger(t),
-		Runner: Runner{StateRoot: t.TempDir(), Env: func(string) (string, bool) { return "", false }}}
+		Runner: run.Runner{StateRoot: t.TempDir(), Env: func(string) (string, bool) { return "", false }}}
 	h.d.init()
 	return h
 }
@@ -324,7 +326,7 @@ func (h *harness) process(t *testing.T, m *fakeMsg) {
 // diskRecord reads runs/<id>/run.json.
 func (h *harness) diskRecord(t *testing.T, runID string) model.RunRecord {
 	t.Helper()
-	r, err := LoadRun(h.d.Runner.StateRoot, runID)
+	r, err := run.LoadRun(h.d.Runner.StateRoot, runID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,3 +350,5 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 var errBoom = errors.New("incus: create instance: 500 boom")
+
+func ptr[T any](v T) *T { return &v }

@@ -1,8 +1,10 @@
-package run
+package daemon
 
 import (
 	"context"
 	"errors"
+	"jerichoci/run"
+	"jerichoci/run/protocol"
 	"strings"
 	"time"
 
@@ -35,7 +37,7 @@ func jobKeyOfOwner(owner string) (string, bool) {
 		return "", false
 	}
 	key, _, ok := strings.Cut(rest, "/")
-	return key, ok && ValidJobKey(key)
+	return key, ok && protocol.ValidJobKey(key)
 }
 
 // Reap deletes the daemon-owned instances whose run is not running
@@ -65,7 +67,7 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if cur != nil && cur.State == ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
+		if cur != nil && cur.State == protocol.ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
 			continue // its worker is alive
 		}
 		log := d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
@@ -93,7 +95,7 @@ func (d *Daemon) collectRuns() {
 	if d.Config.KeepRuns <= 0 || d.Runner.StateRoot == "" {
 		return
 	}
-	removed, err := GCExcept(d.Runner.StateRoot, d.Config.KeepRuns, d.runsLocally)
+	removed, err := run.GCExcept(d.Runner.StateRoot, d.Config.KeepRuns, d.runsLocally)
 	if err != nil {
 		d.logger().Warn("collect old runs", zap.Error(err))
 	}

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"bytes"
@@ -11,42 +11,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
-
-// ClaimState is where a job stands in the jobs bucket.
-type ClaimState string
-
-// Claim states (docs/PROTOCOL.md).
-const (
-	// ClaimRunning: a worker runs the job (run_id, worker); it refreshes the
-	// claim every AckWait/3, so an old claim means a dead worker.
-	ClaimRunning ClaimState = "running"
-	// ClaimQueued: an attempt gave the job back to the queue (shutdown or
-	// an infrastructure error); the next delivery takes it.
-	ClaimQueued ClaimState = "queued"
-	// ClaimCancelled: cancelled before any worker took it; the worker that
-	// gets the message records it as cancelled without running it.
-	ClaimCancelled ClaimState = "cancelled"
-	// ClaimFinished: the final record is in the results bucket.
-	ClaimFinished ClaimState = "finished"
-)
-
-// Claim is the value of jerichoci-jobs.<job_id>: the fence that keeps a
-// redelivered or republished job from running twice.
-type Claim struct {
-	JobID           string          `json:"job_id"`
-	State           ClaimState      `json:"state"`
-	RunID           string          `json:"run_id"`           // the current (or last) attempt's run
-	Worker          string          `json:"worker"`           // the worker of that attempt
-	Attempt         uint64          `json:"attempt"`          // the delivery that started it
-	Status          model.RunStatus `json:"status,omitempty"` // finished: the final run status
-	CancelRequested bool            `json:"cancel_requested"`
-	UpdatedAt       model.Timestamp `json:"updated_at"`
-}
 
 // claimEntry is a claim with its revision, for compare-and-swap.
 type claimEntry struct {
-	Claim
+	protocol.Claim
 	rev     uint64
 	written time.Time // server time of the last write
 }
@@ -62,7 +32,7 @@ func getClaim(ctx context.Context, kv KV, jobID string) (*claimEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get claim %s: %w", jobID, err)
 	}
-	var c Claim
+	var c protocol.Claim
 	if err := json.Unmarshal(e.Value(), &c); err != nil {
 		return nil, fmt.Errorf("claim %s: %w", jobID, err)
 	}
@@ -71,7 +41,7 @@ func getClaim(ctx context.Context, kv KV, jobID string) (*claimEntry, error) {
 
 // createClaim writes a claim only if the job has none; errClaimConflict if
 // it has.
-func createClaim(ctx context.Context, kv KV, c Claim, opts ...jetstream.KVCreateOpt) (*claimEntry, error) {
+func createClaim(ctx context.Context, kv KV, c protocol.Claim, opts ...jetstream.KVCreateOpt) (*claimEntry, error) {
 	b, err := encodeJSON(c)
 	if err != nil {
 		return nil, err
@@ -88,7 +58,7 @@ func createClaim(ctx context.Context, kv KV, c Claim, opts ...jetstream.KVCreate
 
 // updateClaim replaces the claim at revision prev; errClaimConflict if it
 // moved on.
-func updateClaim(ctx context.Context, kv KV, c Claim, prev uint64) (*claimEntry, error) {
+func updateClaim(ctx context.Context, kv KV, c protocol.Claim, prev uint64) (*claimEntry, error) {
 	b, err := encodeJSON(c)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package run
+package daemon
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
 
 func bigRecord(files, msgBytes int) model.RunRecord {
@@ -23,7 +24,7 @@ func bigRecord(files, msgBytes int) model.RunRecord {
 }
 
 func TestFitRecord(t *testing.T) {
-	marker := RecordMarker{Bucket: BucketRecords, Object: "job.json"}
+	marker := protocol.RecordMarker{Bucket: protocol.BucketRecords, Object: "job.json"}
 	tests := []struct {
 		name        string
 		rec         model.RunRecord
@@ -72,12 +73,12 @@ func TestFitRecord(t *testing.T) {
 				t.Errorf("trimmed record %s %s, want %s %s", rec.RunID, rec.Status, tc.rec.RunID, tc.rec.Status)
 			}
 			var m struct {
-				Marker RecordMarker `json:"jerichoci_record"`
+				Marker protocol.RecordMarker `json:"jerichoci_record"`
 			}
 			if err := json.Unmarshal(got, &m); err != nil {
 				t.Fatal(err)
 			}
-			want := RecordMarker{Trimmed: true, Bucket: BucketRecords, Object: "job.json", Bytes: len(full)}
+			want := protocol.RecordMarker{Trimmed: true, Bucket: protocol.BucketRecords, Object: "job.json", Bytes: len(full)}
 			if m.Marker != want {
 				t.Errorf("marker %+v, want %+v", m.Marker, want)
 			}
@@ -88,7 +89,7 @@ func TestFitRecord(t *testing.T) {
 func TestRunFinishedPayloadDecodesAsTheEvent(t *testing.T) {
 	for _, files := range []int{2, 60000} {
 		rec := bigRecord(files, 10)
-		b, err := runFinishedPayload(rec, 128<<10, RecordMarker{})
+		b, err := runFinishedPayload(rec, 128<<10, protocol.RecordMarker{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,136 @@
+// Package protocol is the wire contract between jerichoci's daemon and its
+// clients (docs/PROTOCOL.md): subjects, the work stream and its consumer,
+// buckets, headers, the claim and cancel-reply payloads, source and record
+// object names, and a small typed client. It imports only model (and
+// nats.go for the client).
+package protocol
+
+import (
+	"jerichoci/model"
+	"regexp"
+)
+
+// NATS names of the daemon (docs/PROTOCOL.md documents each).
+const (
+	// StreamJobs holds the work queue: one message per requested run.
+	StreamJobs = "JERICHOCI_JOBS"
+	// SubjectJobsPrefix + "<lane or target>" is where job specs are published.
+	SubjectJobsPrefix = "jerichoci.jobs."
+	// ConsumerWorkers is the durable pull consumer every worker pulls from.
+	ConsumerWorkers = "jerichoci-workers"
+	// StreamEvents keeps the lifecycle events for late readers.
+	StreamEvents = "JERICHOCI_EVENTS"
+	// SubjectRunsPrefix + "<job_id>.<run_id>.events" carries one run's events.
+	SubjectRunsPrefix = "jerichoci.runs."
+	// SubjectCancelPrefix + "<job_id>" asks for a job to be cancelled.
+	SubjectCancelPrefix = "jerichoci.cancel."
+	// BucketJobs (KV) holds each job's claim: who runs it, in which run.
+	BucketJobs = "jerichoci-jobs"
+	// BucketResults (KV) holds each job's final run record.
+	BucketResults = "jerichoci-results"
+	// BucketSources (object store) holds source snapshots by content hash.
+	BucketSources = "jerichoci-sources"
+	// BucketRecords (object store) holds, as <job_id>.json, the whole final
+	// record of a job whose record is too large for a KV value.
+	BucketRecords = "jerichoci-records"
+
+	// HeaderJobID, HeaderRunID, HeaderEvent and HeaderFinal are set on
+	// every event message.
+	HeaderJobID = "Jerichoci-Job-Id"
+	HeaderRunID = "Jerichoci-Run-Id"
+	HeaderEvent = "Jerichoci-Event"
+	HeaderFinal = "Jerichoci-Final"
+)
+
+// EventSubject is the subject of one run's lifecycle events.
+func EventSubject(jobKey, runID string) string {
+	return SubjectRunsPrefix + jobKey + "." + runID + ".events"
+}
+
+// JobSubject is the work subject a spec for name is published on. A name
+// is letters, digits, '.', '_' and '-' (model.ParseJobSpec), so it is a
+// valid subject tail.
+func JobSubject(name string) string { return SubjectJobsPrefix + name }
+
+// SourceObjectName is the content-addressed name of a source tarball.
+func SourceObjectName(sha256hex string) string { return "sha256-" + sha256hex + ".tar.gz" }
+
+var jobKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidJobKey reports whether s can key a job in the buckets and subjects:
+// 1–128 letters, digits, '_' or '-' (a UUID qualifies).
+func ValidJobKey(s string) bool { return jobKeyPattern.MatchString(s) }
+
+// MaxResultValue is the largest value of the results bucket.
+const MaxResultValue = 1 << 20
+
+// ClaimState is where a job stands in the jobs bucket.
+type ClaimState string
+
+// Claim states (docs/PROTOCOL.md).
+const (
+	// ClaimRunning: a worker runs the job (run_id, worker); it refreshes the
+	// claim every AckWait/3, so an old claim means a dead worker.
+	ClaimRunning ClaimState = "running"
+	// ClaimQueued: an attempt gave the job back to the queue (shutdown or
+	// an infrastructure error); the next delivery takes it.
+	ClaimQueued ClaimState = "queued"
+	// ClaimCancelled: cancelled before any worker took it; the worker that
+	// gets the message records it as cancelled without running it.
+	ClaimCancelled ClaimState = "cancelled"
+	// ClaimFinished: the final record is in the results bucket.
+	ClaimFinished ClaimState = "finished"
+)
+
+// Claim is the value of jerichoci-jobs.<job_id>: the fence that keeps a
+// redelivered or republished job from running twice.
+type Claim struct {
+	JobID           string          `json:"job_id"`
+	State           ClaimState      `json:"state"`
+	RunID           string          `json:"run_id"`           // the current (or last) attempt's run
+	Worker          string          `json:"worker"`           // the worker of that attempt
+	Attempt         uint64          `json:"attempt"`          // the delivery that started it
+	Status          model.RunStatus `json:"status,omitempty"` // finished: the final run status
+	CancelRequested bool            `json:"cancel_requested"`
+	UpdatedAt       model.Timestamp `json:"updated_at"`
+}
+
+// CancelReply answers a cancel request (docs/PROTOCOL.md).
+type CancelReply struct {
+	JobID string `json:"job_id"`
+	// State is the job's claim state after the request: cancelled (it had
+	// not started), running (it is being stopped), queued (it will be
+	// recorded as cancelled when next delivered) or finished (too late).
+	State   ClaimState `json:"state,omitempty"`
+	RunID   string     `json:"run_id,omitempty"`
+	Message string     `json:"message"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// RecordMarkerKey is the key that a trimmed record in the results bucket
+// (or in a run_finished event) carries next to the record's own fields.
+const RecordMarkerKey = "jerichoci_record"
+
+// RecordMarker says that a record was trimmed to fit and where the whole
+// one is. Bucket and Object are empty when it could not be stored.
+type RecordMarker struct {
+	Trimmed bool   `json:"trimmed"`
+	Bucket  string `json:"bucket,omitempty"`
+	Object  string `json:"object,omitempty"`
+	Bytes   int    `json:"bytes"` // the whole record's compact JSON
+}
+
+// RecordObjectName names a job's whole record in BucketRecords.
+func RecordObjectName(jobKey string) string { return jobKey + ".json" }
+
+// JobFile is runs/<run_id>/jerichoci-job.json: which job and delivery a
+// daemon run belongs to.
+type JobFile struct {
+	JobID     string `json:"job_id"`
+	Worker    string `json:"worker"`
+	Delivery  uint64 `json:"delivery"`
+	StreamSeq uint64 `json:"stream_seq"`
+}
+
+// JobFileName is the name of JobFile in a run directory.
+const JobFileName = "jerichoci-job.json"
