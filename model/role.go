@@ -34,7 +34,6 @@ type roleInfo struct {
 	packageAttr      string
 	legacyAttr       string
 	legacyImageName  string
-	legacyScript     string
 	diskSizeMiB      int
 	shortDescription string
 }
@@ -45,7 +44,6 @@ var roles = map[IncusGuestRole]roleInfo{
 		packageAttr:      "managed-openclaw-incus-image",
 		legacyAttr:       "pika-agent-incus-dev-image",
 		legacyImageName:  "pika-agent-incus-dev",
-		legacyScript:     "scripts/incus-dev-image.sh",
 		diskSizeMiB:      8192,
 		shortDescription: "server-managed OpenClaw agent guest",
 	},
@@ -54,7 +52,6 @@ var roles = map[IncusGuestRole]roleInfo{
 		packageAttr:      "pikaci-runner-incus-image",
 		legacyAttr:       "pikaci-incus-dev-image",
 		legacyImageName:  "pikaci-incus-dev",
-		legacyScript:     "scripts/pikaci-incus-image.sh",
 		diskSizeMiB:      12288,
 		shortDescription: "CI runner guest",
 	},
@@ -77,9 +74,6 @@ func (r IncusGuestRole) LegacyImagePackageAttr() string { return roles[r].legacy
 
 // LegacyImageName is the image name the original used before guest roles.
 func (r IncusGuestRole) LegacyImageName() string { return roles[r].legacyImageName }
-
-// LegacyScript is the original's per-role image script.
-func (r IncusGuestRole) LegacyScript() string { return roles[r].legacyScript }
 
 // DiskSizeMiB is the disk size of the role's original VM image.
 func (r IncusGuestRole) DiskSizeMiB() int { return roles[r].diskSizeMiB }

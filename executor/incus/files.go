@@ -48,13 +48,9 @@ func modeString(m fs.FileMode) string {
 	return fmt.Sprintf("%04o", v)
 }
 
-func (c *Client) pushEntry(ctx context.Context, name, guestPath, typ string, body io.Reader, own FileOwner, appendTo bool) error {
+func (c *Client) pushEntry(ctx context.Context, name, guestPath, typ string, body io.Reader, own FileOwner) error {
 	if !path.IsAbs(guestPath) {
 		return fmt.Errorf("path %q is not absolute", guestPath)
-	}
-	write := "overwrite"
-	if appendTo {
-		write = "append"
 	}
 	h := http.Header{
 		// Without this content type the server answers 200 and writes an
@@ -64,7 +60,7 @@ func (c *Client) pushEntry(ctx context.Context, name, guestPath, typ string, bod
 		"X-Incus-Gid":   {strconv.Itoa(own.GID)},
 		"X-Incus-Mode":  {modeString(own.Mode)},
 		"X-Incus-Type":  {typ},
-		"X-Incus-Write": {write},
+		"X-Incus-Write": {"overwrite"},
 	}
 	if body == nil {
 		body = http.NoBody
@@ -76,16 +72,8 @@ func (c *Client) pushEntry(ctx context.Context, name, guestPath, typ string, bod
 // PushFile writes r to guestPath in the instance (running or stopped),
 // replacing an existing file. The parent directory must exist.
 func (c *Client) PushFile(ctx context.Context, name, guestPath string, r io.Reader, own FileOwner) error {
-	if err := c.pushEntry(ctx, name, guestPath, "file", r, own, false); err != nil {
+	if err := c.pushEntry(ctx, name, guestPath, "file", r, own); err != nil {
 		return fmt.Errorf("incus: push file %q to instance %q: %w", guestPath, name, err)
-	}
-	return nil
-}
-
-// AppendFile appends r to guestPath in the instance, creating it if needed.
-func (c *Client) AppendFile(ctx context.Context, name, guestPath string, r io.Reader, own FileOwner) error {
-	if err := c.pushEntry(ctx, name, guestPath, "file", r, own, true); err != nil {
-		return fmt.Errorf("incus: append to file %q in instance %q: %w", guestPath, name, err)
 	}
 	return nil
 }
@@ -93,7 +81,7 @@ func (c *Client) AppendFile(ctx context.Context, name, guestPath string, r io.Re
 // Mkdir creates a directory in the instance; an existing one is no error.
 // The parent must exist (see MkdirAll).
 func (c *Client) Mkdir(ctx context.Context, name, guestPath string, own FileOwner) error {
-	if err := c.pushEntry(ctx, name, guestPath, "directory", nil, own, false); err != nil {
+	if err := c.pushEntry(ctx, name, guestPath, "directory", nil, own); err != nil {
 		return fmt.Errorf("incus: create directory %q in instance %q: %w", guestPath, name, err)
 	}
 	return nil

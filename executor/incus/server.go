@@ -57,8 +57,3 @@ func (s *Server) InstanceTypes() []string {
 func (s *Server) Supports(instanceType string) bool {
 	return slices.Contains(s.InstanceTypes(), instanceType)
 }
-
-// HasExtension reports whether the server has an API extension.
-func (s *Server) HasExtension(name string) bool {
-	return slices.Contains(s.APIExtensions, name)
-}
