@@ -47,6 +47,49 @@ type SourceRef struct {
 	Path   string     `json:"path,omitempty"`   // host_path: absolute directory
 }
 
+// jobSpecJSON is the wire form of JobSpec: what ParseJobSpec reads.
+type jobSpecJSON struct {
+	SchemaVersion int          `json:"schema_version"`
+	JobID         string       `json:"job_id"`
+	Lane          string       `json:"lane,omitempty"`
+	Target        string       `json:"target,omitempty"`
+	Source        SourceRef    `json:"source"`
+	Runtime       *runtimeJSON `json:"runtime,omitempty"`
+	GitHead       string       `json:"git_head,omitempty"`
+	ChangedFiles  *[]string    `json:"changed_files,omitempty"`
+	Requester     string       `json:"requester,omitempty"`
+}
+
+type runtimeJSON struct {
+	Kind  RuntimeKind       `json:"kind"`
+	Incus *incusRuntimeJSON `json:"incus,omitempty"`
+}
+
+type incusRuntimeJSON struct {
+	GuestRole    string       `json:"guest_role,omitempty"` // not IncusGuestRole: its MarshalJSON refuses ""
+	InstanceType InstanceType `json:"instance_type,omitempty"`
+}
+
+// MarshalJSON writes the spec as ParseJobSpec reads it, without HTML
+// escaping. changed_files is written whenever it is non-nil: an empty list
+// (git saw no change) is not the same as no list (no change detection). An
+// unset guest role or instance type is left out; a bad value is written
+// as it is, for ParseJobSpec to name.
+func (s JobSpec) MarshalJSON() ([]byte, error) {
+	v := jobSpecJSON{SchemaVersion: s.SchemaVersion, JobID: s.JobID.String(), Lane: s.Lane, Target: s.Target,
+		Source: s.Source, GitHead: s.GitHead, Requester: s.Requester}
+	if s.ChangedFiles != nil {
+		v.ChangedFiles = &s.ChangedFiles
+	}
+	if s.Runtime != nil {
+		v.Runtime = &runtimeJSON{Kind: s.Runtime.Kind}
+		if in := s.Runtime.Incus; in != nil {
+			v.Runtime.Incus = &incusRuntimeJSON{GuestRole: string(in.GuestRole), InstanceType: in.InstanceType}
+		}
+	}
+	return marshalNoEscape(v)
+}
+
 // Name returns the lane title or target id the spec asks for.
 func (s JobSpec) Name() string {
 	if s.Lane != "" {

@@ -2,14 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
 	"jerichoci/model"
 	"jerichoci/run"
@@ -30,10 +23,7 @@ Either way its final record is failed with the message "cancelled". With
 otherwise, 2 on bad usage, when no daemon answers or on --timeout.`
 
 func runCancel(ctx context.Context, c *cli, args []string) int {
-	ncfg := defaultNATSConfig()
-	ncfg.fromEnv(c.env)
-	fs := c.flagSet("cancel", cancelUsage)
-	ncfg.flags(fs, false)
+	fs, ncfg := c.clientFlagSet("cancel", cancelUsage)
 	wait := fs.Bool("wait", false, "wait for the job's final record")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after `D`")
 	pos, code, done := c.parseArgs(fs, args)
@@ -47,10 +37,7 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	if _, err := model.ParseJobID(jobID); err != nil {
 		return c.usageErr(fs, "%v", err)
 	}
-	if err := ncfg.Validate(false); err != nil {
-		return c.fail(exitUsage, "invalid configuration:\n%v", err)
-	}
-	if err := ncfg.useStateCredentials(); err != nil {
+	if err := ncfg.clientReady(); err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
 	if *timeout <= 0 {
@@ -58,53 +45,35 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	nc, _, err := ncfg.connect(ncfg.clientURL(), "jerichoci cancel", zap.NewNop())
+	client, closeConn, err := ncfg.dialClient("jerichoci cancel")
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	defer nc.Close()
-	var w *runWatch
+	defer closeConn()
+	var w *protocol.Watch
 	if *wait {
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return c.fail(exitUsage, "jetstream: %v", err)
-		}
-		if w, err = watchRun(ctx, nc, js, jobID, c.stdout, false); err != nil {
+		// Follow before asking, so the final record is not missed.
+		if w, err = client.Watch(ctx, jobID); err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
-		defer w.stop()
+		defer w.Stop()
 	}
-	m, err := nc.RequestWithContext(ctx, protocol.SubjectCancelPrefix+jobID, nil)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return c.fail(exitUsage, "no daemon answers on %s%s: is jerichoci serve running?", protocol.SubjectCancelPrefix, jobID)
-	}
+	rep, err := client.Cancel(ctx, jobID)
 	if err != nil {
-		return c.fail(exitUsage, "cancel %s: %v", jobID, err)
+		return c.fail(exitUsage, "%v", err)
 	}
-	var rep protocol.CancelReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return c.fail(exitUsage, "cancel %s: unreadable reply %q", jobID, m.Data)
-	}
-	if rep.Error != "" {
-		return c.fail(exitUsage, "cancel %s: %s", jobID, rep.Error)
-	}
-	line := fmt.Sprintf("job %s: %s\n", jobID, rep.Message)
-	if w != nil {
-		w.printf("%s", line)
-	} else {
-		fmt.Fprint(c.stdout, line)
-	}
+	view := jobView{out: c.stdout}
+	view.note("job %s: %s\n", jobID, rep.Message)
 	if rep.State == protocol.ClaimFinished {
 		return exitFailed
 	}
 	if !*wait {
 		return exitOK
 	}
-	rec, err := w.result(ctx)
+	rec, err := view.await(ctx, w, 0)
 	if err != nil {
 		return c.fail(exitUsage, "waiting for job %s: %v", jobID, err)
 	}
-	w.final(rec)
 	if rec.Status == model.StatusFailed && rec.Message != nil && *rec.Message == run.MsgCancelled {
 		return exitOK
 	}
