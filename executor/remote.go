@@ -138,7 +138,7 @@ func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
 	}
 	j := &jobRun{x: x, job: job, name: model.InstanceName(job.RunID, job.ID),
 		exe: &model.RemoteLinuxVMExecutionRecord{Backend: model.BackendIncus, Phases: []model.PhaseRecord{}}}
-	j.log = x.logger().With(zap.String("run_id", job.RunID), zap.String("job_id", job.ID), zap.String("instance", j.name))
+	j.log = x.logger().With(zap.String("run_id", job.RunID), zap.String("job", job.ID), zap.String("instance", j.name))
 	res, err := j.execute(ctx)
 	if j.created {
 		cerr := j.cleanup(ctx)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -53,12 +52,12 @@ func (l *lockedFile) line(format string, a ...any) {
 }
 
 func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
-	dir := filepath.Join(st.dir, "jobs", pj.ID)
-	if err := os.MkdirAll(filepath.Join(dir, "artifacts"), 0o755); err != nil {
+	runID := st.rec.RunID
+	if err := st.store.CreateJob(runID, pj.ID); err != nil {
 		return nil, fmt.Errorf("plan job %s: %w", pj.ID, err)
 	}
-	hostLog := filepath.Join(dir, "host.log")
-	guestLog := filepath.Join(dir, "artifacts", "guest.log")
+	dir := st.store.JobDir(runID, pj.ID)
+	hostLog, guestLog := st.store.HostLogPath(runID, pj.ID), st.store.GuestLogPath(runID, pj.ID)
 	f, err := os.OpenFile(hostLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("plan job %s: %w", pj.ID, err)
@@ -86,8 +85,8 @@ func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
 		rec.Runtime = &k
 	}
 	lf := &lockedFile{f: f}
-	if st.r.JobOutput != nil {
-		lf.tee = st.r.JobOutput(pj.ID)
+	if st.opt.JobOutput != nil {
+		lf.tee = st.opt.JobOutput(pj.ID)
 	}
 	return &jobState{plan: pj, dir: dir, hostLog: lf, template: rec}, nil
 }
@@ -141,7 +140,7 @@ func (st *runState) stopAfterPrepare(jobs []*jobState, failedAt int, err error) 
 		js.hostLog.line("%s", *rec.Message)
 		js.hostLog.Close()
 		if werr := st.upsertJob(rec); werr != nil {
-			st.log.Error("write job record", zap.String("job_id", js.plan.ID), zap.Error(werr))
+			st.log.Error("write job record", zap.String("job", js.plan.ID), zap.Error(werr))
 		}
 	}
 	st.mu.Lock()
@@ -212,7 +211,7 @@ func (st *runState) schedule(ctx context.Context, jobs []*jobState, snapshot str
 		js.hostLog.line("%s", msg)
 		js.hostLog.Close()
 		if err := st.upsertJob(rec); err != nil {
-			st.log.Error("write job record", zap.String("job_id", js.plan.ID), zap.Error(err))
+			st.log.Error("write job record", zap.String("job", js.plan.ID), zap.Error(err))
 		}
 	}
 }
@@ -229,17 +228,17 @@ func isClosed(c chan struct{}) bool {
 // runJob executes one job and records it; it returns the final status.
 func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) model.RunStatus {
 	defer js.hostLog.Close()
-	log := st.log.With(zap.String("job_id", js.plan.ID))
+	log := st.log.With(zap.String("job", js.plan.ID))
 	rec := js.template
 	rec.Status, rec.StartedAt = model.StatusRunning, model.At(st.r.now())
 	rec.PreExecutionPrepareDurationMS = nonZero(js.prepMS)
 	if err := st.upsertJob(rec); err != nil {
 		log.Error("write job record", zap.Error(err))
 	}
-	st.r.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
+	st.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
 	log.Info("job started")
 
-	res, err := st.r.Exec.Execute(ctx, executor.Job{
+	res, err := st.opt.Exec.Execute(ctx, executor.Job{
 		RunID: st.rec.RunID, ID: js.plan.ID, Description: js.plan.Description, TimeoutSecs: js.plan.TimeoutSecs,
 		Command: js.plan.Command, Runtime: js.plan.Runtime, Writable: js.plan.Writable, Image: js.image,
 		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog,
@@ -267,7 +266,7 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 	if err := st.upsertJob(rec); err != nil {
 		log.Error("write job record", zap.Error(err))
 	}
-	st.r.emit(ctx, model.JobFinishedEvent(st.rec.RunID, rec))
+	st.emit(ctx, model.JobFinishedEvent(st.rec.RunID, rec))
 	return rec.Status
 }
 

@@ -63,11 +63,11 @@ type Plan struct {
 	Jobs    []PlannedJob
 }
 
-// Runner executes plans and persists their records under StateRoot.
+// Runner executes plans and persists their records under StateRoot,
+// through its Store. It holds what every run shares; what belongs to one
+// run comes in RunOptions.
 type Runner struct {
 	StateRoot string
-	Exec      JobExecutor
-	Events    EventSink // may be nil
 	Env       model.LookupEnv
 	// MaxConcurrent bounds parallel jobs when every job is staged
 	// (PIKACI_MAX_CONCURRENT_EXECUTES); otherwise jobs run one at a time.
@@ -76,37 +76,50 @@ type Runner struct {
 	Snapshot func(ctx context.Context, src, dst string) error
 	Now      func() time.Time
 	NewUUID  func() uuid.UUID
-	Log      *zap.Logger
+}
+
+// RunOptions are one run's executor, listeners and identity.
+type RunOptions struct {
+	Exec   JobExecutor
+	Events EventSink // may be nil
+	Log    *zap.Logger
 	// JobOutput, when set, also receives each job's host log as it is
 	// written (the CLI shows it live).
 	JobOutput func(jobID string) io.Writer
 	// RunID, when set, is used instead of a fresh id (the daemon fences runs by id).
 	RunID string
+	// Settle, when set, sees the final record before it is written and
+	// before its run_finished is emitted, and may change it: the daemon's
+	// classification decides there, so run.json is written once.
+	Settle func(rec *model.RunRecord)
 }
+
+// Store is the runner's view of its state root.
+func (r *Runner) Store() *Store { return NewStore(r.StateRoot) }
 
 // MsgCancelled is the run message of a cancelled run (the original's).
 const MsgCancelled = "cancelled"
 
 // runState is one run in progress; mu guards rec and the files.
 type runState struct {
-	r   *Runner
-	mu  sync.Mutex
-	rec model.RunRecord
-	dir string
-	log *zap.Logger
+	r     *Runner
+	opt   RunOptions
+	store *Store
+	mu    sync.Mutex
+	rec   model.RunRecord
+	log   *zap.Logger
 }
 
 // Run executes plan and returns its final record. A failed run is a record
 // with status failed, not an error; the error is for a record that could
 // not be persisted.
-func (r *Runner) Run(ctx context.Context, plan Plan) (model.RunRecord, error) {
+func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunRecord, error) {
 	now := r.now()
-	runID := r.RunID
+	runID := opt.RunID
 	if runID == "" {
 		runID = model.NewRunID(now, r.newUUID())
 	}
-	dir := filepath.Join(r.StateRoot, "runs", runID)
-	st := &runState{r: r, dir: dir, log: r.logger().With(zap.String("run_id", runID))}
+	st := &runState{r: r, opt: opt, store: r.Store(), log: opt.logger().With(zap.String("run_id", runID))}
 	st.rec = model.RunRecord{
 		RunID: runID, Status: model.StatusRunning, RerunOf: plan.RerunOf,
 		TargetID: strPtr(plan.TargetID), TargetDescription: strPtr(plan.TargetDescription),
@@ -117,8 +130,8 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (model.RunRecord, error) {
 	if plan.GitDirty {
 		st.rec.GitDirty = boolPtr(true) // the original writes null when clean, never false
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
-		return st.rec, fmt.Errorf("create run directory: %w", err)
+	if err := st.store.CreateRun(runID); err != nil {
+		return st.rec, err
 	}
 	if plan.FilterMiss {
 		st.rec.Status = model.StatusSkipped
@@ -131,7 +144,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan) (model.RunRecord, error) {
 		return st.rec, err
 	}
 	ev := model.RunStartedEvent(&st.rec)
-	r.emit(ctx, ev)
+	st.emit(ctx, ev)
 	st.log.Info("run started", zap.String("target", plan.TargetID), zap.Int("jobs", len(plan.Jobs)))
 
 	if err := st.execute(ctx, plan); err != nil {
@@ -157,7 +170,7 @@ func (st *runState) execute(ctx context.Context, plan Plan) error {
 	if len(plan.Jobs) == 0 {
 		return fmt.Errorf("target `%s` has no jobs", plan.TargetID)
 	}
-	snap := filepath.Join(st.dir, "snapshot")
+	snap := st.store.SnapshotDir(st.rec.RunID)
 	if st.r.Snapshot != nil {
 		if err := st.r.Snapshot(ctx, plan.SourceRoot, snap); err != nil {
 			return fmt.Errorf("snapshot source %s: %w", plan.SourceRoot, err)
@@ -208,10 +221,13 @@ func (st *runState) finish(ctx context.Context) (model.RunRecord, error) {
 		}
 	}
 	st.rec.FinishedAt = model.TimestampPtr(st.r.now())
+	if st.opt.Settle != nil {
+		st.opt.Settle(&st.rec)
+	}
 	err := st.writeRunLocked()
 	final := st.rec
 	st.mu.Unlock()
-	st.r.emit(ctx, model.RunFinishedEvent(final))
+	st.emit(ctx, model.RunFinishedEvent(final))
 	st.log.Info("run finished", zap.String("status", string(final.Status)))
 	return final, err
 }
@@ -222,13 +238,7 @@ func (st *runState) writeRun() error {
 	return st.writeRunLocked()
 }
 
-func (st *runState) writeRunLocked() error {
-	b, err := model.EncodeFile(st.rec)
-	if err != nil {
-		return fmt.Errorf("encode run record: %w", err)
-	}
-	return WriteFileAtomic(filepath.Join(st.dir, "run.json"), b, 0o644)
-}
+func (st *runState) writeRunLocked() error { return st.store.WriteRun(st.rec) }
 
 // upsertJob replaces the job by id in jobs[], else appends it, then writes
 // its status.json and run.json.
@@ -244,19 +254,12 @@ func (st *runState) upsertJob(j model.JobRecord) error {
 	if !replaced {
 		st.rec.Jobs = append(st.rec.Jobs, j)
 	}
-	b, err := model.EncodeFile(j)
-	if err != nil {
-		return fmt.Errorf("encode job record %s: %w", j.ID, err)
-	}
-	return errors.Join(
-		WriteFileAtomic(filepath.Join(st.dir, "jobs", j.ID, "status.json"), b, 0o644),
-		st.writeRunLocked(),
-	)
+	return errors.Join(st.store.WriteJob(st.rec.RunID, j), st.writeRunLocked())
 }
 
-func (r *Runner) emit(ctx context.Context, ev model.LifecycleEvent) {
-	if r.Events != nil {
-		r.Events.Emit(ctx, ev)
+func (st *runState) emit(ctx context.Context, ev model.LifecycleEvent) {
+	if st.opt.Events != nil {
+		st.opt.Events.Emit(ctx, ev)
 	}
 }
 
@@ -274,9 +277,9 @@ func (r *Runner) newUUID() uuid.UUID {
 	return uuid.New()
 }
 
-func (r *Runner) logger() *zap.Logger {
-	if r.Log != nil {
-		return r.Log
+func (o RunOptions) logger() *zap.Logger {
+	if o.Log != nil {
+		return o.Log
 	}
 	return zap.NewNop()
 }

@@ -82,13 +82,23 @@ func incusJob(id string) PlannedJob {
 		Runtime: model.IncusRuntimeFor(model.RolePikaciRunner), Placement: &p, Executor: model.ExecutorRemoteLinuxVM}
 }
 
-func newRunner(t *testing.T, ex JobExecutor, env map[string]string) (*Runner, *sink) {
+// testRunner is a Runner with the options of every run of a test.
+type testRunner struct {
+	*Runner
+	opt RunOptions
+}
+
+func (r testRunner) Run(ctx context.Context, p Plan) (model.RunRecord, error) {
+	return r.Runner.Run(ctx, p, r.opt)
+}
+
+func newRunner(t *testing.T, ex JobExecutor, env map[string]string) (testRunner, *sink) {
 	t.Helper()
 	s := &sink{}
 	clock := time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC)
 	var mu sync.Mutex
-	return &Runner{
-		StateRoot: t.TempDir(), Exec: ex, Events: s, MaxConcurrent: 2,
+	return testRunner{Runner: &Runner{
+		StateRoot: t.TempDir(), MaxConcurrent: 2,
 		Env: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 		Now: func() time.Time {
 			mu.Lock()
@@ -97,7 +107,7 @@ func newRunner(t *testing.T, ex JobExecutor, env map[string]string) (*Runner, *s
 			return clock
 		},
 		NewUUID: func() uuid.UUID { return uuid.MustParse("3f9c2a1b-0000-4000-8000-000000000000") },
-	}, s
+	}, opt: RunOptions{Exec: ex, Events: s}}, s
 }
 
 func plan(t *testing.T, jobs ...PlannedJob) Plan {

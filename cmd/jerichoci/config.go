@@ -117,6 +117,7 @@ func (c execConfig) logger() *zap.Logger {
 
 // incusClient connects to incusd in the configured project: the one place
 // the command line opens the concrete backend. Close the client when done.
+// A nil log logs nothing.
 func (c execConfig) incusClient(env func(string) (string, bool), log *zap.Logger) (*incus.Client, error) {
 	sock := c.Socket
 	if sock == "" {

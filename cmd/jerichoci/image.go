@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,17 +91,13 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
-		sock, err := incus.SocketPath(c.env)
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
-		}
-		cl, err := incus.NewUnix(sock, incus.WithProject(*project))
+		cl, err := execConfig{Project: *project}.incusClient(c.env, nil)
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
 		defer cl.Close()
 		desc := fmt.Sprintf("jerichoci %s runner image", role)
-		res, err := images.Import(ctx, incusStore{cl}, a, *alias, desc)
+		res, err := images.Import(ctx, incus.NewImageStore(cl), a, *alias, desc)
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
@@ -147,69 +142,3 @@ func describeImport(r images.ImportResult, alias, project string) string {
 	}
 	return s
 }
-
-// incusStore is images.Store on an Incus client.
-type incusStore struct{ c *incus.Client }
-
-func (s incusStore) AliasTarget(ctx context.Context, alias string) (string, error) {
-	a, err := s.c.GetImageAlias(ctx, alias)
-	if incus.IsNotFound(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	return a.Target, nil
-}
-
-func (s incusStore) HasImage(ctx context.Context, fingerprint string) (bool, error) {
-	_, err := s.c.GetImage(ctx, fingerprint)
-	if incus.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (s incusStore) Upload(ctx context.Context, a images.Artifact) (string, error) {
-	var files []io.Reader
-	for _, p := range a.Files() {
-		f, err := os.Open(p)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		files = append(files, f)
-	}
-	up := incus.ImageUpload{Unified: files[0], Filename: filepath.Base(a.Files()[0])}
-	if a.Rootfs != "" {
-		up.Rootfs, up.RootfsName, up.VM = files[1], filepath.Base(a.Rootfs), a.VM
-	}
-	return s.c.UploadImage(ctx, up)
-}
-
-func (s incusStore) CreateAlias(ctx context.Context, alias, fingerprint, description string) error {
-	return s.c.CreateImageAlias(ctx, alias, fingerprint, description)
-}
-
-func (s incusStore) MoveAlias(ctx context.Context, alias, fingerprint, description string) error {
-	return s.c.UpdateImageAlias(ctx, alias, fingerprint, description)
-}
-
-func (s incusStore) PruneImage(ctx context.Context, fingerprint string) (bool, error) {
-	img, err := s.c.GetImage(ctx, fingerprint)
-	if incus.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if len(img.Aliases) > 0 {
-		return false, nil
-	}
-	if err := s.c.DeleteImage(ctx, fingerprint); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-var _ images.Store = incusStore{}

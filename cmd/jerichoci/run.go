@@ -76,27 +76,27 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	} else {
 		defer cl.Close()
 		exec = &executor.RemoteLinuxVM{Backend: incus.NewBackend(cl), Config: cfg.executorConfig(), Log: log.Named("executor")}
-		reapLocalOrphans(ctx, c.stderr, cl, log)
+		incus.ReapLocalOrphans(ctx, cl, processAlive, c.stderr, log)
 	}
-	infra := &infraWatch{JobExecutor: exec}
+	infra := &run.InfraWatch{JobExecutor: exec}
 
 	plan := run.NewPlan(target, src, run.ReadGit(ctx, src), nil)
 	view := newLiveView(c.stdout, *output, plan)
 	runner := &run.Runner{
-		StateRoot: stateRoot, Exec: infra, Events: view, Env: c.env, MaxConcurrent: cfg.MaxConcurrent,
+		StateRoot: stateRoot, Env: c.env, MaxConcurrent: cfg.MaxConcurrent,
 		Snapshot: func(ctx context.Context, s, dst string) error { return run.CopySnapshot(ctx, s, dst, stateRoot) },
-		Log:      log.Named("run"),
 	}
+	opt := run.RunOptions{Exec: infra, Events: view, Log: log.Named("run")}
 	if *output == "text" {
-		runner.JobOutput = view.jobOutput
+		opt.JobOutput = view.jobOutput
 	}
-	rec, err := runner.Run(ctx, plan)
+	rec, err := runner.Run(ctx, plan, opt)
 	view.close()
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
 	if *output == "text" {
-		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), filepath.Join(stateRoot, "runs", rec.RunID, "run.json"))
+		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), runner.Store().RunPath(rec.RunID))
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -104,7 +104,7 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 		return exitInterrupted
 	case rec.Status != model.StatusFailed:
 		return exitOK
-	case infra.failed():
+	case infra.Failed():
 		if *output == "text" {
 			fmt.Fprintln(c.stderr, "jerichoci: the run failed on an infrastructure error (exit 2); see the job messages above")
 		}
@@ -119,29 +119,6 @@ type brokenExecutor struct{ err error }
 
 func (b brokenExecutor) Execute(context.Context, executor.Job) (executor.Result, error) {
 	return executor.Result{}, b.err
-}
-
-// infraWatch notes whether any job failed on infrastructure, for the exit code.
-type infraWatch struct {
-	run.JobExecutor
-	mu  sync.Mutex
-	bad bool
-}
-
-func (w *infraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
-	res, err := w.JobExecutor.Execute(ctx, job)
-	if err != nil {
-		w.mu.Lock()
-		w.bad = true
-		w.mu.Unlock()
-	}
-	return res, err
-}
-
-func (w *infraWatch) failed() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.bad
 }
 
 // summary renders the CI-page line: "2 passed 1 failed 1 skipped, ran 14s".

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"jerichoci/model"
@@ -195,7 +194,7 @@ func runRunsGC(c *cli, args []string) int {
 
 func notFoundRun(err error, root, id string) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no run %q under %s", id, filepath.Join(root, "runs"))
+		return fmt.Errorf("no run %q under %s", id, run.NewStore(root).RunsDir())
 	}
 	return err
 }

@@ -178,7 +178,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	}
 	stateRoot, err := filepath.Abs(cfg.exec.StateRoot)
 	if err == nil {
-		err = os.MkdirAll(filepath.Join(stateRoot, "runs"), 0o755)
+		err = os.MkdirAll(run.NewStore(stateRoot).RunsDir(), 0o755)
 	}
 	if err != nil {
 		return c.fail(exitUsage, "--state-root %q: %v", cfg.exec.StateRoot, err)
@@ -243,7 +243,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer cl.Close()
-	be, insts := incus.NewBackend(cl), incusInstances{cl}
+	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
@@ -304,29 +304,15 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	return exitOK
 }
 
-// incusInstances lets the orphan reaper list and delete instances over the
-// Incus REST client, in the configured project.
-type incusInstances struct{ c *incus.Client }
+// daemonInstances is the reaper's daemon.InstanceManager: the Incus
+// adapter (Delete as is), its list in the daemon's type of the same fields.
+type daemonInstances struct{ incus.Instances }
 
-// ListOwned returns the instances that carry all three jerichoci keys in
-// their own config; any other instance is never returned, so never touched.
-func (i incusInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance, error) {
-	all, err := i.c.ListInstances(ctx)
-	if err != nil {
-		return nil, err
-	}
+func (i daemonInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance, error) {
+	owned, err := i.Instances.ListOwned(ctx)
 	var out []daemon.OwnedInstance
-	for _, in := range all {
-		runID, ok1 := in.Config[executor.ConfigRunID]
-		jobID, ok2 := in.Config[executor.ConfigJobID]
-		owner, ok3 := in.Config[executor.ConfigOwner]
-		if ok1 && ok2 && ok3 && runID != "" && owner != "" {
-			out = append(out, daemon.OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner})
-		}
+	for _, in := range owned {
+		out = append(out, daemon.OwnedInstance(in))
 	}
-	return out, nil
-}
-
-func (i incusInstances) Delete(ctx context.Context, name string) error {
-	return i.c.DeleteInstance(ctx, name)
+	return out, err
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"jerichoci/executor"
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
@@ -47,6 +45,9 @@ type result struct {
 	kind  outcomeKind
 	cause error
 	rec   *model.RunRecord // the attempt's record on disk, if one was written
+	// settled is the message the Runner already wrote into rec, as
+	// classify decided it when the run ended (no second write for it).
+	settled string
 }
 
 func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
@@ -331,24 +332,43 @@ func (a *attempt) run() result {
 	if err := a.writeJobFile(runID); err != nil {
 		return result{kind: outcomeInfra, cause: err}
 	}
-	watch := &infraWatch{JobExecutor: d.NewExecutor(OwnerPrefix + a.key + "/" + a.worker)}
-	r := d.Runner
-	// The runner logs run_id and its own (catalog) job_id; the spec's job
-	// id goes in as spec_job_id.
-	r.RunID, r.Exec, r.Events, r.JobOutput = runID, watch, a.sink, nil
-	r.Log = a.base.Named("run").With(zap.String("spec_job_id", a.key))
+	watch := &run.InfraWatch{JobExecutor: d.NewExecutor(OwnerPrefix + a.key + "/" + a.worker)}
+	// outcome is how the run ended, known once its jobs are over.
+	outcome := func() result {
+		if ctx.Err() != nil {
+			return a.cancelled(nil)
+		}
+		if werr := watch.Err(); werr != nil {
+			return result{kind: outcomeInfra, cause: werr}
+		}
+		return result{kind: outcomeRan}
+	}
+	var (
+		res     result
+		settled bool
+	)
 	a.log.Info("run started", zap.String("target", plan.TargetID))
-	rec, err := r.Run(ctx, plan)
-	if ctx.Err() != nil {
-		return a.cancelled(&rec)
+	// Log fields: job_id is always the spec's job id, job the catalog job
+	// (the runner's). The final record carries classify's decision.
+	rec, err := d.Runner.Run(ctx, plan, run.RunOptions{
+		RunID: runID, Exec: watch, Events: a.sink,
+		Log: a.base.Named("run").With(zap.String("job_id", a.key)),
+		Settle: func(rec *model.RunRecord) {
+			res, settled = outcome(), true
+			if dec := classify(res.kind, res.cause, a.delivered, d.Config); dec.message != "" {
+				markFailed(rec, dec.message, a.d.now())
+				res.settled = dec.message
+			}
+		},
+	})
+	if !settled {
+		res = outcome() // the run ended before its record was settled
 	}
-	if err != nil {
-		return result{kind: outcomeInfra, cause: fmt.Errorf("run %s: %w", runID, err), rec: &rec}
+	if err != nil && ctx.Err() == nil {
+		res = result{kind: outcomeInfra, cause: fmt.Errorf("run %s: %w", runID, err), settled: res.settled}
 	}
-	if werr := watch.err(); werr != nil {
-		return result{kind: outcomeInfra, cause: werr, rec: &rec}
-	}
-	return result{kind: outcomeRan, rec: &rec}
+	res.rec = &rec
+	return res
 }
 
 // cancelled maps the job context's cause to the outcome.
@@ -409,15 +429,8 @@ func (a *attempt) sourceRoot(ctx context.Context) (string, func(), error) {
 }
 
 func (a *attempt) writeJobFile(runID string) error {
-	dir := filepath.Join(a.d.Runner.StateRoot, "runs", runID)
-	if err := os.MkdirAll(filepath.Join(dir, "jobs"), 0o755); err != nil {
-		return fmt.Errorf("create run directory %s: %w", runID, err)
-	}
-	b, err := model.EncodeFile(protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
-	if err != nil {
-		return err
-	}
-	return run.WriteFileAtomic(filepath.Join(dir, protocol.JobFileName), b, 0o644)
+	return a.d.Runner.Store().WriteRunFile(runID, protocol.JobFileName,
+		protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
 }
 
 // settle classifies the outcome, makes the record durable, stores the
@@ -436,7 +449,7 @@ func (a *attempt) settle(res result) {
 			log.Error("write the final record under the state root; storing it in the results bucket all the same", zap.Error(err))
 		}
 		rec = &r
-	} else if rec != nil && dec.message != "" {
+	} else if rec != nil && dec.message != "" && dec.message != res.settled {
 		a.amend(rec, dec.message, log)
 	}
 	final := false
@@ -490,23 +503,23 @@ func (a *attempt) settle(res result) {
 }
 
 // amend rewrites the attempt's run.json with a failed status and msg.
+// amend rewrites the attempt's run.json with a failed status and msg: for
+// decisions taken after the run's own record was written (the result
+// could not be stored, or another attempt took the job over).
 func (a *attempt) amend(rec *model.RunRecord, msg string, log *zap.Logger) {
-	rec.Status = model.StatusFailed
-	rec.Message = &msg
-	if rec.FinishedAt == nil {
-		rec.FinishedAt = model.TimestampPtr(a.d.now())
-	}
-	if err := a.writeRecord(*rec); err != nil {
+	markFailed(rec, msg, a.d.now())
+	if err := a.d.Runner.Store().WriteRun(*rec); err != nil {
 		log.Error("rewrite run record", zap.Error(err))
 	}
 }
 
-func (a *attempt) writeRecord(rec model.RunRecord) error {
-	b, err := model.EncodeFile(rec)
-	if err != nil {
-		return fmt.Errorf("encode run record %s: %w", rec.RunID, err)
+// markFailed makes rec a failed record with msg.
+func markFailed(rec *model.RunRecord, msg string, now time.Time) {
+	rec.Status = model.StatusFailed
+	rec.Message = &msg
+	if rec.FinishedAt == nil {
+		rec.FinishedAt = model.TimestampPtr(now)
 	}
-	return run.WriteFileAtomic(filepath.Join(a.d.Runner.StateRoot, "runs", rec.RunID, "run.json"), b, 0o644)
 }
 
 // writeTerminal records a run that never started (CONTRACTS.md §3.6 shape:
@@ -542,7 +555,7 @@ func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
 	if err := a.writeJobFile(runID); err != nil {
 		return rec, err
 	}
-	return rec, a.writeRecord(rec)
+	return rec, a.d.Runner.Store().WriteRun(rec)
 }
 
 // finalize stores rec as the job's result if this attempt still holds the
@@ -647,33 +660,6 @@ func (a *attempt) release() {
 			return
 		}
 	}
-}
-
-// infraWatch keeps the first infrastructure error of an attempt's jobs; an
-// error while the attempt is being cancelled is not one.
-type infraWatch struct {
-	run.JobExecutor
-	mu    sync.Mutex
-	first error
-}
-
-func (w *infraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
-	res, err := w.JobExecutor.Execute(ctx, job)
-	var xe *executor.Error
-	if err != nil && ctx.Err() == nil && errors.As(err, &xe) {
-		w.mu.Lock()
-		if w.first == nil {
-			w.first = fmt.Errorf("job %s: %w", job.ID, err)
-		}
-		w.mu.Unlock()
-	}
-	return res, err
-}
-
-func (w *infraWatch) err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.first
 }
 
 func truncate(s string, n int) string {

@@ -140,9 +140,8 @@ type Daemon struct {
 	RecordLimit int
 	// Instances lets the reaper find and delete orphans; nil turns it off.
 	Instances InstanceManager
-	// Runner is the template of each attempt's runner: StateRoot, Env,
-	// MaxConcurrent, Snapshot, Now and NewUUID are used; Exec, Events,
-	// RunID, Log and JobOutput are set per attempt.
+	// Runner runs each attempt's plan (with the attempt's RunOptions) and
+	// its Store writes every record of the attempt's run.
 	Runner run.Runner
 	Log    *zap.Logger
 

@@ -1,0 +1,54 @@
+package run
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"jerichoci/executor"
+)
+
+// InfraWatch is a JobExecutor that notes the infrastructure failures of the
+// jobs it runs (an error from Execute, see JobExecutor), so that the caller
+// can tell a failed run from a broken one once the run is over. It is safe
+// for jobs running at the same time.
+type InfraWatch struct {
+	JobExecutor
+	mu     sync.Mutex
+	failed bool
+	first  error
+}
+
+func (w *InfraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
+	res, err := w.JobExecutor.Execute(ctx, job)
+	if err == nil {
+		return res, nil
+	}
+	var xe *executor.Error
+	infra := ctx.Err() == nil && errors.As(err, &xe)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failed = true
+	if infra && w.first == nil {
+		w.first = fmt.Errorf("job %s: %w", job.ID, err)
+	}
+	return res, err
+}
+
+// Err returns the first executor.Error of a job, as "job ID: error". An
+// error returned while the job's context was cancelled is not one: the job
+// was stopped, the infrastructure did not fail. Nil when there is none.
+func (w *InfraWatch) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first
+}
+
+// Failed reports whether any job's Execute returned an error: of any kind,
+// cancelled or not. It is broader than Err, which it includes.
+func (w *InfraWatch) Failed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
