@@ -147,7 +147,7 @@ func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunR
 	st.emit(ctx, ev)
 	st.log.Info("run started", zap.String("target", plan.TargetID), zap.Int("jobs", len(plan.Jobs)))
 
-	if err := st.execute(ctx, plan); err != nil {
+	if err := st.stageAndRunJobs(ctx, plan); err != nil {
 		// Early failure: persisted as a failed run, returned as a record.
 		st.mu.Lock()
 		st.rec.Status = model.StatusFailed
@@ -158,7 +158,9 @@ func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunR
 	return st.finish(ctx)
 }
 
-func (st *runState) execute(ctx context.Context, plan Plan) error {
+// stageAndRunJobs snapshots the source, prepares the jobs and runs them;
+// an error is an early failure of the run (no job started).
+func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	if plan.SourceRoot == "" || !filepath.IsAbs(plan.SourceRoot) {
 		return fmt.Errorf("source root %q must be an absolute path", plan.SourceRoot)
 	}

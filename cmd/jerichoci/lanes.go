@@ -20,7 +20,7 @@ func init() {
 }
 
 func runLanes(_ context.Context, c *cli, args []string) int {
-	return c.runCatalogGroup("lanes", args, []catalogSub{
+	return c.runGroup("lanes", catalogHelp, args, []subcommand{
 		{"list", "list every lane: title, target id, trigger, job count, concurrency group", runLanesList},
 		{"select", "print the titles of the branch lanes a set of changed files selects", runLanesSelect},
 	})

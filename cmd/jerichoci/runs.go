@@ -19,13 +19,18 @@ func init() {
 }
 
 func runRuns(_ context.Context, c *cli, args []string) int {
-	return c.runCatalogGroup("runs", args, []catalogSub{
+	return c.runGroup("runs", runsHelp, args, []subcommand{
 		{"list", "list runs, newest first", runRunsList},
 		{"show", "show one run and its jobs", runRunsShow},
 		{"logs", "print a job's host log (or guest log)", runRunsLogs},
 		{"gc", "keep the newest runs, remove the rest", runRunsGC},
 	})
 }
+
+const runsHelp = `Runs are read from the state root: --state-root DIR, else $PIKACI_STATE_ROOT,
+else ./.pikaci. Each run is runs/<run_id>/ with run.json and, per job,
+jobs/<job>/{status.json,host.log,artifacts/guest.log}; records written by
+the original pikaci read the same.`
 
 // stateRootFlag registers --state-root with PIKACI_STATE_ROOT as default.
 func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {

@@ -83,3 +83,20 @@ func TestRunsGC(t *testing.T) {
 		t.Errorf("runs left: %v", entries)
 	}
 }
+
+func TestGroupHelpIsTheGroupsOwn(t *testing.T) {
+	tests := []struct {
+		group, want, notWant string
+	}{
+		{"runs", "Runs are read from the state root", "The catalog is"},
+		{"targets", "The catalog is the built-in one", "Runs are read"},
+		{"lanes", "The catalog is the built-in one", "Runs are read"},
+	}
+	for _, tc := range tests {
+		stdout, _, code := runCatalogCLI(t, nil, tc.group, "--help")
+		if code != exitOK || !strings.Contains(stdout, "usage: jerichoci "+tc.group+" COMMAND") ||
+			!strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.notWant) {
+			t.Errorf("jerichoci %s --help: exit %d\n%s\nwant %q and not %q", tc.group, code, stdout, tc.want, tc.notWant)
+		}
+	}
+}

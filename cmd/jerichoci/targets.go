@@ -24,20 +24,21 @@ func init() {
 	register("targets", command{summary: "list the catalog's targets or show one", run: runTargets})
 }
 
-// catalogSub is a subcommand of `targets` or `lanes`.
-type catalogSub struct {
+// subcommand is a subcommand of a group such as `targets`, `lanes` or `runs`.
+type subcommand struct {
 	name, summary string
 	run           func(c *cli, args []string) int
 }
 
-// runCatalogGroup dispatches `jerichoci GROUP SUB [ARGS]`.
-func (c *cli) runCatalogGroup(group string, args []string, subs []catalogSub) int {
+// runGroup dispatches `jerichoci GROUP SUB [ARGS]`; note ends the group's
+// help.
+func (c *cli) runGroup(group, note string, args []string, subs []subcommand) int {
 	usage := func(w io.Writer) {
 		fmt.Fprintf(w, "usage: jerichoci %s COMMAND [FLAGS] [ARGS]\n\ncommands:\n", group)
 		for _, s := range subs {
 			fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
 		}
-		fmt.Fprintf(w, "\nrun 'jerichoci %s COMMAND --help' for a command's flags.\n\n%s\n", group, catalogHelp)
+		fmt.Fprintf(w, "\nrun 'jerichoci %s COMMAND --help' for a command's flags.\n\n%s\n", group, note)
 	}
 	if len(args) == 0 {
 		fmt.Fprintf(c.stderr, "jerichoci %s: missing command\n", group)
@@ -109,7 +110,7 @@ func (f *catalogFlags) register(fs *flag.FlagSet) {
 }
 
 func runTargets(_ context.Context, c *cli, args []string) int {
-	return c.runCatalogGroup("targets", args, []catalogSub{
+	return c.runGroup("targets", catalogHelp, args, []subcommand{
 		{"list", "list every target: id, job count, description", runTargetsList},
 		{"show", "show one target (by id or lane title) and its jobs", runTargetsShow},
 	})

@@ -59,7 +59,7 @@ func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
 	defer a.cancel(nil)
 	a.base = log.With(zap.Uint64("stream_seq", a.seq), zap.Uint64("delivery", a.delivered))
 	a.log = a.base
-	res, stopHeartbeat := a.execute()
+	res, stopHeartbeat := a.take()
 	stopHeartbeat()
 	a.settle(res)
 	switch res.kind {
@@ -70,9 +70,9 @@ func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
 	}
 }
 
-// execute runs the delivery up to its outcome. The returned func stops the
-// heartbeat, which runs while the claim is held.
-func (a *attempt) execute() (result, func()) {
+// take handles the delivery up to its outcome: decode, fence, run. The
+// returned func stops the heartbeat, which runs while the claim is held.
+func (a *attempt) take() (result, func()) {
 	d := a.d
 	noop := func() {}
 	spec, invalid := model.ParseJobSpec(a.msg.Data())
@@ -118,7 +118,7 @@ func (a *attempt) execute() (result, func()) {
 	if a.giveUp {
 		return result{kind: outcomeExhausted}, stop
 	}
-	return a.run(), stop
+	return a.runPlan(), stop
 }
 
 // resolve finds the spec's lane or target and checks its runtime override.
@@ -305,8 +305,8 @@ func (a *attempt) refreshClaim() {
 	}
 }
 
-// run fetches the source and runs the plan with the Runner.
-func (a *attempt) run() result {
+// runPlan fetches the source and runs the plan with the Runner.
+func (a *attempt) runPlan() result {
 	d := a.d
 	ctx := a.jobCtx
 	srcRoot, release, err := a.sourceRoot(ctx)

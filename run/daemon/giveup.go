@@ -53,7 +53,7 @@ func (d *Daemon) GiveUp(m *StoredMessage) {
 	defer a.cancel(nil)
 	a.base = log.With(zap.Uint64("stream_seq", a.seq), zap.Uint64("delivery", a.delivered))
 	a.log = a.base
-	res, stop := a.execute()
+	res, stop := a.take()
 	stop()
 	a.settle(res)
 }
