@@ -46,20 +46,14 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	output := fs.String("output", "text", "with --wait, `FORMAT` of standard output: text (status lines) or jsonl (the lifecycle events, ending with the final run_finished)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after `D` (0: no limit)")
 	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or ./jerichoci.lanes.json)")
-	pos, code, done := c.parseArgs(fs, args)
+	name, code, done := c.parseLaneArgs(fs, args, output)
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		return c.usageErr(fs, "expected exactly one LANE or TARGET, got %d arguments", len(pos))
-	}
-	if *output != "text" && *output != "jsonl" {
-		return c.usageErr(fs, "--output: expected text or jsonl, got %q", *output)
 	}
 	if err := ncfg.clientReady(); err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	spec := model.JobSpec{SchemaVersion: model.JobSpecVersion, JobID: uuid.New(), Target: pos[0], Requester: requester()}
+	spec := model.JobSpec{SchemaVersion: model.JobSpecVersion, JobID: uuid.New(), Target: name, Requester: requester()}
 	var err error
 	if *jobID != "" {
 		if spec.JobID, err = uuid.Parse(*jobID); err != nil || len(*jobID) != 36 {

@@ -124,6 +124,21 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, done bool) {
 
 // parseArgs parses flags that may come before or after positional
 // arguments ("show ID --json"); everything after "--" is positional.
+// parseLaneArgs parses the one LANE|TARGET argument of run and enqueue and
+// checks their --output flag (text or jsonl).
+func (c *cli) parseLaneArgs(fs *flag.FlagSet, args []string, output *string) (name string, code int, done bool) {
+	pos, code, done := c.parseArgs(fs, args)
+	switch {
+	case done:
+		return "", code, true
+	case len(pos) != 1:
+		return "", c.usageErr(fs, "expected exactly one LANE or TARGET, got %d arguments", len(pos)), true
+	case *output != "text" && *output != "jsonl":
+		return "", c.usageErr(fs, "--output: expected text or jsonl, got %q", *output), true
+	}
+	return pos[0], 0, false
+}
+
 func (c *cli) parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
 	for {
 		if code, done := c.parse(fs, args); done {

@@ -36,15 +36,9 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	source := fs.String("source", ".", "source tree `DIR` to snapshot into the guest")
 	output := fs.String("output", "text", "`FORMAT` of standard output: text (live status and job output) or jsonl (lifecycle events)")
 	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
-	pos, code, done := c.parseArgs(fs, args)
+	name, code, done := c.parseLaneArgs(fs, args, output)
 	if done {
 		return code
-	}
-	if len(pos) != 1 {
-		return c.usageErr(fs, "expected exactly one LANE or TARGET, got %d arguments", len(pos))
-	}
-	if *output != "text" && *output != "jsonl" {
-		return c.usageErr(fs, "--output: expected text or jsonl, got %q", *output)
 	}
 	if err := cfg.Validate(); err != nil {
 		return c.fail(exitUsage, "invalid configuration:\n%v", err)
@@ -53,7 +47,7 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	target, err := cat.Resolve(pos[0])
+	target, err := cat.Resolve(name)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
