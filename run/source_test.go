@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -87,11 +85,6 @@ func TestUnpackSourceRefusesEscapes(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sha256hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 func TestPackSourceOnly(t *testing.T) {
