@@ -30,9 +30,12 @@ const (
 
 // Instance config keys jerichoci sets, so its instances can be found.
 const (
-	ConfigRunID     = "user.jerichoci.run_id"
-	ConfigJobID     = "user.jerichoci.job_id"
-	ConfigOwner     = "user.jerichoci.owner"
+	ConfigRunID = "user.jerichoci.run_id"
+	ConfigJobID = "user.jerichoci.job_id"
+	ConfigOwner = "user.jerichoci.owner"
+	// ConfigFleet names the fleet of daemons whose instance it is; only
+	// that fleet's reapers may touch it.
+	ConfigFleet     = "user.jerichoci.fleet"
 	ConfigGuestRole = "user.pika.guest_role"
 )
 
@@ -43,6 +46,7 @@ type Config struct {
 	Host         string // the Incus host named in messages ("localhost")
 	RunnerPath   string // the guest runner
 	Owner        string // the worker that owns the instances
+	Fleet        string // the daemon fleet, "" for jerichoci run
 	InstanceType model.InstanceType
 	// ReadyTimeout bounds the wait for the guest to accept exec.
 	ReadyTimeout time.Duration
@@ -305,6 +309,9 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 			ConfigRunID:         job.RunID, ConfigJobID: job.ID, ConfigOwner: cfg.Owner,
 		},
 		RootDiskSize: cfg.RootDiskSize, RootDisk: root,
+	}
+	if cfg.Fleet != "" {
+		spec.Config[ConfigFleet] = cfg.Fleet
 	}
 	if job.Image.Recorded != nil {
 		spec.Config[ConfigGuestRole] = string(*job.Image.Recorded)

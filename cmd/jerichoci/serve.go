@@ -96,6 +96,10 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 			*dst = n
 		}
 	}
+	if v, ok := env("JERICHOCI_FLEET"); ok && v != "" {
+		c.queue.Fleet = v
+	}
+	durVar("JERICHOCI_HEARTBEAT", &c.daemon.Heartbeat)
 	if v, ok := env("JERICHOCI_HOST_PATH_ROOT"); ok {
 		c.daemon.HostPathRoot = v
 	}
@@ -126,6 +130,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.RetryDelay, "retry-delay", c.daemon.RetryDelay, "delay before an infrastructure failure is retried, doubled per delivery (env JERICHOCI_RETRY_DELAY)")
 	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
+	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
+	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
 	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
 	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
@@ -245,12 +251,13 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	defer cl.Close()
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
+	cfg.daemon.Fleet = q.Fleet
 	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
 		Records: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
-			ec.Owner = owner
+			ec.Owner, ec.Fleet = owner, q.Fleet
 			return &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}
 		},
 		Instances: insts,
@@ -280,8 +287,8 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			d.Kill()
 		}
 	}()
-	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s)\n", cfg.daemon.Concurrency,
-		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID)
+	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
+		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID, q.Fleet)
 
 	runErr := d.Run(ctx)
 	_ = cancelSub.Unsubscribe()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"jerichoci/executor"
 	"jerichoci/images"
@@ -83,10 +84,12 @@ func (s ImageStore) PruneImage(ctx context.Context, fingerprint string) (bool, e
 // (executor.ConfigRunID, ConfigJobID and ConfigOwner). It has the fields of
 // the daemon's reaper type, so the wiring converts one into the other.
 type OwnedInstance struct {
-	Name  string
-	RunID string
-	JobID string // the catalog job id, e.g. "hello"
-	Owner string
+	Name    string
+	RunID   string
+	JobID   string // the catalog job id, e.g. "hello"
+	Owner   string
+	Fleet   string    // "" when it has none (jerichoci run, older daemons)
+	Created time.Time // when incusd created it
 }
 
 // Instances lists and deletes jerichoci's instances in the client's
@@ -109,7 +112,8 @@ func (i Instances) ListOwned(ctx context.Context) ([]OwnedInstance, error) {
 		jobID, ok2 := in.Config[executor.ConfigJobID]
 		owner, ok3 := in.Config[executor.ConfigOwner]
 		if ok1 && ok2 && ok3 && runID != "" && owner != "" {
-			out = append(out, OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner})
+			out = append(out, OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner,
+				Fleet: in.Config[executor.ConfigFleet], Created: in.CreatedAt})
 		}
 	}
 	return out, nil

@@ -172,7 +172,7 @@ func (a *attempt) acquire() (bool, result) {
 		}
 		now := d.now()
 		next := protocol.Claim{JobID: a.key, State: protocol.ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
-			Worker: a.worker, Attempt: a.delivered, UpdatedAt: model.At(now)}
+			Worker: a.worker, Attempt: a.delivered, StreamSeq: a.seq, UpdatedAt: model.At(now)}
 		var got *claimEntry
 		ctx, cancel = d.opCtx()
 		switch {
@@ -186,7 +186,17 @@ func (a *attempt) acquire() (bool, result) {
 			next.CancelRequested = cur.CancelRequested || cur.State == protocol.ClaimCancelled
 			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
 		default: // running
-			if d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter() {
+			live := d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter()
+			if live && cur.StreamSeq != 0 && a.seq != 0 && cur.StreamSeq != a.seq {
+				// A copy of a running job's message: the job's own message
+				// settles it (it comes back if that attempt fails or dies),
+				// so the copy takes no worker slot.
+				cancel()
+				a.log.Info("a copy of a running job's message; dropping it", zap.String("holder", cur.Worker),
+					zap.String("run_id", cur.RunID), zap.Uint64("holder_stream_seq", cur.StreamSeq))
+				return false, result{kind: outcomeDuplicate}
+			}
+			if live {
 				cancel()
 				a.log.Info("job held by a live worker; waiting for it", zap.String("holder", cur.Worker), zap.String("run_id", cur.RunID))
 				if !a.waitForHolder() {
@@ -289,7 +299,7 @@ func (a *attempt) refreshClaim() {
 	}
 	if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
 		a.log.Warn("lost the job's claim; stopping this run")
-		a.cancel(errLostClaim)
+		a.cancel(lostClaim(cur))
 		return
 	}
 	if cur.CancelRequested {
@@ -572,7 +582,7 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 			return false, err
 		}
 		if cur == nil || cur.RunID != mine.RunID {
-			return false, errLostClaim
+			return false, lostClaim(cur)
 		}
 	}
 	created, err := a.storeResult(ctx, rec)
@@ -632,6 +642,14 @@ func (a *attempt) storeResult(ctx context.Context, rec model.RunRecord) (bool, e
 			zap.Int("limit", d.recordLimit()), zap.String("whole_record", marker.Object))
 	}
 	return createResultValue(ctx, d.Results, a.key, value)
+}
+
+// lostClaim is errLostClaim naming the attempt that holds the job now.
+func lostClaim(cur *claimEntry) error {
+	if cur == nil || cur.RunID == "" {
+		return fmt.Errorf("%w (its claim is gone)", errLostClaim)
+	}
+	return fmt.Errorf("%w: run %s on %s (%s)", errLostClaim, cur.RunID, cur.Worker, cur.State)
 }
 
 // release gives the claim back for the next delivery, if still ours.

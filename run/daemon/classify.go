@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"jerichoci/run"
 	"time"
@@ -110,7 +111,10 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 	case outcomeExhausted:
 		return decision{action: actAck, final: true, message: giveUpMessage(delivered)}
 	case outcomeSuperseded:
-		return decision{action: actNone, message: "superseded: " + errLostClaim.Error() + "; this run is not the job's result"}
+		if !errors.Is(cause, errLostClaim) {
+			cause = errLostClaim
+		}
+		return decision{action: actNone, message: "superseded: " + errText(cause) + "; this run is not the job's result"}
 	}
 	panic(fmt.Sprintf("classify: unknown outcome %d", kind))
 }

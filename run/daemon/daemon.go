@@ -34,10 +34,19 @@ type DaemonConfig struct {
 	// ID names this daemon in claims, instance owners and logs.
 	ID          string
 	Concurrency int
-	// AckWait must equal the consumer's: heartbeats go every AckWait/3 and
-	// a claim older than AckWait*4/3 belongs to a dead worker.
+	// AckWait must equal the consumer's: a message whose worker died is
+	// delivered again AckWait after its last InProgress.
 	AckWait    time.Duration
 	MaxDeliver int
+	// Heartbeat is how often a running job sends InProgress and refreshes
+	// its claim (0: 2s, or AckWait/3 when that is shorter); a claim not
+	// refreshed for StaleBeats heartbeats belongs to a dead worker.
+	Heartbeat  time.Duration
+	StaleBeats int
+	// Fleet is the id of the fleet this daemon belongs to (the daemons
+	// sharing one work stream), stamped on every instance it creates; its
+	// reaper touches no instance of another fleet.
+	Fleet string
 	// RetryDelay is the NakWithDelay after an infrastructure error on the
 	// first delivery; it doubles with each delivery, up to MaxRetryDelay.
 	RetryDelay    time.Duration
@@ -68,7 +77,7 @@ type DaemonConfig struct {
 // DefaultDaemonConfig returns the defaults.
 func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
-		Concurrency: 2, AckWait: 60 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second,
+		Concurrency: 2, AckWait: 10 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second, StaleBeats: 3,
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
 		OpTimeout: 30 * time.Second, SourceLimits: run.DefaultSourceLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
@@ -87,6 +96,12 @@ func (c DaemonConfig) Validate() error {
 	}
 	if c.AckWait < 3*time.Millisecond {
 		errs = append(errs, fmt.Errorf("ack wait %s: must be positive", c.AckWait))
+	}
+	if c.Heartbeat < 0 || (c.Heartbeat > 0 && 2*c.Heartbeat > c.AckWait) {
+		errs = append(errs, fmt.Errorf("heartbeat %s: must be positive and at most half the ack wait %s", c.Heartbeat, c.AckWait))
+	}
+	if c.StaleBeats < 2 {
+		errs = append(errs, fmt.Errorf("stale beats %d: must be at least 2", c.StaleBeats))
 	}
 	if c.MaxDeliver < 1 {
 		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 1", c.MaxDeliver))
@@ -115,8 +130,16 @@ func (c DaemonConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c DaemonConfig) heartbeat() time.Duration  { return c.AckWait / 3 }
-func (c DaemonConfig) staleAfter() time.Duration { return c.AckWait + c.AckWait/3 }
+func (c DaemonConfig) heartbeat() time.Duration {
+	if c.Heartbeat > 0 {
+		return c.Heartbeat
+	}
+	return min(2*time.Second, c.AckWait/3)
+}
+
+func (c DaemonConfig) staleAfter() time.Duration {
+	return time.Duration(max(c.StaleBeats, 2)) * c.heartbeat()
+}
 
 // Daemon is the worker pool of `jerichoci serve`: each worker pulls one job
 // when it is free, fences it in the jobs bucket, runs it with the Runner,
@@ -167,7 +190,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.init()
 	log := d.logger()
 	log.Info("daemon started", zap.Int("concurrency", d.Config.Concurrency), zap.Duration("ack_wait", d.Config.AckWait),
-		zap.Int("max_deliver", d.Config.MaxDeliver))
+		zap.Duration("heartbeat", d.Config.heartbeat()), zap.Duration("stale_after", d.Config.staleAfter()),
+		zap.Int("max_deliver", d.Config.MaxDeliver), zap.String("fleet", d.Config.Fleet))
+	if d.Runner.StateRoot != "" {
+		d.closeStaleRuns()
+	}
 
 	reapCtx, stopReap := context.WithCancel(context.WithoutCancel(ctx))
 	var reapWG sync.WaitGroup

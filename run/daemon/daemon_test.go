@@ -464,3 +464,59 @@ func (h *harness) startBlocked(t *testing.T) (id uuid.UUID, m *fakeMsg, done cha
 	go func() { defer close(done); h.process(t, m) }()
 	return id, m, done, <-h.exec.start
 }
+
+func TestDaemonDropsACopyOfARunningJob(t *testing.T) {
+	h := newHarness(t)
+	id := uuid.New()
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000beef",
+		Worker: "other.1", StreamSeq: 7}, time.Now())
+	m := newMsg(h.spec(t, id, "demo-pass"), 1, 9) // another message with the same job id
+	h.process(t, m)
+	if got := m.got(); !hasPrefix(got, "ack") {
+		t.Fatalf("replies = %q, want ack: the job's own message settles it", got)
+	}
+	if m.progress != 0 {
+		t.Errorf("the copy waited (%d InProgress): it must not hold a worker slot", m.progress)
+	}
+	if n := h.exec.callCount(); n != 0 {
+		t.Errorf("executor calls = %d, want 0", n)
+	}
+	c, err := getClaim(t.Context(), h.jobs, id.String())
+	if err != nil || c.RunID != "20260101T000000Z-0000beef" || c.State != protocol.ClaimRunning {
+		t.Errorf("claim = %+v, %v: the copy must leave the holder's claim alone", c, err)
+	}
+}
+
+func TestDaemonClosesRunsLeftRunningByAKilledProcess(t *testing.T) {
+	h := newHarness(t)
+	store := h.d.Runner.Store()
+	id, other := uuid.New(), uuid.New()
+	left := func(runID, jobID string) {
+		t.Helper()
+		rec := model.RunRecord{RunID: runID, Status: model.StatusRunning, SourceRoot: "/s", CreatedAt: model.At(time.Now()), Jobs: []model.JobRecord{}}
+		if err := store.CreateRun(runID); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.WriteRun(rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.WriteRunFile(runID, protocol.JobFileName, protocol.JobFile{JobID: jobID}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left("20260101T000000Z-00000001", id.String())    // another attempt took it over
+	left("20260101T000000Z-00000002", other.String()) // nobody took it (yet)
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimFinished, RunID: "20260101T000100Z-00000003", Worker: "b.1"}, time.Now())
+	h.d.init()
+	h.d.closeStaleRuns()
+	tests := []struct{ runID, prefix, names string }{
+		{"20260101T000000Z-00000001", "superseded: ", "run 20260101T000100Z-00000003 on b.1 took the job over"},
+		{"20260101T000000Z-00000002", "interrupted: ", "stopped before it ended"},
+	}
+	for _, tc := range tests {
+		rec := h.diskRecord(t, tc.runID)
+		if rec.Status != model.StatusFailed || rec.Message == nil || !strings.HasPrefix(*rec.Message, tc.prefix) || !strings.Contains(*rec.Message, tc.names) {
+			t.Errorf("run %s: %s %v, want failed %q… naming %q", tc.runID, rec.Status, rec.Message, tc.prefix, tc.names)
+		}
+	}
+}

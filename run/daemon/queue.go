@@ -8,10 +8,12 @@ import (
 	"io"
 	"jerichoci/run/protocol"
 	"math"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -66,13 +68,16 @@ var ErrSourceNotFound = errors.New("source not found")
 
 // QueueConfig is the JetStream layout the daemon creates or updates.
 type QueueConfig struct {
-	AckWait    time.Duration // consumer AckWait; InProgress every AckWait/3
+	AckWait    time.Duration // consumer AckWait; running jobs send InProgress every heartbeat
 	MaxDeliver int           // deliveries before a job gives up
 	// MaxAckPending must cover every worker slot of the fleet.
 	MaxAckPending int
 	Duplicates    time.Duration // dedup window for Nats-Msg-Id
 	EventsMaxAge  time.Duration // how long the events stream keeps events
 	SourcesTTL    time.Duration // how long source tarballs are kept
+	// Fleet names the fleet when the stream has none yet ("": a random id);
+	// when it has one, it must be that one.
+	Fleet string
 	// KeepResults is how long final records and claims are kept.
 	KeepResults time.Duration
 	Replicas    int
@@ -83,7 +88,7 @@ type QueueConfig struct {
 // DefaultQueueConfig returns the daemon's defaults.
 func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{
-		AckWait: 60 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
+		AckWait: 10 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
 		EventsMaxAge: 24 * time.Hour, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
 		Replicas: 1, PollWait: 2 * time.Second,
 	}
@@ -107,6 +112,9 @@ func (c QueueConfig) Validate() error {
 	if c.PollWait <= 0 {
 		errs = append(errs, fmt.Errorf("poll wait %s: must be positive", c.PollWait))
 	}
+	if c.Fleet != "" && !ValidFleet(c.Fleet) {
+		errs = append(errs, fmt.Errorf("fleet %q: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.Fleet))
+	}
 	if c.KeepResults < time.Minute {
 		errs = append(errs, fmt.Errorf("keep results %s: must be at least 1m", c.KeepResults))
 	}
@@ -123,6 +131,8 @@ type Queue struct {
 	Jobs    jetstream.KeyValue
 	Results jetstream.KeyValue
 	records jetstream.ObjectStore
+	// Fleet is the fleet id stored next to the stream (FleetID).
+	Fleet string
 
 	mu      sync.Mutex
 	sources map[string]jetstream.ObjectStore
@@ -192,7 +202,51 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketSources, err)
 	}
 	q.sources[protocol.BucketSources] = obj
+	if q.Fleet, err = fleetID(ctx, js, cfg); err != nil {
+		return nil, err
+	}
 	return q, nil
+}
+
+var fleetPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidFleet reports whether s can name a fleet: 1-64 letters, digits,
+// '.', '_' or '-', starting with a letter or digit.
+func ValidFleet(s string) bool { return fleetPattern.MatchString(s) }
+
+// fleetID reads the fleet's id from its bucket, creating it the first
+// time: cfg.Fleet when set, else "fleet-" and 12 random hex digits. Every
+// daemon of the stream reads the same id; a --fleet that names another
+// fleet than the stream's is refused.
+func fleetID(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (string, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: protocol.BucketFleet, Description: "jerichoci fleet identity: the daemons sharing this work stream",
+		History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketFleet, err)
+	}
+	for range 3 {
+		e, err := kv.Get(ctx, protocol.FleetKey)
+		switch {
+		case err == nil:
+			id := string(e.Value())
+			if cfg.Fleet != "" && cfg.Fleet != id {
+				return "", fmt.Errorf("fleet: the work stream on this NATS server belongs to fleet %q, and --fleet %q names another; use %q, or another NATS server", id, cfg.Fleet, id)
+			}
+			return id, nil
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return "", fmt.Errorf("read the fleet id from %s: %w", protocol.BucketFleet, err)
+		}
+		id := cfg.Fleet
+		if id == "" {
+			id = "fleet-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+		}
+		if _, err := kv.Create(ctx, protocol.FleetKey, []byte(id)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("store the fleet id in %s: %w", protocol.BucketFleet, err)
+		}
+	}
+	return "", fmt.Errorf("read the fleet id from %s: it keeps changing", protocol.BucketFleet)
 }
 
 // Next pulls one message: a pull request for a single message, so nothing

@@ -14,10 +14,12 @@ import (
 // OwnedInstance is an instance that carries all of jerichoci's config keys
 // (user.jerichoci.run_id, job_id and owner).
 type OwnedInstance struct {
-	Name  string
-	RunID string
-	JobID string // the catalog job id, e.g. "hello"
-	Owner string
+	Name    string
+	RunID   string
+	JobID   string // the catalog job id, e.g. "hello"
+	Owner   string
+	Fleet   string    // user.jerichoci.fleet, "" when it has none
+	Created time.Time // when the instance was created
 }
 
 // InstanceManager is what the orphan reaper needs from the instance
@@ -40,10 +42,14 @@ func jobKeyOfOwner(owner string) (string, bool) {
 	return key, ok && protocol.ValidJobKey(key)
 }
 
-// Reap deletes the daemon-owned instances whose run is not running
-// anywhere: not here, and not the live claim of their job. Instances
-// without our keys are never listed; instances of other owners (such as
-// `jerichoci run`) are never touched. It returns the deleted names.
+// Reap deletes the instances of this daemon's fleet whose job is provably
+// not running them: not here, and not the live claim of their job (the
+// claim is finished, belongs to another run, is stale past the staleness
+// window, or is gone). An instance younger than the staleness window is
+// never reaped: its attempt may not have written its claim yet. Instances
+// of another fleet, without a fleet, without our keys or of another owner
+// (such as `jerichoci run`) are never touched. It returns the deleted
+// names.
 func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	if d.Instances == nil {
 		return nil, nil
@@ -59,8 +65,11 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	var errs []error
 	for _, in := range insts {
 		key, ok := jobKeyOfOwner(in.Owner)
-		if !ok || in.RunID == "" || d.runsLocally(in.RunID) {
+		if !ok || in.RunID == "" || in.Fleet == "" || in.Fleet != d.Config.Fleet || d.runsLocally(in.RunID) {
 			continue
+		}
+		if age := d.now().Sub(in.Created); in.Created.IsZero() || age < d.Config.staleAfter() {
+			continue // too young to tell
 		}
 		cur, err := getClaim(ctx, d.Jobs, key)
 		if err != nil {

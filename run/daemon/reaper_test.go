@@ -37,17 +37,25 @@ func TestReapDeletesOnlyOrphans(t *testing.T) {
 	h.jobs.put(t, stale, protocol.Claim{JobID: stale, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000002"}, now.Add(-time.Hour))
 	h.jobs.put(t, other, protocol.Claim{JobID: other, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000099"}, now)
 	h.jobs.put(t, done, protocol.Claim{JobID: done, State: protocol.ClaimFinished, RunID: "20260101T000000Z-00000004"}, now)
+	h.d.Config.Fleet = "fleet-a"
+	old := now.Add(-time.Hour)
 	inst := func(name, key, runID string) OwnedInstance {
-		return OwnedInstance{Name: name, RunID: runID, JobID: "hello", Owner: OwnerPrefix + key + "/d.1"}
+		return OwnedInstance{Name: name, RunID: runID, JobID: "hello", Owner: OwnerPrefix + key + "/d.1", Fleet: "fleet-a", Created: old}
 	}
+	young, otherFleet, noFleet := inst("i-young", gone, "20260101T000000Z-00000008"), inst("i-other-fleet", gone, "20260101T000000Z-00000009"),
+		inst("i-no-fleet", gone, "20260101T000000Z-00000010")
+	young.Created, otherFleet.Fleet, noFleet.Fleet = now, "fleet-b", ""
 	fi := &fakeInstances{list: []OwnedInstance{
 		inst("i-live", live, "20260101T000000Z-00000001"),
 		inst("i-stale", stale, "20260101T000000Z-00000002"),
 		inst("i-other-run", other, "20260101T000000Z-00000003"),
 		inst("i-done", done, "20260101T000000Z-00000004"),
 		inst("i-no-claim", gone, "20260101T000000Z-00000005"),
-		{Name: "i-cli-run", RunID: "20260101T000000Z-00000006", JobID: "hello", Owner: "laptop-1234"},
-		{Name: "i-bad-owner", RunID: "20260101T000000Z-00000007", JobID: "hello", Owner: OwnerPrefix + "no-slash"},
+		{Name: "i-cli-run", RunID: "20260101T000000Z-00000006", JobID: "hello", Owner: "laptop-1234", Fleet: "fleet-a", Created: old},
+		{Name: "i-bad-owner", RunID: "20260101T000000Z-00000007", JobID: "hello", Owner: OwnerPrefix + "no-slash", Fleet: "fleet-a", Created: old},
+		young,      // younger than the staleness window: its claim may not be written yet
+		otherFleet, // another fleet's: never ours to judge
+		noFleet,    // an older daemon's, or nobody's
 	}}
 	h.d.Instances = fi
 	deleted, err := h.d.Reap(t.Context())
@@ -66,7 +74,9 @@ func TestReapKeepsLocalRuns(t *testing.T) {
 	a := &attempt{d: h.d, key: "job-1"}
 	a.setClaim(&claimEntry{Claim: protocol.Claim{RunID: "20260101T000000Z-00000001"}})
 	h.d.register(a)
-	fi := &fakeInstances{list: []OwnedInstance{{Name: "i-1", RunID: "20260101T000000Z-00000001", Owner: OwnerPrefix + "job-1/test.1"}}}
+	h.d.Config.Fleet = "fleet-a"
+	fi := &fakeInstances{list: []OwnedInstance{{Name: "i-1", RunID: "20260101T000000Z-00000001", Owner: OwnerPrefix + "job-1/test.1",
+		Fleet: "fleet-a", Created: time.Now().Add(-time.Hour)}}}
 	h.d.Instances = fi
 	if deleted, err := h.d.Reap(t.Context()); err != nil || len(deleted) != 0 {
 		t.Errorf("Reap = %q, %v; want nothing deleted while the run is local", deleted, err)

@@ -28,6 +28,10 @@ const (
 	BucketJobs = "jerichoci-jobs"
 	// BucketResults (KV) holds each job's final run record.
 	BucketResults = "jerichoci-results"
+	// BucketFleet (KV) holds, under FleetKey, the id of the fleet: the
+	// daemons that share this work stream.
+	BucketFleet = "jerichoci-fleet"
+	FleetKey    = "id"
 	// BucketSources (object store) holds source snapshots by content hash.
 	BucketSources = "jerichoci-sources"
 	// BucketRecords (object store) holds, as <job_id>.json, the whole final
@@ -87,10 +91,11 @@ const (
 type Claim struct {
 	JobID           string          `json:"job_id"`
 	State           ClaimState      `json:"state"`
-	RunID           string          `json:"run_id"`           // the current (or last) attempt's run
-	Worker          string          `json:"worker"`           // the worker of that attempt
-	Attempt         uint64          `json:"attempt"`          // the delivery that started it
-	Status          model.RunStatus `json:"status,omitempty"` // finished: the final run status
+	RunID           string          `json:"run_id"`               // the current (or last) attempt's run
+	Worker          string          `json:"worker"`               // the worker of that attempt
+	Attempt         uint64          `json:"attempt"`              // the delivery that started it
+	StreamSeq       uint64          `json:"stream_seq,omitempty"` // the work message the attempt came from
+	Status          model.RunStatus `json:"status,omitempty"`     // finished: the final run status
 	CancelRequested bool            `json:"cancel_requested"`
 	UpdatedAt       model.Timestamp `json:"updated_at"`
 }

@@ -566,8 +566,10 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	cl := require(t)
 	url := startNATS(t)
 	cat := writeCatalog(t)
-	a := startDaemon(t, url, "daemon-a", cat, 1)
-	b := startDaemon(t, url, "daemon-b", cat, 1)
+	// The recovery settings are the defaults (ack wait 10s, heartbeat 2s,
+	// stale after 3 beats); the harness's shorter ack wait is overridden.
+	a := startDaemon(t, url, "daemon-a", cat, 1, "--ack-wait", "10s")
+	b := startDaemon(t, url, "daemon-b", cat, 1, "--ack-wait", "10s")
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
 	o.publish(t, protocol.JobSubject("demo-slow"), o.spec(id, "demo-slow"), id)
@@ -580,7 +582,19 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	if err := victim.cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup at all
 		t.Fatal(err)
 	}
+	killed := time.Now()
 	<-victim.done
+	// Reported, not asserted: how long until the job's command runs again
+	// (an instance of another run of the job is up on the survivor).
+	waitFor(t, "the job to run again", 3*time.Minute, func() bool {
+		for _, in := range instancesOf(t, cl, id) {
+			if in.Config[executor.ConfigRunID] != firstRun && in.Status == "Running" {
+				return true
+			}
+		}
+		return o.result(t, id) != nil
+	})
+	t.Logf("kill -9 of %s: the job runs again on %s %.1fs later (default recovery settings)", victim.name, survivor.name, time.Since(killed).Seconds())
 	res := o.waitResults(t, []string{id}, 5*time.Minute)[id]
 	if res.RunID == firstRun {
 		t.Fatalf("the result is the killed run %s", firstRun)
@@ -757,5 +771,58 @@ func TestEnqueueWaitExitsWithTheRunStatus(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "run "+res.RunID+": demo-pass started") {
 		t.Errorf("enqueue --wait did not show the final run's events:\n%s", out)
+	}
+}
+
+// TestTwoFleetsOnOneIncusProjectLeaveEachOtherAlone runs two deployments,
+// each a daemon on its own NATS server (so its own fleet), on the same
+// Incus project, both reaping every second while both run jobs: neither
+// touches the other's instances, so no attempt fails on infrastructure.
+func TestTwoFleetsOnOneIncusProjectLeaveEachOtherAlone(t *testing.T) {
+	cl := require(t)
+	cat := writeCatalog(t)
+	type fleet struct {
+		d    *daemon
+		o    *orchestrator
+		keys []string
+	}
+	var fleets []*fleet
+	for _, name := range []string{"fleet-one", "fleet-two"} {
+		url := startNATS(t)
+		f := &fleet{d: startDaemon(t, url, name, cat, 2, "--reap-interval", "1s"), o: newOrchestrator(t, url)}
+		for i := 0; i < 3; i++ {
+			id := uuid.NewString()
+			f.keys = append(f.keys, id)
+			f.o.publish(t, protocol.JobSubject("demo-slow"), f.o.spec(id, "demo-slow"), id)
+		}
+		fleets = append(fleets, f)
+	}
+	stamps := map[string]string{} // fleet id seen on each fleet's instances
+	for _, f := range fleets {
+		in := waitInstance(t, cl, f.keys[0])
+		stamps[f.d.name] = in.Config[executor.ConfigFleet]
+	}
+	if stamps["fleet-one"] == "" || stamps["fleet-one"] == stamps["fleet-two"] {
+		t.Errorf("instances carry fleets %q: want one non-empty fleet id per deployment", stamps)
+	}
+	for _, f := range fleets {
+		results := f.o.waitResults(t, f.keys, 5*time.Minute)
+		f.o.streamEmpty(t)
+		runs := diskRuns(t, f.d)
+		for _, k := range f.keys {
+			res := results[k]
+			if res.Status != model.StatusPassed {
+				t.Errorf("%s job %s: %s %q, want passed", f.d.name, k, res.Status, deref(res.Message))
+			}
+			for _, r := range runs[k] {
+				if strings.HasPrefix(deref(r.rec.Message), "infrastructure error") {
+					t.Errorf("%s job %s: run %s failed on infrastructure: %s", f.d.name, k, r.rec.RunID, deref(r.rec.Message))
+				}
+			}
+			if len(runs[k]) != 1 {
+				t.Errorf("%s job %s: %d runs, want 1", f.d.name, k, len(runs[k]))
+			}
+		}
+		checkNoInstances(t, cl, f.keys...)
 	}
 }
