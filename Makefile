@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench run demo demo-local incus-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz run demo demo-local incus-up incus-down clean
 
 all: build
 
@@ -58,6 +58,16 @@ imports-check:
 bench: incus-up build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash scripts/bench-incus
+
+# Go native fuzzing of the decoders (job spec, run and image records,
+# catalog file, Incus response envelope), one target at a time for FUZZTIME
+# each, with a summary line per target (scripts/fuzz). A crasher is left in
+# the package's testdata/fuzz/FuzzX/ as a regression seed; plain `go test`
+# runs every seed.
+FUZZTIME ?= 30s
+
+fuzz:
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz
 
 incus-up:
 	@bash scripts/incus-up

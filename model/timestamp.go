@@ -38,12 +38,18 @@ func FormatTimestamp(t time.Time) string {
 }
 
 // ParseTimestamp reads an RFC 3339 time with any offset and returns it in UTC.
+// The time must fall in the years 0000 to 9999 in UTC, which the record
+// format can write: "0000-01-01T00:00:00+01:00" is in year -1 in UTC.
 func ParseTimestamp(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("expected an RFC 3339 timestamp, got %s", strconv.Quote(s))
 	}
-	return t.UTC(), nil
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("expected an RFC 3339 timestamp in the years 0000 to 9999 in UTC, got %s (year %d in UTC)", strconv.Quote(s), y)
+	}
+	return t, nil
 }
 
 // String renders the timestamp in the record format.
