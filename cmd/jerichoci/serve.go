@@ -254,7 +254,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	cfg.daemon.Fleet = q.Fleet
 	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
-		Records: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
+		Records: q, DeadLetters: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner, ec.Fleet = owner, q.Fleet

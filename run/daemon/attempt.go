@@ -36,6 +36,10 @@ type attempt struct {
 	jobCtx context.Context
 	cancel context.CancelCauseFunc
 
+	// handedBack is the error an earlier attempt handed the job back with
+	// (its claim's last_error), for the dead letter.
+	handedBack string
+
 	mu    sync.Mutex
 	claim *claimEntry
 }
@@ -221,6 +225,9 @@ func (a *attempt) acquire() (bool, result) {
 			return false, result{kind: outcomeInfra, cause: err}
 		}
 		a.setClaim(got)
+		if cur != nil {
+			a.handedBack = cur.LastError
+		}
 		a.log = a.log.With(zap.String("run_id", got.RunID))
 		return true, result{}
 	}
@@ -484,7 +491,10 @@ func (a *attempt) settle(res result) {
 		a.sink.publishFinished(context.Background(), *rec, final)
 	}
 	if dec.release {
-		a.release()
+		a.release(dec.message)
+	}
+	if dec.dead && final && rec != nil {
+		a.deadLetter(*rec, res.cause)
 	}
 	ctx, cancel := d.opCtx()
 	defer cancel()
@@ -653,7 +663,7 @@ func lostClaim(cur *claimEntry) error {
 }
 
 // release gives the claim back for the next delivery, if still ours.
-func (a *attempt) release() {
+func (a *attempt) release(why string) {
 	mine := a.getClaim()
 	if mine == nil {
 		return
@@ -670,7 +680,7 @@ func (a *attempt) release() {
 			return
 		}
 		next := cur.Claim
-		next.State, next.UpdatedAt = protocol.ClaimQueued, model.At(a.d.now())
+		next.State, next.UpdatedAt, next.LastError = protocol.ClaimQueued, model.At(a.d.now()), truncate(why, 4096)
 		if _, err = updateClaim(ctx, a.d.Jobs, next, cur.rev); !errors.Is(err, errClaimConflict) {
 			if err != nil {
 				a.log.Warn("release claim", zap.Error(err))

@@ -67,6 +67,8 @@ type decision struct {
 	release bool
 	// message, when set, replaces the run record's message.
 	message string
+	// dead: the job ran out of deliveries; a dead letter says so.
+	dead bool
 }
 
 // classify is the one place that maps an outcome to the JetStream reply
@@ -78,11 +80,11 @@ type decision struct {
 //	duplicate           ack, no record (the job has its result)
 //	invalid repeat      term, no record
 //	infra, not last     nak with delay (doubling), claim released
-//	infra, last         ack, final failed record that says it gave up
+//	infra, last         ack, final failed record that says it gave up, dead letter
 //	interrupted         nak at once, claim released
 //	busy                nak at once (or after AckWait/3 for a live holder)
 //	superseded          nothing: the new holder settles the message
-//	exhausted           ack (delete), final failed record that says it gave up
+//	exhausted           ack (delete), final failed record that says it gave up, dead letter
 func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig) decision {
 	switch kind {
 	case outcomeRan:
@@ -98,7 +100,7 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 	case outcomeInfra:
 		max := uint64(cfg.MaxDeliver)
 		if delivered >= max {
-			return decision{action: actAck, final: true, message: fmt.Sprintf(
+			return decision{action: actAck, final: true, dead: true, message: fmt.Sprintf(
 				"infrastructure error on the last delivery (%d of %d), giving up: %s", delivered, max, errText(cause))}
 		}
 		return decision{action: actNak, delay: retryDelay(delivered, cfg), release: true, message: fmt.Sprintf(
@@ -109,7 +111,7 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 	case outcomeBusy:
 		return decision{action: actNak}
 	case outcomeExhausted:
-		return decision{action: actAck, final: true, message: giveUpMessage(delivered)}
+		return decision{action: actAck, final: true, dead: true, message: giveUpMessage(delivered)}
 	case outcomeSuperseded:
 		if !errors.Is(cause, errLostClaim) {
 			cause = errLostClaim

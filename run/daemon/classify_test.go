@@ -27,13 +27,13 @@ func TestClassify(t *testing.T) {
 			message: "infrastructure error on delivery 2 of 4, the job goes back to the queue: incus: 500"}},
 		{outcomeInfra, 3, decision{action: actNak, delay: 25 * time.Second, release: true,
 			message: "infrastructure error on delivery 3 of 4, the job goes back to the queue: incus: 500"}},
-		{outcomeInfra, 4, decision{action: actAck, final: true,
+		{outcomeInfra, 4, decision{action: actAck, final: true, dead: true,
 			message: "infrastructure error on the last delivery (4 of 4), giving up: incus: 500"}},
 		{outcomeInterrupted, 1, decision{action: actNak, release: true,
 			message: "interrupted: the daemon stopped while the job ran; the job goes back to the queue"}},
 		{outcomeBusy, 1, decision{action: actNak}},
 		{outcomeSuperseded, 1, decision{action: actNone, message: "superseded: another worker took the job over; this run is not the job's result"}},
-		{outcomeExhausted, 4, decision{action: actAck, final: true,
+		{outcomeExhausted, 4, decision{action: actAck, final: true, dead: true,
 			message: "gave up: the job was delivered 4 times and no worker finished it (its last worker stopped answering)"}},
 	}
 	for _, tc := range tests {

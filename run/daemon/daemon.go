@@ -151,6 +151,9 @@ type Daemon struct {
 	Results KV // final run records, by job key
 	Sources SourceStore
 	Events  Publisher // may be nil
+	// DeadLetters receives a dead letter for each job that runs out of
+	// deliveries (may be nil).
+	DeadLetters DeadLetterSink
 	Catalog *targets.Catalog
 	// NewExecutor returns the executor of one attempt; owner goes into the
 	// config of the instances it creates.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -329,8 +330,10 @@ func TestDaemonGiveUpRecordsAndDeletes(t *testing.T) {
 	h := newHarness(t)
 	id := uuid.New()
 	// The last delivery's worker died holding the claim long ago.
-	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000dead", Worker: "dead.1"},
-		time.Now().Add(-time.Hour))
+	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimRunning, RunID: "20260101T000000Z-0000dead", Worker: "dead.1",
+		LastError: "infrastructure error on delivery 2 of 3, the job goes back to the queue: incus: 500"}, time.Now().Add(-time.Hour))
+	dead := &deadLetters{}
+	h.d.DeadLetters = dead
 	deleted := 0
 	h.d.GiveUp(&StoredMessage{Seq: 4, Deliveries: 3, Body: h.spec(t, id, "demo-pass"),
 		Delete: func(context.Context) error { deleted++; return nil }})
@@ -344,6 +347,59 @@ func TestDaemonGiveUpRecordsAndDeletes(t *testing.T) {
 	if h.exec.callCount() != 0 {
 		t.Error("give-up ran the job")
 	}
+	want := protocol.DeadLetter{JobID: id.String(), StreamSeq: 4, Deliveries: 3, MaxDeliver: h.d.Config.MaxDeliver, RunID: res.RunID,
+		LastError: "infrastructure error on delivery 2 of 3, the job goes back to the queue: incus: 500", Message: deref(res.Message)}
+	if got := dead.all(); len(got) != 1 || withoutTime(got[0]) != want {
+		t.Errorf("dead letters = %+v, want one: %+v", got, want)
+	}
+}
+
+func TestDaemonInfraOnTheLastDeliveryIsADeadLetter(t *testing.T) {
+	h := newHarness(t)
+	dead := &deadLetters{}
+	h.d.DeadLetters = dead
+	h.exec.err = &executor.Error{Err: errors.New("incus: 500")}
+	id := uuid.New()
+	m := newMsg(h.spec(t, id, "demo-pass"), uint64(h.d.Config.MaxDeliver), 11)
+	h.process(t, m)
+	res := h.results.result(t, id.String())
+	if res == nil || !strings.HasPrefix(deref(res.Message), "infrastructure error on the last delivery") {
+		t.Fatalf("result = %+v, want the give-up record", res)
+	}
+	got := dead.all()
+	if len(got) != 1 || got[0].JobID != id.String() || got[0].Deliveries != uint64(h.d.Config.MaxDeliver) || got[0].StreamSeq != 11 ||
+		!strings.Contains(got[0].LastError, "incus: 500") || got[0].RunID != res.RunID {
+		t.Errorf("dead letters = %+v, want one naming the job, its deliveries and the last error", got)
+	}
+	// A job that ran (passed or failed) is no dead letter.
+	h.exec.err, h.exec.result = nil, passed()
+	h.process(t, newMsg(h.spec(t, uuid.New(), "demo-pass"), uint64(h.d.Config.MaxDeliver), 12))
+	if n := len(dead.all()); n != 1 {
+		t.Errorf("%d dead letters after a job that ran, want still 1", n)
+	}
+}
+
+type deadLetters struct {
+	mu   sync.Mutex
+	list []protocol.DeadLetter
+}
+
+func (d *deadLetters) PublishDead(_ context.Context, dl protocol.DeadLetter) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.list = append(d.list, dl)
+	return nil
+}
+
+func (d *deadLetters) all() []protocol.DeadLetter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]protocol.DeadLetter{}, d.list...)
+}
+
+func withoutTime(dl protocol.DeadLetter) protocol.DeadLetter {
+	dl.At = ""
+	return dl
 }
 
 // queueOf is a Source over a slice of messages that tracks how many are

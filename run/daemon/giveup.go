@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"jerichoci/model"
 	"jerichoci/run/protocol"
 	"time"
 
@@ -61,4 +62,39 @@ func (d *Daemon) GiveUp(m *StoredMessage) {
 // giveUpMessage is the run message of a job that ran out of deliveries.
 func giveUpMessage(deliveries uint64) string {
 	return fmt.Sprintf("gave up: the job was delivered %d times and no worker finished it (its last worker stopped answering)", deliveries)
+}
+
+// DeadLetterSink stores a dead letter durably.
+type DeadLetterSink interface {
+	PublishDead(ctx context.Context, dl protocol.DeadLetter) error
+}
+
+// deadLetter tells the orchestrator that the job ran out of deliveries:
+// its final failed record is stored; this names the job, its attempts and
+// the last error (this attempt's, else the one its claim kept).
+func (a *attempt) deadLetter(rec model.RunRecord, cause error) {
+	d := a.d
+	if d.DeadLetters == nil {
+		return
+	}
+	last := errText(cause)
+	if last == "" {
+		last = a.handedBack
+	}
+	dl := protocol.DeadLetter{JobID: a.key, StreamSeq: a.seq, Deliveries: a.delivered, MaxDeliver: d.Config.MaxDeliver,
+		RunID: rec.RunID, LastError: last, Message: messageOf(rec), At: model.FormatTimestamp(d.now())}
+	ctx, cancel := d.opCtx()
+	defer cancel()
+	if err := d.DeadLetters.PublishDead(ctx, dl); err != nil {
+		a.log.Error("publish the dead letter", zap.Error(err))
+		return
+	}
+	a.log.Warn("job ran out of deliveries; dead letter published", zap.Uint64("deliveries", a.delivered), zap.String("last_error", last))
+}
+
+func messageOf(rec model.RunRecord) string {
+	if rec.Message == nil {
+		return ""
+	}
+	return *rec.Message
 }

@@ -173,6 +173,13 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	}); err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamEvents, err)
 	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: protocol.StreamDead, Description: "jerichoci dead letters: jobs that ran out of deliveries",
+		Subjects: []string{protocol.SubjectDeadPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.KeepResults,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamDead, err)
+	}
 	// Claims and results expire after KeepResults; a claim may carry its
 	// own shorter TTL (a cancel for a job nobody has seen), hence the
 	// limit markers, which turn per-key TTLs on.
@@ -275,6 +282,22 @@ func (q *Queue) MaxPayload() int64 { return q.nc.MaxPayload() }
 func (q *Queue) PutRecord(ctx context.Context, name string, data []byte) error {
 	if _, err := q.records.PutBytes(ctx, name, data); err != nil {
 		return fmt.Errorf("put %s in object store %s: %w", name, protocol.BucketRecords, err)
+	}
+	return nil
+}
+
+// PublishDead stores a dead letter in the dead-letter stream (acked by
+// the server: it is durable when this returns nil).
+func (q *Queue) PublishDead(ctx context.Context, dl protocol.DeadLetter) error {
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	m := &nats.Msg{Subject: protocol.DeadSubject(dl.JobID), Data: b, Header: nats.Header{}}
+	m.Header.Set(protocol.HeaderJobID, dl.JobID)
+	m.Header.Set(jetstream.MsgIDHeader, "dead-"+dl.JobID)
+	if _, err := q.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish dead letter of %s: %w", dl.JobID, err)
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ const (
 	BucketJobs = "jerichoci-jobs"
 	// BucketResults (KV) holds each job's final run record.
 	BucketResults = "jerichoci-results"
+	// StreamDead keeps the dead letters: one message per job that ran out
+	// of deliveries, on SubjectDeadPrefix + "<job_id>".
+	StreamDead        = "JERICHOCI_DEAD"
+	SubjectDeadPrefix = "jerichoci.dead."
 	// BucketFleet (KV) holds, under FleetKey, the id of the fleet: the
 	// daemons that share this work stream.
 	BucketFleet = "jerichoci-fleet"
@@ -95,6 +99,7 @@ type Claim struct {
 	Worker          string          `json:"worker"`               // the worker of that attempt
 	Attempt         uint64          `json:"attempt"`              // the delivery that started it
 	StreamSeq       uint64          `json:"stream_seq,omitempty"` // the work message the attempt came from
+	LastError       string          `json:"last_error,omitempty"` // why the last attempt handed the job back
 	Status          model.RunStatus `json:"status,omitempty"`     // finished: the final run status
 	CancelRequested bool            `json:"cancel_requested"`
 	UpdatedAt       model.Timestamp `json:"updated_at"`
@@ -139,3 +144,21 @@ type JobFile struct {
 
 // JobFileName is the name of JobFile in a run directory.
 const JobFileName = "jerichoci-job.json"
+
+// DeadLetter is the payload of a dead letter: a job that ran out of
+// deliveries. Its final record (failed) is in the results bucket too.
+type DeadLetter struct {
+	JobID      string `json:"job_id"`
+	StreamSeq  uint64 `json:"stream_seq"`  // the work message
+	Deliveries uint64 `json:"deliveries"`  // how often it was delivered
+	MaxDeliver int    `json:"max_deliver"` // the consumer's limit
+	RunID      string `json:"run_id"`      // the final (failed) record's run
+	// LastError is the last attempt's infrastructure error, when one was
+	// recorded; empty when the last worker died without a word.
+	LastError string `json:"last_error,omitempty"`
+	Message   string `json:"message"` // the final record's message
+	At        string `json:"at"`      // RFC 3339, when it was given up
+}
+
+// DeadSubject is the subject of a job's dead letter.
+func DeadSubject(jobKey string) string { return SubjectDeadPrefix + jobKey }
