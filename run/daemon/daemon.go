@@ -154,7 +154,7 @@ type Daemon struct {
 	// DeadLetters receives a dead letter for each job that runs out of
 	// deliveries (may be nil).
 	DeadLetters DeadLetterSink
-	Catalog *targets.Catalog
+	Catalog     *targets.Catalog
 	// NewExecutor returns the executor of one attempt; owner goes into the
 	// config of the instances it creates.
 	NewExecutor func(owner string) run.JobExecutor
