@@ -263,11 +263,17 @@ func (q *Queue) Next(ctx context.Context) (Message, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		m, err := q.cons.Next(jetstream.FetchMaxWait(q.cfg.PollWait))
+		// The pull ends with ctx: a stopping daemon leaves no pending pull
+		// behind to catch a job it would not run.
+		pctx, cancel := context.WithTimeout(ctx, q.cfg.PollWait)
+		m, err := q.cons.Next(jetstream.FetchContext(pctx))
+		cancel()
 		switch {
 		case err == nil:
 			return m, nil
-		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages):
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages), errors.Is(err, context.DeadlineExceeded):
 			continue
 		default:
 			return nil, fmt.Errorf("pull from consumer %s: %w", protocol.ConsumerWorkers, err)
