@@ -152,7 +152,8 @@ func TestInstancesListOwned(t *testing.T) {
 	ctx := t.Context()
 	keys := func(runID, jobID, owner string) map[string]string {
 		m := map[string]string{}
-		for k, v := range map[string]string{executor.ConfigRunID: runID, executor.ConfigJobID: jobID, executor.ConfigOwner: owner} {
+		for k, v := range map[string]string{executor.ConfigRunID: runID, executor.ConfigJobID: jobID, executor.ConfigOwner: owner,
+			executor.ConfigFleet: "fleet-test"} {
 			if v != "-" {
 				m[k] = v
 			}
@@ -172,13 +173,18 @@ func TestInstancesListOwned(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]OwnedInstance{
-		owned: {Name: owned, RunID: "r-1", JobID: "hello", Owner: "jerichoci-serve/job-1/d.1"},
+		owned: {Name: owned, RunID: "r-1", JobID: "hello", Owner: "jerichoci-serve/job-1/d.1", Fleet: "fleet-test"},
 	}
+	before := time.Now()
 	for _, in := range got {
 		if slices.Contains(notOwned, in.Name) {
 			t.Errorf("ListOwned returned %+v, which lacks a key", in)
 		}
 		if w, ok := want[in.Name]; ok {
+			if in.Created.IsZero() || in.Created.After(before) {
+				t.Errorf("ListOwned: %s created %v, want incusd's creation time", in.Name, in.Created)
+			}
+			in.Created = time.Time{}
 			if in != w {
 				t.Errorf("ListOwned: %+v, want %+v", in, w)
 			}

@@ -401,9 +401,10 @@ func TestDeleteInstance(t *testing.T) {
 				"DELETE /1.0/instances/r1", "GET " + opPath + "/wait"},
 		},
 		{
-			name:      "missing is fine",
-			deletes:   []string{"error_404.json"},
-			wantCalls: []string{"DELETE /1.0/instances/r1"},
+			name:    "missing is fine",
+			deletes: []string{"error_404.json"},
+			// Then it looks for a create still working on that name.
+			wantCalls: []string{"DELETE /1.0/instances/r1", "GET /1.0/operations"},
 		},
 		{
 			// A cancelled job can leave its create operation running.

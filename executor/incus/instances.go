@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -203,46 +205,100 @@ func isAlreadyStopped(err error) bool {
 	return errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.Contains(se.Msg, "already stopped")
 }
 
-// DeleteInstance removes an instance, force-stopping it first when it runs.
-// It is idempotent: an instance that does not exist is no error. An
-// instance still busy with another operation (a create that a cancelled job
-// left running) is tried again with a growing pause until ctx ends.
+// Pauses between two tries of a teardown step the server refused for now
+// (the instance is busy with another operation, a start is under way).
+const (
+	deleteRetryFirst = 100 * time.Millisecond
+	deleteRetryMax   = time.Second
+)
+
+// DeleteInstance removes an instance, force-stopping it first when it
+// runs, and returns nil once the instance is gone. It is idempotent and
+// holds against other parties working on the same instance at the same
+// time (a second DeleteInstance, the reaper, a create or start still under
+// way, a stop):
+//
+//   - a 404 at any step means gone. When it did not come from the
+//     instance itself (an operation that vanished), a GET of the instance
+//     confirms it;
+//   - "A matching non-reusable operation has now succeeded" (another
+//     party's delete won the race) and any other failed delete or stop
+//     operation count as done when a GET of the instance then answers 404;
+//   - before it reports gone, it looks for a task of the server still
+//     working on that name: a create whose POST was accepted makes the
+//     database record only later, so a DELETE sent at once answers 404.
+//     It waits for such a task and deletes again;
+//   - `Instance is busy running a "…" operation`, "Instance is running"
+//     right after a stop (a start was under way) and "connection reset by
+//     peer" (forkfile.sock) are tried again after a short, growing pause;
+//   - anything else (403, 500, a server that cannot be reached, a failed
+//     delete of an instance that is still there) is an error naming the
+//     instance: `incus: delete instance "NAME": …`.
+//
+// The retries end with ctx: the error then holds the last answer and
+// ctx's error.
 func (c *Client) DeleteInstance(ctx context.Context, name string) error {
-	delay := 100 * time.Millisecond
+	delay := deleteRetryFirst
+	justStopped := false
 	for {
-		err := c.deleteStopped(ctx, name)
-		if err == nil || IsNotFound(err) {
+		err := c.deleteOnce(ctx, name)
+		if err == nil {
 			return nil
 		}
-		if !isBusy(err) || ctx.Err() != nil {
+		kind := classifyTeardown(err, name)
+		if kind == teardownRunning && !justStopped && ctx.Err() == nil {
+			// Stop it, then delete again at once.
+			if err = c.ForceStopInstance(ctx, name); err == nil {
+				justStopped = true
+				continue
+			}
+			kind = classifyTeardown(err, name)
+		}
+		justStopped = false
+		if ctx.Err() != nil {
+			return deleteGaveUp(ctx, name, err)
+		}
+		switch kind {
+		case teardownGone, teardownMaybeGone, teardownFailedOp:
+			state, cerr := c.confirmGone(ctx, name, kind != teardownGone)
+			switch {
+			case cerr != nil && ctx.Err() != nil:
+				return deleteGaveUp(ctx, name, err)
+			case cerr != nil:
+				return fmt.Errorf("incus: delete instance %q: %w (then: %w)", name, err, cerr)
+			case state == instanceGone:
+				if kind != teardownGone {
+					c.log.Debug("instance gone", zap.String("instance", name), zap.NamedError("answer", err))
+				}
+				return nil
+			case state == instanceThere && kind == teardownFailedOp:
+				// The instance is still there: the failure is real.
+				return fmt.Errorf("incus: delete instance %q: %w", name, err)
+			}
+			// Still there after another party's delete, or a task on it
+			// has just ended: again.
+		case teardownRetry, teardownRunning:
+		default:
 			return fmt.Errorf("incus: delete instance %q: %w", name, err)
 		}
-		c.log.Debug("instance busy, delete again", zap.String("instance", name), zap.Duration("after", delay))
+		c.log.Debug("delete instance again", zap.String("instance", name), zap.Duration("after", delay), zap.Error(err))
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("incus: delete instance %q: %w (gave up: %w)", name, err, ctx.Err())
+			return deleteGaveUp(ctx, name, err)
 		case <-t.C:
 		}
-		delay = min(2*delay, 2*time.Second)
+		delay = min(2*delay, deleteRetryMax)
 	}
 }
 
-func (c *Client) deleteStopped(ctx context.Context, name string) error {
-	err := c.deleteOnce(ctx, name)
-	if err != nil && isRunning(err) {
-		if err = c.ForceStopInstance(ctx, name); err == nil {
-			err = c.deleteOnce(ctx, name)
-		}
+// deleteGaveUp is the error of a DeleteInstance whose ctx ended.
+func deleteGaveUp(ctx context.Context, name string, last error) error {
+	if errors.Is(last, ctx.Err()) {
+		return fmt.Errorf("incus: delete instance %q: %w", name, last)
 	}
-	return err
-}
-
-// isBusy: an instance with an operation under way answers
-// `Instance is busy running a "create" operation` (and likewise for others).
-func isBusy(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "is busy running a")
+	return fmt.Errorf("incus: delete instance %q: %w (gave up: %w)", name, last, ctx.Err())
 }
 
 func (c *Client) deleteOnce(ctx context.Context, name string) error {
@@ -250,9 +306,140 @@ func (c *Client) deleteOnce(ctx context.Context, name string) error {
 	return err
 }
 
-// isRunning: DELETE of a running instance answers 400 "Instance is running".
-func isRunning(err error) bool {
+// teardownKind sorts the answers to a stop or delete of an instance.
+type teardownKind int
+
+const (
+	teardownFail      teardownKind = iota // a real error
+	teardownGone                          // 404 for the instance itself
+	teardownMaybeGone                     // 404 of something else, or another party's delete won
+	teardownFailedOp                      // the server's stop or delete task failed otherwise
+	teardownRetry                         // busy or a transient fault: try again later
+	teardownRunning                       // running: stop first
+)
+
+// matchingSucceeded is the failure of a delete that waited for another
+// party's delete of the same instance, which succeeded.
+const matchingSucceeded = "matching non-reusable operation has now succeeded"
+
+func classifyTeardown(err error, name string) teardownKind {
+	msg := err.Error()
 	var se *StatusError
-	return errors.As(err, &se) && se.Status == http.StatusBadRequest && strings.Contains(strings.ToLower(se.Msg), "running") &&
-		!isBusy(err)
+	var oe *OperationError
+	switch {
+	case IsNotFound(err):
+		if errors.As(err, &se) && isInstancePath(se.Path, name) {
+			return teardownGone
+		}
+		return teardownMaybeGone
+	case strings.Contains(msg, matchingSucceeded):
+		return teardownMaybeGone
+	case isBusy(err), strings.Contains(msg, "connection reset by peer"):
+		return teardownRetry
+	case isRunning(err):
+		return teardownRunning
+	case errors.As(err, &oe):
+		return teardownFailedOp
+	default:
+		return teardownFail
+	}
+}
+
+// isInstancePath: path (below /1.0) is the instance's or one of its
+// sub-resources (state).
+func isInstancePath(path, name string) bool {
+	p := "/instances/" + url.PathEscape(name)
+	return path == p || strings.HasPrefix(path, p+"/")
+}
+
+// isBusy: an instance with an operation under way answers
+// `Instance is busy running a "create" operation` (and likewise for the
+// others), as a 400 or as the failure of the delete task.
+func isBusy(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "is busy running a")
+}
+
+// isRunning: DELETE of a running instance answers 400 "Instance is
+// running"; the delete task says the same when a start won the race.
+func isRunning(err error) bool {
+	return err != nil && strings.Contains(strings.ToLower(err.Error()), "instance is running")
+}
+
+// What confirmGone found.
+const (
+	instanceGone   = iota // no instance, no task working on that name
+	instanceThere         // the GET found it
+	instanceWaited        // no instance, but a task worked on that name: waited for it
+)
+
+// confirmGone tells whether the instance is gone for good: with get, a
+// GET must answer 404 first; then no task of the server may still be
+// working on that name. A task found is waited for. The error is that of
+// a GET that failed otherwise.
+func (c *Client) confirmGone(ctx context.Context, name string, get bool) (int, error) {
+	if get {
+		_, err := c.GetInstance(ctx, name)
+		if err == nil {
+			return instanceThere, nil
+		}
+		if !IsNotFound(err) {
+			return 0, err
+		}
+	}
+	ids := c.tasksOn(ctx, name)
+	if len(ids) == 0 {
+		return instanceGone, nil
+	}
+	for _, id := range ids {
+		c.log.Debug("no instance, but a task works on its name", zap.String("instance", name), zap.String("operation", id))
+		c.waitTask(ctx, id)
+	}
+	return instanceWaited, nil
+}
+
+// tasksOn returns the ids of the server's unfinished tasks that name the
+// instance among their resources. It is best effort: when the list cannot
+// be read, it returns none.
+func (c *Client) tasksOn(ctx context.Context, name string) []string {
+	var byStatus map[string][]struct {
+		ID         string              `json:"id"`
+		Class      string              `json:"class"`
+		StatusCode int                 `json:"status_code"`
+		Resources  map[string][]string `json:"resources"`
+	}
+	if err := c.get(ctx, "/operations", url.Values{"recursion": {"1"}}, &byStatus); err != nil {
+		c.log.Debug("list operations", zap.Error(err))
+		return nil
+	}
+	want := "/1.0/instances/" + name
+	var ids []string
+	for _, ops := range byStatus {
+		for _, op := range ops {
+			if op.Class != "task" || op.StatusCode >= opFinal || op.ID == "" {
+				continue
+			}
+			for _, r := range op.Resources["instances"] {
+				// "/1.0/instances/NAME?project=P"
+				if u, err := url.Parse(r); err == nil && u.Path == want {
+					ids = append(ids, op.ID)
+					break
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// waitTask waits (one long poll at most) for another party's operation to
+// end. Unlike WaitOperation it never cancels it, and the outcome does not
+// matter.
+func (c *Client) waitTask(ctx context.Context, id string) {
+	secs := int(maxWait / time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		secs = min(secs, int(math.Ceil(time.Until(dl).Seconds())))
+	}
+	q := url.Values{"timeout": {strconv.Itoa(max(secs, 1))}}
+	if err := c.get(ctx, "/operations/"+url.PathEscape(id)+"/wait", q, nil); err != nil {
+		c.log.Debug("wait for operation", zap.String("operation", id), zap.Error(err))
+	}
 }
