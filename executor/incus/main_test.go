@@ -7,13 +7,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"jerichoci/internal/testlock"
 )
 
 // TestMain fails the package when goroutines of net/http or of this package
 // outlive the tests: a client not closed, a body not closed, a tailing or
 // upload goroutine not ended.
 func TestMain(m *testing.M) {
+	// Shared with the other packages that use incusd; test/incusfault,
+	// which kills incusd, takes it exclusively.
+	lock := testlock.MustShared()
 	code := m.Run()
+	lock.Release()
 	if code == 0 {
 		if leaks := waitForLeaks(10 * time.Second); len(leaks) > 0 {
 			fmt.Fprintf(os.Stderr, "FAIL: %d goroutines leaked by the tests:\n\n%s\n", len(leaks), strings.Join(leaks, "\n\n"))

@@ -54,7 +54,8 @@ type result struct {
 	settled string
 }
 
-func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
+// process handles one delivery and returns how it ended.
+func (d *Daemon) process(msg Message, worker string, log *zap.Logger) outcomeKind {
 	a := &attempt{d: d, msg: msg, worker: worker, delivered: 1}
 	if meta, err := msg.Metadata(); err == nil {
 		a.delivered, a.seq = meta.NumDelivered, meta.Sequence.Stream
@@ -72,6 +73,7 @@ func (d *Daemon) process(msg Message, worker string, log *zap.Logger) {
 		// refused while the create still ran): look for orphans now.
 		d.kickReaper()
 	}
+	return res.kind
 }
 
 // take handles the delivery up to its outcome: decode, fence, run. The

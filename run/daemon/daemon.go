@@ -137,6 +137,10 @@ func (c DaemonConfig) heartbeat() time.Duration {
 	return min(2*time.Second, c.AckWait/3)
 }
 
+// infraPause is the first pause of a worker after an infrastructure
+// failure (doubling with each one in a row, up to 30s).
+func (c DaemonConfig) infraPause() time.Duration { return min(time.Second, c.RetryDelay) }
+
 func (c DaemonConfig) staleAfter() time.Duration {
 	return time.Duration(max(c.StaleBeats, 2)) * c.heartbeat()
 }
@@ -259,7 +263,21 @@ func (d *Daemon) init() {
 func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 	log := d.logger().With(zap.String("worker", worker))
 	backoff := time.Second
+	// sick counts this worker's infrastructure failures in a row: a worker
+	// whose host is broken (a full state root, its incusd gone) waits
+	// longer and longer before its next pull, so it does not spend the
+	// fleet's deliveries of every job while healthy workers could run them.
+	sick := 0
 	for ctx.Err() == nil {
+		if sick > 0 {
+			pause := min(time.Duration(1<<min(sick-1, 5))*d.Config.infraPause(), 30*time.Second)
+			log.Warn("infrastructure failures in a row; pausing before the next pull", zap.Int("failures", sick), zap.Duration("pause", pause))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+		}
 		msg, err := d.Queue.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -282,7 +300,11 @@ func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 			}
 			return
 		}
-		d.process(msg, worker, log)
+		if d.process(msg, worker, log) == outcomeInfra {
+			sick++
+		} else {
+			sick = 0
+		}
 	}
 }
 

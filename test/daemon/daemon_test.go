@@ -31,6 +31,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/testlock"
 	"jerichoci/model"
 	"jerichoci/run"
 	rundaemon "jerichoci/run/daemon"
@@ -47,7 +48,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	// Shared with the other packages that use incusd; test/incusfault,
+	// which kills incusd, takes it exclusively.
+	lock := testlock.MustShared()
+	code := testMain(m)
+	lock.Release()
+	os.Exit(code)
 }
 
 func testMain(m *testing.M) int {
