@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz run demo demo-local incus-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up incus-down clean
 
 all: build
 
@@ -68,6 +68,14 @@ FUZZTIME ?= 30s
 
 fuzz:
 	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz
+
+# The daemon's soak benchmark, not a CI test (scripts/soak): one nats-server,
+# three daemons, SOAK_JOBS (500) trivial jobs, a random daemon killed with
+# kill -9 every SOAK_KILL_EVERY (8s) and restarted, bounded by SOAK_TIMEOUT
+# (40m); exits 1 on a lost or duplicated job or a leaked instance. Figures
+# in docs/RELIABILITY.md ("Soak").
+soak: incus-up build $(NATS_SERVER)
+	@GO=$(GO) bash scripts/soak
 
 incus-up:
 	@bash scripts/incus-up

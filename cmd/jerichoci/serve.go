@@ -113,6 +113,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
 	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
 	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
+	intVar("JERICHOCI_REPLICAS", &c.queue.Replicas)
 	durVar("JERICHOCI_ACK_WAIT", &c.queue.AckWait)
 	durVar("JERICHOCI_RETRY_DELAY", &c.daemon.RetryDelay)
 	durVar("JERICHOCI_DRAIN_TIMEOUT", &c.daemon.DrainTimeout)
@@ -127,6 +128,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
 	fs.IntVar(&c.queue.MaxAckPending, "max-ack-pending", c.queue.MaxAckPending, "jobs in flight across the fleet; at least every worker slot (env JERICHOCI_MAX_ACK_PENDING)")
+	fs.IntVar(&c.queue.Replicas, "replicas", c.queue.Replicas, "JetStream replicas (`N`, 1 to 5) of the work stream and its consumer, the events and dead-letter streams, the buckets and object stores; more than 1 needs --nats-url naming a NATS cluster (env JERICHOCI_REPLICAS)")
 	fs.DurationVar(&c.daemon.RetryDelay, "retry-delay", c.daemon.RetryDelay, "delay before an infrastructure failure is retried, doubled per delivery (env JERICHOCI_RETRY_DELAY)")
 	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
@@ -156,7 +158,16 @@ func (c *serveConfig) finish() {
 // Validate reports every problem at once.
 func (c serveConfig) Validate() error {
 	errs := append([]error{}, c.envErrs...)
-	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), c.queue.Validate(), c.daemon.Validate())
+	// --replicas is reported here, naming the flag, not again by the queue.
+	queue := c.queue
+	switch {
+	case c.queue.Replicas < 1 || c.queue.Replicas > 5:
+		errs = append(errs, fmt.Errorf("--replicas %d (env JERICHOCI_REPLICAS): expected 1 to 5", c.queue.Replicas))
+		queue.Replicas = 1
+	case c.queue.Replicas > 1 && c.nats.URL == "":
+		errs = append(errs, fmt.Errorf("--replicas %d: the embedded NATS server is a single server, which keeps 1 replica; more need --nats-url naming a NATS cluster of at least %d servers", c.queue.Replicas, c.queue.Replicas))
+	}
+	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
 	if c.queue.MaxAckPending < c.daemon.Concurrency {
 		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.queue.MaxAckPending, c.daemon.Concurrency))
 	}

@@ -33,7 +33,7 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 		wantErr []string // substrings; all must be reported at once
 	}{
 		{name: "defaults", check: func(t *testing.T, c serveConfig) {
-			if c.daemon.Concurrency != 2 || c.queue.AckWait != time.Minute || c.nats.Listen != defaultNATSListen || c.nats.URL != "" {
+			if c.daemon.Concurrency != 2 || c.queue.AckWait != 10*time.Second || c.nats.Listen != defaultNATSListen || c.nats.URL != "" {
 				t.Errorf("defaults = %+v %+v %+v", c.daemon, c.queue, c.nats)
 			}
 		}},
@@ -69,6 +69,49 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 			env:     map[string]string{"JERICHOCI_MAX_SOURCE_BYTES": "lots"},
 			args:    []string{"--keep-runs", "-1", "--keep-results", "1s", "--max-source-entries", "0"},
 			wantErr: []string{`JERICHOCI_MAX_SOURCE_BYTES: size "lots": expected a byte count`, "keep runs -1: must not be negative", "keep results 1s: must be at least 1m", "source limits"}},
+		{name: "replicas: 1 by default, env over it, flag over env",
+			check: func(t *testing.T, c serveConfig) {
+				if c.queue.Replicas != 1 {
+					t.Errorf("default replicas %d, want 1", c.queue.Replicas)
+				}
+				for _, tc := range []struct {
+					env  map[string]string
+					args []string
+					want int
+				}{
+					{map[string]string{"JERICHOCI_REPLICAS": "3", "JERICHOCI_NATS_URL": "nats://a:4222,nats://b:4222,nats://c:4222"}, nil, 3},
+					{map[string]string{"JERICHOCI_REPLICAS": "3"}, []string{"--nats-url", "nats://a:4222,nats://b:4222", "--replicas", "2"}, 2},
+					{map[string]string{"JERICHOCI_REPLICAS": " "}, nil, 1},
+				} {
+					c := defaultServeConfig()
+					c.fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+					fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+					fs.SetOutput(io.Discard)
+					c.flags(fs)
+					if err := fs.Parse(tc.args); err != nil {
+						t.Fatal(err)
+					}
+					c.finish()
+					if err := c.Validate(); err != nil || c.queue.Replicas != tc.want {
+						t.Errorf("env %v, args %q: replicas %d (Validate %v), want %d", tc.env, tc.args, c.queue.Replicas, err, tc.want)
+					}
+				}
+			}},
+		{name: "replicas out of range name the flag once, with every other problem",
+			env:     map[string]string{"JERICHOCI_NATS_URL": "nats://a:4222"},
+			args:    []string{"--replicas", "6", "--concurrency", "0"},
+			wantErr: []string{"--replicas 6 (env JERICHOCI_REPLICAS): expected 1 to 5", "concurrency 0: must be at least 1"},
+			check: func(t *testing.T, c serveConfig) {
+				if err := c.Validate().Error(); strings.Count(err, "expected 1 to 5") != 1 {
+					t.Errorf("the range is reported %d times:\n%s", strings.Count(err, "expected 1 to 5"), err)
+				}
+			}},
+		{name: "replicas 0", env: map[string]string{"JERICHOCI_NATS_URL": "nats://a:4222"}, args: []string{"--replicas", "0"},
+			wantErr: []string{"--replicas 0 (env JERICHOCI_REPLICAS): expected 1 to 5"}},
+		{name: "replicas not a number", env: map[string]string{"JERICHOCI_REPLICAS": "three"},
+			wantErr: []string{`JERICHOCI_REPLICAS="three": expected an integer`}},
+		{name: "more than 1 replica needs a NATS cluster, not the embedded server", args: []string{"--replicas", "3"},
+			wantErr: []string{"--replicas 3: the embedded NATS server is a single server", "--nats-url"}},
 		{name: "max ack pending below the slots",
 			args: []string{"--concurrency", "8", "--max-ack-pending", "4"}, wantErr: []string{"max ack pending 4: must be at least the concurrency 8"}},
 	}
@@ -98,6 +141,9 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Validate() = %v\nmissing %q", err, w)
 				}
+			}
+			if tc.check != nil {
+				tc.check(t, cfg)
 			}
 		})
 	}

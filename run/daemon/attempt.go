@@ -458,7 +458,7 @@ func (a *attempt) settle(res result) {
 	d := a.d
 	defer d.unregister(a)
 	dec := classify(res.kind, res.cause, a.delivered, d.Config)
-	log := a.log.With(zap.Stringer("outcome", res.kind), zap.String("action", string(dec.action)))
+	log := a.log.With(zap.Stringer("outcome", res.kind))
 	rec := res.rec
 	if rec == nil && dec.final {
 		// The state root is not a precondition: a record that cannot be
@@ -513,7 +513,7 @@ func (a *attempt) settle(res result) {
 			err = a.msg.Nak()
 		}
 	}
-	fields := []zap.Field{zap.Duration("delay", dec.delay), zap.Bool("final", final)}
+	fields := []zap.Field{zap.String("action", string(dec.action)), zap.Duration("delay", dec.delay), zap.Bool("final", final)}
 	if rec != nil {
 		fields = append(fields, zap.String("run_id", rec.RunID), zap.String("status", string(rec.Status)))
 	}

@@ -159,7 +159,7 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	q.cons, err = js.CreateOrUpdateConsumer(ctx, protocol.StreamJobs, jetstream.ConsumerConfig{
 		Durable: protocol.ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		MaxAckPending: cfg.MaxAckPending, FilterSubject: protocol.SubjectJobsPrefix + ">",
+		MaxAckPending: cfg.MaxAckPending, FilterSubject: protocol.SubjectJobsPrefix + ">", Replicas: cfg.Replicas,
 		// No prefetching, ever: a pull may ask for one message only.
 		MaxRequestBatch: 1,
 	})

@@ -454,7 +454,7 @@ func diskRuns(t *testing.T, ds ...*daemon) map[string][]diskRun {
 }
 
 // nonFinalPrefixes start the messages of attempts that are not a job's result.
-var nonFinalPrefixes = []string{"infrastructure error on delivery", "interrupted:", "superseded:"}
+var nonFinalPrefixes = []string{"infrastructure error on delivery", "interrupted:", "superseded:", "could not store the result"}
 
 // checkOneFinal asserts that the job has exactly one final record: the
 // result in the KV bucket, equal to its run.json on one daemon, while any
