@@ -72,11 +72,12 @@ func uniqueName(prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// launch creates (and starts) a container from pikaci/dev; it is deleted
-// when the test ends, on a context detached from the test's.
-func launch(t *testing.T, c *Client, start bool, config map[string]string) string {
+// deletedAtEnd returns a new instance name with prefix; whatever holds
+// that name is deleted when the test ends, on a context detached from the
+// test's.
+func deletedAtEnd(t *testing.T, c *Client, prefix string) string {
 	t.Helper()
-	name := uniqueName("jci-test-")
+	name := uniqueName(prefix)
 	detached := context.WithoutCancel(t.Context())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(detached, 2*time.Minute)
@@ -85,6 +86,14 @@ func launch(t *testing.T, c *Client, start bool, config map[string]string) strin
 			t.Errorf("cleanup: %v", err)
 		}
 	})
+	return name
+}
+
+// launch creates (and starts) a container from pikaci/dev; it is deleted
+// when the test ends (deletedAtEnd).
+func launch(t *testing.T, c *Client, start bool, config map[string]string) string {
+	t.Helper()
+	name := deletedAtEnd(t, c, "jci-test-")
 	err := c.CreateInstance(t.Context(), InstancesPost{
 		Name: name, Type: TypeContainer, Source: InstanceSource{Type: "image", Alias: itAlias},
 		Profiles: []string{"default", itProfile}, Config: config, Start: start,

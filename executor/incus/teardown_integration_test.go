@@ -36,16 +36,7 @@ func teardownClient(t *testing.T) *Client {
 // makes sure no instance of that name outlives the test.
 func teardownName(t *testing.T, c *Client) string {
 	t.Helper()
-	name := uniqueName("jci-teardown-")
-	detached := context.WithoutCancel(t.Context())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(detached, 2*time.Minute)
-		defer cancel()
-		if err := c.DeleteInstance(ctx, name); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	return name
+	return deletedAtEnd(t, c, "jci-teardown-")
 }
 
 func teardownPost(name string, start bool) InstancesPost {

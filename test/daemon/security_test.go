@@ -487,23 +487,7 @@ func TestOversizedRunRecordIsStoredWhole(t *testing.T) {
 
 func TestFullStateRootFailsTheJobAndKeepsTheDaemon(t *testing.T) {
 	cl := require(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
-		msg := "mount a 4 MiB tmpfs (needs root): " + err.Error()
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	if err := os.MkdirAll(filepath.Join(dir, "runs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	fillDisk(t, filepath.Join(dir, "fill"))
+	dir := mountFullTmpfs(t)
 
 	url := startNATS(t)
 	cat := writeCatalog(t)
