@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -436,13 +435,7 @@ func (a *attempt) sourceRoot(ctx context.Context) (string, func(), error) {
 		if a.d.Sources == nil {
 			return "", noRelease, fmt.Errorf("source %s in %s: this daemon has no object store: %w", src.Object, src.Bucket, ErrSourceNotFound)
 		}
-		cache := &SourceCache{Dir: filepath.Join(a.d.Runner.StateRoot, "sources"), MaxAge: a.d.Config.SourceCacheMaxAge,
-			MaxBytes: a.d.Config.SourceCacheMaxBytes, Now: a.d.now}
-		dir, release, err := fetchSource(ctx, a.d.Sources, cache, a.d.Config.SourceLimits, src.Bucket, src.Object, src.SHA256)
-		if perr := cache.Prune(context.WithoutCancel(ctx), a.d.now()); perr != nil {
-			a.log.Warn("prune the source cache", zap.Error(perr))
-		}
-		return dir, release, err
+		return fetchSource(ctx, a.d.Sources, a.d.sourceCache(), a.d.Config.SourceLimits, src.Bucket, src.Object, src.SHA256)
 	}
 	return "", noRelease, fmt.Errorf("source kind %q: %w", src.Kind, ErrSourceNotFound)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -113,8 +114,25 @@ func (d *Daemon) collectRuns() {
 	}
 }
 
-// reapLoop reaps orphans and collects old runs at start, every ReapEvery
-// and when kicked.
+// sourceCache is the unpacked-source cache under the state root.
+func (d *Daemon) sourceCache() *SourceCache {
+	return &SourceCache{Dir: filepath.Join(d.Runner.StateRoot, "sources"), MaxAge: d.Config.SourceCacheMaxAge,
+		MaxBytes: d.Config.SourceCacheMaxBytes, Now: d.now}
+}
+
+// pruneSources bounds the source cache by age and size (it walks every
+// entry, so it runs here, every ReapEvery, not in a job's path).
+func (d *Daemon) pruneSources(ctx context.Context) {
+	if d.Runner.StateRoot == "" {
+		return
+	}
+	if err := d.sourceCache().Prune(ctx, d.now()); err != nil && ctx.Err() == nil {
+		d.logger().Warn("prune the source cache", zap.Error(err))
+	}
+}
+
+// reapLoop reaps orphans, collects old runs and prunes the source cache at
+// start, every ReapEvery and when kicked.
 func (d *Daemon) reapLoop(ctx context.Context) {
 	t := time.NewTicker(d.Config.ReapEvery)
 	defer t.Stop()
@@ -125,6 +143,7 @@ func (d *Daemon) reapLoop(ctx context.Context) {
 		}
 		cancel()
 		d.collectRuns()
+		d.pruneSources(ctx)
 		select {
 		case <-ctx.Done():
 			return
