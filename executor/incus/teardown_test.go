@@ -283,14 +283,11 @@ func TestDeleteInstanceRetriesEndWithTheContext(t *testing.T) {
 	f.handle("GET", opPath, inTurn(failedOp("Stopping instance", busyDelete)))
 	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	// The deadline in the error is what shows that ctx ended the retries.
 	err := f.client().DeleteInstance(ctx, "r1")
 	if err == nil || !strings.Contains(err.Error(), `incus: delete instance "r1"`) ||
 		!strings.Contains(err.Error(), busyDelete) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("DeleteInstance() error = %v, want the busy answer and the deadline", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("DeleteInstance() took %v after a 700ms deadline", took)
 	}
 	n := 0
 	for _, r := range f.requests() {
