@@ -31,6 +31,24 @@ type Job struct {
 	// Config.HostLogRunnerBytes of it (artifacts/guest.log has all of it);
 	// it must be safe for use from several goroutines.
 	HostLog io.Writer
+
+	// TargetID is the run's target, "" for none.
+	TargetID string
+	// StagedPayloads are the prepared outputs a staged job's guest sees,
+	// deps first: each is the job's staged-linux-rust/<role> symlink to a
+	// realized Nix store path, whose share/pikaci/payload-manifest.json
+	// says where to mount it (STAGED-AND-HOST.md §3.3).
+	StagedPayloads []StagedPayload
+	// HostCacheScope is the host-local cache scope of a host-local job
+	// (target-<id>, job-<id> or adhoc-<hash>), under
+	// <state>/cache/host-local/.
+	HostCacheScope string
+}
+
+// StagedPayload is one prepared output handed to a job.
+type StagedPayload struct {
+	Role      string // workspace-deps or workspace-build
+	MountPath string // <job dir>/staged-linux-rust/<role>, a symlink into /nix/store
 }
 
 // Result is the outcome of a job that ran: passed or failed, never an

@@ -44,7 +44,11 @@ const (
 // (CONTRACTS.md §4): the prepare node prefix, the snapshot profile and the
 // two Nix outputs staged under /staged/linux-rust/.
 type StagedLinux struct {
-	PrepareNodePrefix    string `json:"prepare_node_prefix"`
+	PrepareNodePrefix string `json:"prepare_node_prefix"`
+	// PrepareDescription is the original's shared prepare description,
+	// e.g. "pika_core staged Linux Rust lane"; prepare node descriptions
+	// read "<what the node builds> for <it>".
+	PrepareDescription   string `json:"prepare_description,omitempty"`
 	SnapshotProfile      string `json:"snapshot_profile"`
 	WorkspaceDepsOutput  string `json:"workspace_deps_output"`
 	WorkspaceBuildOutput string `json:"workspace_build_output"`

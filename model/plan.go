@@ -1,0 +1,361 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// The staged prepared-output pipeline's records (STAGED-AND-HOST.md §2.5,
+// §3.2): runs/<run_id>/plan.json, runs/<run_id>/prepared-outputs.json and
+// the payload manifest a staged output carries. Field order and spelling
+// are the original's; optional fields are written as null, as serde does.
+
+// PlanSchemaVersion is plan.json's and prepared-outputs.json's schema.
+const PlanSchemaVersion = 1
+
+// Plan node kinds, executors and prepare/execute types.
+const (
+	PlanNodePrepare = "prepare"
+	PlanNodeExecute = "execute"
+
+	PrepareNixBuild              = "nix_build"
+	PrepareRemoteLinuxVMBackend  = "remote_linux_vm_backend"
+	ExecuteVMCommand             = "vm_command"
+	ExecuteHostCommand           = "host_command"
+	PlanScopePostSetupAndSnap    = "post_host_setup_and_snapshot"
+	ResidencyLocalAuthoritative  = "local_authoritative"
+	ResidencyRemoteStagedLinux   = "remote_authoritative_staged_linux"
+	HandoffNixStorePathV1        = "nix_store_path_v1"
+	ExposureHostSymlinkMount     = "host_symlink_mount"
+	ExposureReadOnly             = "read_only"
+	ConsumerHostLocalSymlinkV1   = "host_local_symlink_mounts_v1"
+	ConsumerRemoteExposureReqV1  = "remote_exposure_request_v1"
+	ConsumerFulfillRequestCLIV1  = "fulfill_request_cli_v1"
+	PayloadManifestRelativePath  = "share/pikaci/payload-manifest.json"
+	PlanPreconditionHostSetup    = "host_setup_complete"
+	PlanPreconditionSnapshotMade = "workspace_snapshot_created"
+)
+
+// RunPlanRecord is plan.json.
+type RunPlanRecord struct {
+	SchemaVersion     int              `json:"schema_version"`
+	RunID             string           `json:"run_id"`
+	TargetID          *string          `json:"target_id"`
+	TargetDescription *string          `json:"target_description"`
+	CreatedAt         Timestamp        `json:"created_at"`
+	Scope             string           `json:"scope"`
+	Preconditions     []string         `json:"preconditions"`
+	Nodes             []PlanNodeRecord `json:"nodes"`
+}
+
+type runPlanJSON RunPlanRecord
+
+// MarshalJSON writes nil slices as [].
+func (p RunPlanRecord) MarshalJSON() ([]byte, error) {
+	v := runPlanJSON(p)
+	v.Preconditions = nonNil(v.Preconditions)
+	v.Nodes = nonNil(v.Nodes)
+	return marshalNoEscape(v)
+}
+
+// UnmarshalJSON checks the required fields and defaults the arrays.
+func (p *RunPlanRecord) UnmarshalJSON(b []byte) error {
+	if err := requireKeys(b, "run plan", "schema_version", "run_id", "created_at", "scope"); err != nil {
+		return err
+	}
+	var v runPlanJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("run plan: %w", err)
+	}
+	v.Preconditions = nonNil(v.Preconditions)
+	v.Nodes = nonNil(v.Nodes)
+	*p = RunPlanRecord(v)
+	return nil
+}
+
+// PlanNodeRecord is one node of plan.json: Kind is "prepare" (Prepare set)
+// or "execute" (Execute set).
+type PlanNodeRecord struct {
+	Kind        string       `json:"kind"`
+	ID          string       `json:"id"`
+	Description string       `json:"description"`
+	Executor    string       `json:"executor"` // host_local, remote_linux_vm, tart_local
+	Placement   *Placement   `json:"placement"`
+	Runtime     *RuntimeKind `json:"runtime"`
+	DependsOn   []string     `json:"depends_on"`
+	Prepare     *PrepareNode `json:"prepare,omitempty"`
+	Execute     *ExecuteNode `json:"execute,omitempty"`
+}
+
+type planNodeJSON PlanNodeRecord
+
+// MarshalJSON writes depends_on as [] when empty.
+func (n PlanNodeRecord) MarshalJSON() ([]byte, error) {
+	v := planNodeJSON(n)
+	v.DependsOn = nonNil(v.DependsOn)
+	return marshalNoEscape(v)
+}
+
+// PrepareNode is a prepare node's action: Type nix_build (the other fields)
+// or remote_linux_vm_backend (Backend).
+type PrepareNode struct {
+	Type        string
+	Installable string
+	OutputName  string
+	Residency   string
+	Handoff     *PreparedOutputHandoff
+	Backend     string
+}
+
+// MarshalJSON writes the fields of the node's type only, as the original's
+// tagged enum does.
+func (p PrepareNode) MarshalJSON() ([]byte, error) {
+	if p.Type == PrepareRemoteLinuxVMBackend {
+		return marshalNoEscape(struct {
+			Type    string `json:"type"`
+			Backend string `json:"backend"`
+		}{p.Type, p.Backend})
+	}
+	res := p.Residency
+	if res == "" {
+		res = ResidencyLocalAuthoritative
+	}
+	return marshalNoEscape(struct {
+		Type        string                 `json:"type"`
+		Installable string                 `json:"installable"`
+		OutputName  string                 `json:"output_name"`
+		Residency   string                 `json:"residency"`
+		Handoff     *PreparedOutputHandoff `json:"handoff"`
+	}{p.Type, p.Installable, p.OutputName, res, p.Handoff})
+}
+
+// UnmarshalJSON reads either type.
+func (p *PrepareNode) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Type        string                 `json:"type"`
+		Installable string                 `json:"installable"`
+		OutputName  string                 `json:"output_name"`
+		Residency   string                 `json:"residency"`
+		Handoff     *PreparedOutputHandoff `json:"handoff"`
+		Backend     string                 `json:"backend"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("prepare node: %w", err)
+	}
+	*p = PrepareNode{Type: v.Type, Installable: v.Installable, OutputName: v.OutputName,
+		Residency: v.Residency, Handoff: v.Handoff, Backend: v.Backend}
+	return nil
+}
+
+// ExecuteNode is an execute node's action: vm_command or host_command.
+type ExecuteNode struct {
+	Type              string
+	Command           string
+	RunAsRoot         bool
+	TimeoutSecs       uint64
+	WritableWorkspace bool
+}
+
+// MarshalJSON writes run_as_root only for vm_command, as the original does.
+func (e ExecuteNode) MarshalJSON() ([]byte, error) {
+	if e.Type == ExecuteHostCommand {
+		return marshalNoEscape(struct {
+			Type              string `json:"type"`
+			Command           string `json:"command"`
+			TimeoutSecs       uint64 `json:"timeout_secs"`
+			WritableWorkspace bool   `json:"writable_workspace"`
+		}{e.Type, e.Command, e.TimeoutSecs, e.WritableWorkspace})
+	}
+	return marshalNoEscape(struct {
+		Type              string `json:"type"`
+		Command           string `json:"command"`
+		RunAsRoot         bool   `json:"run_as_root"`
+		TimeoutSecs       uint64 `json:"timeout_secs"`
+		WritableWorkspace bool   `json:"writable_workspace"`
+	}{e.Type, e.Command, e.RunAsRoot, e.TimeoutSecs, e.WritableWorkspace})
+}
+
+// UnmarshalJSON reads either type.
+func (e *ExecuteNode) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Type              string `json:"type"`
+		Command           string `json:"command"`
+		RunAsRoot         bool   `json:"run_as_root"`
+		TimeoutSecs       uint64 `json:"timeout_secs"`
+		WritableWorkspace bool   `json:"writable_workspace"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("execute node: %w", err)
+	}
+	*e = ExecuteNode(v)
+	return nil
+}
+
+// PreparedOutputExposure is where a realized output is shown.
+type PreparedOutputExposure struct {
+	Kind   string `json:"kind"`   // host_symlink_mount
+	Path   string `json:"path"`   // the job's staged-linux-rust/<role>
+	Access string `json:"access"` // read_only
+}
+
+// PreparedOutputHandoff says how an output is handed to its consumers.
+type PreparedOutputHandoff struct {
+	Protocol  string                   `json:"protocol"`
+	Exposures []PreparedOutputExposure `json:"exposures"`
+}
+
+type handoffJSON PreparedOutputHandoff
+
+// MarshalJSON writes exposures as [] when empty.
+func (h PreparedOutputHandoff) MarshalJSON() ([]byte, error) {
+	v := handoffJSON(h)
+	v.Exposures = nonNil(v.Exposures)
+	return marshalNoEscape(v)
+}
+
+// PreparedOutputsRecord is prepared-outputs.json.
+type PreparedOutputsRecord struct {
+	SchemaVersion int                            `json:"schema_version"`
+	Outputs       []RealizedPreparedOutputRecord `json:"outputs"`
+}
+
+type preparedOutputsJSON PreparedOutputsRecord
+
+// MarshalJSON writes outputs as [] when empty.
+func (p PreparedOutputsRecord) MarshalJSON() ([]byte, error) {
+	v := preparedOutputsJSON(p)
+	v.Outputs = nonNil(v.Outputs)
+	return marshalNoEscape(v)
+}
+
+// UnmarshalJSON checks schema_version and defaults outputs to [].
+func (p *PreparedOutputsRecord) UnmarshalJSON(b []byte) error {
+	if err := requireKeys(b, "prepared outputs", "schema_version"); err != nil {
+		return err
+	}
+	var v preparedOutputsJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("prepared outputs: %w", err)
+	}
+	v.Outputs = nonNil(v.Outputs)
+	*p = PreparedOutputsRecord(v)
+	return nil
+}
+
+// Upsert replaces the output with rec's node id, else appends rec.
+func (p *PreparedOutputsRecord) Upsert(rec RealizedPreparedOutputRecord) {
+	for i := range p.Outputs {
+		if p.Outputs[i].NodeID == rec.NodeID {
+			p.Outputs[i] = rec
+			return
+		}
+	}
+	p.Outputs = append(p.Outputs, rec)
+}
+
+// RealizedPreparedOutputRecord is one realized output.
+type RealizedPreparedOutputRecord struct {
+	NodeID                       string                   `json:"node_id"`
+	Installable                  string                   `json:"installable"`
+	OutputName                   string                   `json:"output_name"`
+	Protocol                     string                   `json:"protocol"`
+	Residency                    string                   `json:"residency"`
+	Consumer                     string                   `json:"consumer"`
+	RealizedPath                 string                   `json:"realized_path"`
+	ConsumerRequestPath          *string                  `json:"consumer_request_path"`
+	ConsumerResultPath           *string                  `json:"consumer_result_path"`
+	ConsumerLaunchRequestPath    *string                  `json:"consumer_launch_request_path"`
+	ConsumerTransportRequestPath *string                  `json:"consumer_transport_request_path"`
+	Exposures                    []PreparedOutputExposure `json:"exposures"`
+	RequestedExposures           []PreparedOutputExposure `json:"requested_exposures"`
+	Payload                      *PayloadManifest         `json:"payload"`
+}
+
+type realizedJSON RealizedPreparedOutputRecord
+
+// MarshalJSON writes empty arrays as [].
+func (r RealizedPreparedOutputRecord) MarshalJSON() ([]byte, error) {
+	v := realizedJSON(r)
+	v.Exposures = nonNil(v.Exposures)
+	v.RequestedExposures = nonNil(v.RequestedExposures)
+	return marshalNoEscape(v)
+}
+
+// PayloadManifest is share/pikaci/payload-manifest.json of a staged output.
+type PayloadManifest struct {
+	SchemaVersion int            `json:"schema_version"`
+	Kind          string         `json:"kind"`
+	Entrypoints   []PayloadPath  `json:"entrypoints"`
+	AssetRoots    []PayloadPath  `json:"asset_roots"`
+	Mounts        []PayloadMount `json:"mounts"`
+}
+
+type payloadManifestJSON PayloadManifest
+
+// MarshalJSON writes empty arrays as [].
+func (m PayloadManifest) MarshalJSON() ([]byte, error) {
+	v := payloadManifestJSON(m)
+	v.Entrypoints = nonNil(v.Entrypoints)
+	v.AssetRoots = nonNil(v.AssetRoots)
+	v.Mounts = nonNil(v.Mounts)
+	return marshalNoEscape(v)
+}
+
+// UnmarshalJSON requires schema_version and kind, and defaults the arrays.
+func (m *PayloadManifest) UnmarshalJSON(b []byte) error {
+	if err := requireKeys(b, "payload manifest", "schema_version", "kind"); err != nil {
+		return err
+	}
+	var v payloadManifestJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("payload manifest: %w", err)
+	}
+	v.Entrypoints = nonNil(v.Entrypoints)
+	v.AssetRoots = nonNil(v.AssetRoots)
+	v.Mounts = nonNil(v.Mounts)
+	*m = PayloadManifest(v)
+	return nil
+}
+
+// PayloadPath names a path inside a payload.
+type PayloadPath struct {
+	Name         string `json:"name"`
+	RelativePath string `json:"relative_path"`
+}
+
+// PayloadMount is a directory of a payload shown in the guest.
+type PayloadMount struct {
+	Name         string `json:"name"`
+	RelativePath string `json:"relative_path"`
+	GuestPath    string `json:"guest_path"`
+	ReadOnly     bool   `json:"read_only"`
+}
+
+// SnapshotMetadata is snapshot/pikaci-snapshot.json.
+type SnapshotMetadata struct {
+	SourceRoot  string    `json:"source_root"`
+	SnapshotDir string    `json:"snapshot_dir"`
+	GitHead     *string   `json:"git_head"`
+	GitDirty    *bool     `json:"git_dirty"`
+	CreatedAt   Timestamp `json:"created_at"`
+	ContentHash *string   `json:"content_hash"`
+}
+
+// SnapshotMetadataFile is the name of SnapshotMetadata inside a snapshot.
+const SnapshotMetadataFile = "pikaci-snapshot.json"
+
+// JobLogMetadata and RunLogsMetadata are `logs --metadata-json`.
+type JobLogMetadata struct {
+	ID             string `json:"id"`
+	HostLogPath    string `json:"host_log_path"`
+	GuestLogPath   string `json:"guest_log_path"`
+	HostLogExists  bool   `json:"host_log_exists"`
+	GuestLogExists bool   `json:"guest_log_exists"`
+}
+
+// RunLogsMetadata lists the logs of a run's jobs.
+type RunLogsMetadata struct {
+	RunID  string           `json:"run_id"`
+	Status RunStatus        `json:"status"`
+	Jobs   []JobLogMetadata `json:"jobs"`
+}
