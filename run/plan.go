@@ -73,7 +73,24 @@ func NewPlan(t targets.Target, sourceRoot string, git GitState, changed []string
 	for _, j := range t.Jobs {
 		pl := j.Placement
 		p.Jobs = append(p.Jobs, PlannedJob{ID: j.ID, Description: j.Description, TimeoutSecs: j.TimeoutSecs,
-			Command: j.Command, Runtime: j.Runtime, Placement: &pl, Executor: j.Executor, Staged: j.Staged, Writable: j.Writable})
+			Command: j.Command, Runtime: j.Runtime, Placement: &pl, Executor: j.Executor, Staged: j.Staged, StagedLinux: j.StagedLinux, Writable: j.Writable})
 	}
 	return p
+}
+
+// SnapshotProfile is the snapshot profile of the plan's jobs, as the
+// original picks it: followup if any staged job uses it, else rust if any
+// job is staged, else full.
+func (p Plan) SnapshotProfile() SnapshotProfile {
+	profile := ProfileFull
+	for _, j := range p.Jobs {
+		if j.StagedLinux == nil {
+			continue
+		}
+		if j.StagedLinux.SnapshotProfile == targets.SnapshotProfileFollowup {
+			return ProfileFollowup
+		}
+		profile = ProfileRust
+	}
+	return profile
 }

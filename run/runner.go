@@ -19,6 +19,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/model"
+	"jerichoci/targets"
 )
 
 // JobExecutor runs one job. A job that ran and failed is a Result with
@@ -42,6 +43,8 @@ type PlannedJob struct {
 	Placement   *model.Placement
 	Executor    string // model.ExecutorRemoteLinuxVM for Incus jobs
 	Staged      bool
+	// StagedLinux says how a staged job's payload is prepared.
+	StagedLinux *targets.StagedLinux
 	Writable    bool
 }
 
@@ -72,8 +75,9 @@ type Runner struct {
 	// MaxConcurrent bounds parallel jobs when every job is staged
 	// (PIKACI_MAX_CONCURRENT_EXECUTES); otherwise jobs run one at a time.
 	MaxConcurrent int
-	// Snapshot copies the source tree into dst; nil skips snapshots.
-	Snapshot func(ctx context.Context, src, dst string) error
+	// Snapshot copies the source tree into dst with the plan's profile
+	// and writes its metadata; nil skips snapshots.
+	Snapshot func(ctx context.Context, src, dst string, opt SnapshotOptions) (model.SnapshotMetadata, error)
 	Now      func() time.Time
 	NewUUID  func() uuid.UUID
 }
@@ -174,7 +178,12 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	}
 	snap := st.store.SnapshotDir(st.rec.RunID)
 	if st.r.Snapshot != nil {
-		if err := st.r.Snapshot(ctx, plan.SourceRoot, snap); err != nil {
+		dirty := boolPtr(plan.GitDirty)
+		if plan.GitHead == nil {
+			dirty = nil
+		}
+		opt := SnapshotOptions{Profile: plan.SnapshotProfile(), GitHead: plan.GitHead, GitDirty: dirty, CreatedAt: st.rec.CreatedAt.Time}
+		if _, err := st.r.Snapshot(ctx, plan.SourceRoot, snap, opt); err != nil {
 			return fmt.Errorf("snapshot source %s: %w", plan.SourceRoot, err)
 		}
 		st.mu.Lock()

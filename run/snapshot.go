@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"jerichoci/model"
 )
@@ -28,6 +29,28 @@ type SnapshotMarker struct {
 	ContentHash string `json:"content_hash"`
 }
 
+// SnapshotProfile selects the root-level skip rules of a snapshot
+// (STAGED-AND-HOST.md §3.8).
+type SnapshotProfile string
+
+// Snapshot profiles: full keeps everything but the skip names; rust (staged
+// Linux Rust) also drops root ios/ and android/; followup drops root ios/.
+const (
+	ProfileFull     SnapshotProfile = "full"
+	ProfileRust     SnapshotProfile = "rust"
+	ProfileFollowup SnapshotProfile = "followup"
+)
+
+// SnapshotOptions are one snapshot's rules and metadata.
+type SnapshotOptions struct {
+	Profile SnapshotProfile
+	// Exclude are absolute paths left out (a state root inside the source).
+	Exclude   []string
+	GitHead   *string
+	GitDirty  *bool
+	CreatedAt time.Time
+}
+
 // CopySnapshot copies the source tree src into dst (which must not exist),
 // skipping the snapshot skip names, and writes dst/../pikaci-snapshot.json
 // with the content hash. Paths in exclude (such as a state root inside the
@@ -35,7 +58,13 @@ type SnapshotMarker struct {
 // FIFOs are left out. Every file and directory, dst included, keeps its own
 // permission bits, never more (no setuid, setgid or sticky bit): a
 // directory gets them once its contents are in, so a read-only one copies.
-func CopySnapshot(ctx context.Context, src, dst string, exclude ...string) error {
+func CopySnapshot(ctx context.Context, src, dst string, opt SnapshotOptions) (model.SnapshotMetadata, error) {
+	err := copySnapshot(ctx, src, dst, opt.Exclude...)
+	return model.SnapshotMetadata{SourceRoot: src, SnapshotDir: dst, GitHead: opt.GitHead, GitDirty: opt.GitDirty,
+		CreatedAt: model.At(opt.CreatedAt)}, err
+}
+
+func copySnapshot(ctx context.Context, src, dst string, exclude ...string) error {
 	skipPath := map[string]bool{filepath.Clean(dst): true}
 	for _, e := range exclude {
 		if abs, err := filepath.Abs(e); err == nil {

@@ -62,7 +62,7 @@ func TestCopySnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "run", "snapshot")
-	if err := CopySnapshot(t.Context(), src, dst, filepath.Join(src, "state")); err != nil {
+	if _, err := CopySnapshot(t.Context(), src, dst, SnapshotOptions{Exclude: []string{filepath.Join(src, "state")}}); err != nil {
 		t.Fatal(err)
 	}
 	got := strings.Join(listTree(t, dst), ",")
@@ -78,7 +78,7 @@ func TestCopySnapshot(t *testing.T) {
 	h1 := snapshotHash(t, dst)
 	// Same content, same hash; a changed byte, another hash.
 	dst2 := filepath.Join(t.TempDir(), "snapshot")
-	if err := CopySnapshot(t.Context(), src, dst2, filepath.Join(src, "state")); err != nil {
+	if _, err := CopySnapshot(t.Context(), src, dst2, SnapshotOptions{Exclude: []string{filepath.Join(src, "state")}}); err != nil {
 		t.Fatal(err)
 	}
 	if h2 := snapshotHash(t, dst2); h2 != h1 {
@@ -86,7 +86,7 @@ func TestCopySnapshot(t *testing.T) {
 	}
 	writeTree(t, src, map[string]string{"README.md": "ho"})
 	dst3 := filepath.Join(t.TempDir(), "snapshot")
-	if err := CopySnapshot(t.Context(), src, dst3); err != nil {
+	if _, err := CopySnapshot(t.Context(), src, dst3, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if snapshotHash(t, dst3) == h1 {
@@ -141,7 +141,7 @@ func TestCopySnapshotNeverWidensPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(t.TempDir(), "run", "snapshot")
-	if err := CopySnapshot(t.Context(), src, dst); err != nil {
+	if _, err := CopySnapshot(t.Context(), src, dst, SnapshotOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	special := os.ModeSetuid | os.ModeSetgid | os.ModeSticky

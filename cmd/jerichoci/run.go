@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"jerichoci/executor"
-	"jerichoci/executor/incus"
 	"jerichoci/model"
 	"jerichoci/run"
 )
@@ -62,24 +61,13 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	log := cfg.logger()
 	defer log.Sync() //nolint:errcheck // stderr
 
-	var exec run.JobExecutor
-	cl, berr := cfg.incusClient(c.env, log)
-	if berr != nil {
-		// Still a persisted run: every Incus job fails with this error.
-		exec = brokenExecutor{berr}
-	} else {
-		defer cl.Close()
-		exec = &executor.RemoteLinuxVM{Backend: incus.NewBackend(cl), Config: cfg.executorConfig(), Log: log.Named("executor")}
-		incus.ReapLocalOrphans(ctx, cl, processAlive, c.stderr, log)
-	}
+	exec, closeExec := c.localExecutor(ctx, cfg, stateRoot, log)
+	defer closeExec()
 	infra := &run.InfraWatch{JobExecutor: exec}
 
 	plan := run.NewPlan(target, src, run.ReadGit(ctx, src), nil)
 	view := newLiveView(c.stdout, *output, plan)
-	runner := &run.Runner{
-		StateRoot: stateRoot, Env: c.env, MaxConcurrent: cfg.MaxConcurrent,
-		Snapshot: func(ctx context.Context, s, dst string) error { return run.CopySnapshot(ctx, s, dst, stateRoot) },
-	}
+	runner := c.localRunner(cfg, stateRoot)
 	opt := run.RunOptions{Exec: infra, Events: view, Log: log.Named("run")}
 	if *output == "text" {
 		opt.JobOutput = view.jobOutput

@@ -20,6 +20,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
@@ -273,7 +274,10 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		},
 		Instances: insts,
 		Runner: run.Runner{StateRoot: stateRoot, Env: c.env, MaxConcurrent: cfg.exec.MaxConcurrent,
-			Snapshot: func(ctx context.Context, s, dst string) error { return run.CopySnapshot(ctx, s, dst, stateRoot) }},
+			Snapshot: func(ctx context.Context, s, dst string, o run.SnapshotOptions) (model.SnapshotMetadata, error) {
+				o.Exclude = append(o.Exclude, stateRoot)
+				return run.CopySnapshot(ctx, s, dst, o)
+			}},
 		Log: log.Named("daemon"),
 	}
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
