@@ -67,6 +67,20 @@ type wantJob struct {
 	wrapper string // file name in wrapperDir
 }
 
+// prepareDescriptions are the original's shared prepare descriptions per
+// prepare node prefix (crates/pikaci/src/catalog.rs,
+// shared_prepare_description).
+var prepareDescriptions = map[string]string{
+	"pika-core-linux-rust":         "pika_core staged Linux Rust lane",
+	"pika-followup-linux-rust":     "pika follow-up staged Linux lane",
+	"agent-contracts-linux-rust":   "agent contracts staged Linux Rust lane",
+	"notifications-linux-rust":     "notifications staged Linux Rust lane",
+	"fixture-linux-rust":           "fixture staged Linux Rust lane",
+	"rmp-linux-rust":               "rmp staged Linux Rust lane",
+	"pikachat-linux-rust":          "pikachat staged Linux Rust lane",
+	"pikachat-openclaw-linux-rust": "pikachat OpenClaw staged Linux lane",
+}
+
 // TestPreMergeStagedTargets checks the §4.1 table.
 func TestPreMergeStagedTargets(t *testing.T) {
 	tests := []struct {
@@ -127,7 +141,8 @@ func TestPreMergeStagedTargets(t *testing.T) {
 					ID: w.id, Description: tg.Jobs[i].Description, TimeoutSecs: w.timeout,
 					Command: model.Staged(wrapperDir + wrapper), Runtime: model.IncusRuntimeFor(model.RolePikaciRunner),
 					Placement: model.PlacementRemoteSSH, Executor: model.ExecutorRemoteLinuxVM, Staged: true,
-					StagedLinux: &StagedLinux{PrepareNodePrefix: tc.prefix, SnapshotProfile: tc.profile, WorkspaceDepsOutput: deps, WorkspaceBuildOutput: build},
+					StagedLinux: &StagedLinux{PrepareNodePrefix: tc.prefix, PrepareDescription: prepareDescriptions[tc.prefix],
+						SnapshotProfile: tc.profile, WorkspaceDepsOutput: deps, WorkspaceBuildOutput: build},
 				}
 				if got := tg.Jobs[i]; !reflect.DeepEqual(got, want) {
 					t.Errorf("job %d =\n%s\nwant\n%s", i, dump(got), dump(want))
@@ -299,6 +314,10 @@ func TestEveryJob(t *testing.T) {
 			}
 			if j.Staged && (j.Writable || j.StagedLinux == nil) {
 				t.Errorf("%s/%s: staged job writable or without staged_linux", tg.ID, j.ID)
+			}
+			if s := j.StagedLinux; s != nil && s.PrepareDescription != prepareDescriptions[s.PrepareNodePrefix] {
+				t.Errorf("%s/%s: prepare_description %q, want the original's %q for prefix %s",
+					tg.ID, j.ID, s.PrepareDescription, prepareDescriptions[s.PrepareNodePrefix], s.PrepareNodePrefix)
 			}
 		}
 	}

@@ -452,6 +452,12 @@ func parseStagedLinux(o *model.StrictObject) *StagedLinux {
 		}
 		*f.dst = v
 	}
+	if v, ok := o.Str("prepare_description", false, "a non-empty string"); ok {
+		if strings.TrimSpace(v) == "" {
+			o.Failf("prepare_description", "must be non-empty")
+		}
+		s.PrepareDescription = v
+	}
 	if p := s.SnapshotProfile; p != "" && p != SnapshotProfileRust && p != SnapshotProfileFollowup {
 		o.Failf("snapshot_profile", "must be %q or %q, got %q", SnapshotProfileRust, SnapshotProfileFollowup, p)
 	}

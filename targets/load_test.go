@@ -174,6 +174,8 @@ func TestParseErrorsInline(t *testing.T) {
 		{"cargo exact needs test", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "cargo_exact_test", "package": "p"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "command.test": must be a non-empty string for kind "cargo_exact_test"`},
 		{"command unknown field", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true", "cwd": "/"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "command.cwd": unknown field (known fields: command, filter, kind, package, test, wrapper)`},
 		{"duplicate job id", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `, ` + job + `]}]}`, `f.json: targets[0] ("t"): jobs[1] ("j"): field "id": duplicate job id; jobs[0] has it too`},
+		{"empty prepare_description", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": " ",`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": must be non-empty`},
+		{"prepare_description type", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": 7,`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": expected a non-empty string, got 7`},
 		{"duplicate key at top", `{"schema_version": 1, "schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": appears more than once`},
 	}
 	for _, tc := range tests {
@@ -186,6 +188,27 @@ func TestParseErrorsInline(t *testing.T) {
 				t.Errorf("Parse error =\n%s\nwant\n%s", err, tc.want)
 			}
 		})
+	}
+}
+
+// stagedJob is a staged job whose staged_linux object starts with extra.
+func stagedJob(extra string) string {
+	return `{"id": "j", "timeout_secs": 5, "command": {"kind": "staged", "wrapper": "/staged/linux-rust/workspace-build/bin/run-j"},
+		"runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}, "staged_linux": {` + extra + `
+		"prepare_node_prefix": "p", "snapshot_profile": "rust", "workspace_deps_output": "ci.x86_64-linux.d", "workspace_build_output": "ci.x86_64-linux.b"}}`
+}
+
+// TestPrepareDescriptionIsOptional: staged_linux without it parses (empty),
+// with it keeps the text.
+func TestPrepareDescriptionIsOptional(t *testing.T) {
+	for extra, want := range map[string]string{"": "", `"prepare_description": "p staged Linux lane",`: "p staged Linux lane"} {
+		c, err := Parse("f.json", []byte(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+stagedJob(extra)+`]}]}`))
+		if err != nil {
+			t.Fatalf("%q: %v", extra, err)
+		}
+		if got := c.Targets()[0].Jobs[0].StagedLinux.PrepareDescription; got != want {
+			t.Errorf("%q: PrepareDescription = %q, want %q", extra, got, want)
+		}
 	}
 }
 

@@ -219,6 +219,9 @@ func runTargetsShow(c *cli, args []string) int {
 		if s := j.StagedLinux; s != nil {
 			fmt.Fprintf(w, "  staged       prepare node prefix %s, snapshot profile %s\n", s.PrepareNodePrefix, s.SnapshotProfile)
 			fmt.Fprintf(w, "               outputs %s, %s\n", s.WorkspaceDepsOutput, s.WorkspaceBuildOutput)
+			if s.PrepareDescription != "" {
+				fmt.Fprintf(w, "               prepared for %s\n", s.PrepareDescription)
+			}
 		} else {
 			fmt.Fprintf(w, "  staged       %t\n", j.Staged)
 		}

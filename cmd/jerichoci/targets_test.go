@@ -142,6 +142,7 @@ func TestTargetsShow(t *testing.T) {
 			"  placement    remote_ssh (executor remote_linux_vm)",
 			"  staged       prepare node prefix pika-followup-linux-rust, snapshot profile followup",
 			"               outputs ci.x86_64-linux.pikaFollowupWorkspaceDeps, ci.x86_64-linux.pikaFollowupWorkspaceBuild",
+			"               prepared for pika follow-up staged Linux lane",
 			"job pika-actionlint",
 			"  timeout      600s",
 		}},
