@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up incus-down clean
 
 all: build
 
@@ -24,7 +24,7 @@ $(NATS_SERVER): go.mod
 
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
-test: incus-up $(NATS_SERVER)
+test: incus-up nix-up $(NATS_SERVER)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
@@ -80,10 +80,14 @@ soak: incus-up build $(NATS_SERVER)
 incus-up:
 	@bash scripts/incus-up
 
+# Nix for staged prepared outputs and host-local jobs (Debian's nix-bin).
+nix-up:
+	@bash scripts/nix-up
+
 incus-down:
 	@bash scripts/incus-down
 
-run: incus-up build
+run: incus-up nix-up build
 	$(BIN)/jerichoci serve
 
 # The demo lanes through the daemon: serve on embedded NATS, enqueue the

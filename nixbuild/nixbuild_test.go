@@ -1,0 +1,131 @@
+package nixbuild
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"jerichoci/run"
+)
+
+// needNix skips without nix outside CI and fails in CI, where
+// scripts/nix-up installs it.
+func needNix(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("nix"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("nix is missing in CI (make test runs scripts/nix-up): %v", err)
+		}
+		t.Skipf("nix is not installed (sudo scripts/nix-up installs it): %v", err)
+	}
+}
+
+// fixture copies the staged fixture repository with a fresh file, so
+// its derivations are new to the store.
+func fixture(t *testing.T, unique string) string {
+	t.Helper()
+	dst := t.TempDir()
+	src, _ := filepath.Abs("../testdata/fixtures/staged-repo")
+	if out, err := exec.Command("cp", "-a", src+"/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy fixture: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "src", "hello.txt"), []byte(unique+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestRealizeBuildsOnceThenReuses(t *testing.T) {
+	needNix(t)
+	dir := fixture(t, "nixbuild test "+t.Name()+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
+	b := &Builder{}
+	installable := "path:" + dir + "#ci.x86_64-linux.pikaFollowupWorkspaceBuild"
+	var log bytes.Buffer
+	first, err := b.Realize(t.Context(), installable, &log)
+	if err != nil {
+		t.Fatalf("realize: %v\n%s", err, log.String())
+	}
+	if first.Reused || !strings.HasPrefix(first.Path, "/nix/store/") || !strings.HasSuffix(first.Path, "-pikaFollowup-workspace-build") {
+		t.Fatalf("first realize = %+v", first)
+	}
+	if _, err := os.Stat(filepath.Join(first.Path, "bin", "run-pika-actionlint")); err != nil {
+		t.Errorf("wrapper missing: %v", err)
+	}
+	if !strings.Contains(log.String(), "nix --extra-experimental-features 'nix-command flakes' build") {
+		t.Errorf("log lacks the build command:\n%s", log.String())
+	}
+	// Same content, different per-run metadata: nothing is built.
+	if err := os.WriteFile(filepath.Join(dir, "pikaci-snapshot.json"), []byte(`{"created_at":"now"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log.Reset()
+	second, err := b.Realize(t.Context(), installable, &log)
+	if err != nil {
+		t.Fatalf("second realize: %v\n%s", err, log.String())
+	}
+	if !second.Reused || second.Path != first.Path {
+		t.Errorf("second realize = %+v, want reuse of %s", second, first.Path)
+	}
+	if strings.Contains(log.String(), " build ") {
+		t.Errorf("second realize ran nix build:\n%s", log.String())
+	}
+}
+
+func TestRealizeFailures(t *testing.T) {
+	needNix(t)
+	dir := fixture(t, "nixbuild failures")
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.MkdirAll(broken, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(broken, "flake.nix"), []byte("{ outputs = { self }: { this is not nix"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, installable, inLog string
+	}{
+		{"builder fails", "path:" + dir + "#ci.x86_64-linux.brokenWorkspaceDeps", "fails on purpose"},
+		{"syntax error", "path:" + broken + "#ci.x86_64-linux.x", "syntax error"},
+		{"no such output", "path:" + dir + "#ci.x86_64-linux.nopeWorkspaceDeps", "nopeWorkspaceDeps"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log bytes.Buffer
+			_, err := (&Builder{}).Realize(t.Context(), tc.installable, &log)
+			var exit *run.BuildExitError
+			if !errors.As(err, &exit) || exit.Code == nil || *exit.Code == 0 {
+				t.Fatalf("err = %v, want a BuildExitError with an exit code", err)
+			}
+			if !strings.Contains(log.String(), tc.inLog) {
+				t.Errorf("log lacks %q:\n%s", tc.inLog, log.String())
+			}
+		})
+	}
+}
+
+func TestRealizeWithoutNix(t *testing.T) {
+	_, err := (&Builder{Program: "/nonexistent/nix"}).Realize(t.Context(), "path:/x#y", &bytes.Buffer{})
+	if !errors.Is(err, ErrNoNix) || !strings.Contains(err.Error(), "scripts/nix-up") || !strings.Contains(err.Error(), "/nonexistent/nix") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestOutPath(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{`[{"drvPath":"/nix/store/a.drv","outputs":{"out":"/nix/store/a"}}]`, "/nix/store/a", ""},
+		{`[{"outputs":{"bin":"/nix/store/b"}}]`, "/nix/store/b", ""},
+		{`[{"outputs":{"bin":"/nix/store/b","lib":"/nix/store/c"}}]`, "", "no `out` output"},
+		{`[]`, "", "no output path"},
+		{`nope`, "", "decode"},
+	} {
+		got, err := outPath([]byte(tc.in))
+		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("outPath(%s) = %q, %v", tc.in, got, err)
+		}
+	}
+}
