@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -160,6 +161,37 @@ func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
 	return res, nil
 }
 
+// PrepareRunner is the job's runner prepare node (the original's
+// prepare_backend_state): the project must be set and the job's image must
+// be there, so a missing image fails the run before any job starts.
+func (x *RemoteLinuxVM) PrepareRunner(ctx context.Context, job Job) error {
+	if x.Config.Project == "" {
+		return errors.New("runtime spec field `project` must be non-empty")
+	}
+	if _, err := x.image(ctx, job); err != nil {
+		return err
+	}
+	if job.HostLog != nil {
+		fmt.Fprintf(job.HostLog, "[pikaci] Incus image `%s` is available in project `%s` on %s\n", job.Image.Alias, x.Config.Project, x.Config.Host)
+	}
+	return nil
+}
+
+// image looks the job's image up, with the original's message when it is missing.
+func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
+	cfg, alias := x.Config, job.Image.Alias
+	img, err := x.Backend.Image(ctx, cfg.Project, alias)
+	if errors.Is(err, ErrNotFound) {
+		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
+		return ImageInfo{}, fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
+			alias, cfg.Project, cfg.Host, job.Image.Role, cfg.Project)
+	}
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("look up Incus image `%s` in project `%s`: %w", alias, cfg.Project, err)
+	}
+	return img, nil
+}
+
 type jobRun struct {
 	x       *RemoteLinuxVM
 	job     Job
@@ -261,14 +293,9 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		return errors.New("remote Linux VM backend `incus` does not support writable workspace jobs")
 	}
 	alias := job.Image.Alias
-	img, err := j.x.Backend.Image(ctx, cfg.Project, alias)
-	if errors.Is(err, ErrNotFound) {
-		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
-		return fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
-			alias, cfg.Project, cfg.Host, job.Image.Role, cfg.Project)
-	}
+	img, err := j.x.image(ctx, job)
 	if err != nil {
-		return fmt.Errorf("look up Incus image `%s` in project `%s`: %w", alias, cfg.Project, err)
+		return err
 	}
 	fp := img.Fingerprint
 	j.exe.IncusImage = &model.RemoteLinuxVMImageRecord{GuestRole: job.Image.Recorded, Project: cfg.Project, Alias: alias, Fingerprint: &fp}
@@ -320,12 +347,63 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		spec.Disks = []Disk{{Name: model.SnapshotDeviceName(job.SnapshotDir, GuestSnapshotPath),
 			Source: job.SnapshotDir, Path: GuestSnapshotPath, ReadOnly: true}}
 	}
+	payloads, err := j.payloadDisks()
+	if err != nil {
+		return err
+	}
+	spec.Disks = append(spec.Disks, payloads...)
 	j.created = true // from here on, cleanup runs whatever happens
 	if err := j.x.Backend.CreateInstance(ctx, spec); err != nil {
 		return fmt.Errorf("create %s instance %q from image `%s`: %w", itype, j.name, alias, err)
 	}
 	j.hostf("instance %s (%s) started from %s@%s", j.name, itype, alias, fp)
 	return j.waitReady(ctx)
+}
+
+// NixStoreGuestPath is where a staged job's guest sees the host's Nix
+// store, read-only, so the store paths its payloads refer to resolve.
+const NixStoreGuestPath = "/nix/store"
+
+// payloadDisks are the read-only disks of a staged job's payloads: each
+// manifest mount of each payload (STAGED-AND-HOST.md "Staged payload
+// devices"), then the host's /nix/store.
+func (j *jobRun) payloadDisks() ([]Disk, error) {
+	if len(j.job.StagedPayloads) == 0 {
+		return nil, nil
+	}
+	var disks []Disk
+	seen := map[string]string{}
+	for _, p := range j.job.StagedPayloads {
+		root, err := filepath.EvalSymlinks(p.MountPath)
+		if err != nil {
+			return nil, fmt.Errorf("resolve staged output %s: %w", p.MountPath, err)
+		}
+		b, err := os.ReadFile(filepath.Join(root, model.PayloadManifestRelativePath))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("missing payload manifest for staged output %s", root)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read payload manifest of staged output %s: %w", root, err)
+		}
+		var m model.PayloadManifest
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", filepath.Join(root, model.PayloadManifestRelativePath), err)
+		}
+		for _, mount := range m.Mounts {
+			if err := model.ValidatePayloadMount(root, mount); err != nil {
+				return nil, err
+			}
+			name := model.PayloadDeviceName(m.Kind, mount.Name)
+			if prev, dup := seen[name]; dup {
+				return nil, fmt.Errorf("payload mounts %s and %s of staged output %s share the Incus device name %s", prev, mount.Name, root, name)
+			}
+			seen[name] = mount.Name
+			disks = append(disks, Disk{Name: name, Source: model.PayloadMountSource(root, mount), Path: mount.GuestPath, ReadOnly: mount.ReadOnly})
+			j.hostf("staged payload %s: %s -> %s (device %s)", p.Role, model.PayloadMountSource(root, mount), mount.GuestPath, name)
+		}
+	}
+	disks = append(disks, Disk{Name: "pk-nix-store", Source: NixStoreGuestPath, Path: NixStoreGuestPath, ReadOnly: true})
+	return disks, nil
 }
 
 // instanceType resolves the instance type: auto takes a VM where the server

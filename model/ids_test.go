@@ -128,3 +128,42 @@ func TestSnapshotDeviceName(t *testing.T) {
 		t.Errorf("sanitize = %q", got)
 	}
 }
+
+func TestPayloadDeviceName(t *testing.T) {
+	for _, tc := range []struct{ kind, mount, want string }{
+		{"workspace-build", "workspace_build_root", "pk-workspac-51fa7376"}, // CONTRACTS.md §3.2, verified
+		{"a", "b", "pk-a-b"},
+		{"Kind", "x.y", "pk-kind-x-y"},
+	} {
+		if got := PayloadDeviceName(tc.kind, tc.mount); got != tc.want {
+			t.Errorf("PayloadDeviceName(%q, %q) = %q, want %q", tc.kind, tc.mount, got, tc.want)
+		}
+	}
+}
+
+func TestValidatePayloadMount(t *testing.T) {
+	for _, tc := range []struct {
+		m    PayloadMount
+		want string
+	}{
+		{PayloadMount{Name: "root", RelativePath: ".", GuestPath: "/staged/linux-rust/workspace-build"}, ""},
+		{PayloadMount{Name: "lib", RelativePath: "lib", GuestPath: "/opt/lib"}, ""},
+		{PayloadMount{Name: " ", RelativePath: ".", GuestPath: "/x"}, "invalid payload mount for /nix/store/p: empty mount name"},
+		{PayloadMount{Name: "up", RelativePath: "../etc", GuestPath: "/x"}, "invalid payload mount `up` for /nix/store/p: relative_path must stay within the payload root"},
+		{PayloadMount{Name: "abs", RelativePath: "/etc", GuestPath: "/x"}, "invalid payload mount `abs` for /nix/store/p: relative_path must stay within the payload root"},
+		{PayloadMount{Name: "rel", RelativePath: ".", GuestPath: "x"}, "invalid payload mount `rel` for /nix/store/p: guest_path must be an absolute normalized path"},
+		{PayloadMount{Name: "dd", RelativePath: ".", GuestPath: "/a/../etc"}, "invalid payload mount `dd` for /nix/store/p: guest_path must be an absolute normalized path"},
+	} {
+		err := ValidatePayloadMount("/nix/store/p", tc.m)
+		if got := errString(err); got != tc.want {
+			t.Errorf("ValidatePayloadMount(%+v) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

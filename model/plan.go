@@ -1,8 +1,12 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"path"
+	"strings"
 )
 
 // The staged prepared-output pipeline's records (STAGED-AND-HOST.md §2.5,
@@ -358,4 +362,53 @@ type RunLogsMetadata struct {
 	RunID  string           `json:"run_id"`
 	Status RunStatus        `json:"status"`
 	Jobs   []JobLogMetadata `json:"jobs"`
+}
+
+// PayloadDeviceName is the Incus disk device of a payload mount (CONTRACTS.md
+// §3.2): pk-<sanitize(kind)>-<sanitize(name)> when that fits in 20
+// characters, else pk-<first 8 of sanitize(kind)>-<first 8 hex of its sha256>.
+func PayloadDeviceName(kind, mount string) string {
+	prefix := sanitize(kind)
+	candidate := "pk-" + prefix + "-" + sanitize(mount)
+	if len(candidate) <= 20 {
+		return candidate
+	}
+	sum := sha256.Sum256([]byte(candidate))
+	if len(prefix) > 8 {
+		prefix = prefix[:8]
+	}
+	return "pk-" + prefix + "-" + hex.EncodeToString(sum[:4])
+}
+
+// ValidatePayloadMount checks a manifest mount of the payload at root as the
+// original does: a name, a relative_path inside the payload, an absolute
+// guest_path without "..".
+func ValidatePayloadMount(root string, m PayloadMount) error {
+	if strings.TrimSpace(m.Name) == "" {
+		return fmt.Errorf("invalid payload mount for %s: empty mount name", root)
+	}
+	if path.IsAbs(m.RelativePath) || hasDotDot(m.RelativePath) {
+		return fmt.Errorf("invalid payload mount `%s` for %s: relative_path must stay within the payload root", m.Name, root)
+	}
+	if !path.IsAbs(m.GuestPath) || hasDotDot(m.GuestPath) {
+		return fmt.Errorf("invalid payload mount `%s` for %s: guest_path must be an absolute normalized path", m.Name, root)
+	}
+	return nil
+}
+
+// PayloadMountSource is the host directory of a payload mount.
+func PayloadMountSource(root string, m PayloadMount) string {
+	if m.RelativePath == "" || m.RelativePath == "." {
+		return root
+	}
+	return path.Join(root, m.RelativePath)
+}
+
+func hasDotDot(p string) bool {
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return true
+		}
+	}
+	return false
 }
