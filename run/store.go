@@ -16,7 +16,7 @@ import (
 // its layout (CONTRACTS.md §3.5):
 //
 //	runs/<run_id>/run.json
-//	runs/<run_id>/pikaci-snapshot.json, snapshot/
+//	runs/<run_id>/snapshot/ (its own pikaci-snapshot.json inside)
 //	runs/<run_id>/jobs/<job>/status.json, host.log, artifacts/guest.log
 //	runs/<run_id>/<name>        files of other writers (the daemon's JobFile)
 //
