@@ -1,0 +1,87 @@
+package hostlocal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// exit is how the command ended.
+type exit struct {
+	timedOut bool
+	code     int32 // the exit code, 1 when a signal ended it
+	signaled bool
+}
+
+// debug renders the exit as the original's Rust `{:?}` of the code.
+func (e exit) debug() string {
+	if e.signaled {
+		return "None"
+	}
+	return "Some(" + strconv.Itoa(int(e.code)) + ")"
+}
+
+// spawn runs argv in its own process group with its output going raw to the
+// host log, until it exits, the job's deadline passes or ctx ends; the last
+// two kill the whole group.
+func (j *jobRun) spawn(ctx context.Context, argv []string, dir string, env []string) (exit, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir, cmd.Env = dir, env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// One writer for both: exec then copies both streams through one pipe,
+	// in the order the command wrote them.
+	cmd.Stdout, cmd.Stderr = j.host, j.host
+	cmd.WaitDelay = waitDelay
+	if err := cmd.Start(); err != nil {
+		return exit{}, fmt.Errorf("run host-local job `%s`: %w", j.job.ID, err)
+	}
+	pid := cmd.Process.Pid
+	j.log.Info("host-local command started", zap.Int("pid", pid))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timer := time.NewTimer(time.Until(j.deadline))
+	defer timer.Stop()
+
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		j.hostf("timeout after %ds, killing host-local command", j.job.TimeoutSecs)
+		j.log.Warn("host-local command timed out; killing its process group", zap.Int("pid", pid))
+		killGroup(pid)
+		<-done
+		return exit{timedOut: true}, nil
+	case <-ctx.Done():
+		j.log.Info("cancelled; killing the host-local command's process group", zap.Int("pid", pid))
+		killGroup(pid)
+		<-done
+		return exit{}, fmt.Errorf("host-local command killed: %w", ctx.Err())
+	}
+	var xerr *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.Is(err, exec.ErrWaitDelay):
+		j.hostf("host-local command exited but processes it started still held its output after %s; stopped copying it", waitDelay)
+	case errors.As(err, &xerr):
+	default:
+		return exit{}, fmt.Errorf("wait for host-local job `%s`: %w", j.job.ID, err)
+	}
+	st := cmd.ProcessState
+	if code := st.ExitCode(); code >= 0 {
+		return exit{code: int32(code)}, nil
+	}
+	return exit{code: 1, signaled: true}, nil
+}
+
+// killGroup kills the process group led by pid. Linux does not hand out an
+// id again while a process or group still uses it, so this cannot hit
+// another group.
+func killGroup(pid int) {
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
