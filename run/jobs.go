@@ -27,6 +27,9 @@ type jobState struct {
 	image    model.IncusImage
 	prepMS   uint64 // sum of the prepare nodes this job depends on
 	template model.JobRecord
+	// dependsOn are the prepare nodes of the job's execute node.
+	dependsOn []string
+	payloads  []executor.StagedPayload
 }
 
 // lockedFile is an append-only log shared by goroutines.
@@ -91,27 +94,6 @@ func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
 	return &jobState{plan: pj, dir: dir, hostLog: lf, template: rec}, nil
 }
 
-// prepare runs the prepare nodes in order: one `prepare-<job>-runner` per
-// Incus job, resolving its guest role and image alias. It returns the index
-// of the job whose node failed.
-func (st *runState) prepare(jobs []*jobState) (int, error) {
-	for i, js := range jobs {
-		if !js.plan.Runtime.IsIncus() {
-			continue // host jobs have no prepare node
-		}
-		node := "prepare-" + js.plan.ID + "-runner"
-		start := st.r.now()
-		img, err := model.ResolveIncusImage(st.r.env(), js.plan.ID, js.plan.Runtime)
-		d := st.recordPrepare(node, start)
-		js.prepMS += d
-		if err != nil {
-			return i, err
-		}
-		js.image = img
-	}
-	return -1, nil
-}
-
 func (st *runState) recordPrepare(node string, start time.Time) uint64 {
 	end := st.r.now()
 	d := uint64(end.Sub(start).Milliseconds())
@@ -120,32 +102,6 @@ func (st *runState) recordPrepare(node string, start time.Time) uint64 {
 		NodeID: node, StartedAt: model.At(start), FinishedAt: model.At(end), DurationMS: d})
 	st.mu.Unlock()
 	return d
-}
-
-// stopAfterPrepare fails the job whose prepare node failed and skips the rest.
-func (st *runState) stopAfterPrepare(jobs []*jobState, failedAt int, err error) {
-	node := "prepare-" + jobs[failedAt].plan.ID + "-runner"
-	now := model.At(st.r.now())
-	for i, js := range jobs {
-		rec := js.template
-		rec.StartedAt, rec.FinishedAt = now, &now
-		if i == failedAt {
-			rec.Status = model.StatusFailed
-			rec.Message = strPtr(fmt.Sprintf("prepare node `%s` failed before execute: %v", node, err))
-			rec.PreExecutionPrepareDurationMS = nonZero(js.prepMS)
-		} else {
-			rec.Status = model.StatusSkipped
-			rec.Message = strPtr(fmt.Sprintf("not run because prepare phase stopped after `%s` failed: %v", node, err))
-		}
-		js.hostLog.line("%s", *rec.Message)
-		js.hostLog.Close()
-		if werr := st.upsertJob(rec); werr != nil {
-			st.log.Error("write job record", zap.String("job", js.plan.ID), zap.Error(werr))
-		}
-	}
-	st.mu.Lock()
-	st.rec.Status = model.StatusFailed
-	st.mu.Unlock()
 }
 
 // schedule runs the jobs in target order with fail-fast: the first failed
@@ -238,11 +194,7 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 	st.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
 	log.Info("job started")
 
-	res, err := st.opt.Exec.Execute(ctx, executor.Job{
-		RunID: st.rec.RunID, ID: js.plan.ID, Description: js.plan.Description, TimeoutSecs: js.plan.TimeoutSecs,
-		Command: js.plan.Command, Runtime: js.plan.Runtime, Writable: js.plan.Writable, Image: js.image,
-		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog,
-	})
+	res, err := st.opt.Exec.Execute(ctx, st.executorJob(js, snapshot))
 	rec.FinishedAt = model.TimestampPtr(st.r.now())
 	switch {
 	case err != nil && ctx.Err() != nil:
@@ -282,4 +234,21 @@ func nonZero(ms uint64) *uint64 {
 		return nil
 	}
 	return &ms
+}
+
+// executorJob is what the executor gets to run js.
+func (st *runState) executorJob(js *jobState, snapshot string) executor.Job {
+	return executor.Job{
+		RunID: st.rec.RunID, ID: js.plan.ID, Description: js.plan.Description, TimeoutSecs: js.plan.TimeoutSecs,
+		Command: js.plan.Command, Runtime: js.plan.Runtime, Writable: js.plan.Writable, Image: js.image,
+		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog, TargetID: deref(st.rec.TargetID),
+		StagedPayloads: js.payloads, HostCacheScope: st.hostScope,
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

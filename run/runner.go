@@ -80,6 +80,12 @@ type Runner struct {
 	Snapshot func(ctx context.Context, src, dst string, opt SnapshotOptions) (model.SnapshotMetadata, error)
 	Now      func() time.Time
 	NewUUID  func() uuid.UUID
+	// Outputs builds staged jobs' prepared outputs; nil fails their
+	// prepare nodes.
+	Outputs OutputBuilder
+	// HostCacheScope names the host-local cache scope of a run's
+	// host-local jobs (the host-local executor's rule); nil leaves it "".
+	HostCacheScope func(targetID string, hostJobIDs []string) string
 }
 
 // RunOptions are one run's executor, listeners and identity.
@@ -96,6 +102,9 @@ type RunOptions struct {
 	// before its run_finished is emitted, and may change it: the daemon's
 	// classification decides there, so run.json is written once.
 	Settle func(rec *model.RunRecord)
+	// Runners, when set, checks in each Incus job's runner prepare node
+	// that the backend can run it (project, image).
+	Runners RunnerPreparer
 }
 
 // Store is the runner's view of its state root.
@@ -112,6 +121,9 @@ type runState struct {
 	mu    sync.Mutex
 	rec   model.RunRecord
 	log   *zap.Logger
+	// outputs is prepared-outputs.json; only the prepare phase writes it.
+	outputs   model.PreparedOutputsRecord
+	hostScope string
 }
 
 // Run executes plan and returns its final record. A failed run is a record
@@ -142,6 +154,9 @@ func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunR
 		st.rec.FinishedAt = &st.rec.CreatedAt
 		st.rec.Message = strPtr(fmt.Sprintf("skipped; no changed files matched %d filter(s)", len(plan.Filters)))
 		err := st.writeRun()
+		// The original emits both events for a skipped run too.
+		st.emit(ctx, model.RunStartedEvent(&st.rec))
+		st.emit(ctx, model.RunFinishedEvent(st.rec))
 		return st.rec, err
 	}
 	if err := st.writeRun(); err != nil {
@@ -199,8 +214,24 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 		}
 		jobs[i] = js
 	}
-	if failedAt, err := st.prepare(jobs); err != nil {
-		st.stopAfterPrepare(jobs, failedAt, err)
+	var hostJobs []string
+	for _, js := range jobs {
+		if js.plan.Runtime.Kind == model.RuntimeHostProcess {
+			hostJobs = append(hostJobs, js.plan.ID)
+		}
+	}
+	if len(hostJobs) > 0 && st.r.HostCacheScope != nil {
+		st.hostScope = st.r.HostCacheScope(plan.TargetID, hostJobs)
+	}
+	planRec, nodes, err := st.buildPlan(plan, jobs, st.snapshotDir())
+	if err != nil {
+		return err
+	}
+	if err := st.writePlan(planRec); err != nil {
+		return err
+	}
+	if node, err := st.prepare(ctx, jobs, nodes); err != nil {
+		st.stopAfterPrepare(jobs, node, err)
 		return nil
 	}
 	st.schedule(ctx, jobs, st.snapshotDir())
