@@ -52,3 +52,12 @@ func (w *InfraWatch) Failed() bool {
 	defer w.mu.Unlock()
 	return w.failed
 }
+
+// PrepareRunner passes the runner check to the executor it watches, when
+// that executor has one.
+func (w *InfraWatch) PrepareRunner(ctx context.Context, job executor.Job) error {
+	if p, ok := w.JobExecutor.(RunnerPreparer); ok {
+		return p.PrepareRunner(ctx, job)
+	}
+	return nil
+}

@@ -103,7 +103,8 @@ type RunOptions struct {
 	// classification decides there, so run.json is written once.
 	Settle func(rec *model.RunRecord)
 	// Runners, when set, checks in each Incus job's runner prepare node
-	// that the backend can run it (project, image).
+	// that the backend can run it (project, image); nil takes Exec when it
+	// is a RunnerPreparer.
 	Runners RunnerPreparer
 }
 
@@ -134,6 +135,11 @@ func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunR
 	runID := opt.RunID
 	if runID == "" {
 		runID = model.NewRunID(now, r.newUUID())
+	}
+	if opt.Runners == nil {
+		if p, ok := opt.Exec.(RunnerPreparer); ok {
+			opt.Runners = p
+		}
 	}
 	st := &runState{r: r, opt: opt, store: r.Store(), log: opt.logger().With(zap.String("run_id", runID))}
 	st.rec = model.RunRecord{
