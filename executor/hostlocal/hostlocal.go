@@ -72,7 +72,10 @@ func (x *Executor) Execute(ctx context.Context, job executor.Job) (executor.Resu
 		return executor.Result{}, err
 	}
 	j.deadline = time.Now().Add(time.Duration(job.TimeoutSecs) * time.Second)
-	res, err := j.run(ctx, command)
+	var res executor.Result
+	if err = ctx.Err(); err == nil {
+		res, err = j.run(ctx, command)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			j.log.Info("host-local job cancelled", zap.Error(err))
@@ -200,8 +203,11 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 
 	envStarted := time.Now()
 	mode, res, err := j.prepareMode(ctx, workspace, snap.ContentHash)
-	if err != nil || res != nil {
-		return deref(res), err
+	if err != nil {
+		return executor.Result{}, fmt.Errorf("prepare host-local execution environment for job `%s`: %w", job.ID, err)
+	}
+	if res != nil {
+		return *res, nil
 	}
 	j.hostf("host-local execution environment: %s", mode)
 	if mode.refresh != "" {
@@ -235,14 +241,15 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	j.hostf("host-local job exited with %s at %s", exit.debug(), model.FormatTimestamp(x.now()))
 
 	code := exit.code
-	res1 := executor.Result{Status: model.StatusPassed, ExitCode: &code, Message: "host-local command passed"}
+	out := executor.Result{Status: model.StatusPassed, ExitCode: &code, Message: "host-local command passed"}
 	verdict := model.TerminalCompleted
 	if code != 0 {
-		res1.Status, res1.Message = model.StatusFailed, fmt.Sprintf("host-local command exited with %d", code)
+		out.Status, out.Message = model.StatusFailed, fmt.Sprintf("host-local command exited with %d", code)
 		verdict = model.TerminalFailed
 	}
+	// The terminal result, as a guest writes it (CONTRACTS.md §2.6).
 	result := model.TerminalResult{SchemaVersion: 1, Status: verdict, ExitCode: &code,
-		FinishedAt: model.At(x.now()), Message: res1.Message}
+		FinishedAt: model.At(x.now()), Message: out.Message}
 	b, err := json.MarshalIndent(result, "", "  ")
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("encode host-local result: %w", err)
@@ -250,7 +257,7 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	if err := os.WriteFile(filepath.Join(artifacts, "result.json"), b, 0o644); err != nil {
 		return executor.Result{}, err
 	}
-	return res1, nil
+	return out, nil
 }
 
 // timedOut is the original's outcome of a job that ran out of time.

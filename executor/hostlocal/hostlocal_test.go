@@ -602,3 +602,17 @@ func sha12(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:12]
 }
+
+func TestCancelledBeforeStart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	j := f.job("early", f.snapshot("s", nil, "h1"), "touch "+filepath.Join(f.root, "ran"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.x.Execute(ctx, j); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Execute error = %v, want one wrapping context.Canceled", err)
+	}
+	if exists(filepath.Join(f.root, "ran")) {
+		t.Fatal("the command ran under a cancelled context")
+	}
+}
