@@ -90,7 +90,14 @@ func (c execConfig) Validate() error {
 	if c.StateRoot == "" {
 		errs = append(errs, errors.New("state root: must be a directory path, got \"\""))
 	}
-	if err := c.executorConfig().Validate(); err != nil {
+	ec := c.executorConfig()
+	if ec.Project == "" {
+		// As in the original, an empty project fails each Incus job's
+		// runner prepare node: a recorded failed run, not a usage error
+		// (serve checks it up front).
+		ec.Project = "-"
+	}
+	if err := ec.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := zap.ParseAtomicLevel(c.LogLevel); err != nil {

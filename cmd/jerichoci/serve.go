@@ -20,7 +20,6 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
-	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
@@ -52,7 +51,10 @@ type serveConfig struct {
 	queue   daemon.QueueConfig
 	daemon  daemon.DaemonConfig
 	catalog string
-	envErrs []error // unparsable environment values
+	// allowHostJobs lets host-local jobs (host_shell commands) run on the
+	// worker itself; without it they fail with MsgHostJobsRefused.
+	allowHostJobs bool
+	envErrs       []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
@@ -104,6 +106,13 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	if v, ok := env("JERICHOCI_HOST_PATH_ROOT"); ok {
 		c.daemon.HostPathRoot = v
 	}
+	if v, ok := env("JERICHOCI_ALLOW_HOST_JOBS"); ok && v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("JERICHOCI_ALLOW_HOST_JOBS=%q: expected true or false", v))
+		}
+		c.allowHostJobs = b
+	}
 	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
 	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
@@ -135,6 +144,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
 	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
+	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
 	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
 	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
 	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
@@ -167,6 +177,9 @@ func (c serveConfig) Validate() error {
 		queue.Replicas = 1
 	case c.queue.Replicas > 1 && c.nats.URL == "":
 		errs = append(errs, fmt.Errorf("--replicas %d: the embedded NATS server is a single server, which keeps 1 replica; more need --nats-url naming a NATS cluster of at least %d servers", c.queue.Replicas, c.queue.Replicas))
+	}
+	if c.exec.Project == "" {
+		errs = append(errs, errors.New("runtime spec field `project` must be non-empty (PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT)"))
 	}
 	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
 	if c.queue.MaxAckPending < c.daemon.Concurrency {
@@ -270,15 +283,15 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner, ec.Fleet = owner, q.Fleet
-			return &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}
+			var host run.JobExecutor = refuseHostJobs{}
+			if cfg.allowHostJobs {
+				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
+			}
+			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}, host: host}
 		},
 		Instances: insts,
-		Runner: run.Runner{StateRoot: stateRoot, Env: c.env, MaxConcurrent: cfg.exec.MaxConcurrent,
-			Snapshot: func(ctx context.Context, s, dst string, o run.SnapshotOptions) (model.SnapshotMetadata, error) {
-				o.Exclude = append(o.Exclude, stateRoot)
-				return run.CopySnapshot(ctx, s, dst, o)
-			}},
-		Log: log.Named("daemon"),
+		Runner:    newRunner(c.env, cfg.exec, stateRoot, log),
+		Log:       log.Named("daemon"),
 	}
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
 	if err != nil {
