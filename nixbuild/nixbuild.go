@@ -116,6 +116,9 @@ func (b *Builder) nix(ctx context.Context, prog string, log io.Writer, args ...s
 	cmd.Stderr = lw
 	start := time.Now()
 	err := cmd.Run()
+	if n := stdout.Len(); n > 0 && stdout.Bytes()[n-1] != '\n' {
+		lw.Write([]byte("\n")) // nix prints its JSON without a newline
+	}
 	if b.Log != nil {
 		b.Log.Debug("nix", zap.Strings("args", args), zap.Duration("took", time.Since(start)), zap.Error(err))
 	}
