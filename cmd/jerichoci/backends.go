@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 
 	"go.uber.org/zap"
 
@@ -49,6 +51,17 @@ func (refuseHostJobs) Execute(_ context.Context, job executor.Job) (executor.Res
 		fmt.Fprintf(job.HostLog, "[pikaci] %s\n", MsgHostJobsRefused)
 	}
 	return executor.Result{Status: model.StatusFailed, Message: MsgHostJobsRefused}, nil
+}
+
+// MsgStagedBuildsRefused is why a daemon started without
+// --allow-staged-builds fails a staged job's output prepare node.
+const MsgStagedBuildsRefused = "refused: this daemon builds staged outputs (the Nix flake of the job's source, on the worker host) only when started with --allow-staged-builds"
+
+// refuseStagedBuilds is the OutputBuilder of such a daemon.
+type refuseStagedBuilds struct{}
+
+func (refuseStagedBuilds) Realize(context.Context, string, io.Writer) (run.RealizedOutput, error) {
+	return run.RealizedOutput{}, errors.New(MsgStagedBuildsRefused)
 }
 
 // hostExecutor runs host-local jobs under stateRoot's cache.

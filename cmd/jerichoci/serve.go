@@ -54,7 +54,11 @@ type serveConfig struct {
 	// allowHostJobs lets host-local jobs (host_shell commands) run on the
 	// worker itself; without it they fail with MsgHostJobsRefused.
 	allowHostJobs bool
-	envErrs       []error // unparsable environment values
+	// allowStagedBuilds lets staged jobs' outputs be built from the job's
+	// source with the host's Nix; without it their prepare nodes fail with
+	// MsgStagedBuildsRefused.
+	allowStagedBuilds bool
+	envErrs           []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
@@ -106,13 +110,17 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	if v, ok := env("JERICHOCI_HOST_PATH_ROOT"); ok {
 		c.daemon.HostPathRoot = v
 	}
-	if v, ok := env("JERICHOCI_ALLOW_HOST_JOBS"); ok && v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			c.envErrs = append(c.envErrs, fmt.Errorf("JERICHOCI_ALLOW_HOST_JOBS=%q: expected true or false", v))
+	boolVar := func(key string, dst *bool) {
+		if v, ok := env(key); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected true or false", key, v))
+			}
+			*dst = b
 		}
-		c.allowHostJobs = b
 	}
+	boolVar("JERICHOCI_ALLOW_HOST_JOBS", &c.allowHostJobs)
+	boolVar("JERICHOCI_ALLOW_STAGED_BUILDS", &c.allowStagedBuilds)
 	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
 	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
@@ -145,6 +153,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
+	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix then runs on the worker host; without it those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
 	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
 	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
 	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
@@ -277,6 +286,10 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	cfg.daemon.Fleet = q.Fleet
+	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
+	if !cfg.allowStagedBuilds {
+		daemonRunner.Outputs = refuseStagedBuilds{}
+	}
 	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
 		Records: q, DeadLetters: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
@@ -290,7 +303,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}, host: host}
 		},
 		Instances: insts,
-		Runner:    newRunner(c.env, cfg.exec, stateRoot, log),
+		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
 	}
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
