@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -50,6 +51,10 @@ func main() {
 }
 
 func (c *cli) main(ctx context.Context, args []string) int {
+	args, code, done := c.globalFlags(args)
+	if done {
+		return code
+	}
 	if len(args) == 0 {
 		c.usage(c.stderr)
 		return exitUsage
@@ -68,19 +73,67 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	return cmd.run(ctx, c, args[1:])
 }
 
+// globalFlags takes the options given before the subcommand, as pikaci's
+// global `--state-root DIR` (also `--state-root=DIR`): it becomes the
+// default state root of every subcommand that has one, the way
+// $PIKACI_STATE_ROOT is (a subcommand's own --state-root still wins).
+func (c *cli) globalFlags(args []string) (rest []string, code int, done bool) {
+	for len(args) > 0 {
+		name, value, hasValue := strings.Cut(args[0], "=")
+		if name != "--state-root" && name != "-state-root" {
+			break
+		}
+		args = args[1:]
+		if !hasValue {
+			if len(args) == 0 {
+				fmt.Fprintf(c.stderr, "jerichoci: %s needs a DIR\n\n", name)
+				c.usage(c.stderr)
+				return nil, exitUsage, true
+			}
+			value, args = args[0], args[1:]
+		}
+		if value == "" {
+			fmt.Fprintf(c.stderr, "jerichoci: %s: expected a directory path, got \"\"\n", name)
+			return nil, exitUsage, true
+		}
+		c.env = withStateRoot(c.env, value)
+	}
+	return args, 0, false
+}
+
+// withStateRoot is env with PIKACI_STATE_ROOT set to root.
+func withStateRoot(env func(string) (string, bool), root string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		if k == envStateRoot {
+			return root, true
+		}
+		if env == nil {
+			return "", false
+		}
+		return env(k)
+	}
+}
+
+// envStateRoot is the environment variable of the default state root.
+const envStateRoot = "PIKACI_STATE_ROOT"
+
 func (c *cli) usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: jerichoci COMMAND [ARGS]")
+	fmt.Fprintln(w, "usage: jerichoci [--state-root DIR] COMMAND [ARGS]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	names := make([]string, 0, len(commands))
+	width := 0
 	for n := range commands {
 		names = append(names, n)
+		width = max(width, len(n))
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-*s  %s\n", width, n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "--state-root DIR before the command is the state root of every command that")
+	fmt.Fprintln(w, "has one (as $PIKACI_STATE_ROOT; the command's own --state-root wins).")
 	fmt.Fprintln(w, "run 'jerichoci COMMAND --help' for a command's flags.")
 }
 
@@ -122,23 +175,36 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) (code int, done bool) {
 	return exitUsage, true
 }
 
-// parseArgs parses flags that may come before or after positional
-// arguments ("show ID --json"); everything after "--" is positional.
 // parseLaneArgs parses the one LANE|TARGET argument of run and enqueue and
-// checks their --output flag (text or jsonl).
-func (c *cli) parseLaneArgs(fs *flag.FlagSet, args []string, output *string) (name string, code int, done bool) {
+// checks their --output flag against formats (default: text or jsonl).
+func (c *cli) parseLaneArgs(fs *flag.FlagSet, args []string, output *string, formats ...string) (name string, code int, done bool) {
 	pos, code, done := c.parseArgs(fs, args)
 	switch {
 	case done:
 		return "", code, true
 	case len(pos) != 1:
 		return "", c.usageErr(fs, "expected exactly one LANE or TARGET, got %d arguments", len(pos)), true
-	case *output != "text" && *output != "jsonl":
-		return "", c.usageErr(fs, "--output: expected text or jsonl, got %q", *output), true
+	}
+	if code, done := c.checkOutput(fs, *output, formats...); done {
+		return "", code, true
 	}
 	return pos[0], 0, false
 }
 
+// checkOutput checks an --output value against formats (default: text or jsonl).
+func (c *cli) checkOutput(fs *flag.FlagSet, output string, formats ...string) (code int, done bool) {
+	if len(formats) == 0 {
+		formats = []string{"text", "jsonl"}
+	}
+	if slices.Contains(formats, output) {
+		return 0, false
+	}
+	list := strings.Join(formats[:len(formats)-1], ", ") + " or " + formats[len(formats)-1]
+	return c.usageErr(fs, "--output: expected %s, got %q", list, output), true
+}
+
+// parseArgs parses flags that may come before or after positional
+// arguments ("show ID --json"); everything after "--" is positional.
 func (c *cli) parseArgs(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
 	for {
 		if code, done := c.parse(fs, args); done {
