@@ -154,23 +154,29 @@ func runRunsLogs(c *cli, args []string) int {
 			return c.fail(exitUsage, "run %s has no job %q", r.RunID, pos[1])
 		}
 	}
+	store := run.NewStore(*root)
+	code = exitOK
 	for _, j := range jobs {
-		p := j.HostLogPath
+		// Paths of records copied from another host are looked for here.
+		p := localPath(j.HostLogPath, store.HostLogPath(r.RunID, j.ID))
 		if *guest {
-			p = j.GuestLogPath
+			p = localPath(j.GuestLogPath, store.GuestLogPath(r.RunID, j.ID))
 		}
 		if len(jobs) > 1 {
 			fmt.Fprintf(c.stdout, "==> %s (%s) <==\n", j.ID, p)
 		}
 		f, err := os.Open(p)
 		if err != nil {
-			fmt.Fprintf(c.stderr, "jerichoci: %v\n", err)
+			code = c.fail(exitUsage, "%v", err)
 			continue
 		}
-		io.Copy(c.stdout, f)
+		_, err = io.Copy(c.stdout, f)
 		f.Close()
+		if err != nil {
+			code = c.fail(exitUsage, "read %s: %v", p, err)
+		}
 	}
-	return exitOK
+	return code
 }
 
 func runRunsGC(c *cli, args []string) int {
