@@ -18,14 +18,24 @@ func init() {
 	register("run", command{summary: "run one lane or target locally in throwaway Incus instances", run: runRun})
 }
 
-const runUsage = `run LANE|TARGET [--source DIR] [--state-root DIR] [--output text|jsonl] [--catalog FILE]
+const runUsage = `run LANE|TARGET [--source DIR] [--state-root DIR] [--output text|jsonl|human|json] [--catalog FILE]
 
 Runs every job of the lane (by its CI title, e.g. check-pika-rust) or target
 (by id) in its own Incus instance, shows each job's status and output live,
 and writes the run record under STATE/runs/<run_id>/run.json, as the original
-pikaci does. Exit status: 0 passed (or skipped by filters), 1 failed, 2 bad
-usage or an infrastructure error, 130 interrupted (SIGINT/SIGTERM: running
-instances are deleted and the record says cancelled).`
+pikaci does. --output jsonl prints the lifecycle events as they happen;
+human and json are pikaci's formats, printed when the run ends: human a
+"<run_id> <job_id> <status>" line per job (each job's message on stderr),
+json the final run record. Exit status: 0 passed (or skipped by filters),
+1 failed, 2 bad usage or an infrastructure error, 130 interrupted
+(SIGINT/SIGTERM: running instances are deleted and the record says
+cancelled).`
+
+// runOutputs are the --output formats of run and rerun: ours (text, the
+// live view, and jsonl, the lifecycle events) and pikaci's (human, json).
+var runOutputs = []string{"text", "jsonl", "human", "json"}
+
+const runOutputHelp = "`FORMAT` of standard output: text (live status and job output), jsonl (lifecycle events), human or json (pikaci's: job status lines, or the final run record)"
 
 func runRun(ctx context.Context, c *cli, args []string) int {
 	cfg := defaultExecConfig()
@@ -33,14 +43,15 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	fs := c.flagSet("run", runUsage)
 	cfg.flags(fs)
 	source := fs.String("source", ".", "source tree `DIR` to snapshot into the guest")
-	output := fs.String("output", "text", "`FORMAT` of standard output: text (live status and job output) or jsonl (lifecycle events)")
+	output := fs.String("output", "text", runOutputHelp)
 	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
-	name, code, done := c.parseLaneArgs(fs, args, output)
+	name, code, done := c.parseLaneArgs(fs, args, output, runOutputs...)
 	if done {
 		return code
 	}
-	if err := cfg.Validate(); err != nil {
-		return c.fail(exitUsage, "invalid configuration:\n%v", err)
+	lr, code, done := c.newLocalRun(cfg, *output)
+	if done {
+		return code
 	}
 	cat, err := c.loadCatalog(*catalog)
 	if err != nil {
@@ -54,31 +65,75 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "--source %q: %v", *source, err)
 	}
+	return c.runLocal(ctx, lr, run.NewPlan(target, src, run.ReadGit(ctx, src), nil), nil)
+}
+
+// localRun is what run and rerun share: the configuration, the absolute
+// state root and the output format.
+type localRun struct {
+	cfg       execConfig
+	stateRoot string
+	output    string
+}
+
+// newLocalRun checks the configuration and makes the state root absolute.
+func (c *cli) newLocalRun(cfg execConfig, output string) (localRun, int, bool) {
+	if err := cfg.Validate(); err != nil {
+		return localRun{}, c.fail(exitUsage, "invalid configuration:\n%v", err), true
+	}
 	stateRoot, err := filepath.Abs(cfg.StateRoot)
 	if err != nil {
-		return c.fail(exitUsage, "--state-root %q: %v", cfg.StateRoot, err)
+		return localRun{}, c.fail(exitUsage, "--state-root %q: %v", cfg.StateRoot, err), true
 	}
-	log := cfg.logger()
+	return localRun{cfg: cfg, stateRoot: stateRoot, output: output}, 0, false
+}
+
+// runLocal executes plan with the local backends, prints it in the output
+// format and returns the exit status. adjust, when set, may change the
+// runner before the run (rerun snapshots the earlier run's tree).
+func (c *cli) runLocal(ctx context.Context, lr localRun, plan run.Plan, adjust func(*run.Runner)) int {
+	log := lr.cfg.logger()
 	defer log.Sync() //nolint:errcheck // stderr
 
-	exec, closeExec := c.localExecutor(ctx, cfg, stateRoot, log)
+	exec, closeExec := c.localExecutor(ctx, lr.cfg, lr.stateRoot, log)
 	defer closeExec()
 	infra := &run.InfraWatch{JobExecutor: exec}
 
-	plan := run.NewPlan(target, src, run.ReadGit(ctx, src), nil)
-	view := newLiveView(c.stdout, *output, plan)
-	runner := c.localRunner(cfg, stateRoot)
-	opt := run.RunOptions{Exec: infra, Events: view, Log: log.Named("run")}
-	if *output == "text" {
-		opt.JobOutput = view.jobOutput
+	runner := c.localRunner(lr.cfg, lr.stateRoot)
+	if adjust != nil {
+		adjust(runner)
+	}
+	opt := run.RunOptions{Exec: infra, Log: log.Named("run")}
+	var view *liveView
+	if lr.output == "text" || lr.output == "jsonl" {
+		view = newLiveView(c.stdout, lr.output, plan)
+		opt.Events = view
+		if lr.output == "text" {
+			opt.JobOutput = view.jobOutput
+		}
 	}
 	rec, err := runner.Run(ctx, plan, opt)
-	view.close()
+	if view != nil {
+		view.close()
+	}
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	if *output == "text" {
-		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), runner.Store().RunPath(rec.RunID))
+	return c.reportRun(ctx, lr.output, rec, runner.Store().RunPath(rec.RunID), infra.Failed())
+}
+
+// reportRun prints a finished run in the output format (text and jsonl have
+// shown it as it ran) and returns the exit status.
+func (c *cli) reportRun(ctx context.Context, output string, rec model.RunRecord, path string, infraFailed bool) int {
+	switch output {
+	case "text":
+		fmt.Fprintf(c.stdout, "%s\nrun record: %s\n", summary(rec), path)
+	case "human":
+		c.humanSummary(rec)
+	case "json":
+		if code := c.writeJSON(rec); code != exitOK {
+			return code
+		}
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -86,13 +141,32 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 		return exitInterrupted
 	case rec.Status != model.StatusFailed:
 		return exitOK
-	case infra.Failed():
-		if *output == "text" {
+	case infraFailed:
+		if output == "text" {
 			fmt.Fprintln(c.stderr, "jerichoci: the run failed on an infrastructure error (exit 2); see the job messages above")
 		}
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// humanSummary is pikaci's human output: "<run_id> <job_id> <status>" per
+// job on stdout and the job's message on stderr; without jobs,
+// "<run_id> <target|-> <status>" and the run's message.
+func (c *cli) humanSummary(r model.RunRecord) {
+	if len(r.Jobs) == 0 {
+		fmt.Fprintf(c.stdout, "%s %s %s\n", r.RunID, orDash(r.TargetID), r.Status)
+		if r.Message != nil {
+			fmt.Fprintln(c.stderr, *r.Message)
+		}
+		return
+	}
+	for _, j := range r.Jobs {
+		fmt.Fprintf(c.stdout, "%s %s %s\n", r.RunID, j.ID, j.Status)
+		if j.Message != nil {
+			fmt.Fprintln(c.stderr, *j.Message)
+		}
+	}
 }
 
 // brokenExecutor fails every job with the error that kept the backend from
