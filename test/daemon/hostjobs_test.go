@@ -27,6 +27,10 @@ import (
 // without --allow-host-jobs.
 const msgHostJobsRefused = "host-local job refused: this daemon runs host_shell commands on the worker itself only when started with --allow-host-jobs"
 
+// msgStagedBuildsRefused is why a daemon without --allow-staged-builds
+// fails a staged output's prepare node.
+const msgStagedBuildsRefused = "refused: this daemon builds staged outputs (the Nix flake of the job's source, on the worker host) only when started with --allow-staged-builds"
+
 // requireNix skips (or fails in CI, where scripts/nix-up installs it) when
 // the host has no nix, which staged outputs and the fixture's flake dev
 // shell need.
@@ -205,7 +209,7 @@ func TestHostJobsRefusedWithoutFlag(t *testing.T) {
 	cl := require(t)
 	url := startNATS(t)
 	// Explicitly off, whatever JERICHOCI_ALLOW_HOST_JOBS the test runs with.
-	d := startDaemon(t, url, "daemon-refuse", stagedFixtureCatalog(), 1, "--allow-host-jobs=false")
+	d := startDaemon(t, url, "daemon-refuse", stagedFixtureCatalog(), 1, "--allow-host-jobs=false", "--allow-staged-builds=false")
 	o := newOrchestrator(t, url)
 	src := o.uploadSource(t, stagedFixtureTarball(t, uniqueHello(t)))
 	id := o.enqueue(t, "host-pass", src)
@@ -241,6 +245,18 @@ func TestHostJobsRefusedWithoutFlag(t *testing.T) {
 		t.Errorf("host-local cache %s: stat error %v, want it absent", cache, err)
 	}
 	checkNoInstances(t, cl, id)
+
+	// A staged target: its outputs' prepare node refuses to build the
+	// source's flake, so nothing ran on the host or in a guest.
+	staged := o.enqueue(t, "pika-actionlint", src)
+	res = o.waitResults(t, []string{staged}, 3*time.Minute)[staged]
+	j = jobOf(t, staged, res, "pika-actionlint")
+	want := "prepare node `prepare-pika-followup-linux-rust-workspace-deps` failed before execute: run staged prepare `ci.x86_64-linux.pikaFollowupWorkspaceDeps`: " + msgStagedBuildsRefused
+	checkJob(t, staged, j, model.StatusFailed, want, nil)
+	if len(res.PrepareTimings) != 1 {
+		t.Errorf("job %s: prepare timings %+v, want only the refused node", staged, res.PrepareTimings)
+	}
+	checkNoInstances(t, cl, staged)
 }
 
 func TestHostJobsWithFlag(t *testing.T) {
@@ -304,7 +320,7 @@ func TestStagedThroughDaemon(t *testing.T) {
 	cl := require(t)
 	requireNix(t)
 	url := startNATS(t)
-	d := startDaemon(t, url, "daemon-staged", stagedFixtureCatalog(), 1, "--allow-host-jobs")
+	d := startDaemon(t, url, "daemon-staged", stagedFixtureCatalog(), 1, "--allow-host-jobs", "--allow-staged-builds")
 	o := newOrchestrator(t, url)
 	hello := uniqueHello(t)
 	src := o.uploadSource(t, stagedFixtureTarball(t, hello))
