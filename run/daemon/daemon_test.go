@@ -45,6 +45,10 @@ func TestDaemonSettlesEachOutcome(t *testing.T) {
 		{name: "unknown lane", data: func(h *harness, id uuid.UUID) []byte {
 			return []byte(`{"schema_version":1,"job_id":"` + id.String() + `","lane":"nope","source":{"kind":"host_path","path":"/x"}}`)
 		}, reply: "term:unknown job `nope`", status: model.StatusFailed, message: "unknown job `nope`", final: true},
+		{name: "a target id sent as a lane", data: func(h *harness, id uuid.UUID) []byte {
+			return []byte(`{"schema_version":1,"job_id":"` + id.String() + `","lane":"demo-pass","source":{"kind":"host_path","path":"/x"}}`)
+		}, reply: "term:unknown job `demo-pass`: no lane has this title, but a target has this id: send it as `target`", status: model.StatusFailed,
+			message: "unknown job `demo-pass`: no lane has this title, but a target has this id: send it as `target`", final: true},
 		{name: "infra error, not last", setup: func(_ *testing.T, h *harness, _ uuid.UUID) { h.exec.err = &executor.Error{Err: errBoom} },
 			reply: "nak:1s", execCalls: 1},
 		{name: "infra error, second delivery doubles the delay", delivered: 2,
