@@ -54,10 +54,22 @@ func (w *InfraWatch) Failed() bool {
 }
 
 // PrepareRunner passes the runner check to the executor it watches, when
-// that executor has one.
+// that executor has one. A failed check (no image, no project, incusd
+// unreachable) is an infrastructure failure, as it was when the executor
+// found it.
 func (w *InfraWatch) PrepareRunner(ctx context.Context, job executor.Job) error {
-	if p, ok := w.JobExecutor.(RunnerPreparer); ok {
-		return p.PrepareRunner(ctx, job)
+	p, ok := w.JobExecutor.(RunnerPreparer)
+	if !ok {
+		return nil
 	}
-	return nil
+	err := p.PrepareRunner(ctx, job)
+	if err != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.failed = true
+		if ctx.Err() == nil && w.first == nil {
+			w.first = fmt.Errorf("job %s: %w", job.ID, err)
+		}
+	}
+	return err
 }

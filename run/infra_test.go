@@ -93,3 +93,29 @@ func TestInfraWatchConcurrent(t *testing.T) {
 		t.Fatalf("Err() = %v, Failed() = %v", err, w.Failed())
 	}
 }
+
+type failingRunners struct{ fakeExecNoop }
+
+type fakeExecNoop struct{}
+
+func (fakeExecNoop) Execute(context.Context, executor.Job) (executor.Result, error) {
+	return executor.Result{}, nil
+}
+
+func (failingRunners) PrepareRunner(context.Context, executor.Job) error {
+	return errors.New("image `x` is not available")
+}
+
+func TestInfraWatchCountsFailedRunnerChecks(t *testing.T) {
+	w := &InfraWatch{JobExecutor: failingRunners{}}
+	if err := w.PrepareRunner(t.Context(), executor.Job{ID: "j"}); err == nil {
+		t.Fatal("the check's error was lost")
+	}
+	if !w.Failed() || w.Err() == nil || w.Err().Error() != "job j: image `x` is not available" {
+		t.Errorf("Failed %v, Err %v", w.Failed(), w.Err())
+	}
+	quiet := &InfraWatch{JobExecutor: fakeExecNoop{}}
+	if err := quiet.PrepareRunner(t.Context(), executor.Job{ID: "j"}); err != nil || quiet.Failed() {
+		t.Errorf("an executor without a check: %v, failed %v", err, quiet.Failed())
+	}
+}

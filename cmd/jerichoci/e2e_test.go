@@ -314,7 +314,7 @@ func TestE2EGuestRoleAndAlias(t *testing.T) {
 	t.Run("missing alias says which alias in which project", func(t *testing.T) {
 		r := runLane(t, cl, map[string]string{model.EnvImageAlias: "jci-test/missing"}, "demo-pass")
 		want := "Incus image `jci-test/missing` is not available in project `pika-managed-agents` on localhost"
-		if r.code != exitUsage || r.rec.Status != model.StatusFailed || !strings.HasPrefix(*r.rec.Jobs[0].Message, want) {
+		if r.code != exitUsage || r.rec.Status != model.StatusFailed || !strings.HasPrefix(*r.rec.Jobs[0].Message, "prepare node `prepare-hello-runner` failed before execute: "+want) {
 			t.Errorf("exit %d message %q", r.code, *r.rec.Jobs[0].Message)
 		}
 	})

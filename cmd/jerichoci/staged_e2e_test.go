@@ -58,6 +58,12 @@ func runIn(t *testing.T, cl *incus.Client, src, state string, env map[string]str
 	for k, v := range env {
 		full[k] = v
 	}
+	before := map[string]bool{}
+	if old, _ := filepath.Glob(filepath.Join(state, "runs", "*", "run.json")); old != nil {
+		for _, p := range old {
+			before[p] = true
+		}
+	}
 	var out, errb lockedBuf
 	c := &cli{stdout: &out, stderr: &errb, env: func(k string) (string, bool) {
 		if v, ok := full[k]; ok {
@@ -72,14 +78,18 @@ func runIn(t *testing.T, cl *incus.Client, src, state string, env map[string]str
 	code := c.main(t.Context(), argv)
 	r := e2eRun{code: code, stdout: out.String(), stderr: errb.String(), stateRoot: state, source: src}
 	runs, _ := filepath.Glob(filepath.Join(state, "runs", "*", "run.json"))
+	// The run this call made (run ids of one second do not sort by time).
 	var newest string
 	for _, p := range runs {
-		if p > newest {
+		if !before[p] {
+			if newest != "" {
+				t.Fatalf("two new runs: %s and %s", newest, p)
+			}
 			newest = p
 		}
 	}
 	if newest == "" {
-		t.Fatalf("no run.json\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
+		t.Fatalf("no new run.json\nstdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
 	}
 	var err error
 	if r.runJSON, err = os.ReadFile(newest); err != nil {
@@ -248,7 +258,8 @@ func TestE2EEmptyProjectIsARecordedFailure(t *testing.T) {
 	r := runIn(t, cl, src, state, map[string]string{"PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT": ""}, "pika-actionlint")
 	j := jobByID(t, r.rec, "pika-actionlint")
 	want := "prepare node `prepare-pika-actionlint-runner` failed before execute: runtime spec field `project` must be non-empty"
-	if r.code != exitFailed || r.rec.Status != model.StatusFailed || *j.Message != want {
+	// A configuration the run cannot work with: exit 2, like an infrastructure error.
+	if r.code != exitUsage || r.rec.Status != model.StatusFailed || *j.Message != want {
 		t.Errorf("exit %d, run %s, job %q\nstderr:\n%s", r.code, r.rec.Status, *j.Message, r.stderr)
 	}
 }
