@@ -225,7 +225,9 @@ type liveView struct {
 func newLiveView(w io.Writer, format string, plan run.Plan) *liveView {
 	v := &liveView{w: w, jsonl: format == "jsonl", started: map[string]time.Time{}, stop: make(chan struct{})}
 	for _, j := range plan.Jobs {
-		v.jobs = append(v.jobs, j.ID)
+		if !plan.FilterMiss { // a run skipped by its filters queues nothing
+			v.jobs = append(v.jobs, j.ID)
+		}
 	}
 	if !v.jsonl {
 		v.wg.Add(1)
