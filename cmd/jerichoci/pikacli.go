@@ -298,8 +298,11 @@ without run.json. Prints removed_runs=<count>, then the removed run ids.
 
 ` + stateRootNote
 
-func runGC(_ context.Context, c *cli, args []string) int {
-	fs, root := c.stateRootFlag("gc", gcUsage)
+func runGC(_ context.Context, c *cli, args []string) int { return c.gc("gc", gcUsage, args) }
+
+// gc is `gc` and its alias `runs gc`.
+func (c *cli) gc(name, usage string, args []string) int {
+	fs, root := c.stateRootFlag(name, usage)
 	keep := fs.Int("keep-runs", 10, "how many of the newest runs to keep")
 	pos, code, done := c.parseArgs(fs, args)
 	if done {

@@ -180,27 +180,7 @@ func runRunsLogs(c *cli, args []string) int {
 }
 
 func runRunsGC(c *cli, args []string) int {
-	fs, root := c.stateRootFlag("runs gc", "runs gc [--keep-runs N] [--state-root DIR]")
-	keep := fs.Int("keep-runs", 10, "how many of the newest runs to keep")
-	pos, code, done := c.parseArgs(fs, args)
-	if done {
-		return code
-	}
-	if len(pos) > 0 {
-		return c.usageErr(fs, "unexpected argument %q", pos[0])
-	}
-	if *keep < 0 {
-		return c.usageErr(fs, "--keep-runs: expected a number >= 0, got %d", *keep)
-	}
-	removed, err := run.GC(*root, *keep)
-	fmt.Fprintf(c.stdout, "removed_runs=%d\n", len(removed))
-	for _, id := range removed {
-		fmt.Fprintln(c.stdout, id)
-	}
-	if err != nil {
-		return c.fail(exitUsage, "%v", err)
-	}
-	return exitOK
+	return c.gc("runs gc", "runs gc [--keep-runs N] [--state-root DIR]", args)
 }
 
 func notFoundRun(err error, root, id string) error {
