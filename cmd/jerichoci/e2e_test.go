@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -97,41 +96,11 @@ func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 // runLane runs `jerichoci run` in-process with the repository's demo catalog.
 func runLane(t *testing.T, cl *incus.Client, env map[string]string, args ...string) e2eRun {
 	t.Helper()
-	t.Cleanup(func() { checkNoLeftovers(t, cl) })
 	src := t.TempDir()
 	if err := os.WriteFile(filepath.Join(src, "README.md"), []byte("# e2e source tree\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	state := t.TempDir()
-	full := map[string]string{"JERICHOCI_OWNER": e2eOwner}
-	for k, v := range env {
-		full[k] = v
-	}
-	var out, errb lockedBuf
-	c := &cli{stdout: &out, stderr: &errb, env: func(k string) (string, bool) {
-		if v, ok := full[k]; ok {
-			return v, true
-		}
-		if k == "INCUS_SOCKET" || k == "PATH" {
-			return os.LookupEnv(k)
-		}
-		return "", false
-	}}
-	argv := append([]string{"run", "--catalog", "../../jerichoci.lanes.json", "--source", src, "--state-root", state}, args...)
-	code := c.main(t.Context(), argv)
-	r := e2eRun{code: code, stdout: out.String(), stderr: errb.String(), stateRoot: state, source: src}
-	runs, _ := filepath.Glob(filepath.Join(state, "runs", "*", "run.json"))
-	if len(runs) != 1 {
-		t.Fatalf("want one run.json, got %v\nstdout:\n%s\nstderr:\n%s", runs, r.stdout, r.stderr)
-	}
-	var err error
-	if r.runJSON, err = os.ReadFile(runs[0]); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(r.runJSON, &r.rec); err != nil {
-		t.Fatalf("run.json does not decode: %v", err)
-	}
-	return r
+	return runWith(t, cl, "../../jerichoci.lanes.json", src, t.TempDir(), env, args...)
 }
 
 var (

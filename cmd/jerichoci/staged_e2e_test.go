@@ -50,8 +50,15 @@ func stagedSource(t *testing.T) string {
 }
 
 // runIn runs `jerichoci run` in-process on src with its own catalog and
-// returns the newest run under state.
+// returns the run it made under state.
 func runIn(t *testing.T, cl *incus.Client, src, state string, env map[string]string, args ...string) e2eRun {
+	t.Helper()
+	return runWith(t, cl, filepath.Join(src, "jerichoci.lanes.json"), src, state, env, args...)
+}
+
+// runWith runs `jerichoci run --catalog catalog --source src --state-root
+// state ARGS` in-process and returns the run it made.
+func runWith(t *testing.T, cl *incus.Client, catalog, src, state string, env map[string]string, args ...string) e2eRun {
 	t.Helper()
 	t.Cleanup(func() { checkNoLeftovers(t, cl) })
 	full := map[string]string{"JERICHOCI_OWNER": e2eOwner}
@@ -74,7 +81,7 @@ func runIn(t *testing.T, cl *incus.Client, src, state string, env map[string]str
 		}
 		return "", false
 	}}
-	argv := append([]string{"run", "--catalog", filepath.Join(src, "jerichoci.lanes.json"), "--source", src, "--state-root", state}, args...)
+	argv := append([]string{"run", "--catalog", catalog, "--source", src, "--state-root", state}, args...)
 	code := c.main(t.Context(), argv)
 	r := e2eRun{code: code, stdout: out.String(), stderr: errb.String(), stateRoot: state, source: src}
 	runs, _ := filepath.Glob(filepath.Join(state, "runs", "*", "run.json"))
