@@ -134,6 +134,11 @@ type RemoteLinuxVM struct {
 	Config  Config
 	Log     *zap.Logger
 	Now     func() time.Time
+	// Teardowns, when set, deletes each instance in the background once
+	// its job's result is in (the daemon); a teardown that fails is the
+	// reaper's, not the job's. Nil keeps the original's rule: the instance
+	// is deleted before Execute returns and a failed delete fails the job.
+	Teardowns *Teardowns
 }
 
 // Execute runs one job through the six phases and always cleans up.
@@ -145,6 +150,11 @@ func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
 		exe: &model.RemoteLinuxVMExecutionRecord{Backend: model.BackendIncus, Phases: []model.PhaseRecord{}}}
 	j.log = x.logger().With(zap.String("run_id", job.RunID), zap.String("job", job.ID), zap.String("instance", j.name))
 	res, err := j.execute(ctx)
+	if j.created && x.Teardowns != nil {
+		j.hostf("instance %s is deleted in the background, after the result", j.name)
+		x.Teardowns.Go(j.name, x.cleanupTimeout(), j.delete)
+		j.created = false
+	}
 	if j.created {
 		cerr := j.cleanup(ctx)
 		switch {
@@ -602,17 +612,25 @@ func (w *fileWriter) Write(b []byte) (int, error) {
 
 // cleanup deletes the instance on a detached context with its own timeout.
 func (j *jobRun) cleanup(ctx context.Context) error {
-	timeout := j.x.Config.CleanupTimeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
 	defer cancel()
-	if err := j.x.Backend.DeleteInstance(dctx, j.x.Config.Project, j.name); err != nil {
+	return j.delete(dctx)
+}
+
+// delete force-stops and deletes the job's instance; a missing one is done.
+func (j *jobRun) delete(ctx context.Context) error {
+	if err := j.x.Backend.DeleteInstance(ctx, j.x.Config.Project, j.name); err != nil {
 		j.log.Error("delete instance", zap.Error(err))
 		return fmt.Errorf("delete instance %q: %w", j.name, err)
 	}
 	return nil
+}
+
+func (x *RemoteLinuxVM) cleanupTimeout() time.Duration {
+	if x.Config.CleanupTimeout <= 0 {
+		return 2 * time.Minute
+	}
+	return x.Config.CleanupTimeout
 }
 
 func resetDir(dir string) error {

@@ -41,6 +41,10 @@ type fakeBackend struct {
 	root        RootDisk         // zero: pool "default", driver "btrfs"
 	rootErr     error
 	rootCalls   int
+	// teardownGate, when set, holds the delete after the job until closed;
+	// deleteFails fails that many deletes after the job.
+	teardownGate chan struct{}
+	deleteFails  int
 }
 
 func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
@@ -65,10 +69,24 @@ func (f *fakeBackend) CreateInstance(_ context.Context, spec InstanceSpec) error
 	return f.createErr
 }
 
-func (f *fakeBackend) DeleteInstance(_ context.Context, _, name string) error {
+func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error {
+	f.mu.Lock()
+	gate, created := f.teardownGate, len(f.created) > 0
+	f.mu.Unlock()
+	if gate != nil && created { // the teardown after the job, not the stale delete
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deleted = append(f.deleted, name)
+	if f.deleteFails > 0 && created {
+		f.deleteFails--
+		return errors.New("incus: delete instance: 500 busy")
+	}
 	return f.deleteErr
 }
 

@@ -286,6 +286,9 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	cfg.daemon.Fleet = q.Fleet
+	// Instances are deleted after their job's result is published, in the
+	// background; serve waits for those teardowns before it exits.
+	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
 	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
 	if !cfg.allowStagedBuilds {
 		daemonRunner.Outputs = refuseStagedBuilds{}
@@ -300,7 +303,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			if cfg.allowHostJobs {
 				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor")}, host: host}
+			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns}, host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,
@@ -332,6 +335,12 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID, q.Fleet)
 
 	runErr := d.Run(ctx)
+	wait, cancelWait := context.WithTimeout(context.Background(), cfg.exec.executorConfig().CleanupTimeout)
+	if err := teardowns.Wait(wait); err != nil {
+		st := teardowns.Stats()
+		log.Warn("instance teardowns still running at exit; the reaper will delete them", zap.Int("pending", st.Pending))
+	}
+	cancelWait()
 	_ = cancelSub.Unsubscribe()
 	_ = giveUpSub.Unsubscribe()
 	if err := nc.Flush(); err != nil {
