@@ -836,3 +836,122 @@ func TestIntegrationExecuteJob(t *testing.T) {
 		t.Errorf("instance left after the job: %v", err)
 	}
 }
+
+// TestIntegrationExecWebsocket runs commands over the exec websockets of
+// the real daemon: output and exit codes, output that arrives while the
+// command runs, and cancellation that stops the guest's process (SIGTERM,
+// and SIGKILL after the grace period for a command that ignores SIGTERM).
+func TestIntegrationExecWebsocket(t *testing.T) {
+	t.Parallel()
+	c := realClient(t)
+	var name string
+	t.Cleanup(func() {
+		if name != "" {
+			assertGone(t, c, name) // runs after launch's delete
+		}
+	})
+	name = launch(t, c, true, map[string]string{executor.ConfigOwner: "jci-test-exec-ws"})
+
+	t.Run("output and exit codes", func(t *testing.T) {
+		tests := []struct {
+			name       string
+			cmd        []string
+			wantCode   int
+			wantStdout string
+			wantStderr string
+		}{
+			{name: "echo", cmd: []string{"echo", "hello"}, wantStdout: "hello\n"},
+			{name: "both streams and a code", cmd: []string{"sh", "-c", "echo out; echo err >&2; exit 7"}, wantCode: 7, wantStdout: "out\n", wantStderr: "err\n"},
+			{name: "stdin is closed", cmd: []string{"sh", "-c", "cat; echo eof"}, wantStdout: "eof\n"},
+			{name: "not found", cmd: []string{"/no/such/command"}, wantCode: 127},
+			{name: "not executable", cmd: []string{"/etc/hostname"}, wantCode: 126},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+				defer cancel()
+				var stdout, stderr bytes.Buffer
+				code, err := c.Exec(ctx, name, ExecRequest{Command: tc.cmd}, &stdout, &stderr)
+				if err != nil || code != tc.wantCode || stdout.String() != tc.wantStdout || stderr.String() != tc.wantStderr {
+					t.Fatalf("Exec(%q) = %d, %v, stdout %q, stderr %q; want %d, nil, %q, %q", tc.cmd, code, err,
+						stdout.String(), stderr.String(), tc.wantCode, tc.wantStdout, tc.wantStderr)
+				}
+			})
+		}
+	})
+
+	// runUntil runs cmd, waits (bounded) for "ready" on its stdout, then
+	// cancels; it returns the time to the first byte and Exec's error.
+	runUntil := func(t *testing.T, cmd string, grace time.Duration) (time.Duration, error) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		stdout := &lockedBuffer{hit: make(chan struct{}, 1)}
+		start := time.Now()
+		var firstByte time.Duration
+		type result struct {
+			code int
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, err := c.Exec(ctx, name, ExecRequest{Command: []string{"sh", "-c", cmd}, KillGrace: grace}, stdout, nil)
+			done <- result{code, err}
+		}()
+		select {
+		case <-stdout.hit:
+			firstByte = time.Since(start)
+		case r := <-done:
+			t.Fatalf("Exec() = %d, %v before the command said ready (stdout %q)", r.code, r.err, stdout.String())
+		case <-time.After(time.Minute):
+			cancel()
+			r := <-done
+			t.Fatalf("no ready in a minute; Exec() = %d, %v", r.code, r.err)
+		}
+		cancel()
+		select {
+		case r := <-done:
+			if r.code != -1 || !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("Exec() after cancel = %d, %v; want -1 and context.Canceled", r.code, r.err)
+			}
+			return firstByte, r.err
+		case <-time.After(2 * time.Minute):
+			t.Fatal("Exec() did not return within 2 minutes of the cancel")
+		}
+		return 0, nil
+	}
+	// gone checks that the guest process whose pid is in file is gone.
+	gone := func(t *testing.T, file string) {
+		t.Helper()
+		var out bytes.Buffer
+		code, err := c.Exec(t.Context(), name, ExecRequest{Command: []string{"sh", "-c",
+			fmt.Sprintf(`p=$(cat %s) && test -n "$p" || exit 2; if kill -0 "$p" 2>/dev/null; then echo "alive: $(cat /proc/$p/cmdline | tr '\0' ' ')"; exit 1; fi; echo "gone $p"`, file)}}, &out, &out)
+		if err != nil || code != 0 {
+			t.Fatalf("guest process of %s: %d, %v, %q; want gone", file, code, err, out.String())
+		}
+		t.Logf("guest process: %s", strings.TrimSpace(out.String()))
+	}
+
+	t.Run("first byte arrives while the command runs", func(t *testing.T) {
+		firstByte, _ := runUntil(t, "echo ready; sleep 30", time.Second)
+		t.Logf("first byte %v after the Exec call (POST, four websockets, start)", firstByte)
+	})
+
+	t.Run("cancel stops the guest command", func(t *testing.T) {
+		pid := "/tmp/" + uniqueName("pid-")
+		_, err := runUntil(t, fmt.Sprintf("echo $$ > %s; echo ready; exec sleep 300", pid), time.Minute)
+		if !strings.Contains(err.Error(), "command stopped with SIGTERM: context canceled") {
+			t.Errorf("Exec() error = %v, want SIGTERM alone to stop it", err)
+		}
+		gone(t, pid)
+	})
+
+	t.Run("a command that ignores SIGTERM gets SIGKILL", func(t *testing.T) {
+		pid := "/tmp/" + uniqueName("pid-")
+		_, err := runUntil(t, fmt.Sprintf("trap '' TERM; echo $$ > %s; echo ready; while :; do sleep 1; done", pid), 500*time.Millisecond)
+		if !strings.Contains(err.Error(), "command stopped with SIGTERM, then SIGKILL after 500ms: context canceled") {
+			t.Errorf("Exec() error = %v, want SIGKILL after the grace", err)
+		}
+		gone(t, pid)
+	})
+}
