@@ -57,12 +57,11 @@ func SocketPath(lookupEnv func(string) (string, bool)) (string, error) {
 // Client talks to one Incus server, in one project. It is safe for
 // concurrent use. Close it to release its idle connections.
 type Client struct {
-	hc           *http.Client
-	tr           *http.Transport
-	base         string // scheme and host, no path
-	project      string
-	log          *zap.Logger
-	pollInterval time.Duration
+	hc      *http.Client
+	tr      *http.Transport
+	base    string // scheme and host, no path
+	project string
+	log     *zap.Logger
 }
 
 // Option configures a Client.
@@ -81,23 +80,12 @@ func WithLogger(log *zap.Logger) Option {
 	}
 }
 
-// WithExecPollInterval sets how often Exec reads the recorded output while
-// the command runs (default 100ms).
-func WithExecPollInterval(d time.Duration) Option {
-	return func(c *Client) {
-		if d > 0 {
-			c.pollInterval = d
-		}
-	}
-}
-
 func newClient(tr *http.Transport, base string, opts []Option) *Client {
 	c := &Client{
-		hc:           &http.Client{Transport: tr},
-		tr:           tr,
-		base:         base,
-		log:          zap.NewNop(),
-		pollInterval: 100 * time.Millisecond,
+		hc:   &http.Client{Transport: tr},
+		tr:   tr,
+		base: base,
+		log:  zap.NewNop(),
 	}
 	for _, o := range opts {
 		o(c)
