@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/incus-up and scripts/incus-down.
+# Helpers shared by scripts/incus-up, scripts/incus-down and scripts/bench-pool.
 
 # incus_socket prints the socket the incus CLI and jerichoci use:
 # $INCUS_SOCKET, else the standard paths.
@@ -47,4 +47,37 @@ urlenc() {
 	s=${s//\?/%3F}
 	s=${s//#/%23}
 	echo "$s"
+}
+
+# host_has_btrfs: this host can make a loop-backed btrfs pool (the kernel
+# knows btrfs and loop devices can be set up). btrfs-progs is the caller's.
+host_has_btrfs() {
+	grep -qw btrfs /proc/filesystems 2>/dev/null && [ -e /dev/loop-control ]
+}
+
+# pool_driver SETTING prints the storage driver JERICHOCI_INCUS_POOL_DRIVER
+# asks for: `auto` (or empty) is btrfs where host_has_btrfs, else dir;
+# `btrfs` and `dir` are themselves. Anything else fails.
+pool_driver() {
+	case ${1:-auto} in
+	auto) if host_has_btrfs; then echo btrfs; else echo dir; fi ;;
+	btrfs | dir) echo "$1" ;;
+	*) return 1 ;;
+	esac
+}
+
+# create_pool NAME DRIVER SIZE creates storage pool NAME: btrfs on a sparse
+# loop file of SIZE (e.g. 30GiB, under /var/lib/incus/disks/) or dir (SIZE
+# unused). The caller checks that NAME does not exist and, for btrfs, that
+# btrfs-progs is installed (incusd runs mkfs.btrfs).
+create_pool() {
+	local name=$1 driver=$2 size=$3
+	case $driver in
+	btrfs) incus storage create "$name" btrfs size="$size" >/dev/null ;;
+	dir) incus storage create "$name" dir >/dev/null ;;
+	*)
+		echo "create_pool: unknown driver $driver (btrfs or dir)" >&2
+		return 2
+		;;
+	esac
 }
