@@ -58,6 +58,7 @@ imports-check:
 bench: incus-up build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash scripts/bench-incus
+	bash scripts/bench-pool
 
 # Go native fuzzing of the decoders (job spec, run and image records,
 # catalog file, Incus response envelope), one target at a time for FUZZTIME
