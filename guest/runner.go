@@ -189,11 +189,14 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, l
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		// Like coreutils timeout: TERM the process group, then KILL, exit 124.
+		// Like coreutils timeout: TERM the process group, then KILL, exit
+		// 124. The same when the runner itself is signalled (its context
+		// ends): the KILL comes within killGrace, before the executor's own
+		// SIGKILL of the runner (5 s), so the group never outlives it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(killGrace):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
@@ -211,6 +214,10 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, l
 	}
 	return 0, false, fmt.Errorf("wait for test command: %w", err)
 }
+
+// killGrace is how long the test command's group has between SIGTERM and
+// SIGKILL.
+const killGrace = 3 * time.Second
 
 type syncWriter struct {
 	mu *sync.Mutex

@@ -2,12 +2,16 @@ package guest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"jerichoci/model"
 )
@@ -150,4 +154,61 @@ func TestRunnerRejectsBadRequests(t *testing.T) {
 			t.Errorf("result = %+v", res)
 		}
 	}
+}
+
+// The runner signalled (its context ends) takes the whole test command's
+// process group down with it, a child that ignores SIGTERM included.
+func TestRunnerSignalledStopsTheCommandGroup(t *testing.T) {
+	for _, tc := range []struct{ name, command string }{
+		{"plain", `echo $$ > pid; sleep 300 & echo $! > child; wait`},
+		{"ignores TERM", `trap '' TERM; echo $$ > pid; sh -c 'trap "" TERM; exec sleep 300' & echo $! > child; wait`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			reqPath := filepath.Join(dir, "guest-request.json")
+			req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, Command: tc.command, TimeoutSecs: 600, RunAsRoot: true})
+			if err := os.WriteFile(reqPath, req, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			var o, e buf
+			r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e}
+			done := make(chan int, 1)
+			go func() { done <- r.Main(ctx, reqPath) }()
+			child := waitPID(t, filepath.Join(dir, "child"))
+			cancel() // what SIGTERM does to pikaci-incus-run
+			<-done
+			if alive(child) {
+				t.Errorf("the command's child %d is still running after the runner ended", child)
+			}
+		})
+	}
+}
+
+// waitPID reads a pid a command writes, waiting a bounded while for it.
+func waitPID(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s", path)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether pid runs: not gone, and not a zombie waiting for
+// its new parent to reap it.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"jerichoci/guest"
 )
@@ -16,5 +18,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: pikaci-incus-run GUEST_REQUEST_JSON")
 		os.Exit(2)
 	}
-	os.Exit((&guest.Runner{}).Main(context.Background(), os.Args[1]))
+	// SIGTERM (the executor's cancel or timeout, over the exec control
+	// socket) ends the test command's whole process group, not only this
+	// process: the command runs in a group of its own.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := (&guest.Runner{}).Main(ctx, os.Args[1])
+	stop()
+	os.Exit(code)
 }

@@ -955,3 +955,96 @@ func TestIntegrationExecWebsocket(t *testing.T) {
 		gone(t, pid)
 	})
 }
+
+// probeBackend looks into the job's instance just before it is deleted:
+// is the job's command (its pid in /tmp/jci-pid) still running?
+type probeBackend struct {
+	executor.Backend
+	c       *Client
+	mu      sync.Mutex
+	created bool
+	probe   string
+}
+
+func (p *probeBackend) CreateInstance(ctx context.Context, spec executor.InstanceSpec) error {
+	err := p.Backend.CreateInstance(ctx, spec)
+	p.mu.Lock()
+	p.created = true
+	p.mu.Unlock()
+	return err
+}
+
+func (p *probeBackend) DeleteInstance(ctx context.Context, project, name string) error {
+	p.mu.Lock()
+	probe := p.created && p.probe == ""
+	p.mu.Unlock()
+	if probe {
+		var out lockedBuffer
+		_, err := p.c.Exec(ctx, name, ExecRequest{Command: []string{"sh", "-c",
+			`p=$(cat /tmp/jci-pid); if [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status; then echo "alive $p"; else echo "gone $p"; fi`}}, &out, &out)
+		p.mu.Lock()
+		p.probe = strings.TrimSpace(out.String())
+		if err != nil {
+			p.probe = "probe failed: " + err.Error()
+		}
+		p.mu.Unlock()
+	}
+	return p.Backend.DeleteInstance(ctx, project, name)
+}
+
+// TestIntegrationCancelAndTimeoutStopTheGuestCommand shows, on the real
+// daemon, that a cancelled and a timed-out job's command is gone while its
+// instance still runs: the exec's SIGTERM reaches the guest runner, which
+// takes the command's process group down before the instance is deleted.
+func TestIntegrationCancelAndTimeoutStopTheGuestCommand(t *testing.T) {
+	t.Parallel()
+	c := realClient(t)
+	for _, tc := range []struct {
+		name    string
+		timeout uint64
+		cancel  bool
+	}{
+		{"cancel", 120, true},
+		{"timeout", 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snapshot := t.TempDir()
+			if err := os.Chmod(snapshot, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var hostLog lockedBuffer
+			role := model.RolePikaciRunner
+			job := executor.Job{RunID: uniqueName("run-"), ID: "stop-" + tc.name, TimeoutSecs: tc.timeout,
+				Command: model.Shell(`trap '' TERM; echo $$ > /tmp/jci-pid; echo started; while :; do sleep 1; done`),
+				Runtime: model.IncusRuntimeFor(role), Image: model.IncusImage{Role: role, Alias: itAlias, Recorded: &role},
+				SnapshotDir: snapshot, JobDir: t.TempDir(), HostLog: &hostLog}
+			cfg := executor.DefaultConfig()
+			cfg.Project, cfg.Profile, cfg.Owner, cfg.RootDiskSize = itProject, itProfile, "jci-test", ""
+			be := &probeBackend{Backend: NewBackend(c), c: c}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if tc.cancel {
+				go func() {
+					for !strings.Contains(hostLog.String(), "[runner:stdout] started") {
+						time.Sleep(50 * time.Millisecond)
+					}
+					cancel()
+				}()
+			}
+			res, err := (&executor.RemoteLinuxVM{Backend: be, Config: cfg}).Execute(ctx, job)
+			t.Logf("%s: result %+v, err %v; before delete: %s", tc.name, res, err, be.probe)
+			if tc.cancel && !errors.Is(err, context.Canceled) {
+				t.Errorf("cancelled job: err = %v, want context.Canceled", err)
+			}
+			if !tc.cancel && (err != nil || res.Message != fmt.Sprintf("timed out after %ds", tc.timeout)) {
+				t.Errorf("timed-out job: %+v, %v", res, err)
+			}
+			if !strings.HasPrefix(be.probe, "gone ") {
+				t.Errorf("before its instance was deleted, the job's command was %q, want gone\nhost log:\n%.3000s", be.probe, hostLog.String())
+			}
+			if _, err := c.GetInstance(context.WithoutCancel(ctx), model.InstanceName(job.RunID, job.ID)); !IsNotFound(err) {
+				t.Errorf("instance left after the job: %v", err)
+			}
+		})
+	}
+}
