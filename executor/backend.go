@@ -20,6 +20,8 @@ type Backend interface {
 	VirtualMachines(ctx context.Context) (ok bool, reason string, err error)
 	// CreateInstance creates and starts an instance.
 	CreateInstance(ctx context.Context, spec InstanceSpec) error
+	// SetInstanceConfig sets config keys of an instance ("" unsets one).
+	SetInstanceConfig(ctx context.Context, project, name string, config map[string]string) error
 	// DeleteInstance force-stops and deletes an instance; a missing one is
 	// already deleted and not an error.
 	DeleteInstance(ctx context.Context, project, name string) error

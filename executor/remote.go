@@ -139,6 +139,9 @@ type RemoteLinuxVM struct {
 	// reaper's, not the job's. Nil keeps the original's rule: the instance
 	// is deleted before Execute returns and a failed delete fails the job.
 	Teardowns *Teardowns
+	// Pool, when set, hands jobs ready instances (the daemon's warm pool);
+	// staged jobs, whose payload disks differ per job, create their own.
+	Pool *Pool
 }
 
 // Execute runs one job through the six phases and always cleans up.
@@ -209,6 +212,8 @@ type jobRun struct {
 	exe     *model.RemoteLinuxVMExecutionRecord
 	log     *zap.Logger
 	created bool
+	pooled  bool          // taken from the warm pool
+	reqPath string        // where the guest sees its request
 	output  *runnerOutput // the runner's output, once it ran
 }
 
@@ -261,6 +266,15 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 			return err
 		}
 		j.hostf("launching guest runner: %s", req.Command)
+		if j.pooled {
+			// On the host, in the directory the instance sees read-only.
+			var err error
+			if j.reqPath, err = j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
+				return fmt.Errorf("write guest request for %s: %w", j.name, err)
+			}
+			return nil
+		}
+		j.reqPath = GuestRequestPath
 		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
 			return fmt.Errorf("write guest request to %s: %w", j.name, err)
 		}
@@ -314,19 +328,21 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if err != nil {
 		return err
 	}
-	profiles := []string{"default", cfg.Profile}
-	var root RootDisk
-	if cfg.RootDiskSize != "" {
-		if root, err = j.x.Backend.RootDisk(ctx, cfg.Project, profiles); err != nil {
-			return fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
+	if j.x.Pool != nil && len(job.StagedPayloads) == 0 {
+		if name, ok := j.x.Pool.Take(alias, itype, fp); ok {
+			return j.takePooled(ctx, name, artifacts, itype, alias, fp)
 		}
-		// Incus enforces a root disk's size on btrfs, zfs and lvm pools. A
-		// dir pool takes the size and does not enforce it (checked by hand:
-		// `incus launch … -d root,size=2GiB` on a dir pool starts, and the
-		// guest's df shows the host's disk), so say so where it matters.
-		if root.Driver == "dir" {
-			j.hostf("storage pool %s (dir) cannot enforce the guest disk size %s", root.Pool, cfg.RootDiskSize)
-		}
+	}
+	spec, err := instanceSpec(ctx, j.x.Backend, cfg, j.name, itype, alias)
+	if err != nil {
+		return err
+	}
+	// Incus enforces a root disk's size on btrfs, zfs and lvm pools. A dir
+	// pool takes the size and does not enforce it (checked by hand: `incus
+	// launch … -d root,size=2GiB` on a dir pool starts, and the guest's df
+	// shows the host's disk), so say so where it matters.
+	if spec.RootDisk.Driver == "dir" {
+		j.hostf("storage pool %s (dir) cannot enforce the guest disk size %s", spec.RootDisk.Pool, cfg.RootDiskSize)
 	}
 	// Stale instance of the same name: delete first, ignoring errors.
 	if err := j.x.Backend.DeleteInstance(ctx, cfg.Project, j.name); err != nil {
@@ -335,23 +351,8 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if err := resetDir(artifacts); err != nil {
 		return fmt.Errorf("reset artifacts: %w", err)
 	}
-	spec := InstanceSpec{
-		Project: cfg.Project, Name: j.name, Type: itype, Alias: alias,
-		Profiles: profiles,
-		Config: map[string]string{
-			"limits.cpu": "2", "limits.memory": "4096MiB",
-			// No /dev/incus in the guest: a job cannot talk to incusd
-			// through the guest API.
-			"security.guestapi": "false",
-			ConfigRunID:         job.RunID, ConfigJobID: job.ID, ConfigOwner: cfg.Owner,
-		},
-		RootDiskSize: cfg.RootDiskSize, RootDisk: root,
-	}
-	if cfg.Fleet != "" {
-		spec.Config[ConfigFleet] = cfg.Fleet
-	}
-	if job.Image.Recorded != nil {
-		spec.Config[ConfigGuestRole] = string(*job.Image.Recorded)
+	for k, v := range j.jobKeys() {
+		spec.Config[k] = v
 	}
 	if job.SnapshotDir != "" {
 		spec.Disks = []Disk{{Name: model.SnapshotDeviceName(job.SnapshotDir, GuestSnapshotPath),
@@ -368,6 +369,62 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	}
 	j.hostf("instance %s (%s) started from %s@%s", j.name, itype, alias, fp)
 	return j.waitReady(ctx)
+}
+
+// jobKeys are the config keys that make an instance this job's.
+func (j *jobRun) jobKeys() map[string]string {
+	keys := map[string]string{ConfigRunID: j.job.RunID, ConfigJobID: j.job.ID, ConfigOwner: j.x.Config.Owner}
+	if r := j.job.Image.Recorded; r != nil {
+		keys[ConfigGuestRole] = string(*r)
+	}
+	return keys
+}
+
+// takePooled makes a ready pool instance the job's: its workspace filled
+// on the host, its keys the job's (one Incus call), nothing created.
+func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype model.InstanceType, alias, fp string) error {
+	j.name, j.pooled, j.created = name, true, true // from here on, cleanup runs whatever happens
+	j.log = j.log.With(zap.String("pool_instance", name))
+	if err := resetDir(artifacts); err != nil {
+		return fmt.Errorf("reset artifacts: %w", err)
+	}
+	if err := j.x.Pool.fillWorkspace(name, j.job.SnapshotDir); err != nil {
+		return fmt.Errorf("fill the workspace of pool instance %q: %w", name, err)
+	}
+	keys := j.jobKeys()
+	keys[ConfigPool] = "" // unset: no longer the pool's
+	if err := j.x.Backend.SetInstanceConfig(ctx, j.x.Config.Project, name, keys); err != nil {
+		return fmt.Errorf("take pool instance %q: %w", name, err)
+	}
+	j.hostf("instance %s (%s) taken from the warm pool, started from %s@%s", name, itype, alias, fp)
+	return nil
+}
+
+// instanceSpec is an instance of the executor's project, profiles, limits,
+// root disk and fleet, without a job's keys or disks.
+func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, itype model.InstanceType, alias string) (InstanceSpec, error) {
+	profiles := []string{"default", cfg.Profile}
+	spec := InstanceSpec{
+		Project: cfg.Project, Name: name, Type: itype, Alias: alias, Profiles: profiles,
+		Config: map[string]string{
+			"limits.cpu": "2", "limits.memory": "4096MiB",
+			// No /dev/incus in the guest: a job cannot talk to incusd
+			// through the guest API.
+			"security.guestapi": "false",
+		},
+		RootDiskSize: cfg.RootDiskSize,
+	}
+	if cfg.Fleet != "" {
+		spec.Config[ConfigFleet] = cfg.Fleet
+	}
+	if cfg.RootDiskSize != "" {
+		root, err := be.RootDisk(ctx, cfg.Project, profiles)
+		if err != nil {
+			return spec, fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
+		}
+		spec.RootDisk = root
+	}
+	return spec, nil
 }
 
 // NixStoreGuestPath is where a staged job's guest sees the host's Nix
@@ -457,14 +514,19 @@ func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model
 // waitReady polls `true` in the guest with a growing interval (no fixed
 // sleep): containers answer at once, VMs when their agent is up.
 func (j *jobRun) waitReady(ctx context.Context) error {
-	timeout := j.x.Config.ReadyTimeout
+	return waitReady(ctx, j.x.Backend, j.x.Config, j.name)
+}
+
+// waitReady polls `true` in instance name until it answers.
+func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
+	timeout := cfg.ReadyTimeout
 	if timeout <= 0 {
 		timeout = 120 * time.Second
 	}
 	deadline := time.Now().Add(timeout)
 	delay := 20 * time.Millisecond
 	for {
-		code, err := j.x.Backend.Exec(ctx, j.x.Config.Project, j.name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
+		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
 		if err == nil && code == 0 {
 			return nil
 		}
@@ -508,7 +570,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(j.job.TimeoutSecs)*time.Second)
 	defer cancel()
 	code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
-		ExecRequest{Command: []string{j.x.Config.RunnerPath, GuestRequestPath}, Cwd: "/"}, stdout, stderr)
+		ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
 	stdout.flush()
 	stderr.flush()
 	// Past the job's deadline it is a timeout, even when the guest's own
@@ -623,14 +685,21 @@ func (j *jobRun) delete(ctx context.Context) error {
 		j.log.Error("delete instance", zap.Error(err))
 		return fmt.Errorf("delete instance %q: %w", j.name, err)
 	}
+	if j.pooled {
+		if err := j.x.Pool.Release(j.name); err != nil {
+			j.log.Warn("remove the pool instance's host directories", zap.Error(err))
+		}
+	}
 	return nil
 }
 
-func (x *RemoteLinuxVM) cleanupTimeout() time.Duration {
-	if x.Config.CleanupTimeout <= 0 {
+func (x *RemoteLinuxVM) cleanupTimeout() time.Duration { return cleanupTimeout(x.Config) }
+
+func cleanupTimeout(cfg Config) time.Duration {
+	if cfg.CleanupTimeout <= 0 {
 		return 2 * time.Minute
 	}
-	return x.Config.CleanupTimeout
+	return cfg.CleanupTimeout
 }
 
 func resetDir(dir string) error {

@@ -45,6 +45,8 @@ type fakeBackend struct {
 	// deleteFails fails that many deletes after the job.
 	teardownGate chan struct{}
 	deleteFails  int
+	configSets   map[string][]map[string]string // SetInstanceConfig calls by instance
+	runnerArgs   []string                       // the last runner command
 }
 
 func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
@@ -67,6 +69,16 @@ func (f *fakeBackend) CreateInstance(_ context.Context, spec InstanceSpec) error
 	defer f.mu.Unlock()
 	f.created = append(f.created, spec)
 	return f.createErr
+}
+
+func (f *fakeBackend) SetInstanceConfig(_ context.Context, _, name string, config map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.configSets == nil {
+		f.configSets = map[string][]map[string]string{}
+	}
+	f.configSets[name] = append(f.configSets[name], config)
+	return nil
 }
 
 func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error {
@@ -94,6 +106,9 @@ func (f *fakeBackend) Exec(ctx context.Context, _, _ string, req ExecRequest, st
 	if req.Command[0] == "true" {
 		return 0, nil
 	}
+	f.mu.Lock()
+	f.runnerArgs = req.Command
+	f.mu.Unlock()
 	if f.output != nil {
 		f.output(stdout, stderr)
 	} else {

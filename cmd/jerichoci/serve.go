@@ -15,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
@@ -58,11 +60,13 @@ type serveConfig struct {
 	// source with the host's Nix; without it their prepare nodes fail with
 	// MsgStagedBuildsRefused.
 	allowStagedBuilds bool
-	envErrs           []error // unparsable environment values
+	// warm is the warm pool's size per image; -1 means the concurrency.
+	warm    int
+	envErrs []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
-	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig()}
+	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(), warm: -1}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -129,6 +133,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	durVar("JERICHOCI_PRECANCEL_TTL", &c.daemon.PrecancelTTL)
 	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
+	intVar("JERICHOCI_WARM", &c.warm)
 	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
 	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
 	intVar("JERICHOCI_REPLICAS", &c.queue.Replicas)
@@ -143,6 +148,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.nats.flags(fs, true)
 	fs.StringVar(&c.catalog, "catalog", c.catalog, "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
+	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
 	fs.IntVar(&c.queue.MaxAckPending, "max-ack-pending", c.queue.MaxAckPending, "jobs in flight across the fleet; at least every worker slot (env JERICHOCI_MAX_ACK_PENDING)")
@@ -191,6 +197,9 @@ func (c serveConfig) Validate() error {
 		errs = append(errs, errors.New("runtime spec field `project` must be non-empty (PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT)"))
 	}
 	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
+	if c.warm < -1 {
+		errs = append(errs, fmt.Errorf("warm pool size %d: expected a number >= 0 (or -1 for the concurrency)", c.warm))
+	}
 	if c.queue.MaxAckPending < c.daemon.Concurrency {
 		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.queue.MaxAckPending, c.daemon.Concurrency))
 	}
@@ -289,6 +298,19 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
+	// The warm pool: started instances ready for the next jobs.
+	var pool *executor.Pool
+	if warm := cfg.warm; warm != 0 {
+		if warm < 0 {
+			warm = cfg.daemon.Concurrency
+		}
+		pc := cfg.exec.executorConfig()
+		pc.Fleet = q.Fleet
+		cfg.daemon.PoolOwner = daemon.PoolOwnerPrefix + cfg.daemon.ID + "/" + uuid.NewString()[:8]
+		cfg.daemon.PoolMaxAge = executor.DefaultPoolMaxAge
+		pool = &executor.Pool{Backend: be, Config: pc, Size: warm, Dir: filepath.Join(stateRoot, "pool"),
+			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool")}
+	}
 	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
 	if !cfg.allowStagedBuilds {
 		daemonRunner.Outputs = refuseStagedBuilds{}
@@ -303,7 +325,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			if cfg.allowHostJobs {
 				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns}, host: host}
+			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool}, host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,
@@ -334,7 +356,22 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
 		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID, q.Fleet)
 
+	poolDone := make(chan struct{})
+	poolCtx, stopPool := context.WithCancel(context.Background())
+	if pool != nil {
+		go func() {
+			defer close(poolDone)
+			if err := pool.Prewarm(ctx, model.RolePikaciRunner.DefaultImageAlias()); err != nil {
+				log.Warn("warm pool: prewarm", zap.Error(err))
+			}
+			pool.Run(poolCtx)
+		}()
+	} else {
+		close(poolDone)
+	}
 	runErr := d.Run(ctx)
+	stopPool() // deletes the idle instances
+	<-poolDone
 	wait, cancelWait := context.WithTimeout(context.Background(), cfg.exec.executorConfig().CleanupTimeout)
 	if err := teardowns.Wait(wait); err != nil {
 		st := teardowns.Stats()

@@ -158,6 +158,11 @@ func (b *Backend) CreateInstance(ctx context.Context, spec executor.InstanceSpec
 	})
 }
 
+// SetInstanceConfig sets config keys of an instance.
+func (b *Backend) SetInstanceConfig(ctx context.Context, project, name string, config map[string]string) error {
+	return b.in(project).SetInstanceConfig(ctx, name, config)
+}
+
 // DeleteInstance force-stops and deletes; a missing instance is done.
 func (b *Backend) DeleteInstance(ctx context.Context, project, name string) error {
 	return b.in(project).DeleteInstance(ctx, name)

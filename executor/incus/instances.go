@@ -443,3 +443,14 @@ func (c *Client) waitTask(ctx context.Context, id string) {
 		c.log.Debug("wait for operation", zap.String("operation", id), zap.Error(err))
 	}
 }
+
+// SetInstanceConfig sets config keys of an instance (PATCH: the other keys
+// and the devices stay as they are).
+func (c *Client) SetInstanceConfig(ctx context.Context, name string, config map[string]string) error {
+	err := c.doSync(ctx, request{method: http.MethodPatch, path: "/instances/" + url.PathEscape(name),
+		json: map[string]any{"config": config}})
+	if err != nil {
+		return fmt.Errorf("incus: set config of instance %q: %w", name, err)
+	}
+	return nil
+}

@@ -32,7 +32,13 @@ var (
 // DaemonConfig tunes the worker pool.
 type DaemonConfig struct {
 	// ID names this daemon in claims, instance owners and logs.
-	ID          string
+	ID string
+	// PoolOwner is the owner key of this process's idle warm-pool
+	// instances (PoolOwnerPrefix…), which its reaper leaves to the pool;
+	// PoolMaxAge the pool's recycling age (idle pool instances of other
+	// owners are reaped past twice that).
+	PoolOwner   string
+	PoolMaxAge  time.Duration
 	Concurrency int
 	// AckWait must equal the consumer's: a message whose worker died is
 	// delivered again AckWait after its last InProgress.

@@ -65,6 +65,15 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	var deleted []string
 	var errs []error
 	for _, in := range insts {
+		if d.reapablePoolInstance(in) {
+			if err := d.Instances.Delete(ctx, in.Name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			d.logger().Info("reaped the idle pool instance of a daemon that is gone", zap.String("instance", in.Name), zap.String("owner", in.Owner))
+			deleted = append(deleted, in.Name)
+			continue
+		}
 		key, ok := jobKeyOfOwner(in.Owner)
 		if !ok || in.RunID == "" || in.Fleet == "" || in.Fleet != d.Config.Fleet || d.runsLocally(in.RunID) {
 			continue
@@ -90,6 +99,26 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 		deleted = append(deleted, in.Name)
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// PoolOwnerPrefix starts the owner key of idle warm-pool instances:
+// "jerichoci-pool/<daemon id>/<process>".
+const PoolOwnerPrefix = "jerichoci-pool/"
+
+// reapablePoolInstance: an idle pool instance of this fleet, not of this
+// process's pool, older than twice the pool's MaxAge. A live pool recycles
+// its idle instances at MaxAge, so such an instance belongs to a daemon
+// that is gone.
+func (d *Daemon) reapablePoolInstance(in OwnedInstance) bool {
+	if !strings.HasPrefix(in.Owner, PoolOwnerPrefix) || in.Owner == d.Config.PoolOwner ||
+		in.Fleet == "" || in.Fleet != d.Config.Fleet || in.Created.IsZero() {
+		return false
+	}
+	maxAge := d.Config.PoolMaxAge
+	if maxAge <= 0 {
+		maxAge = 10 * time.Minute
+	}
+	return d.now().Sub(in.Created) > 2*maxAge
 }
 
 func (d *Daemon) kickReaper() {

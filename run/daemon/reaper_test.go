@@ -100,3 +100,28 @@ func TestJobKeyOfOwner(t *testing.T) {
 		}
 	}
 }
+
+func TestReapPoolInstancesOfGoneDaemons(t *testing.T) {
+	h := newHarness(t)
+	h.d.Config.Fleet, h.d.Config.PoolOwner, h.d.Config.PoolMaxAge = "fleet-a", PoolOwnerPrefix+"d1/100", 10*time.Minute
+	now := time.Now()
+	pool := func(name, owner, fleet string, age time.Duration) OwnedInstance {
+		return OwnedInstance{Name: name, RunID: "pool", JobID: "pool", Owner: owner, Fleet: fleet, Created: now.Add(-age)}
+	}
+	fi := &fakeInstances{list: []OwnedInstance{
+		pool("p-mine-old", PoolOwnerPrefix+"d1/100", "fleet-a", time.Hour),  // this process's pool manages it
+		pool("p-gone", PoolOwnerPrefix+"d2/7", "fleet-a", time.Hour),        // older than 2×MaxAge: its daemon is gone
+		pool("p-restarted", PoolOwnerPrefix+"d1/99", "fleet-a", time.Hour),  // this daemon's previous process
+		pool("p-live", PoolOwnerPrefix+"d2/7", "fleet-a", 15*time.Minute),   // may still be a live pool's
+		pool("p-other-fleet", PoolOwnerPrefix+"d3/1", "fleet-b", time.Hour), // not ours to judge
+	}}
+	h.d.Instances = fi
+	deleted, err := h.d.Reap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(deleted)
+	if want := []string{"p-gone", "p-restarted"}; !reflect.DeepEqual(deleted, want) {
+		t.Errorf("Reap deleted %q, want %q", deleted, want)
+	}
+}

@@ -224,7 +224,10 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 	}
 	args := []string{"serve", "--catalog", catalog,
 		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
-		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info"}
+		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info",
+		// No warm pool unless a test asks for one (--warm N later wins):
+		// dozens of daemons keeping instances ready would load the host.
+		"--warm", "0"}
 	if hostPathRoot {
 		args = append(args, "--host-path-root", os.TempDir())
 	}

@@ -837,7 +837,9 @@ func (s *soak) fleetInstances() ([]incusInstance, error) {
 	}
 	var mine []incusInstance
 	for _, in := range all {
-		if s.fleet != "" && in.Config[configFleet] == s.fleet {
+		// An idle warm-pool instance (user.jerichoci.pool set) is the pool's
+		// while its daemon runs, not a leak; serve deletes them when it stops.
+		if s.fleet != "" && in.Config[configFleet] == s.fleet && in.Config["user.jerichoci.pool"] == "" {
 			mine = append(mine, in)
 		}
 	}

@@ -1,0 +1,461 @@
+package executor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"jerichoci/model"
+)
+
+// Warm-pool instance keys: an idle pool instance carries ConfigPool (the
+// alias it was made from) and the pool's owner; a job that takes it sets
+// the job's run, job and owner keys on it, so from then on it is that
+// job's instance in every way (teardown, reaper).
+const (
+	ConfigPool = "user.jerichoci.pool"
+	// PoolRequestGuestDir is where a pool instance sees its host request
+	// directory, read-only: the guest request is written there, on the
+	// host, instead of being pushed through Incus.
+	PoolRequestGuestDir = "/run/jerichoci-request"
+)
+
+// Pool keeps started instances ready for jobs: per (image alias, instance
+// type) it keeps Size instances created, started and answering exec, from
+// the alias's current image, with the executor's project, profiles,
+// limits, root disk and fleet. Each has two host directories attached
+// read-only at creation, its workspace (at /workspace/snapshot) and its
+// request directory: a job that takes one fills them on the host, so
+// taking an instance costs one Incus call (setting the job's keys). One
+// instance serves one job: a taken instance is torn down with its job and
+// never comes back. The pool refills in the background, drains instances
+// of an alias whose image moved, and recycles idle ones after MaxAge.
+type Pool struct {
+	Backend Backend
+	Config  Config
+	// Size is how many idle instances to keep per key.
+	Size int
+	// Dir holds each instance's host directories (<Dir>/<instance>/).
+	Dir string
+	// Owner is the owner key of idle instances, e.g. "jerichoci-pool/<daemon id>".
+	Owner string
+	// MaxAge recycles an idle instance (default 10 min): a reaper deletes
+	// pool instances older than twice this, so a dead daemon's pool goes.
+	MaxAge time.Duration
+	Log    *zap.Logger
+
+	mu     sync.Mutex
+	idle   map[poolKey][]*warmInstance
+	want   map[poolKey]string // key -> the image fingerprint jobs asked for
+	making map[poolKey]int
+	stats  PoolStats
+	kick   chan struct{}
+	once   sync.Once
+}
+
+type poolKey struct {
+	alias string
+	itype model.InstanceType
+}
+
+type warmInstance struct {
+	name, fingerprint string
+	created           time.Time
+}
+
+// PoolStats counts the pool's work.
+type PoolStats struct {
+	Ready, Taken, Missed, Created, Failed, Drained int
+}
+
+// DefaultPoolMaxAge is Pool.MaxAge's default.
+const DefaultPoolMaxAge = 10 * time.Minute
+
+func (p *Pool) init() {
+	p.once.Do(func() {
+		p.idle = map[poolKey][]*warmInstance{}
+		p.want = map[poolKey]string{}
+		p.making = map[poolKey]int{}
+		p.kick = make(chan struct{}, 1)
+	})
+}
+
+func (p *Pool) maxAge() time.Duration {
+	if p.MaxAge > 0 {
+		return p.MaxAge
+	}
+	return DefaultPoolMaxAge
+}
+
+func (p *Pool) logger() *zap.Logger {
+	if p.Log == nil {
+		return zap.NewNop()
+	}
+	return p.Log
+}
+
+// Want asks the pool to keep instances of alias (its image now at
+// fingerprint) and type ready.
+func (p *Pool) Want(alias string, itype model.InstanceType, fingerprint string) {
+	p.init()
+	p.mu.Lock()
+	k := poolKey{alias, itype}
+	changed := p.want[k] != fingerprint
+	p.want[k] = fingerprint
+	p.mu.Unlock()
+	if changed {
+		p.refill()
+	}
+}
+
+// Take hands an idle instance of the key, made from fingerprint, to a job:
+// the caller owns it from then on. False when none is ready (the job then
+// creates its own, and the pool learns to keep this key warm).
+func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) (name string, ok bool) {
+	p.init()
+	p.mu.Lock()
+	k := poolKey{alias, itype}
+	p.want[k] = fingerprint
+	list := p.idle[k]
+	for len(list) > 0 {
+		w := list[0]
+		list = list[1:]
+		if w.fingerprint == fingerprint && time.Since(w.created) < p.maxAge() {
+			p.idle[k] = list
+			p.stats.Taken++
+			p.mu.Unlock()
+			p.refill()
+			return w.name, true
+		}
+		p.stats.Drained++
+		go p.destroy(w.name)
+	}
+	p.idle[k] = list
+	p.stats.Missed++
+	p.mu.Unlock()
+	p.refill()
+	return "", false
+}
+
+// Stats returns the counts so far and how many instances are ready.
+func (p *Pool) Stats() PoolStats {
+	p.init()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	for _, l := range p.idle {
+		s.Ready += len(l)
+	}
+	return s
+}
+
+func (p *Pool) refill() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the pool filled until ctx ends, then deletes the idle
+// instances (bounded by the cleanup timeout).
+func (p *Pool) Run(ctx context.Context) {
+	p.init()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		p.fill(ctx)
+		select {
+		case <-ctx.Done():
+			p.drainAll()
+			return
+		case <-p.kick:
+		case <-t.C:
+			p.checkImages(ctx)
+		}
+	}
+}
+
+// fill creates instances one at a time (a host of 2 cores is also running
+// jobs) until every wanted key has Size idle ones.
+func (p *Pool) fill(ctx context.Context) {
+	for ctx.Err() == nil {
+		p.mu.Lock()
+		var k poolKey
+		var fp string
+		found := false
+		for key, want := range p.want {
+			p.recycleLocked(key)
+			if len(p.idle[key])+p.making[key] < p.Size {
+				k, fp, found = key, want, true
+				break
+			}
+		}
+		if found {
+			p.making[k]++
+		}
+		p.mu.Unlock()
+		if !found {
+			return
+		}
+		name, err := p.create(ctx, k, fp)
+		p.mu.Lock()
+		p.making[k]--
+		if err != nil {
+			p.stats.Failed++
+			p.mu.Unlock()
+			p.logger().Warn("warm pool: create instance", zap.String("alias", k.alias), zap.Error(err))
+			return // try again at the next tick or take
+		}
+		p.stats.Created++
+		if p.want[k] == fp {
+			p.idle[k] = append(p.idle[k], &warmInstance{name: name, fingerprint: fp, created: time.Now()})
+			p.mu.Unlock()
+			continue
+		}
+		p.stats.Drained++
+		p.mu.Unlock()
+		p.destroy(name) // the image moved while it was made
+	}
+}
+
+// recycleLocked drops idle instances past MaxAge or of an older image.
+func (p *Pool) recycleLocked(k poolKey) {
+	keep := p.idle[k][:0]
+	for _, w := range p.idle[k] {
+		if w.fingerprint != p.want[k] || time.Since(w.created) >= p.maxAge() {
+			p.stats.Drained++
+			go p.destroy(w.name)
+			continue
+		}
+		keep = append(keep, w)
+	}
+	p.idle[k] = keep
+}
+
+// checkImages notices an alias that moved to a new image.
+func (p *Pool) checkImages(ctx context.Context) {
+	p.mu.Lock()
+	keys := make([]poolKey, 0, len(p.want))
+	for k := range p.want {
+		keys = append(keys, k)
+	}
+	p.mu.Unlock()
+	for _, k := range keys {
+		img, err := p.Backend.Image(ctx, p.Config.Project, k.alias)
+		if err != nil {
+			continue
+		}
+		p.mu.Lock()
+		if p.want[k] != img.Fingerprint {
+			p.logger().Info("warm pool: image moved; draining", zap.String("alias", k.alias), zap.String("fingerprint", img.Fingerprint))
+			p.want[k] = img.Fingerprint
+		}
+		p.mu.Unlock()
+	}
+}
+
+// create makes, starts and readies one pool instance.
+func (p *Pool) create(ctx context.Context, k poolKey, fp string) (string, error) {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	name := "pikaci-w" + hex.EncodeToString(b)
+	ws, req := p.workspaceDir(name), p.requestDir(name)
+	for _, d := range []string{ws, req} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	cfg := p.Config
+	spec, err := instanceSpec(ctx, p.Backend, cfg, name, k.itype, k.alias)
+	if err != nil {
+		return "", err
+	}
+	spec.Config[ConfigOwner] = p.Owner
+	spec.Config[ConfigPool] = k.alias
+	spec.Config[ConfigRunID] = "pool"
+	spec.Config[ConfigJobID] = "pool"
+	spec.Disks = []Disk{
+		{Name: model.SnapshotDeviceName(ws, GuestSnapshotPath), Source: ws, Path: GuestSnapshotPath, ReadOnly: true},
+		{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
+	}
+	cctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout+time.Minute)
+	defer cancel()
+	if err := p.Backend.CreateInstance(cctx, spec); err != nil {
+		p.destroy(name)
+		return "", fmt.Errorf("create pool instance %q from `%s`: %w", name, k.alias, err)
+	}
+	if err := waitReady(cctx, p.Backend, cfg, name); err != nil {
+		p.destroy(name)
+		return "", fmt.Errorf("pool instance %q: %w", name, err)
+	}
+	return name, nil
+}
+
+func (p *Pool) workspaceDir(name string) string { return filepath.Join(p.Dir, name, "workspace") }
+func (p *Pool) requestDir(name string) string   { return filepath.Join(p.Dir, name, "request") }
+
+// Release deletes a taken instance's host directories, after the instance.
+func (p *Pool) Release(name string) error { return os.RemoveAll(filepath.Join(p.Dir, name)) }
+
+// destroy deletes an instance of the pool and its directories.
+func (p *Pool) destroy(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout(p.Config))
+	defer cancel()
+	if err := p.Backend.DeleteInstance(ctx, p.Config.Project, name); err != nil {
+		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
+		return
+	}
+	_ = p.Release(name)
+}
+
+// drainAll deletes every idle instance (daemon shutdown).
+func (p *Pool) drainAll() {
+	p.mu.Lock()
+	var names []string
+	for k, l := range p.idle {
+		for _, w := range l {
+			names = append(names, w.name)
+		}
+		delete(p.idle, k)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range names {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.destroy(n) }()
+	}
+	wg.Wait()
+}
+
+// fillWorkspace makes the job's snapshot the instance's workspace: hard
+// links where the two are on one filesystem (the snapshot is never written
+// again), copies otherwise.
+func (p *Pool) fillWorkspace(name, snapshot string) error {
+	dst := p.workspaceDir(name)
+	if snapshot == "" {
+		return nil
+	}
+	return linkTree(snapshot, dst)
+}
+
+// writeRequest writes the guest request where the instance sees it.
+func (p *Pool) writeRequest(name string, req []byte) (guestPath string, err error) {
+	f := filepath.Join(p.requestDir(name), "guest-request.json")
+	if err := os.WriteFile(f, req, 0o644); err != nil {
+		return "", err
+	}
+	return PoolRequestGuestDir + "/guest-request.json", nil
+}
+
+// linkTree fills dst (an existing directory) with src's tree: directories
+// with their modes, files hard-linked (copied across filesystems),
+// symlinks recreated.
+func linkTree(src, dst string) error {
+	var dirs []struct {
+		path string
+		perm fs.FileMode
+	}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, struct {
+				path string
+				perm fs.FileMode
+			}{target, info.Mode().Perm()})
+			if rel == "." {
+				return nil
+			}
+			return os.Mkdir(target, 0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case info.Mode().IsRegular():
+			err := os.Link(path, target)
+			if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) {
+				return copyRegular(path, target, info.Mode().Perm())
+			}
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Chmod(dirs[i].path, dirs[i].perm); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyRegular(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Prewarm starts keeping instances of alias ready, of the type a job of
+// the pool's configured instance type gets from that image: a container
+// for a container image (unless virtual machines were asked for), a VM
+// for a VM image where the server runs VMs. An image or server that gives
+// no such type prewarms nothing (jobs then say why when they run).
+func (p *Pool) Prewarm(ctx context.Context, alias string) error {
+	img, err := p.Backend.Image(ctx, p.Config.Project, alias)
+	if err != nil {
+		return err
+	}
+	itype := model.InstanceContainer
+	switch {
+	case img.Type == model.InstanceContainer && p.Config.InstanceType != model.InstanceVirtualMachine:
+	case img.Type == model.InstanceVirtualMachine && p.Config.InstanceType != model.InstanceContainer:
+		vms, _, err := p.Backend.VirtualMachines(ctx)
+		if err != nil || !vms {
+			return err
+		}
+		itype = model.InstanceVirtualMachine
+	default:
+		return nil
+	}
+	p.Want(alias, itype, img.Fingerprint)
+	return nil
+}

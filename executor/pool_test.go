@@ -1,0 +1,151 @@
+package executor
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"jerichoci/model"
+)
+
+func newPool(t *testing.T, be *fakeBackend) *Pool {
+	cfg := DefaultConfig()
+	cfg.Fleet = "fleet-a"
+	return &Pool{Backend: be, Config: cfg, Size: 1, Dir: t.TempDir(), Owner: "jerichoci-pool/d1"}
+}
+
+func TestPoolHandsAReadyInstanceToAJob(t *testing.T) {
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult}
+	pool := newPool(t, be)
+	pool.Want("pikaci/dev", model.InstanceContainer, "fp1")
+	pool.fill(t.Context())
+	if st := pool.Stats(); st.Ready != 1 || st.Created != 1 {
+		t.Fatalf("stats after fill = %+v", st)
+	}
+	made := be.created[0]
+	if made.Config[ConfigOwner] != "jerichoci-pool/d1" || made.Config[ConfigPool] != "pikaci/dev" || made.Config[ConfigFleet] != "fleet-a" ||
+		made.Config["limits.cpu"] != "2" || made.Config["security.guestapi"] != "false" || len(made.Disks) != 2 ||
+		made.Disks[0].Path != GuestSnapshotPath || made.Disks[1].Path != PoolRequestGuestDir || !made.Disks[0].ReadOnly || !made.Disks[1].ReadOnly {
+		t.Errorf("pool instance spec = %+v", made)
+	}
+
+	var log syncBuf
+	x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig(), Pool: pool}
+	x.Config.Owner = "worker-1"
+	job := newJob(t, &log)
+	if err := os.WriteFile(filepath.Join(job.SnapshotDir, "README.md"), []byte("from the snapshot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The teardown is held so the workspace can be looked at.
+	be.teardownGate = make(chan struct{})
+	td := &Teardowns{}
+	x.Teardowns = td
+	res, err := x.Execute(t.Context(), job)
+	if err != nil || res.Status != model.StatusPassed {
+		t.Fatalf("Execute = %+v, %v\n%s", res, err, log.String())
+	}
+	if len(be.created) != 1 {
+		t.Errorf("the job created an instance of its own: %+v", be.created[1:])
+	}
+	name := made.Name
+	sets := be.configSets[name]
+	if len(sets) != 1 || sets[0][ConfigRunID] != job.RunID || sets[0][ConfigJobID] != job.ID || sets[0][ConfigOwner] != "worker-1" ||
+		sets[0][ConfigGuestRole] != "pikaci-runner" || sets[0][ConfigPool] != "" {
+		t.Errorf("config set on the taken instance = %+v", sets)
+	}
+	if got := strings.Join(be.runnerArgs, " "); got != DefaultRunnerPath+" "+PoolRequestGuestDir+"/guest-request.json" {
+		t.Errorf("runner command = %s", got)
+	}
+	req, err := os.ReadFile(filepath.Join(pool.requestDir(name), "guest-request.json"))
+	if err != nil || !strings.Contains(string(req), `"schema_version": 2`) {
+		t.Errorf("request on the host = %s, %v", req, err)
+	}
+	if _, pushed := be.files[GuestRequestPath]; pushed {
+		t.Errorf("the request was pushed through Incus too")
+	}
+	if b, err := os.ReadFile(filepath.Join(pool.workspaceDir(name), "README.md")); err != nil || string(b) != "from the snapshot\n" {
+		t.Errorf("workspace README = %q, %v", b, err)
+	}
+	if !strings.Contains(log.String(), "taken from the warm pool") {
+		t.Errorf("host.log:\n%s", log.String())
+	}
+	close(be.teardownGate)
+	if err := td.Wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(pool.Dir, name)); !os.IsNotExist(err) {
+		t.Errorf("the pool instance's directories outlived it: %v", err)
+	}
+	if st := pool.Stats(); st.Taken != 1 || st.Ready != 0 {
+		t.Errorf("stats after the job = %+v", st)
+	}
+}
+
+func TestPoolMissesAndDrains(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		take   string // fingerprint the job's image has
+		age    time.Duration
+		wantOK bool
+	}{
+		{"same image", "fp1", 0, true},
+		{"the alias moved", "fp2", 0, false},
+		{"too old", "fp1", time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}}
+			pool := newPool(t, be)
+			pool.Want("pikaci/dev", model.InstanceContainer, "fp1")
+			pool.fill(t.Context())
+			if tc.age > 0 {
+				pool.mu.Lock()
+				for _, l := range pool.idle {
+					for _, w := range l {
+						w.created = w.created.Add(-tc.age)
+					}
+				}
+				pool.mu.Unlock()
+			}
+			name, ok := pool.Take("pikaci/dev", model.InstanceContainer, tc.take)
+			if ok != tc.wantOK {
+				t.Fatalf("Take = %q, %v; want ok %v", name, ok, tc.wantOK)
+			}
+			if _, other := pool.Take("pikaci/dev", model.InstanceVirtualMachine, tc.take); other {
+				t.Errorf("a container was handed out for a VM")
+			}
+			st := pool.Stats()
+			if !tc.wantOK && (st.Drained != 1 || st.Missed != 2) {
+				t.Errorf("stats = %+v, want the old instance drained", st)
+			}
+		})
+	}
+}
+
+func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "a", "b"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "a", "b", "f"), []byte("x"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("b/f", filepath.Join(src, "a", "l")); err != nil {
+		t.Fatal(err)
+	}
+	if err := linkTree(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dst, "a", "b", "f"))
+	if err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("file: %v %v", fi, err)
+	}
+	di, _ := os.Stat(filepath.Join(dst, "a"))
+	if di == nil || di.Mode().Perm() != 0o750 {
+		t.Errorf("dir mode: %v", di)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "a", "l")); err != nil || l != "b/f" {
+		t.Errorf("symlink = %q, %v", l, err)
+	}
+}
