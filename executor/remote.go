@@ -142,6 +142,9 @@ type RemoteLinuxVM struct {
 	// Pool, when set, hands jobs ready instances (the daemon's warm pool);
 	// staged jobs, whose payload disks differ per job, create their own.
 	Pool *Pool
+
+	mu     sync.Mutex
+	images map[string]cachedImage // by alias
 }
 
 // Execute runs one job through the six phases and always cleans up.
@@ -153,6 +156,13 @@ func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
 		exe: &model.RemoteLinuxVMExecutionRecord{Backend: model.BackendIncus, Phases: []model.PhaseRecord{}}}
 	j.log = x.logger().With(zap.String("run_id", job.RunID), zap.String("job", job.ID), zap.String("instance", j.name))
 	res, err := j.execute(ctx)
+	if j.keysSet != nil {
+		if kerr := <-j.keysSet; kerr != nil {
+			// The teardown deletes it all the same; until then it is this
+			// process's pool instance, which no reaper touches.
+			j.log.Warn("set the job's keys on the pool instance", zap.Error(kerr))
+		}
+	}
 	if j.created && x.Teardowns != nil {
 		j.hostf("instance %s is deleted in the background, after the result", j.name)
 		x.Teardowns.Go(j.name, x.cleanupTimeout(), j.delete)
@@ -193,7 +203,15 @@ func (x *RemoteLinuxVM) PrepareRunner(ctx context.Context, job Job) error {
 // image looks the job's image up, with the original's message when it is missing.
 func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
 	cfg, alias := x.Config, job.Image.Alias
-	img, err := x.Backend.Image(ctx, cfg.Project, alias)
+	// The runner prepare node looked it up a moment ago: the same answer
+	// serves the job (an executor runs one attempt's jobs).
+	x.mu.Lock()
+	img, ok := x.images[alias]
+	x.mu.Unlock()
+	if ok && time.Since(img.at) < imageCacheTTL {
+		return img.ImageInfo, nil
+	}
+	info, err := x.Backend.Image(ctx, cfg.Project, alias)
 	if errors.Is(err, ErrNotFound) {
 		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
 		return ImageInfo{}, fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
@@ -202,7 +220,21 @@ func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
 	if err != nil {
 		return ImageInfo{}, fmt.Errorf("look up Incus image `%s` in project `%s`: %w", alias, cfg.Project, err)
 	}
-	return img, nil
+	x.mu.Lock()
+	if x.images == nil {
+		x.images = map[string]cachedImage{}
+	}
+	x.images[alias] = cachedImage{ImageInfo: info, at: time.Now()}
+	x.mu.Unlock()
+	return info, nil
+}
+
+// imageCacheTTL bounds how long an image lookup serves the same run.
+const imageCacheTTL = 10 * time.Second
+
+type cachedImage struct {
+	ImageInfo
+	at time.Time
 }
 
 type jobRun struct {
@@ -213,6 +245,7 @@ type jobRun struct {
 	log     *zap.Logger
 	created bool
 	pooled  bool          // taken from the warm pool
+	keysSet chan error    // a pooled instance: the job's keys are on it
 	reqPath string        // where the guest sees its request
 	output  *runnerOutput // the runner's output, once it ran
 }
@@ -391,11 +424,18 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	if err := j.x.Pool.fillWorkspace(name, j.job.SnapshotDir); err != nil {
 		return fmt.Errorf("fill the workspace of pool instance %q: %w", name, err)
 	}
+	// The job's keys go on the instance while the runner starts: until
+	// then it carries this process's pool owner, which no reaper touches.
 	keys := j.jobKeys()
 	keys[ConfigPool] = "" // unset: no longer the pool's
-	if err := j.x.Backend.SetInstanceConfig(ctx, j.x.Config.Project, name, keys); err != nil {
-		return fmt.Errorf("take pool instance %q: %w", name, err)
-	}
+	j.keysSet = make(chan error, 1)
+	go func() {
+		err := j.x.Backend.SetInstanceConfig(context.WithoutCancel(ctx), j.x.Config.Project, name, keys)
+		if err != nil {
+			err = fmt.Errorf("take pool instance %q: %w", name, err)
+		}
+		j.keysSet <- err
+	}()
 	j.hostf("instance %s (%s) taken from the warm pool, started from %s@%s", name, itype, alias, fp)
 	return nil
 }
