@@ -54,6 +54,13 @@ type Pool struct {
 	// pool instances older than twice this, so a dead daemon's pool goes.
 	MaxAge time.Duration
 	Log    *zap.Logger
+	// PreExec starts the guest runner in each ready instance ahead of its
+	// job (`RUNNER --wait-for-request PATH`), attached over the exec
+	// websockets: a job then only writes its request on the host and the
+	// runner's output is already streaming. A runner that does not know
+	// the flag ends at once; the pool then deletes that instance and stops
+	// pre-starting.
+	PreExec bool
 
 	mu     sync.Mutex
 	idle   map[poolKey][]*warmInstance
@@ -72,6 +79,66 @@ type poolKey struct {
 type warmInstance struct {
 	name, fingerprint string
 	created           time.Time
+	pre               *preExec
+}
+
+// Taken is a pool instance handed to a job, with its runner when the pool
+// started one.
+type Taken struct {
+	Name string
+	pre  *preExec
+}
+
+// preExec is a guest runner started ahead of its job.
+type preExec struct {
+	stdout, stderr *switchWriter
+	cancel         context.CancelFunc
+	done           chan execResult
+}
+
+type execResult struct {
+	code int
+	err  error
+}
+
+// ended reports whether the runner already ended (before any job).
+func (p *preExec) ended() bool {
+	select {
+	case r := <-p.done:
+		p.done <- r
+		return true
+	default:
+		return false
+	}
+}
+
+// switchWriter holds what is written until attach gives it its writer.
+type switchWriter struct {
+	mu  sync.Mutex
+	buf []byte
+	w   io.Writer
+}
+
+func (s *switchWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w != nil {
+		return s.w.Write(b)
+	}
+	if len(s.buf) < 1<<20 { // a runner waiting for its request prints little
+		s.buf = append(s.buf, b...)
+	}
+	return len(b), nil
+}
+
+func (s *switchWriter) attach(w io.Writer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > 0 {
+		_, _ = w.Write(s.buf)
+		s.buf = nil
+	}
+	s.w = w
 }
 
 // PoolStats counts the pool's work.
@@ -122,7 +189,7 @@ func (p *Pool) Want(alias string, itype model.InstanceType, fingerprint string) 
 // Take hands an idle instance of the key, made from fingerprint, to a job:
 // the caller owns it from then on. False when none is ready (the job then
 // creates its own, and the pool learns to keep this key warm).
-func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) (name string, ok bool) {
+func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) (Taken, bool) {
 	p.init()
 	p.mu.Lock()
 	k := poolKey{alias, itype}
@@ -131,21 +198,29 @@ func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) 
 	for len(list) > 0 {
 		w := list[0]
 		list = list[1:]
+		if w.pre != nil && w.pre.ended() {
+			p.logger().Warn("warm pool: the guest runner ended before its job (it may not know --wait-for-request); no more pre-started runners",
+				zap.String("instance", w.name))
+			p.PreExec = false
+			p.stats.Drained++
+			go p.destroy(w)
+			continue
+		}
 		if w.fingerprint == fingerprint && time.Since(w.created) < p.maxAge() {
 			p.idle[k] = list
 			p.stats.Taken++
 			p.mu.Unlock()
 			p.refill()
-			return w.name, true
+			return Taken{Name: w.name, pre: w.pre}, true
 		}
 		p.stats.Drained++
-		go p.destroy(w.name)
+		go p.destroy(w)
 	}
 	p.idle[k] = list
 	p.stats.Missed++
 	p.mu.Unlock()
 	p.refill()
-	return "", false
+	return Taken{}, false
 }
 
 // Stats returns the counts so far and how many instances are ready.
@@ -208,7 +283,7 @@ func (p *Pool) fill(ctx context.Context) {
 		if !found {
 			return
 		}
-		name, err := p.create(ctx, k, fp)
+		w, err := p.create(ctx, k, fp)
 		p.mu.Lock()
 		p.making[k]--
 		if err != nil {
@@ -219,13 +294,13 @@ func (p *Pool) fill(ctx context.Context) {
 		}
 		p.stats.Created++
 		if p.want[k] == fp {
-			p.idle[k] = append(p.idle[k], &warmInstance{name: name, fingerprint: fp, created: time.Now()})
+			p.idle[k] = append(p.idle[k], w)
 			p.mu.Unlock()
 			continue
 		}
 		p.stats.Drained++
 		p.mu.Unlock()
-		p.destroy(name) // the image moved while it was made
+		p.destroy(w) // the image moved while it was made
 	}
 }
 
@@ -235,7 +310,7 @@ func (p *Pool) recycleLocked(k poolKey) {
 	for _, w := range p.idle[k] {
 		if w.fingerprint != p.want[k] || time.Since(w.created) >= p.maxAge() {
 			p.stats.Drained++
-			go p.destroy(w.name)
+			go p.destroy(w)
 			continue
 		}
 		keep = append(keep, w)
@@ -265,23 +340,24 @@ func (p *Pool) checkImages(ctx context.Context) {
 	}
 }
 
-// create makes, starts and readies one pool instance.
-func (p *Pool) create(ctx context.Context, k poolKey, fp string) (string, error) {
+// create makes, starts and readies one pool instance, and starts its
+// runner when the pool pre-starts them.
+func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance, error) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
-		return "", err
+		return nil, err
 	}
 	name := "pikaci-w" + hex.EncodeToString(b)
 	ws, req := p.workspaceDir(name), p.requestDir(name)
 	for _, d := range []string{ws, req} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	cfg := p.Config
 	spec, err := instanceSpec(ctx, p.Backend, cfg, name, k.itype, k.alias)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	spec.Config[ConfigOwner] = p.Owner
 	spec.Config[ConfigPool] = k.alias
@@ -293,15 +369,36 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (string, error)
 	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout+time.Minute)
 	defer cancel()
+	w := &warmInstance{name: name, fingerprint: fp}
 	if err := p.Backend.CreateInstance(cctx, spec); err != nil {
-		p.destroy(name)
-		return "", fmt.Errorf("create pool instance %q from `%s`: %w", name, k.alias, err)
+		p.destroy(w)
+		return nil, fmt.Errorf("create pool instance %q from `%s`: %w", name, k.alias, err)
 	}
 	if err := waitReady(cctx, p.Backend, cfg, name); err != nil {
-		p.destroy(name)
-		return "", fmt.Errorf("pool instance %q: %w", name, err)
+		p.destroy(w)
+		return nil, fmt.Errorf("pool instance %q: %w", name, err)
 	}
-	return name, nil
+	p.mu.Lock()
+	preExec := p.PreExec
+	p.mu.Unlock()
+	if preExec {
+		w.pre = p.startRunner(name)
+	}
+	w.created = time.Now()
+	return w, nil
+}
+
+// startRunner starts the guest runner, waiting for its request, with its
+// output held until a job attaches to it.
+func (p *Pool) startRunner(name string) *preExec {
+	ctx, cancel := context.WithCancel(context.Background())
+	pe := &preExec{stdout: &switchWriter{}, stderr: &switchWriter{}, cancel: cancel, done: make(chan execResult, 1)}
+	cmd := []string{p.Config.RunnerPath, "--wait-for-request", PoolRequestGuestDir + "/guest-request.json"}
+	go func() {
+		code, err := p.Backend.Exec(ctx, p.Config.Project, name, ExecRequest{Command: cmd, Cwd: "/"}, pe.stdout, pe.stderr)
+		pe.done <- execResult{code, err}
+	}()
+	return pe
 }
 
 func (p *Pool) workspaceDir(name string) string { return filepath.Join(p.Dir, name, "workspace") }
@@ -310,10 +407,15 @@ func (p *Pool) requestDir(name string) string   { return filepath.Join(p.Dir, na
 // Release deletes a taken instance's host directories, after the instance.
 func (p *Pool) Release(name string) error { return os.RemoveAll(filepath.Join(p.Dir, name)) }
 
-// destroy deletes an instance of the pool and its directories.
-func (p *Pool) destroy(name string) {
+// destroy deletes an instance of the pool and its directories (its
+// runner, if any, ends with it).
+func (p *Pool) destroy(w *warmInstance) {
+	name := w.name
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout(p.Config))
 	defer cancel()
+	if w.pre != nil {
+		defer w.pre.cancel()
+	}
 	if err := p.Backend.DeleteInstance(ctx, p.Config.Project, name); err != nil {
 		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
 		return
@@ -324,18 +426,16 @@ func (p *Pool) destroy(name string) {
 // drainAll deletes every idle instance (daemon shutdown).
 func (p *Pool) drainAll() {
 	p.mu.Lock()
-	var names []string
+	var all []*warmInstance
 	for k, l := range p.idle {
-		for _, w := range l {
-			names = append(names, w.name)
-		}
+		all = append(all, l...)
 		delete(p.idle, k)
 	}
 	p.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, n := range names {
+	for _, w := range all {
 		wg.Add(1)
-		go func() { defer wg.Done(); p.destroy(n) }()
+		go func() { defer wg.Done(); p.destroy(w) }()
 	}
 	wg.Wait()
 }
@@ -353,8 +453,14 @@ func (p *Pool) fillWorkspace(name, snapshot string) error {
 
 // writeRequest writes the guest request where the instance sees it.
 func (p *Pool) writeRequest(name string, req []byte) (guestPath string, err error) {
+	// Written whole, then renamed: a runner started ahead polls for the
+	// name and must never read a half-written file.
 	f := filepath.Join(p.requestDir(name), "guest-request.json")
-	if err := os.WriteFile(f, req, 0o644); err != nil {
+	tmp := f + ".tmp"
+	if err := os.WriteFile(tmp, req, 0o644); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, f); err != nil {
 		return "", err
 	}
 	return PoolRequestGuestDir + "/guest-request.json", nil

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,9 +109,9 @@ func TestPoolMissesAndDrains(t *testing.T) {
 				}
 				pool.mu.Unlock()
 			}
-			name, ok := pool.Take("pikaci/dev", model.InstanceContainer, tc.take)
+			taken, ok := pool.Take("pikaci/dev", model.InstanceContainer, tc.take)
 			if ok != tc.wantOK {
-				t.Fatalf("Take = %q, %v; want ok %v", name, ok, tc.wantOK)
+				t.Fatalf("Take = %+v, %v; want ok %v", taken, ok, tc.wantOK)
 			}
 			if _, other := pool.Take("pikaci/dev", model.InstanceVirtualMachine, tc.take); other {
 				t.Errorf("a container was handed out for a VM")
@@ -147,5 +148,85 @@ func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "a", "l")); err != nil || l != "b/f" {
 		t.Errorf("symlink = %q, %v", l, err)
+	}
+}
+
+func TestPoolPreStartsTheRunner(t *testing.T) {
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult}
+	pool := newPool(t, be)
+	pool.PreExec = true
+	be.runnerWait = func(ctx context.Context, instance string) error {
+		for {
+			if _, err := os.Stat(filepath.Join(pool.requestDir(instance), "guest-request.json")); err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	pool.Want("pikaci/dev", model.InstanceContainer, "fp1")
+	pool.fill(t.Context())
+	waitUntil(t, func() bool { be.mu.Lock(); defer be.mu.Unlock(); return be.runnerExecs == 1 })
+	be.mu.Lock()
+	got := strings.Join(be.runnerArgs, " ")
+	be.mu.Unlock()
+	if got != DefaultRunnerPath+" --wait-for-request "+PoolRequestGuestDir+"/guest-request.json" {
+		t.Fatalf("pre-started runner = %q", got)
+	}
+	var log syncBuf
+	x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig(), Pool: pool}
+	res, err := x.Execute(t.Context(), newJob(t, &log))
+	if err != nil || res.Status != model.StatusPassed {
+		t.Fatalf("Execute = %+v, %v\n%s", res, err, log.String())
+	}
+	be.mu.Lock()
+	execs := be.runnerExecs
+	be.mu.Unlock()
+	if execs != 1 {
+		t.Errorf("%d runner execs, want the one started ahead", execs)
+	}
+	// What the runner printed before the job attached is not lost.
+	if hl := log.String(); !strings.Contains(hl, "[runner:stdout] early\n") || !strings.Contains(hl, "[runner:stdout] line one\n") {
+		t.Errorf("host log:\n%s", hl)
+	}
+}
+
+func TestPoolStopsPreStartingARunnerThatCannotWait(t *testing.T) {
+	// The fake runner ends at once, as a runner without --wait-for-request.
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult}
+	pool := newPool(t, be)
+	pool.PreExec = true
+	pool.Want("pikaci/dev", model.InstanceContainer, "fp1")
+	pool.fill(t.Context())
+	waitUntil(t, func() bool {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		for _, l := range pool.idle {
+			return len(l) == 1 && l[0].pre != nil && l[0].pre.ended()
+		}
+		return false
+	})
+	if _, ok := pool.Take("pikaci/dev", model.InstanceContainer, "fp1"); ok {
+		t.Fatal("an instance whose runner had ended was handed out")
+	}
+	pool.mu.Lock()
+	pre := pool.PreExec
+	pool.mu.Unlock()
+	if pre {
+		t.Error("the pool still pre-starts runners")
+	}
+}
+
+// waitUntil waits a bounded while for cond (never a timing assertion).
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -246,6 +246,7 @@ type jobRun struct {
 	created bool
 	pooled  bool          // taken from the warm pool
 	keysSet chan error    // a pooled instance: the job's keys are on it
+	pre     *preExec      // a pooled instance's runner, started ahead
 	reqPath string        // where the guest sees its request
 	output  *runnerOutput // the runner's output, once it ran
 }
@@ -362,8 +363,9 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		return err
 	}
 	if j.x.Pool != nil && len(job.StagedPayloads) == 0 {
-		if name, ok := j.x.Pool.Take(alias, itype, fp); ok {
-			return j.takePooled(ctx, name, artifacts, itype, alias, fp)
+		if taken, ok := j.x.Pool.Take(alias, itype, fp); ok {
+			j.pre = taken.pre
+			return j.takePooled(ctx, taken.Name, artifacts, itype, alias, fp)
 		}
 	}
 	spec, err := instanceSpec(ctx, j.x.Backend, cfg, j.name, itype, alias)
@@ -609,8 +611,22 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 	stderr := j.output.writer("[runner:stderr] ")
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(j.job.TimeoutSecs)*time.Second)
 	defer cancel()
-	code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
-		ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
+	if j.pre != nil {
+		// The runner runs already and has the request: attach to its output.
+		j.pre.stdout.attach(stdout)
+		j.pre.stderr.attach(stderr)
+		var r execResult
+		select {
+		case r = <-j.pre.done:
+		case <-tctx.Done():
+			j.pre.cancel() // SIGTERM, then SIGKILL after the grace
+			r = <-j.pre.done
+		}
+		code, err = r.code, r.err
+	} else {
+		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
+			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
+	}
 	stdout.flush()
 	stderr.flush()
 	// Past the job's deadline it is a timeout, even when the guest's own

@@ -47,6 +47,10 @@ type fakeBackend struct {
 	deleteFails  int
 	configSets   map[string][]map[string]string // SetInstanceConfig calls by instance
 	runnerArgs   []string                       // the last runner command
+	runnerExecs  int                            // runner commands run
+	// runnerWait, when set, makes the runner print "early" and wait (for
+	// its request) before it goes on.
+	runnerWait func(ctx context.Context, instance string) error
 }
 
 func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
@@ -102,13 +106,21 @@ func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error 
 	return f.deleteErr
 }
 
-func (f *fakeBackend) Exec(ctx context.Context, _, _ string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+func (f *fakeBackend) Exec(ctx context.Context, _, name string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
 	if req.Command[0] == "true" {
 		return 0, nil
 	}
 	f.mu.Lock()
 	f.runnerArgs = req.Command
+	f.runnerExecs++
+	wait := f.runnerWait
 	f.mu.Unlock()
+	if wait != nil { // a runner started ahead of its job
+		fmt.Fprint(stdout, "early\n")
+		if err := wait(ctx, name); err != nil {
+			return -1, err
+		}
+	}
 	if f.output != nil {
 		f.output(stdout, stderr)
 	} else {

@@ -32,6 +32,10 @@ type Runner struct {
 	Stdout   io.Writer
 	Stderr   io.Writer
 	Now      func() time.Time
+	// WaitForRequest: start before the request exists and wait for it (a
+	// warm pool starts the runner ahead of the job, which then only writes
+	// the request on the host).
+	WaitForRequest bool
 
 	seq uint64
 	mu  sync.Mutex
@@ -53,6 +57,11 @@ func (r *Runner) Main(ctx context.Context, requestPath string) int {
 	defer logf.Close()
 	fmt.Fprintf(logf, "[pikaci] incus guest booted at %s\n", r.stamp())
 	r.state(model.GuestBooted, "incus guest booted")
+	if r.WaitForRequest {
+		if err := waitForFile(ctx, requestPath); err != nil {
+			return r.bootstrapFailed(fmt.Errorf("wait for the request %s: %w", requestPath, err))
+		}
+	}
 
 	req, err := ReadRequest(requestPath)
 	if err != nil {
@@ -213,6 +222,23 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, l
 		return ee.ExitCode(), false, nil
 	}
 	return 0, false, fmt.Errorf("wait for test command: %w", err)
+}
+
+// waitForFile returns once path exists (polled every 2 ms: it is written
+// on the host into a directory shared read-only with the guest).
+func waitForFile(ctx context.Context, path string) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // killGrace is how long the test command's group has between SIGTERM and

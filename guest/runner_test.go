@@ -212,3 +212,37 @@ func alive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
+
+// A runner started ahead of its job waits for the request to appear.
+func TestRunnerWaitsForItsRequest(t *testing.T) {
+	dir := t.TempDir()
+	reqPath := filepath.Join(dir, "request", "guest-request.json")
+	var o, e buf
+	r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e, WaitForRequest: true}
+	done := make(chan int, 1)
+	go func() { done <- r.Main(t.Context(), reqPath) }()
+	for deadline := time.Now().Add(30 * time.Second); ; { // booted, and waiting
+		if _, err := os.Stat(filepath.Join(dir, "status.json")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the runner never booted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case code := <-done:
+		t.Fatalf("the runner ended (%d) before its request existed: %s", code, e.String())
+	default:
+	}
+	req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, Command: "echo from-the-request", TimeoutSecs: 30, RunAsRoot: true})
+	if err := os.MkdirAll(filepath.Dir(reqPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 || !strings.Contains(o.String(), "from-the-request") {
+		t.Errorf("code %d, stdout %q, stderr %q", code, o.String(), e.String())
+	}
+}

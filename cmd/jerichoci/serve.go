@@ -309,7 +309,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		cfg.daemon.PoolOwner = daemon.PoolOwnerPrefix + cfg.daemon.ID + "/" + uuid.NewString()[:8]
 		cfg.daemon.PoolMaxAge = executor.DefaultPoolMaxAge
 		pool = &executor.Pool{Backend: be, Config: pc, Size: warm, Dir: filepath.Join(stateRoot, "pool"),
-			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool")}
+			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
 	}
 	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
 	if !cfg.allowStagedBuilds {

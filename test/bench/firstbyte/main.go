@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -85,6 +84,10 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("warm pool: %w", err)
 	}
+	burst, err := throughDaemon(ctx, bin, tmp, "burst", cat, src, jobs, nil)
+	if err != nil {
+		return fmt.Errorf("warm pool, back to back: %w", err)
+	}
 	cold, err := throughDaemon(ctx, bin, tmp, "cold", cat, src, jobs, []string{"--warm", "0"})
 	if err != nil {
 		return fmt.Errorf("cold: %w", err)
@@ -95,6 +98,7 @@ func run(ctx context.Context) error {
 	}
 	report("raw REST floor (create+start+exec, first byte)", floor)
 	report("daemon, warm pool (publish → first byte)", warm)
+	report("daemon, default pool, jobs back to back", burst)
 	report("daemon, --warm 0 (publish → first byte)", cold)
 	fmt.Printf("ratio warm/floor: p50 %.2f  p99 %.2f\n", ratio(warm, floor, 50), ratio(warm, floor, 99))
 	fmt.Printf("ratio cold/floor: p50 %.2f  p99 %.2f\n", ratio(cold, floor, 50), ratio(cold, floor, 99))
@@ -158,10 +162,7 @@ func (f *firstWrite) at() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f
 // from publish to the marker line in their host.log.
 func throughDaemon(ctx context.Context, bin, tmp, name, cat, src string, n int, extra []string) ([]time.Duration, error) {
 	state := filepath.Join(tmp, "state-"+name)
-	port := 15222
-	if name == "cold" {
-		port = 15223
-	}
+	port := map[string]int{"warm": 15222, "cold": 15223, "burst": 15224}[name]
 	args := append([]string{"serve", "--state-root", state, "--catalog", cat, "--host-path-root", tmp,
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--fleet", fmt.Sprintf("jci-fb-%d-%s", os.Getpid(), name)}, extra...)
 	var log bytes.Buffer
@@ -204,12 +205,22 @@ func throughDaemon(ctx context.Context, bin, tmp, name, cat, src string, n int, 
 	if err != nil {
 		return nil, err
 	}
-	if name != "cold" {
-		time.Sleep(5 * time.Second) // the pool fills before the first job, as it would between jobs
-	}
+	fleet := fmt.Sprintf("jci-fb-%d-%s", os.Getpid(), name)
 	var out []time.Duration
 	seen := map[string]bool{}
 	for i := 0; i < n && ctx.Err() == nil; i++ {
+		switch name {
+		case "warm": // the warm path: the pool (2 per image) is full when the job comes
+			if err := waitPoolFull(ctx, fleet, 2); err != nil {
+				return nil, err
+			}
+		case "burst":
+			if i == 0 {
+				if err := waitPoolFull(ctx, fleet, 2); err != nil {
+					return nil, err
+				}
+			}
+		}
 		d, err := oneJob(ctx, c, state, src, seen)
 		if err != nil {
 			return nil, fmt.Errorf("job %d: %w\n%s", i, err, tail(log.String(), 4000))
@@ -236,6 +247,20 @@ func oneJob(ctx context.Context, c *protocol.Client, state, src string, seen map
 	// later than the output); its host.log is polled every millisecond.
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	final := make(chan *model.RunRecord, 1)
+	go func() {
+		for {
+			u, err := w.Next(wctx)
+			if err != nil {
+				final <- nil
+				return
+			}
+			if u.Record != nil {
+				final <- u.Record
+				return
+			}
+		}
+	}()
 	want := []byte("[runner:stdout] " + marker)
 	runs := filepath.Join(state, "runs")
 	for {
@@ -251,25 +276,65 @@ func oneJob(ctx context.Context, c *protocol.Client, state, src string, seen map
 				found = true
 			}
 		}
+		if !found {
+			select {
+			case rec := <-final:
+				if rec == nil {
+					return 0, fmt.Errorf("watch ended without the job's output")
+				}
+				b, _ := model.EncodeCompact(rec)
+				return 0, fmt.Errorf("the job ended without its output: %s", b)
+			default:
+			}
+		}
 		if found {
 			d := time.Since(t0)
 			if os.Getenv("FB_LOG") != "" {
 				fmt.Fprintf(os.Stderr, "job %s published %s, first byte %s\n", id, t0.UTC().Format("15:04:05.000"), time.Now().UTC().Format("15:04:05.000"))
 			}
-			for { // wait for the final record, so jobs do not overlap
-				u, err := w.Next(wctx)
-				if err != nil && !errors.Is(err, protocol.ErrWatchDone) {
-					return 0, err
-				}
-				if err != nil || u.Record != nil {
-					return d, nil
-				}
+			if rec := <-final; rec == nil { // jobs do not overlap
+				return 0, fmt.Errorf("no final record")
 			}
+			return d, nil
 		}
 		if wctx.Err() != nil {
 			return 0, fmt.Errorf("no output under %s", runs)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitPoolFull waits until the fleet has n idle pool instances running,
+// and a moment more for their runners to start.
+func waitPoolFull(ctx context.Context, fleet string, n int) error {
+	sock, err := incus.SocketPath(os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	cl, err := incus.NewUnix(sock, incus.WithProject(project))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		all, err := cl.ListInstances(ctx)
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for _, in := range all {
+			if in.Config["user.jerichoci.fleet"] == fleet && in.Config["user.jerichoci.pool"] != "" && in.Status == "Running" {
+				ready++
+			}
+		}
+		if ready >= n {
+			time.Sleep(500 * time.Millisecond)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the pool of fleet %s did not fill", fleet)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
