@@ -584,7 +584,18 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	cl := require(t)
 	url := startNATS(t)
 	cat := writeCatalogWith(t, catalogJob{Target: "print", Command: command, Timeout: int(bound / time.Second)})
-	d := startDaemon(t, url, "daemon-a", cat, 1)
+	// The daemon's default warm pool (one instance per worker), full before
+	// the job comes: the output streams from a runner started ahead.
+	d := startDaemon(t, url, "daemon-a", cat, 1, "--warm", "-1")
+	waitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
+		for _, in := range poolInstances(t, cl, "daemon-a") {
+			if in.Status == "Running" {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(time.Second) // its runner starts once the instance answers exec
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
 	rss := startRSSSampler(d.cmd.Process.Pid)
@@ -609,6 +620,9 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 		t.Logf("host.log: %d bytes", fi.Size())
 		if fi.Size() >= 2<<20+64<<10 {
 			t.Errorf("host.log is %s, want below 2 MiB + 64 KiB", mib(fi.Size()))
+		}
+		if head, _ := os.ReadFile(filepath.Join(dir, "host.log")); !bytes.Contains(head, []byte("taken from the warm pool")) {
+			t.Errorf("the job did not run on a pool instance")
 		}
 	}
 	checkGuestLog(t, filepath.Join(dir, "artifacts", "guest.log"), n, pattern)
