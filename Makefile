@@ -59,6 +59,8 @@ bench: incus-up build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	bash scripts/bench-incus
 	bash scripts/bench-pool
+	bash scripts/bench-daemon
+	$(GO) run ./test/bench/firstbyte
 
 # Go native fuzzing of the decoders (job spec, run and image records,
 # catalog file, Incus response envelope), one target at a time for FUZZTIME
