@@ -112,6 +112,14 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 			wantErr: []string{`JERICHOCI_REPLICAS="three": expected an integer`}},
 		{name: "more than 1 replica needs a NATS cluster, not the embedded server", args: []string{"--replicas", "3"},
 			wantErr: []string{"--replicas 3: the embedded NATS server is a single server", "--nats-url"}},
+		{name: "warm pool size below -1", args: []string{"--warm", "-2"},
+			wantErr: []string{"warm pool size -2: expected a number >= 0 (or -1 for the concurrency)"}},
+		{name: "warm pool size from the environment, the flag wins", env: map[string]string{"JERICHOCI_WARM": "3"}, args: []string{"--warm", "1"},
+			check: func(t *testing.T, c serveConfig) {
+				if c.warm != 1 {
+					t.Errorf("warm = %d, want the flag's 1", c.warm)
+				}
+			}},
 		{name: "max ack pending below the slots",
 			args: []string{"--concurrency", "8", "--max-ack-pending", "4"}, wantErr: []string{"max ack pending 4: must be at least the concurrency 8"}},
 	}
