@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/metrics"
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
@@ -61,12 +63,15 @@ type serveConfig struct {
 	// MsgStagedBuildsRefused.
 	allowStagedBuilds bool
 	// warm is the warm pool's size per image; -1 means the concurrency.
-	warm    int
-	envErrs []error // unparsable environment values
+	warm int
+	// httpListen serves /metrics, /healthz and /readyz; "" disables it.
+	httpListen string
+	envErrs    []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
-	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(), warm: -1}
+	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
+		warm: -1, httpListen: "127.0.0.1:4280"}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -134,6 +139,9 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
 	intVar("JERICHOCI_WARM", &c.warm)
+	if v, ok := env("JERICHOCI_HTTP_LISTEN"); ok {
+		c.httpListen = v
+	}
 	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
 	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
 	intVar("JERICHOCI_REPLICAS", &c.queue.Replicas)
@@ -148,6 +156,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.nats.flags(fs, true)
 	fs.StringVar(&c.catalog, "catalog", c.catalog, "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
+	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
@@ -197,6 +206,11 @@ func (c serveConfig) Validate() error {
 		errs = append(errs, errors.New("runtime spec field `project` must be non-empty (PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT)"))
 	}
 	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
+	if c.httpListen != "" {
+		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
+			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
+		}
+	}
 	if c.warm < -1 {
 		errs = append(errs, fmt.Errorf("warm pool size %d: expected a number >= 0 (or -1 for the concurrency)", c.warm))
 	}
@@ -330,6 +344,36 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Instances: insts,
 		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
+	}
+	if cfg.httpListen != "" {
+		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected,
+			Incus: func() bool {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				_, err := cl.Server(ctx)
+				return err == nil
+			}}
+		if pool != nil {
+			g.PoolReady = func() int { return pool.Stats().Ready }
+		}
+		m := metrics.New(g)
+		d.Observer = m
+		ln, err := net.Listen("tcp", cfg.httpListen)
+		if err != nil {
+			nc.Close()
+			return c.fail(exitUsage, "--http-listen %s: %v (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
+		}
+		srv := &http.Server{Handler: m.Handler(
+			metrics.Check{Name: "nats", Fn: q.Ready},
+			metrics.Check{Name: "incus", Fn: func(ctx context.Context) error { _, err := cl.Server(ctx); return err }},
+		), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info("metrics and health", zap.String("listen", ln.Addr().String()))
 	}
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
 	if err != nil {

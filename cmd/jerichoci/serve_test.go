@@ -112,6 +112,8 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 			wantErr: []string{`JERICHOCI_REPLICAS="three": expected an integer`}},
 		{name: "more than 1 replica needs a NATS cluster, not the embedded server", args: []string{"--replicas", "3"},
 			wantErr: []string{"--replicas 3: the embedded NATS server is a single server", "--nats-url"}},
+		{name: "metrics listener not HOST:PORT", args: []string{"--http-listen", "4280"},
+			wantErr: []string{`--http-listen "4280" (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable`}},
 		{name: "warm pool size below -1", args: []string{"--warm", "-2"},
 			wantErr: []string{"warm pool size -2: expected a number >= 0 (or -1 for the concurrency)"}},
 		{name: "warm pool size from the environment, the flag wins", env: map[string]string{"JERICHOCI_WARM": "3"}, args: []string{"--warm", "1"},

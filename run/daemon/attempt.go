@@ -369,6 +369,9 @@ func (a *attempt) runPlan() result {
 		settled bool
 	)
 	a.log.Info("run started", zap.String("target", plan.TargetID))
+	if o := d.Observer; o != nil {
+		o.RunStarted(plan.TargetID)
+	}
 	// Log fields: job_id is always the spec's job id, job the catalog job
 	// (the runner's). The final record carries classify's decision.
 	rec, err := d.Runner.Run(ctx, plan, run.RunOptions{
@@ -509,6 +512,7 @@ func (a *attempt) settle(res result) {
 			err = a.msg.Nak()
 		}
 	}
+	a.observeSettled(string(dec.action), final, dec.dead && final && rec != nil, rec)
 	fields := []zap.Field{zap.String("action", string(dec.action)), zap.Duration("delay", dec.delay), zap.Bool("final", final)}
 	if rec != nil {
 		fields = append(fields, zap.String("run_id", rec.RunID), zap.String("status", string(rec.Status)))

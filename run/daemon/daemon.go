@@ -179,7 +179,9 @@ type Daemon struct {
 	// Runner runs each attempt's plan (with the attempt's RunOptions) and
 	// its Store writes every record of the attempt's run.
 	Runner run.Runner
-	Log    *zap.Logger
+	// Observer, when set, sees runs, settlements and reaps (metrics).
+	Observer Observer
+	Log      *zap.Logger
 
 	killCtx  context.Context
 	kill     context.CancelCauseFunc

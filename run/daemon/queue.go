@@ -455,3 +455,14 @@ func (q *Queue) SubscribeGiveUps(giveUp func(*StoredMessage), log *zap.Logger) (
 	}
 	return sub, nil
 }
+
+// Ready checks that the server answers and the work consumer exists.
+func (q *Queue) Ready(ctx context.Context) error {
+	if !q.nc.IsConnected() {
+		return fmt.Errorf("not connected to NATS (%s)", q.nc.Status())
+	}
+	if _, err := q.cons.Info(ctx); err != nil {
+		return fmt.Errorf("work consumer %s: %w", protocol.ConsumerWorkers, err)
+	}
+	return nil
+}

@@ -98,6 +98,9 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 		log.Info("reaped orphan instance")
 		deleted = append(deleted, in.Name)
 	}
+	if o := d.Observer; o != nil && len(deleted) > 0 {
+		o.Reaped(len(deleted))
+	}
 	return deleted, errors.Join(errs...)
 }
 

@@ -227,7 +227,9 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info",
 		// No warm pool unless a test asks for one (--warm N later wins):
 		// dozens of daemons keeping instances ready would load the host.
-		"--warm", "0"}
+		"--warm", "0",
+		// No metrics listener: many daemons run at once (a test asks for one).
+		"--http-listen", ""}
 	if hostPathRoot {
 		args = append(args, "--host-path-root", os.TempDir())
 	}

@@ -326,7 +326,7 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 	args := []string{"serve", "--catalog", catalog, "--state-root", d.stateRoot,
 		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
 		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info",
-		"--host-path-root", os.TempDir(), "--warm", "0"}
+		"--host-path-root", os.TempDir(), "--warm", "0", "--http-listen", ""}
 	d.cmd = exec.Command(jciBin, append(args, extra...)...)
 	d.cmd.Env = append(cleanEnv(), "JERICHOCI_OWNER="+name, "JERICHOCI_NATS_URL="+url)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

@@ -519,7 +519,8 @@ func (d *daemon) start(ctx context.Context, s *soak) error {
 	cmd := exec.Command(filepath.Join(s.cfg.bin, "jerichoci"), "serve",
 		"--state-root", d.stateRoot, "--concurrency", strconv.Itoa(s.cfg.concurrency), "--catalog", s.catalog,
 		"--host-path-root", s.srcDir, "--reap-interval", s.cfg.reapInterval.String(),
-		"--keep-runs", "0", "--drain-timeout", drainTimeout.String(), "--log-level", "info")
+		"--keep-runs", "0", "--drain-timeout", drainTimeout.String(), "--log-level", "info",
+		"--http-listen", "") // three daemons on one host: no shared metrics port
 	cmd.Env, cmd.Stdout, cmd.Stderr, cmd.SysProcAttr = s.daemonEnv(d), f, f, childAttrs()
 	if err := cmd.Start(); err != nil {
 		d.mu.Unlock()

@@ -164,7 +164,7 @@ func throughDaemon(ctx context.Context, bin, tmp, name, cat, src string, n int, 
 	state := filepath.Join(tmp, "state-"+name)
 	port := map[string]int{"warm": 15222, "cold": 15223, "burst": 15224}[name]
 	args := append([]string{"serve", "--state-root", state, "--catalog", cat, "--host-path-root", tmp,
-		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--fleet", fmt.Sprintf("jci-fb-%d-%s", os.Getpid(), name)}, extra...)
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "debug", "--http-listen", "", "--fleet", fmt.Sprintf("jci-fb-%d-%s", os.Getpid(), name)}, extra...)
 	var log bytes.Buffer
 	cmd := exec.Command(filepath.Join(bin, "jerichoci"), args...)
 	cmd.Stdout, cmd.Stderr = &log, &log
