@@ -48,7 +48,16 @@ func (l *lockedFile) Write(p []byte) (int, error) {
 	return l.f.Write(p)
 }
 
-func (l *lockedFile) Close() error { return l.f.Close() }
+// Close closes the file, and the live copy when it is an io.Closer (so
+// it can send what it holds).
+func (l *lockedFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.tee.(io.Closer); ok {
+		_ = c.Close()
+	}
+	return l.f.Close()
+}
 
 func (l *lockedFile) line(format string, a ...any) {
 	fmt.Fprintf(l, "[pikaci] "+format+"\n", a...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -102,12 +104,22 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		}
 	}
 	var w *protocol.Watch
+	out := &lockedWriter{w: c.stdout} // events and live output come from two goroutines
 	if *wait {
 		// Subscribe before publishing, so no event is missed.
 		if w, err = client.Watch(opCtx, id); err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
 		defer w.Stop()
+		if *output == "text" {
+			// The job's output, live, as `jerichoci run` shows it.
+			lines := &logLines{out: out}
+			stop, err := client.FollowLogs(opCtx, id, false, lines.chunk)
+			if err != nil {
+				return c.fail(exitUsage, "%v", err)
+			}
+			defer func() { stop(); lines.flush() }()
+		}
 	}
 	ack, err := client.Enqueue(opCtx, spec)
 	if err != nil {
@@ -120,7 +132,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintln(c.stdout, id)
 		return exitOK
 	}
-	view := jobView{out: c.stdout, jsonl: *output == "jsonl", notes: c.stderr, name: "enqueue"}
+	view := jobView{out: out, jsonl: *output == "jsonl", notes: c.stderr, name: "enqueue"}
 	view.note("job %s queued (stream sequence %d)\n", id, ack.Sequence)
 	rec, err := view.await(ctx, w, *timeout)
 	if err != nil {
@@ -173,4 +185,61 @@ func gitFiles(ctx context.Context, dir string) map[string]bool {
 		}
 	}
 	return files
+}
+
+// lockedWriter serialises writes of several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// logLines prints live log chunks as "    <job> | <line>", whole lines only,
+// noting a gap in the chunk numbers (chunks the stream's cap dropped).
+type logLines struct {
+	mu      sync.Mutex
+	out     io.Writer
+	partial map[string][]byte
+	seq     map[string]uint64
+}
+
+func (l *logLines) chunk(ch protocol.LogChunk) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.partial == nil {
+		l.partial, l.seq = map[string][]byte{}, map[string]uint64{}
+	}
+	key := ch.RunID + "/" + ch.Job
+	if last := l.seq[key]; ch.Seq > last+1 && last > 0 {
+		fmt.Fprintf(l.out, "    %s | [jerichoci] %d chunks of output are not in the logs stream any more (its size cap)\n", ch.Job, ch.Seq-last-1)
+	}
+	l.seq[key] = ch.Seq
+	buf := append(l.partial[key], ch.Data...)
+	for {
+		i := bytes.IndexByte(buf, '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(l.out, "    %s | %s\n", ch.Job, buf[:i])
+		buf = buf[i+1:]
+	}
+	l.partial[key] = append([]byte(nil), buf...)
+}
+
+// flush prints the last unterminated lines.
+func (l *logLines) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for key, b := range l.partial {
+		if len(b) > 0 {
+			job := key[strings.IndexByte(key, '/')+1:]
+			fmt.Fprintf(l.out, "    %s | %s\n", job, b)
+		}
+	}
+	l.partial = nil
 }

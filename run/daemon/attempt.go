@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -376,6 +377,12 @@ func (a *attempt) runPlan() result {
 	// (the runner's). The final record carries classify's decision.
 	rec, err := d.Runner.Run(ctx, plan, run.RunOptions{
 		RunID: runID, Exec: watch, Events: a.sink,
+		JobOutput: func(job string) io.Writer {
+			if d.Events == nil {
+				return nil
+			}
+			return newLogChunker(d.Events, a.key, runID, job, a.log)
+		},
 		Log: a.base.Named("run").With(zap.String("job_id", a.key)),
 		Settle: func(rec *model.RunRecord) {
 			res, settled = outcome(), true

@@ -74,7 +74,10 @@ type QueueConfig struct {
 	MaxAckPending int
 	Duplicates    time.Duration // dedup window for Nats-Msg-Id
 	EventsMaxAge  time.Duration // how long the events stream keeps events
-	SourcesTTL    time.Duration // how long source tarballs are kept
+	// LogsMaxBytes caps the live-logs stream; the oldest chunks go first
+	// (a reader sees the gap in the chunk numbers).
+	LogsMaxBytes int64
+	SourcesTTL   time.Duration // how long source tarballs are kept
 	// Fleet names the fleet when the stream has none yet ("": a random id);
 	// when it has one, it must be that one.
 	Fleet string
@@ -89,7 +92,7 @@ type QueueConfig struct {
 func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{
 		AckWait: 10 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
-		EventsMaxAge: 24 * time.Hour, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
+		EventsMaxAge: 24 * time.Hour, LogsMaxBytes: 1 << 30, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
 		Replicas: 1, PollWait: 2 * time.Second,
 	}
 }
@@ -172,6 +175,14 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
 	}); err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamEvents, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: protocol.StreamLogs, Description: "jerichoci jobs' live output (host.log), capped, for late readers",
+		Subjects: []string{protocol.SubjectLogsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
+		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
+		MaxBytes: cfg.LogsMaxBytes,
+	}); err != nil {
+		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamLogs, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: protocol.StreamDead, Description: "jerichoci dead letters: jobs that ran out of deliveries",

@@ -6,8 +6,10 @@
 package protocol
 
 import (
-	"jerichoci/model"
 	"regexp"
+	"strings"
+
+	"jerichoci/model"
 )
 
 // NATS names of the daemon (docs/PROTOCOL.md documents each).
@@ -22,6 +24,12 @@ const (
 	StreamEvents = "JERICHOCI_EVENTS"
 	// SubjectRunsPrefix + "<job_id>.<run_id>.events" carries one run's events.
 	SubjectRunsPrefix = "jerichoci.runs."
+	// StreamLogs keeps the jobs' live output (host.log as it is written),
+	// capped in size (oldest first out), for late readers.
+	StreamLogs = "JERICHOCI_LOGS"
+	// SubjectLogsPrefix + "<job_id>.<run_id>.<job>" carries one job's
+	// output in chunks, in order, numbered by HeaderLogSeq.
+	SubjectLogsPrefix = "jerichoci.logs."
 	// SubjectCancelPrefix + "<job_id>" asks for a job to be cancelled.
 	SubjectCancelPrefix = "jerichoci.cancel."
 	// BucketJobs (KV) holds each job's claim: who runs it, in which run.
@@ -48,7 +56,16 @@ const (
 	HeaderRunID = "Jerichoci-Run-Id"
 	HeaderEvent = "Jerichoci-Event"
 	HeaderFinal = "Jerichoci-Final"
+	// HeaderLogSeq numbers a job's log chunks from 1, so a reader sees a
+	// gap (a chunk the stream's cap dropped).
+	HeaderLogSeq = "Jerichoci-Log-Seq"
 )
+
+// LogSubject is the subject of one job's output in one run. A catalog job
+// id may hold '.', which a subject token may not: it becomes '_'.
+func LogSubject(jobKey, runID, job string) string {
+	return SubjectLogsPrefix + jobKey + "." + runID + "." + strings.ReplaceAll(job, ".", "_")
+}
 
 // EventSubject is the subject of one run's lifecycle events.
 func EventSubject(jobKey, runID string) string {
