@@ -157,6 +157,7 @@ func readRecorded(recorded, fallback string) ([]byte, error) {
 }
 
 const logsUsage = `logs RUN_ID [--job JOB] [--kind host|guest|both] [--metadata-json] [--state-root DIR]
+   or: logs --follow JOB_ID [nats flags]   (a daemon job's output, live: logs --follow --help)
 
 Prints a job's logs as pikaci logs does: "== host ==" and the host log, then
 "== guest ==" and the guest log (artifacts/guest.log), each followed by a
@@ -166,7 +167,12 @@ job of the run), where its logs are on this host and whether they exist.
 
 ` + stateRootNote
 
-func runLogs(_ context.Context, c *cli, args []string) int {
+func runLogs(ctx context.Context, c *cli, args []string) int {
+	for i, a := range args {
+		if a == "--follow" || a == "-follow" {
+			return c.followLogs(ctx, append(append([]string{}, args[:i]...), args[i+1:]...))
+		}
+	}
 	fs, root := c.stateRootFlag("logs", logsUsage)
 	jobID := fs.String("job", "", "the `JOB` whose logs to print (default: the run's first job)")
 	kind := fs.String("kind", "both", "which log: `host`, guest or both")

@@ -126,3 +126,48 @@ func TestEnqueueWaitShowsOutputBeforeTheJobEnds(t *testing.T) {
 		t.Errorf("the last line is missing:\n%s", strings.Join(lines, "\n"))
 	}
 }
+
+// TestLogsFollowReplaysAndFollowsAJobEnqueuedElsewhere: `jerichoci logs
+// --follow JOB_ID` started after the job's first line gets it (replayed
+// from the logs stream), then the rest live, then exits with the status.
+func TestLogsFollowReplaysAndFollowsAJobEnqueuedElsewhere(t *testing.T) {
+	require(t)
+	url := startNATS(t)
+	cat := writeCatalogWith(t, catalogJob{Target: "slow-fail", Command: "echo first-marker; sleep 6; echo done-marker; exit 5"})
+	startDaemon(t, url, "daemon-follow", cat, 1)
+	o := newOrchestrator(t, url)
+	id := uuid.NewString()
+	first := make(chan struct{})
+	var once sync.Once
+	sub, err := o.nc.Subscribe(protocol.SubjectLogsPrefix+id+".>", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), "first-marker") {
+			once.Do(func() { close(first) })
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	o.publish(t, protocol.JobSubject("slow-fail"), o.spec(id, "slow-fail"), id)
+	select {
+	case <-first:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the job's first line never came")
+	}
+	cmd := exec.Command(jciBin, "logs", "--follow", id)
+	cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	if code != 1 || !strings.Contains(text, "job | [runner:stdout] first-marker") || !strings.Contains(text, "job | [runner:stdout] done-marker") {
+		t.Errorf("logs --follow exited %d:\n%s", code, text)
+	}
+	if strings.Index(text, "first-marker") > strings.Index(text, "done-marker") {
+		t.Errorf("lines out of order:\n%s", text)
+	}
+}
