@@ -469,6 +469,22 @@ func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, ityp
 	return spec, nil
 }
 
+// ReadPayloadManifest reads <root>/share/pikaci/payload-manifest.json of a
+// staged output: a read error is the file's (*fs.PathError), a decode
+// error names the file.
+func ReadPayloadManifest(root string) (model.PayloadManifest, error) {
+	p := filepath.Join(root, model.PayloadManifestRelativePath)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return model.PayloadManifest{}, err
+	}
+	var m model.PayloadManifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return model.PayloadManifest{}, fmt.Errorf("decode %s: %w", p, err)
+	}
+	return m, nil
+}
+
 // NixStoreGuestPath is where a staged job's guest sees the host's Nix
 // store, read-only, so the store paths its payloads refer to resolve.
 const NixStoreGuestPath = "/nix/store"
@@ -487,16 +503,15 @@ func (j *jobRun) payloadDisks() ([]Disk, error) {
 		if err != nil {
 			return nil, fmt.Errorf("resolve staged output %s: %w", p.MountPath, err)
 		}
-		b, err := os.ReadFile(filepath.Join(root, model.PayloadManifestRelativePath))
-		if errors.Is(err, fs.ErrNotExist) {
+		m, err := ReadPayloadManifest(root)
+		var pe *fs.PathError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("missing payload manifest for staged output %s", root)
-		}
-		if err != nil {
+		case errors.As(err, &pe):
 			return nil, fmt.Errorf("read payload manifest of staged output %s: %w", root, err)
-		}
-		var m model.PayloadManifest
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", filepath.Join(root, model.PayloadManifestRelativePath), err)
+		case err != nil:
+			return nil, err
 		}
 		for _, mount := range m.Mounts {
 			if err := model.ValidatePayloadMount(root, mount); err != nil {

@@ -2,12 +2,12 @@ package run
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -329,7 +329,7 @@ func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
 		rec.Exposures = append(rec.Exposures, model.PreparedOutputExposure{
 			Kind: model.ExposureHostSymlinkMount, Path: m, Access: model.ExposureReadOnly})
 	}
-	if m, err := ReadPayloadManifest(out.Path); err == nil {
+	if m, err := executor.ReadPayloadManifest(out.Path); err == nil {
 		rec.Payload = &m
 	} else {
 		n.line("payload manifest of %s unavailable: %v", out.Path, err)
@@ -360,20 +360,6 @@ func repointMount(mount, target string) error {
 	return nil
 }
 
-// ReadPayloadManifest reads <root>/share/pikaci/payload-manifest.json.
-func ReadPayloadManifest(root string) (model.PayloadManifest, error) {
-	p := filepath.Join(root, model.PayloadManifestRelativePath)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return model.PayloadManifest{}, err
-	}
-	var m model.PayloadManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return model.PayloadManifest{}, fmt.Errorf("decode %s: %w", p, err)
-	}
-	return m, nil
-}
-
 // stopAfterPrepare fails the jobs that depend on the failed node and skips
 // the rest, with the original's messages.
 func (st *runState) stopAfterPrepare(jobs []*jobState, node string, err error) {
@@ -383,7 +369,7 @@ func (st *runState) stopAfterPrepare(jobs []*jobState, node string, err error) {
 		rec := js.template
 		rec.StartedAt, rec.FinishedAt = now, &now
 		rec.PreExecutionPrepareDurationMS = nonZero(js.prepMS)
-		if dependsOn(js, node) {
+		if slices.Contains(js.dependsOn, node) {
 			rec.Status = model.StatusFailed
 			rec.Message = strPtr(fmt.Sprintf("prepare node `%s` failed before execute: %s", node, msg))
 		} else {
@@ -399,13 +385,4 @@ func (st *runState) stopAfterPrepare(jobs []*jobState, node string, err error) {
 	st.mu.Lock()
 	st.rec.Status = model.StatusFailed
 	st.mu.Unlock()
-}
-
-func dependsOn(js *jobState, node string) bool {
-	for _, d := range js.dependsOn {
-		if d == node {
-			return true
-		}
-	}
-	return false
 }
