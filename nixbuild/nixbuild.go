@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"jerichoci/model"
 	"jerichoci/run"
 )
 
@@ -154,7 +155,7 @@ func quoteArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
 		if a == "" || strings.ContainsAny(a, " '\"$`\\") {
-			a = "'" + strings.ReplaceAll(a, "'", `'"'"'`) + "'"
+			a = model.ShellQuote(a)
 		}
 		out[i] = a
 	}

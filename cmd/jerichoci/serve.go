@@ -346,12 +346,12 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Log:       log.Named("daemon"),
 	}
 	if cfg.httpListen != "" {
+		incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
 		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected,
 			Incus: func() bool {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
-				_, err := cl.Server(ctx)
-				return err == nil
+				return incusReady(ctx) == nil
 			}}
 		if pool != nil {
 			g.PoolReady = func() int { return pool.Stats().Ready }
@@ -365,7 +365,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		}
 		srv := &http.Server{Handler: m.Handler(
 			metrics.Check{Name: "nats", Fn: q.Ready},
-			metrics.Check{Name: "incus", Fn: func(ctx context.Context) error { _, err := cl.Server(ctx); return err }},
+			metrics.Check{Name: "incus", Fn: incusReady},
 		), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"jerichoci/executor"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
 	"path/filepath"
@@ -119,7 +120,7 @@ func (d *Daemon) reapablePoolInstance(in OwnedInstance) bool {
 	}
 	maxAge := d.Config.PoolMaxAge
 	if maxAge <= 0 {
-		maxAge = 10 * time.Minute
+		maxAge = executor.DefaultPoolMaxAge
 	}
 	return d.now().Sub(in.Created) > 2*maxAge
 }
