@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 
+	"jerichoci/internal/mask"
 	"jerichoci/model"
 )
 
@@ -43,6 +44,12 @@ type Job struct {
 	// (target-<id>, job-<id> or adhoc-<hash>), under
 	// <state>/cache/host-local/.
 	HostCacheScope string
+	// SecretEnv is the job's secret_env with the worker's values: passed
+	// into the guest (never into a request on the host, a record or a log).
+	SecretEnv map[string]string
+	// Mask hides the secret values; executors mask the output streams
+	// with it before cutting them into lines, and every file they keep.
+	Mask *mask.Secrets
 }
 
 // StagedPayload is one prepared output handed to a job.

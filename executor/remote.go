@@ -8,23 +8,30 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/mask"
 	"jerichoci/model"
 )
 
 // Guest paths (CONTRACTS.md §3.7).
 const (
-	GuestDir          = "/run/pika-cloud"
-	GuestRequestPath  = GuestDir + "/guest-request.json"
-	GuestSnapshotPath = "/workspace/snapshot"
+	GuestDir         = "/run/pika-cloud"
+	GuestRequestPath = GuestDir + "/guest-request.json"
+	// GuestSecretEnvPath holds a job's secret_env values until the runner
+	// reads (and deletes) it.
+	GuestSecretEnvPath = GuestDir + "/secret-env.json"
+	GuestSnapshotPath  = "/workspace/snapshot"
 	// DefaultRunnerPath is where the original's image has its runner.
 	DefaultRunnerPath = "/run/current-system/sw/bin/pikaci-incus-run"
 )
@@ -295,6 +302,19 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		req, err := model.NewGuestRequest(job.Command, job.TimeoutSecs)
 		if err != nil {
 			return fmt.Errorf("compile job command: %w", err)
+		}
+		if len(job.SecretEnv) > 0 {
+			// Into the guest only, root's alone; the runner deletes it.
+			// The request (which may sit on the host) just names it.
+			b, err := json.Marshal(job.SecretEnv)
+			if err != nil {
+				return fmt.Errorf("encode secret environment: %w", err)
+			}
+			if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
+				return fmt.Errorf("write secret environment to %s: %w", j.name, err)
+			}
+			req.SecretEnvFile = GuestSecretEnvPath
+			j.hostf("passing secret_env %s into the guest (values masked in logs)", strings.Join(slices.Sorted(maps.Keys(job.SecretEnv)), ", "))
 		}
 		if reqJSON, err = req.Encode(); err != nil {
 			return err
@@ -622,8 +642,11 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		hostCap = DefaultHostLogRunnerBytes
 	}
 	j.output = &runnerOutput{host: host, raw: guestLog, hostCap: hostCap}
-	stdout := j.output.writer("[runner:stdout] ")
-	stderr := j.output.writer("[runner:stderr] ")
+	stdoutLines := j.output.writer("[runner:stdout] ")
+	stderrLines := j.output.writer("[runner:stderr] ")
+	// Masked before being cut into lines: a value split across two reads
+	// of the stream, or across a 64 KiB line break, is masked too.
+	stdout, stderr := j.job.Mask.Writer(stdoutLines), j.job.Mask.Writer(stderrLines)
 	tctx, cancel := context.WithTimeout(ctx, time.Duration(j.job.TimeoutSecs)*time.Second)
 	defer cancel()
 	if j.pre != nil {
@@ -642,8 +665,10 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
 			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
 	}
-	stdout.flush()
-	stderr.flush()
+	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
+	_ = mask.Flush(stderr)
+	stdoutLines.flush()
+	stderrLines.flush()
 	// Past the job's deadline it is a timeout, even when the guest's own
 	// `timeout` (the same N seconds, started a little later) won the race
 	// and the runner exited 124 just before we noticed.
@@ -677,7 +702,7 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 			j.hostf("could not collect %s: %v", guestPath, err)
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(artifacts, name), buf.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(artifacts, name), j.job.Mask.Bytes(buf.Bytes()), 0o644); err != nil {
 			return Result{}, fmt.Errorf("save artifact %s: %w", name, err)
 		}
 		if name == "result.json" {
@@ -688,7 +713,7 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 	if err := json.Unmarshal(result, &tr); err != nil {
 		return Result{}, fmt.Errorf("load guest terminal result: %w", err)
 	}
-	return Result{Status: tr.Status.RunStatus(), ExitCode: tr.ExitCode, Message: tr.Message}, nil
+	return Result{Status: tr.Status.RunStatus(), ExitCode: tr.ExitCode, Message: j.job.Mask.String(tr.Message)}, nil
 }
 
 // collectGuestLog streams the guest's own log, which may be gigabytes, to
@@ -705,7 +730,9 @@ func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 		return fmt.Errorf("save artifact guest.log: %w", err)
 	}
 	w := &fileWriter{f: f}
-	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, w, 0)
+	mw := j.job.Mask.Writer(w)
+	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, mw, 0)
+	_ = mask.Flush(mw) // a write error stays in w.err
 	if cerr := f.Close(); w.err == nil && cerr != nil {
 		w.err = cerr
 	}

@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -71,8 +73,12 @@ func (r *Runner) Main(ctx context.Context, requestPath string) int {
 	if req.RunAsRoot {
 		home = "/root"
 	}
+	secretEnv, err := readSecretEnv(req.SecretEnvFile)
+	if err != nil {
+		return r.bootstrapFailed(err)
+	}
 	r.state(model.GuestStarting, "starting test command")
-	code, timedOut, err := r.run(ctx, req, home, logf)
+	code, timedOut, err := r.run(ctx, req, home, secretEnv, logf)
 	if err != nil {
 		return r.bootstrapFailed(err)
 	}
@@ -136,6 +142,7 @@ func ReadRequest(path string) (model.GuestRequest, error) {
 		Command       *string          `json:"command"`
 		TimeoutSecs   *json.RawMessage `json:"timeout_secs"`
 		RunAsRoot     *bool            `json:"run_as_root"`
+		SecretEnvFile *string          `json:"secret_env_file"`
 	}
 	if err := dec.Decode(&raw); err != nil {
 		return req, fmt.Errorf("parse guest request %s: %w", path, err)
@@ -157,16 +164,23 @@ func ReadRequest(path string) (model.GuestRequest, error) {
 	if raw.RunAsRoot == nil {
 		errs = append(errs, errors.New("guest request field `run_as_root` must be a boolean"))
 	}
+	if raw.SecretEnvFile != nil && !strings.HasPrefix(*raw.SecretEnvFile, "/") {
+		errs = append(errs, fmt.Errorf("guest request field `secret_env_file` must be an absolute path, got %q", *raw.SecretEnvFile))
+	}
 	if len(errs) > 0 {
 		return req, errors.Join(errs...)
 	}
-	return model.GuestRequest{SchemaVersion: 2, Command: *raw.Command, TimeoutSecs: secs, RunAsRoot: *raw.RunAsRoot}, nil
+	req = model.GuestRequest{SchemaVersion: 2, Command: *raw.Command, TimeoutSecs: secs, RunAsRoot: *raw.RunAsRoot}
+	if raw.SecretEnvFile != nil {
+		req.SecretEnvFile = *raw.SecretEnvFile
+	}
+	return req, nil
 }
 
 // run executes `bash --noprofile --norc -lc <command>` with the timeout,
 // merging stdout and stderr into the guest log while passing each to the
 // runner's own stream.
-func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, logf io.Writer) (code int, timedOut bool, err error) {
+func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, secretEnv []string, logf io.Writer) (code int, timedOut bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutSecs)*time.Second)
 	defer cancel()
 	cmd := exec.Command("bash", "--noprofile", "--norc", "-lc", req.Command)
@@ -174,15 +188,14 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, l
 	if _, err := os.Stat(r.Workdir); err != nil {
 		cmd.Dir = "/"
 	}
-	cmd.Env = []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-		"HOME=" + home,
-		"CARGO_HOME=/cargo-home",
-		"CARGO_TARGET_DIR=/cargo-target",
-		"CARGO_TERM_COLOR=never",
-		"CARGO_INCREMENTAL=0",
-		"LANG=C.UTF-8",
+	cmd.Env = make([]string, 0, len(model.GuestEnv)+len(secretEnv))
+	for _, kv := range model.GuestEnv {
+		if kv == "HOME=" {
+			kv += home
+		}
+		cmd.Env = append(cmd.Env, kv)
 	}
+	cmd.Env = append(cmd.Env, secretEnv...)
 	var logMu sync.Mutex
 	cmd.Stdout = io.MultiWriter(r.Stdout, &syncWriter{mu: &logMu, w: logf})
 	cmd.Stderr = io.MultiWriter(r.Stderr, &syncWriter{mu: &logMu, w: logf})
@@ -222,6 +235,37 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, l
 		return ee.ExitCode(), false, nil
 	}
 	return 0, false, fmt.Errorf("wait for test command: %w", err)
+}
+
+// readSecretEnv reads the request's secret environment file (a JSON
+// object of names to values), deletes it, and returns NAME=value entries
+// sorted by name; none when path is "".
+func readSecretEnv(path string) ([]string, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read secret environment: %w", err)
+	}
+	if err := os.Remove(path); err != nil {
+		return nil, fmt.Errorf("remove secret environment file: %w", err)
+	}
+	var vals map[string]string
+	if err := json.Unmarshal(b, &vals); err != nil {
+		return nil, fmt.Errorf("parse secret environment %s: expected a JSON object of strings", path) // no value in the message
+	}
+	env := make([]string, 0, len(vals))
+	var errs []error
+	for k, v := range vals {
+		if msg := model.SecretEnvProblem(k); msg != "" {
+			errs = append(errs, fmt.Errorf("secret environment %s: %s", path, msg))
+			continue
+		}
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env, errors.Join(errs...)
 }
 
 // waitForFile returns once path exists (polled every 2 ms: it is written

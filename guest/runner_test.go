@@ -142,6 +142,8 @@ func TestRunnerRejectsBadRequests(t *testing.T) {
 		{`{"schema_version":2,"command":"true","timeout_secs":0,"run_as_root":false}`, "`timeout_secs` must be an integer > 0"},
 		{`{"schema_version":2,"command":"true","timeout_secs":5}`, "`run_as_root` must be a boolean"},
 		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"env":{}}`, `unknown field "env"`},
+		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"secret_env_file":"rel"}`, "`secret_env_file` must be an absolute path"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"secret_env_file":"/no/such/file"}`, "read secret environment"},
 	}
 	for _, tc := range tests {
 		code, dir, _, stderr := runRequest(t, tc.req)
@@ -244,5 +246,40 @@ func TestRunnerWaitsForItsRequest(t *testing.T) {
 	}
 	if code := <-done; code != 0 || !strings.Contains(o.String(), "from-the-request") {
 		t.Errorf("code %d, stdout %q, stderr %q", code, o.String(), e.String())
+	}
+}
+
+// A secret environment file reaches the command and is gone before it
+// runs; names the runner sets itself are refused.
+func TestRunnerSecretEnv(t *testing.T) {
+	tests := []struct {
+		name     string
+		file     string
+		wantCode int
+		wantOut  string
+		wantErr  string
+	}{
+		{"passed in", `{"API_TOKEN":"tok-123","OTHER":"x y"}`, 0, "tok-123|x y|gone\n", ""},
+		{"reserved name", `{"PATH":"/evil"}`, 2, "", `"PATH" is set by the guest runner`},
+		{"bad name", `{"1X":"v"}`, 2, "", "expected an environment variable name"},
+		{"not an object", `["v"]`, 2, "", "expected a JSON object of strings"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			secrets := filepath.Join(dir, "secret-env.json")
+			if err := os.WriteFile(secrets, []byte(tc.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, TimeoutSecs: 30, RunAsRoot: true, SecretEnvFile: secrets,
+				Command: `test -e ` + secrets + ` && s=present || s=gone; echo "$API_TOKEN|$OTHER|$s"`})
+			code, _, stdout, stderr := runRequest(t, string(req))
+			if code != tc.wantCode || stdout != tc.wantOut || !strings.Contains(stderr, tc.wantErr) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout, stderr, tc.wantCode, tc.wantOut, tc.wantErr)
+			}
+			if strings.Contains(stderr, "/evil") {
+				t.Errorf("a secret value is in the error: %q", stderr)
+			}
+		})
 	}
 }

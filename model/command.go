@@ -104,12 +104,18 @@ func commandKindNames() []string {
 }
 
 // GuestRequest is the request written to /run/pika-cloud/guest-request.json
-// (schema 2). The guest rejects unknown fields: exactly these four.
+// (schema 2). The guest rejects unknown fields: these four, and
+// secret_env_file, which only jerichoci writes (a job with secret_env).
 type GuestRequest struct {
 	SchemaVersion int    `json:"schema_version"`
 	Command       string `json:"command"`
 	TimeoutSecs   uint64 `json:"timeout_secs"`
 	RunAsRoot     bool   `json:"run_as_root"`
+	// SecretEnvFile is a guest path holding a JSON object of environment
+	// variables for the command, readable by root only; the runner reads
+	// and deletes it before the command starts. Secrets never go into the
+	// request itself, which may sit on the host.
+	SecretEnvFile string `json:"secret_env_file,omitempty"`
 }
 
 // NewGuestRequest compiles cmd into a schema-2 guest request.
@@ -127,4 +133,37 @@ func NewGuestRequest(cmd JobCommand, timeoutSecs uint64) (GuestRequest, error) {
 // Encode writes the request as pretty JSON, as the original does.
 func (r GuestRequest) Encode() ([]byte, error) {
 	return json.MarshalIndent(r, "", "  ")
+}
+
+// GuestEnv is the environment the guest runner gives every job command; a
+// job's secret_env may not name one of these.
+var GuestEnv = []string{
+	"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+	"HOME=", // the job user's home, filled in by the runner
+	"CARGO_HOME=/cargo-home",
+	"CARGO_TARGET_DIR=/cargo-target",
+	"CARGO_TERM_COLOR=never",
+	"CARGO_INCREMENTAL=0",
+	"LANG=C.UTF-8",
+}
+
+// SecretEnvProblem says what is wrong with name as a secret_env entry, ""
+// when nothing is: a shell variable name ([A-Za-z_][A-Za-z0-9_]*, at most
+// 128 bytes) that the runner does not set itself.
+func SecretEnvProblem(name string) string {
+	if name == "" || len(name) > 128 {
+		return fmt.Sprintf("expected an environment variable name of 1 to 128 characters, got %q", name)
+	}
+	for i, c := range name {
+		ok := c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9'
+		if !ok {
+			return fmt.Sprintf("expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got %q", name)
+		}
+	}
+	for _, kv := range GuestEnv {
+		if k, _, _ := strings.Cut(kv, "="); k == name {
+			return fmt.Sprintf("%q is set by the guest runner for every job; a secret cannot replace it", name)
+		}
+	}
+	return ""
 }

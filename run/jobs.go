@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/executor"
+	"jerichoci/internal/mask"
 	"jerichoci/model"
 )
 
@@ -32,20 +33,35 @@ type jobState struct {
 	payloads  []executor.StagedPayload
 }
 
-// lockedFile is an append-only log shared by goroutines.
+// lockedFile is an append-only log shared by goroutines. Each write is
+// masked whole before it reaches the file or the live copy: writers send
+// whole lines, and the executors mask their streams before cutting them
+// into lines, so no value is split across two writes here.
 type lockedFile struct {
-	mu  sync.Mutex
-	f   *os.File
-	tee io.Writer // optional live copy
+	mu   sync.Mutex
+	f    *os.File
+	tee  io.Writer     // optional live copy
+	mask *mask.Secrets // the job's secret values, set before it runs
 }
 
 func (l *lockedFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	n := len(p)
+	p = l.mask.Bytes(p)
 	if l.tee != nil {
 		_, _ = l.tee.Write(p) // a slow or broken viewer never fails the job
 	}
-	return l.f.Write(p)
+	if _, err := l.f.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func (l *lockedFile) setMask(s *mask.Secrets) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mask = s
 }
 
 // Close closes the file, and the live copy when it is an io.Closer (so
@@ -203,9 +219,23 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 	st.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
 	log.Info("job started")
 
-	res, err := st.opt.Exec.Execute(ctx, st.executorJob(js, snapshot))
+	job := st.executorJob(js, snapshot)
+	secrets, problem := st.r.secretEnv(js.plan)
+	job.SecretEnv, job.Mask = secrets, maskOf(secrets)
+	js.hostLog.setMask(job.Mask)
+	var (
+		res executor.Result
+		err error
+	)
+	if problem == "" {
+		res, err = st.opt.Exec.Execute(ctx, job)
+	}
 	rec.FinishedAt = model.TimestampPtr(st.r.now())
 	switch {
+	case problem != "":
+		rec.Status, rec.Message = model.StatusFailed, strPtr(problem)
+		js.hostLog.line("%s", problem)
+		log.Warn("job not run", zap.String("reason", problem))
 	case err != nil && ctx.Err() != nil:
 		// Cancelled (a cancel request, or the CLI interrupted): the job's
 		// message is the daemon's word for it; the detail goes to host.log.
@@ -224,11 +254,46 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 		rec.RemoteLinuxVMExecution = res.Execution
 		log.Info("job finished", zap.String("status", string(res.Status)))
 	}
+	if rec.Message != nil {
+		rec.Message = strPtr(job.Mask.String(*rec.Message))
+	}
 	if err := st.upsertJob(rec); err != nil {
 		log.Error("write job record", zap.Error(err))
 	}
 	st.emit(ctx, model.JobFinishedEvent(st.rec.RunID, rec))
 	return rec.Status
+}
+
+// secretEnv looks up the job's secret_env in the worker's environment. It
+// returns the values, or why the job cannot have them (a name this worker
+// may not pass, or one it does not have): the job then fails unrun.
+func (r *Runner) secretEnv(pj PlannedJob) (map[string]string, string) {
+	if len(pj.SecretEnv) == 0 {
+		return nil, ""
+	}
+	vals := make(map[string]string, len(pj.SecretEnv))
+	for _, name := range pj.SecretEnv {
+		if r.SecretEnvAllowed != nil && !r.SecretEnvAllowed(name) {
+			return nil, fmt.Sprintf("secret_env `%s` is not one this worker passes to jobs (serve --secret-env lists those)", name)
+		}
+		v, ok := r.env()(name)
+		if !ok {
+			return nil, fmt.Sprintf("secret_env `%s` is not set in the worker's environment", name)
+		}
+		vals[name] = v
+	}
+	return vals, ""
+}
+
+func maskOf(vals map[string]string) *mask.Secrets {
+	if len(vals) == 0 {
+		return nil
+	}
+	vs := make([]string, 0, len(vals))
+	for _, v := range vals {
+		vs = append(vs, v)
+	}
+	return mask.New(vs...)
 }
 
 func (r *Runner) env() model.LookupEnv {

@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"jerichoci/targets"
@@ -73,7 +74,8 @@ func NewPlan(t targets.Target, sourceRoot string, git GitState, changed []string
 	for _, j := range t.Jobs {
 		pl := j.Placement
 		p.Jobs = append(p.Jobs, PlannedJob{ID: j.ID, Description: j.Description, TimeoutSecs: j.TimeoutSecs,
-			Command: j.Command, Runtime: j.Runtime, Placement: &pl, Executor: j.Executor, Staged: j.Staged, StagedLinux: j.StagedLinux, Writable: j.Writable})
+			Command: j.Command, Runtime: j.Runtime, Placement: &pl, Executor: j.Executor, Staged: j.Staged, StagedLinux: j.StagedLinux, Writable: j.Writable,
+			SecretEnv: slices.Clone(j.SecretEnv)})
 	}
 	return p
 }

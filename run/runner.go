@@ -46,6 +46,9 @@ type PlannedJob struct {
 	// StagedLinux says how a staged job's payload is prepared.
 	StagedLinux *targets.StagedLinux
 	Writable    bool
+	// SecretEnv names the worker's environment variables the job gets
+	// (masked in its logs).
+	SecretEnv []string
 }
 
 // Plan is what one run executes.
@@ -86,6 +89,10 @@ type Runner struct {
 	// HostCacheScope names the host-local cache scope of a run's
 	// host-local jobs (the host-local executor's rule); nil leaves it "".
 	HostCacheScope func(targetID string, hostJobIDs []string) string
+	// SecretEnvAllowed says whether a job may be given the worker's
+	// variable name (secret_env); nil allows every name (a local run of
+	// one's own catalog). A job naming one it may not have fails.
+	SecretEnvAllowed func(name string) bool
 }
 
 // RunOptions are one run's executor, listeners and identity.

@@ -69,6 +69,10 @@ type Job struct {
 	StagedLinux *StagedLinux `json:"staged_linux,omitempty"`
 	Writable    bool         `json:"writable"`    // needs a writable workspace (Incus refuses these)
 	RunAsRoot   bool         `json:"run_as_root"` // the compiled command runs as root
+	// SecretEnv names environment variables the worker passes from its own
+	// environment into the job's command; their values are masked in every
+	// log line and never recorded (docs/SECURITY.md).
+	SecretEnv []string `json:"secret_env,omitempty"`
 }
 
 // Target is a named, ordered list of jobs.
@@ -105,6 +109,7 @@ func (t Target) clone() Target {
 	t.LaneDefinitionPaths = slices.Clone(t.LaneDefinitionPaths)
 	t.Jobs = slices.Clone(t.Jobs)
 	for i := range t.Jobs {
+		t.Jobs[i].SecretEnv = slices.Clone(t.Jobs[i].SecretEnv)
 		if s := t.Jobs[i].StagedLinux; s != nil {
 			c := *s
 			t.Jobs[i].StagedLinux = &c

@@ -93,7 +93,8 @@ func LoadProject(file string) (*Catalog, error) {
 //	      "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}},
 //	      "placement": "remote_ssh", "executor": "remote_linux_vm",   // optional, implied by runtime
 //	      "staged": false, "staged_linux": {…},                        // staged implied by command kind
-//	      "writable": false, "run_as_root": false                      // run_as_root implied by kind
+//	      "writable": false, "run_as_root": false,                     // run_as_root implied by kind
+//	      "secret_env": ["API_TOKEN"]      // optional: passed from the worker's environment, masked in logs
 //	    }]
 //	  }]
 //	}
@@ -329,6 +330,19 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 	j.RunAsRoot = j.Command.Kind == model.CmdShellAsRoot // as Compile says
 	if v, ok := o.Bool("run_as_root", false, "true or false"); ok && kindOK && v != j.RunAsRoot {
 		o.Failf("run_as_root", "must be %t for command kind %q (or be left out), got %t", j.RunAsRoot, j.Command.Kind, v)
+	}
+	if names, ok := o.Strings("secret_env", false, "an array of environment variable names"); ok {
+		seen := map[string]int{}
+		for i, name := range names {
+			field := fmt.Sprintf("secret_env[%d]", i)
+			if msg := model.SecretEnvProblem(name); msg != "" {
+				o.Failf(field, "%s", msg)
+			} else if prev, dup := seen[name]; dup {
+				o.Failf(field, "%q is named twice (secret_env[%d] too)", name, prev)
+			}
+			seen[name] = i
+		}
+		j.SecretEnv = names
 	}
 	finish(o)
 	return j, len(p.errs) == before

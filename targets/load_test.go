@@ -176,6 +176,10 @@ func TestParseErrorsInline(t *testing.T) {
 		{"duplicate job id", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `, ` + job + `]}]}`, `f.json: targets[0] ("t"): jobs[1] ("j"): field "id": duplicate job id; jobs[0] has it too`},
 		{"empty prepare_description", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": " ",`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": must be non-empty`},
 		{"prepare_description type", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": 7,`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": expected a non-empty string, got 7`},
+		{"secret_env bad name", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["OK_NAME", "bad-name"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[1]": expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got "bad-name"`},
+		{"secret_env reserved", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["HOME"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[0]": "HOME" is set by the guest runner for every job; a secret cannot replace it`},
+		{"secret_env twice", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["A", "A"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[1]": "A" is named twice (secret_env[0] too)`},
+		{"secret_env not an array", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": "A"`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env": expected an array of environment variable names, got "A"`},
 		{"duplicate key at top", `{"schema_version": 1, "schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": appears more than once`},
 	}
 	for _, tc := range tests {
@@ -327,5 +331,17 @@ func TestBuiltinRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(again.Targets(), b.Targets()) {
 		t.Error("round trip changed the catalog")
+	}
+}
+
+func TestSecretEnvParsed(t *testing.T) {
+	doc := `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "secret_env": ["API_TOKEN", "_B2"],
+		"command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`
+	c, err := Parse("f.json", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Targets()[0].Jobs[0].SecretEnv, ","); got != "API_TOKEN,_B2" {
+		t.Errorf("SecretEnv = %s", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +63,9 @@ type serveConfig struct {
 	// source with the host's Nix; without it their prepare nodes fail with
 	// MsgStagedBuildsRefused.
 	allowStagedBuilds bool
+	// secretEnv lists the variables of this worker's environment that a
+	// catalog job's secret_env may name; none by default.
+	secretEnv []string
 	// warm is the warm pool's size per image; -1 means the concurrency.
 	warm int
 	// httpListen serves /metrics, /healthz and /readyz; "" disables it.
@@ -142,6 +146,9 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	if v, ok := env("JERICHOCI_HTTP_LISTEN"); ok {
 		c.httpListen = v
 	}
+	if v, ok := env("JERICHOCI_SECRET_ENV"); ok {
+		c.secretEnv = splitNames(v)
+	}
 	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
 	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
 	intVar("JERICHOCI_REPLICAS", &c.queue.Replicas)
@@ -169,6 +176,14 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
 	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix then runs on the worker host; without it those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
+	fromFlags := false
+	fs.Func("secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", func(v string) error {
+		if !fromFlags { // the flags replace the environment's list
+			c.secretEnv, fromFlags = nil, true
+		}
+		c.secretEnv = append(c.secretEnv, splitNames(v)...)
+		return nil
+	})
 	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
 	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
 	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
@@ -209,6 +224,11 @@ func (c serveConfig) Validate() error {
 	if c.httpListen != "" {
 		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
 			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
+		}
+	}
+	for _, name := range c.secretEnv {
+		if msg := model.SecretEnvProblem(name); msg != "" {
+			errs = append(errs, fmt.Errorf("--secret-env %q (env JERICHOCI_SECRET_ENV): %s", name, msg))
 		}
 	}
 	if c.warm < -1 {
@@ -326,6 +346,8 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
 	}
 	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
+	allowedSecrets := cfg.secretEnv
+	daemonRunner.SecretEnvAllowed = func(name string) bool { return slices.Contains(allowedSecrets, name) }
 	if !cfg.allowStagedBuilds {
 		daemonRunner.Outputs = refuseStagedBuilds{}
 	}
@@ -453,4 +475,15 @@ func (i daemonInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance,
 		out = append(out, daemon.OwnedInstance(in))
 	}
 	return out, err
+}
+
+// splitNames splits a comma-separated list, dropping blanks.
+func splitNames(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

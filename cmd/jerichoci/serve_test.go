@@ -114,6 +114,22 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 			wantErr: []string{"--replicas 3: the embedded NATS server is a single server", "--nats-url"}},
 		{name: "metrics listener not HOST:PORT", args: []string{"--http-listen", "4280"},
 			wantErr: []string{`--http-listen "4280" (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable`}},
+		{name: "secret env names from env", env: map[string]string{"JERICHOCI_SECRET_ENV": "A_TOKEN, B"},
+			check: func(t *testing.T, c serveConfig) {
+				if got := strings.Join(c.secretEnv, ","); got != "A_TOKEN,B" {
+					t.Errorf("secretEnv = %s", got)
+				}
+			}},
+		{name: "repeated secret env flags replace the env's list", env: map[string]string{"JERICHOCI_SECRET_ENV": "A_TOKEN, B"},
+			args: []string{"--secret-env", "C", "--secret-env", "D,E"},
+			check: func(t *testing.T, c serveConfig) {
+				if got := strings.Join(c.secretEnv, ","); got != "C,D,E" {
+					t.Errorf("secretEnv = %s", got)
+				}
+			}},
+		{name: "secret env names checked", args: []string{"--secret-env", "bad-name,PATH"},
+			wantErr: []string{`--secret-env "bad-name" (env JERICHOCI_SECRET_ENV): expected an environment variable name`,
+				`--secret-env "PATH" (env JERICHOCI_SECRET_ENV): "PATH" is set by the guest runner`}},
 		{name: "warm pool size below -1", args: []string{"--warm", "-2"},
 			wantErr: []string{"warm pool size -2: expected a number >= 0 (or -1 for the concurrency)"}},
 		{name: "warm pool size from the environment, the flag wins", env: map[string]string{"JERICHOCI_WARM": "3"}, args: []string{"--warm", "1"},

@@ -21,8 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -229,6 +231,9 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	env := append(os.Environ(), "ARTIFACTS="+artifacts, "CARGO_HOME="+cargoHome, "CARGO_TARGET_DIR="+cargoTarget)
 	if dir, ok := j.openclawDir(snap.SourceRoot, workspace); ok {
 		env = append(env, "OPENCLAW_DIR="+dir)
+	}
+	for _, name := range slices.Sorted(maps.Keys(job.SecretEnv)) {
+		env = append(env, name+"="+job.SecretEnv[name])
 	}
 
 	exit, err := j.spawn(ctx, argv, workspace, env)

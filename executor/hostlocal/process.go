@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"jerichoci/internal/mask"
 )
 
 // exit is how the command ended.
@@ -36,7 +38,11 @@ func (j *jobRun) spawn(ctx context.Context, argv []string, dir string, env []str
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// One writer for both: exec then copies both streams through one pipe,
 	// in the order the command wrote them.
-	cmd.Stdout, cmd.Stderr = j.host, j.host
+	// Masked as a stream: a secret split across two reads of the pipe is
+	// masked too.
+	out := j.job.Mask.Writer(j.host)
+	defer mask.Flush(out) //nolint:errcheck // host.log's errors are its writer's
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = waitDelay
 	if err := cmd.Start(); err != nil {
 		return exit{}, fmt.Errorf("run host-local job `%s`: %w", j.job.ID, err)
