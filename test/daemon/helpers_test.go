@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,6 +50,8 @@ type catalogJob struct {
 	Command string
 	AsRoot  bool // shell_as_root instead of shell (uid 1000)
 	Timeout int  // seconds; 0 is 120
+	// SecretEnv is the job's secret_env.
+	SecretEnv []string
 }
 
 // writeCatalogWith writes testCatalog's targets plus jobs to a file.
@@ -68,13 +71,16 @@ func writeCatalogWith(t *testing.T, jobs ...catalogJob) string {
 		if timeout == 0 {
 			timeout = 120
 		}
+		job := map[string]any{
+			"id": "job", "description": "test job", "timeout_secs": timeout,
+			"command": map[string]any{"kind": kind, "command": j.Command},
+			"runtime": map[string]any{"kind": "incus", "incus": map[string]any{"guest_role": "pikaci-runner"}},
+		}
+		if len(j.SecretEnv) > 0 {
+			job["secret_env"] = j.SecretEnv
+		}
 		targets = append(targets, map[string]any{
-			"id": j.Target, "description": "test target " + j.Target,
-			"jobs": []any{map[string]any{
-				"id": "job", "description": "test job", "timeout_secs": timeout,
-				"command": map[string]any{"kind": kind, "command": j.Command},
-				"runtime": map[string]any{"kind": "incus", "incus": map[string]any{"guest_role": "pikaci-runner"}},
-			}},
+			"id": j.Target, "description": "test target " + j.Target, "jobs": []any{job},
 		})
 	}
 	cat["targets"] = targets
@@ -626,7 +632,55 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 		}
 	}
 	checkGuestLog(t, filepath.Join(dir, "artifacts", "guest.log"), n, pattern)
+	checkLogsStreamWithinCap(t, o, id, res.RunID)
 	checkNoInstances(t, cl, id)
+}
+
+// checkLogsStreamWithinCap: the live-logs stream has its cap, holds far
+// less than it (host.log's part of the output, not the output) and its
+// last chunk of the job says where the rest is.
+func checkLogsStreamWithinCap(t *testing.T, o *orchestrator, id, runID string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := o.js.Stream(ctx, protocol.StreamLogs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stream %s: %d messages, %s (cap %s)", protocol.StreamLogs, info.State.Msgs, mib(int64(info.State.Bytes)), mib(info.Config.MaxBytes))
+	if info.Config.MaxBytes != 1<<30 {
+		t.Errorf("stream %s cap = %d bytes, want 1 GiB", protocol.StreamLogs, info.Config.MaxBytes)
+	}
+	if info.State.Bytes > 4<<20 {
+		t.Errorf("stream %s holds %s for one job, want about host.log's 1 MiB", protocol.StreamLogs, mib(int64(info.State.Bytes)))
+	}
+	cons, err := o.js.OrderedConsumer(ctx, protocol.StreamLogs, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{protocol.LogSubject(id, runID, "job")}, DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for {
+		batch, err := cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			all = append(all, m.Data()...)
+			n++
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if !bytes.Contains(all, []byte("not repeated in host.log")) {
+		t.Errorf("the job's %s of logs on NATS do not say they were cut; they end %q", mib(int64(len(all))), tail(string(all), 3))
+	}
 }
 
 // jerichociRecord is the KV value's pointer to a record stored whole.

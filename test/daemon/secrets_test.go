@@ -1,0 +1,175 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"jerichoci/model"
+	"jerichoci/run/protocol"
+)
+
+// TestSecretEnvMaskedEverywhere runs a job that prints its secret, once
+// split across two writes half a second apart and once on stderr, on a
+// fresh instance and on a warm pool's. The job sees the value (it checks
+// its length, and the masked lines show it was printed whole); the value
+// is in no log line on NATS, no file under the daemon's state root, no
+// message of any stream (logs, events, specs, records) and not in the
+// daemon's own log.
+func TestSecretEnvMaskedEverywhere(t *testing.T) {
+	require(t)
+	secret := "tok-" + strings.ReplaceAll(uuid.NewString(), "-", "")
+	t.Setenv("JCI_TEST_SECRET", secret) // the daemons' environment (cleanEnv)
+	command := `printf 'tok=%s' "${JCI_TEST_SECRET:0:6}"; sleep 0.5; printf '%s\n' "${JCI_TEST_SECRET:6}"; ` +
+		`echo "err=$JCI_TEST_SECRET" >&2; test "${#JCI_TEST_SECRET}" -eq ` + strconv.Itoa(len(secret))
+	cat := writeCatalogWith(t,
+		catalogJob{Target: "secretive", Command: command, SecretEnv: []string{"JCI_TEST_SECRET"}},
+		catalogJob{Target: "greedy", Command: "true", SecretEnv: []string{"HOME_TOKEN"}})
+	for _, warm := range []string{"0", "1"} {
+		t.Run("warm "+warm, func(t *testing.T) {
+			url := startNATS(t)
+			d := startDaemon(t, url, "daemon-secret-"+warm, cat, 1, "--secret-env", "JCI_TEST_SECRET", "--warm", warm)
+			o := newOrchestrator(t, url)
+			var mu sync.Mutex
+			var live []byte
+			sub, err := o.nc.Subscribe("jerichoci.logs.>", func(m *nats.Msg) {
+				mu.Lock()
+				defer mu.Unlock()
+				live = append(live, m.Data...)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Unsubscribe()
+			id, refused := uuid.NewString(), uuid.NewString()
+			o.publish(t, protocol.JobSubject("secretive"), o.spec(id, "secretive"), id)
+			o.publish(t, protocol.JobSubject("greedy"), o.spec(refused, "greedy"), refused)
+			res := o.waitResults(t, []string{id, refused}, 3*time.Minute)
+			if r := res[id]; r.Status != model.StatusPassed {
+				t.Errorf("job %s: %s %q; want passed (it checks it got the secret)", id, r.Status, deref(r.Message))
+			}
+			wantRefused := "secret_env `HOME_TOKEN` is not one this worker passes to jobs (serve --secret-env lists those)"
+			if r := res[refused]; r.Status != model.StatusFailed || len(r.Jobs) != 1 || deref(r.Jobs[0].Message) != wantRefused {
+				t.Errorf("job %s naming a variable the worker does not pass: %s %+v", refused, r.Status, r.Jobs)
+			}
+			waitFor(t, "the masked lines on NATS", 30*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return bytes.Contains(live, []byte("[runner:stdout] tok=[MASKED]\n")) &&
+					bytes.Contains(live, []byte("[runner:stderr] err=[MASKED]\n"))
+			})
+			mu.Lock()
+			if bytes.Contains(live, []byte(secret)) {
+				t.Errorf("the live logs hold the secret")
+			}
+			mu.Unlock()
+			host, _ := os.ReadFile(filepath.Join(jobDir(d.stateRoot, res[id].RunID, "job"), "host.log"))
+			if !bytes.Contains(host, []byte("[runner:stdout] tok=[MASKED]\n")) {
+				t.Errorf("host.log lacks the masked line:\n%s", host)
+			}
+			checkNoSecretInFiles(t, d.stateRoot, secret)
+			checkNoSecretOnNATS(t, o.js, secret)
+			if strings.Contains(d.log.String(), secret) {
+				t.Errorf("the daemon's log holds the secret")
+			}
+		})
+	}
+}
+
+// checkNoSecretInFiles fails for every file under root holding secret.
+func checkNoSecretInFiles(t *testing.T, root, secret string) {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking (a source cache entry)
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		n++
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secret)) {
+			t.Errorf("%s holds the secret", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files under the state root, none with the secret", n)
+}
+
+// checkNoSecretOnNATS reads every message of every stream (work, events,
+// logs, records, claims, sources) and fails for one holding secret.
+func checkNoSecretOnNATS(t *testing.T, js jetstream.JetStream, secret string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	names := js.StreamNames(ctx)
+	var streams []string
+	for n := range names.Name() {
+		streams = append(streams, n)
+	}
+	if names.Err() != nil {
+		t.Fatal(names.Err())
+	}
+	total := 0
+	for _, name := range streams {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			continue
+		}
+		cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for seen := uint64(0); seen < info.State.Msgs; {
+			batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 0
+			for m := range batch.Messages() {
+				got++
+				if bytes.Contains(m.Data(), []byte(secret)) {
+					t.Errorf("stream %s, subject %s holds the secret", name, m.Subject())
+				}
+				for k, vs := range m.Headers() {
+					for _, v := range vs {
+						if strings.Contains(v, secret) {
+							t.Errorf("stream %s, header %s holds the secret", name, k)
+						}
+					}
+				}
+			}
+			if got == 0 {
+				break // purged or expired meanwhile
+			}
+			seen += uint64(got)
+		}
+		total += int(info.State.Msgs)
+	}
+	t.Logf("%d messages in %d streams (%s), none with the secret", total, len(streams), strings.Join(streams, ", "))
+}
