@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"jerichoci/executor"
+	"jerichoci/internal/mask"
 	"jerichoci/model"
 )
 
@@ -237,6 +238,24 @@ func TestCommandEnvironmentAndOutput(t *testing.T) {
 	log := logOf(j)
 	if !strings.Contains(log, "\nto-stdout\n") || !strings.Contains(log, "\nto-stderr\n") {
 		t.Fatalf("host log lacks the raw output:\n%s", log)
+	}
+}
+
+// A host job gets its secret_env and its output is masked as a stream: a
+// value printed in two writes is masked too.
+func TestSecretEnvMaskedInHostOutput(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	const secret = "host-SECRET-9876"
+	cmd := `printf 'a=%s' "${JCI_S:0:7}"; sleep 0.2; printf '%s\n' "${JCI_S:7}"; echo "b=$JCI_S" >&2`
+	j := f.job("sec", f.snapshot("s", nil, "h1"), cmd)
+	j.SecretEnv, j.Mask = map[string]string{"JCI_S": secret}, mask.New(secret)
+	if res, err := f.x.Execute(context.Background(), j); err != nil || res.Status != model.StatusPassed {
+		t.Fatalf("Execute = %+v, %v", res, err)
+	}
+	log := logOf(j)
+	if !strings.Contains(log, "\na=[MASKED]\n") || !strings.Contains(log, "\nb=[MASKED]\n") || strings.Contains(log, secret) {
+		t.Fatalf("host log:\n%s", log)
 	}
 }
 
