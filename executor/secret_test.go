@@ -92,3 +92,23 @@ func TestRunnerOutputMaskedLive(t *testing.T) {
 		t.Errorf("raw %q, host %q", raw.String(), host.String())
 	}
 }
+
+// BenchmarkRunnerOutput is the runner's output path (stream → prefixed
+// host lines + raw log), without secrets (the baseline) and with two
+// masked values in front of it, on 64 KiB reads of 17-byte lines.
+func BenchmarkRunnerOutput(b *testing.B) {
+	chunk := bytes.Repeat([]byte("0123456789abcdef\n"), 64<<10/17)
+	for _, bc := range []struct {
+		name string
+		s    *mask.Secrets
+	}{{"baseline-no-secrets", nil}, {"two-secrets", mask.New("tok-SECRET-123456", "another-secret-value")}} {
+		b.Run(bc.name, func(b *testing.B) {
+			o := &runnerOutput{host: io.Discard, raw: io.Discard, hostCap: -1}
+			w := bc.s.Writer(o.writer("[runner:stdout] "))
+			b.SetBytes(int64(len(chunk)))
+			for b.Loop() {
+				w.Write(chunk)
+			}
+		})
+	}
+}
