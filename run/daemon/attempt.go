@@ -454,8 +454,14 @@ func (a *attempt) sourceRoot(ctx context.Context) (string, func(), error) {
 }
 
 func (a *attempt) writeJobFile(runID string) error {
-	return a.d.Runner.Store().WriteRunFile(runID, protocol.JobFileName,
-		protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq})
+	jf := protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq}
+	if a.spec != nil {
+		jf.Requester = a.spec.Requester
+	}
+	if meta, err := a.msg.Metadata(); err == nil && meta != nil && !meta.Timestamp.IsZero() {
+		jf.EnqueuedAt = meta.Timestamp.UTC().Format(time.RFC3339Nano)
+	}
+	return a.d.Runner.Store().WriteRunFile(runID, protocol.JobFileName, jf)
 }
 
 // settle classifies the outcome, makes the record durable, stores the

@@ -157,6 +157,11 @@ type JobFile struct {
 	Worker    string `json:"worker"`
 	Delivery  uint64 `json:"delivery"`
 	StreamSeq uint64 `json:"stream_seq"`
+	// Requester is the job spec's requester, when it names one.
+	Requester string `json:"requester,omitempty"`
+	// EnqueuedAt is when the job message entered the work stream (RFC
+	// 3339, UTC): with the run's first job start, its queue wait.
+	EnqueuedAt string `json:"enqueued_at,omitempty"`
 }
 
 // JobFileName is the name of JobFile in a run directory.
