@@ -28,6 +28,7 @@ import (
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
+	"jerichoci/web"
 )
 
 func init() {
@@ -68,7 +69,8 @@ type serveConfig struct {
 	secretEnv []string
 	// warm is the warm pool's size per image; -1 means the concurrency.
 	warm int
-	// httpListen serves /metrics, /healthz and /readyz; "" disables it.
+	// httpListen serves the status page, its JSON API, /metrics, /healthz
+	// and /readyz; "" disables it.
 	httpListen string
 	envErrs    []error // unparsable environment values
 }
@@ -163,7 +165,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.nats.flags(fs, true)
 	fs.StringVar(&c.catalog, "catalog", c.catalog, "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
-	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
+	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
@@ -380,22 +382,36 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		}
 		m := metrics.New(g)
 		d.Observer = m
+		// The status page and JSON API: live logs come from NATS.
+		logs, err := protocol.NewClient(nc)
+		if err != nil {
+			nc.Close()
+			return c.fail(exitUsage, "%v", err)
+		}
 		ln, err := net.Listen("tcp", cfg.httpListen)
 		if err != nil {
 			nc.Close()
 			return c.fail(exitUsage, "--http-listen %s: %v (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
 		}
-		srv := &http.Server{Handler: m.Handler(
+		health := m.Handler(
 			metrics.Check{Name: "nats", Fn: q.Ready},
 			metrics.Check{Name: "incus", Fn: incusReady},
-		), ReadHeaderTimeout: 10 * time.Second}
+		)
+		status := web.New(web.Config{StateRoot: stateRoot, Logs: logs, Log: log.Named("web")})
+		mux := http.NewServeMux()
+		for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+			mux.Handle(p, health)
+		}
+		mux.Handle("/", status.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv.RegisterOnShutdown(status.Close) // live log streams end
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		log.Info("metrics and health", zap.String("listen", ln.Addr().String()))
+		log.Info("status page, metrics and health", zap.String("url", "http://"+ln.Addr().String()+"/"))
 	}
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
 	if err != nil {

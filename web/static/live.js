@@ -1,0 +1,43 @@
+// Follows the log of each running job with server-sent events; a stream's
+// "end" event (the job finished) fills in the job's row and closes it.
+"use strict";
+(function () {
+  var open = 0;
+  function set(id, text) { var e = document.getElementById(id); if (e) { e.textContent = text; } return e; }
+  // settle polls the run's record until the run is over, then shows its
+  // status (a later job of the run appears on a reload).
+  function settle(tries) {
+    var badge = document.getElementById("run-status");
+    if (!badge || tries > 120) { return; }
+    fetch("/api/runs/" + encodeURIComponent(badge.dataset.run)).then(function (r) { return r.json(); }).then(function (rec) {
+      if (rec.status === "running" || !rec.status) { setTimeout(function () { settle(tries + 1); }, 1000); return; }
+      badge.textContent = rec.status;
+      badge.className = "badge st-" + rec.status;
+      set("live-all", "The run finished: " + rec.status + ". Reload for its final record.");
+    }).catch(function () { setTimeout(function () { settle(tries + 1); }, 1000); });
+  }
+  document.querySelectorAll("pre[data-stream]").forEach(function (pre) {
+    var i = pre.dataset.index;
+    var es = new EventSource(pre.dataset.stream + "?offset=" + encodeURIComponent(pre.dataset.offset));
+    open++;
+    es.onopen = function () { set("live-" + i, "following the log live…"); };
+    es.onmessage = function (ev) {
+      var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.appendChild(document.createTextNode(JSON.parse(ev.data).text));
+      if (atEnd) { pre.scrollTop = pre.scrollHeight; }
+    };
+    es.addEventListener("end", function (ev) {
+      es.close();
+      var d = JSON.parse(ev.data), exit = d.exit_code === null ? "" : String(d.exit_code);
+      set("live-" + i, "finished: " + d.status + (exit ? " (exit " + exit + ")" : "") + (d.message ? ": " + d.message : ""));
+      pre.dataset.ended = d.status;
+      var badge = set("badge-" + i, d.status);
+      if (badge) { badge.className = "badge st-" + d.status; }
+      set("exit-" + i, exit);
+      set("message-" + i, d.message || "");
+      if (d.duration) { set("duration-" + i, d.duration); }
+      if (--open === 0) { set("live-all", "Every job shown has finished; waiting for the run's record…"); settle(0); }
+    });
+    es.onerror = function () { if (es.readyState !== EventSource.CLOSED) { set("live-" + i, "connection lost; reconnecting…"); } };
+  });
+})();
