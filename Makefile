@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down clean
 
 all: build
 
@@ -24,7 +24,7 @@ $(NATS_SERVER): go.mod
 
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
-test: incus-up nix-up $(NATS_SERVER)
+test: incus-up nix-up chromium-up $(NATS_SERVER)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
@@ -86,6 +86,10 @@ incus-up:
 # Nix for staged prepared outputs and host-local jobs (Debian's nix-bin).
 nix-up:
 	@bash scripts/nix-up
+
+# Debian's chromium for the status page's headless browser test.
+chromium-up:
+	@bash scripts/chromium-up
 
 incus-down:
 	@bash scripts/incus-down
