@@ -125,19 +125,13 @@ func (s *Store) GC(keep int, inUse func(runID string) bool) ([]string, error) {
 // the created_at string. Directories without run.json are ignored; a
 // run.json that does not decode is reported in errs and left out.
 func ListRuns(stateRoot string) (runs []model.RunRecord, errs error) {
-	entries, err := os.ReadDir(NewStore(stateRoot).RunsDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ids, err := NewStore(stateRoot).RunIDs()
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, err
 	}
 	var problems []error
-	for _, e := range entries {
-		if !e.IsDir() {
-			continue
-		}
-		r, err := LoadRun(stateRoot, e.Name())
+	for _, id := range ids {
+		r, err := LoadRun(stateRoot, id)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -151,6 +145,25 @@ func ListRuns(stateRoot string) (runs []model.RunRecord, errs error) {
 		return runs[i].CreatedAt.String() > runs[j].CreatedAt.String()
 	})
 	return runs, errors.Join(problems...)
+}
+
+// RunIDs lists the directories under runs/, in name order; none when
+// runs/ does not exist. A directory need not hold a run.json.
+func (s *Store) RunIDs() ([]string, error) {
+	entries, err := os.ReadDir(s.RunsDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
 }
 
 // LoadRun reads one run record.

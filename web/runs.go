@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -64,19 +63,16 @@ type RunSummary struct {
 // loadRuns reads every run directory that has a run.json, newest first:
 // by created_at, a run that does not decode by the time its id names.
 func (s *Server) loadRuns() ([]runEntry, error) {
-	dirs, err := os.ReadDir(s.store.RunsDir())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	ids, err := s.store.RunIDs()
 	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
+		return nil, err
 	}
 	var out []runEntry
-	for _, d := range dirs {
-		if !d.IsDir() || !validName(d.Name()) {
+	for _, id := range ids {
+		if !validName(id) {
 			continue
 		}
-		e, ok := s.loadRun(d.Name())
+		e, ok := s.loadRun(id)
 		if ok {
 			out = append(out, e)
 		}
