@@ -14,9 +14,21 @@ import (
 )
 
 func parseTemplates() *template.Template {
-	funcs := template.FuncMap{"dur": fmtDuration}
+	funcs := template.FuncMap{"dur": fmtDuration, "page": func(title string, refresh int) headData { return headData{title, refresh} }}
 	return template.Must(template.New("").Funcs(funcs).ParseFS(assets, "templates/*.html"))
 }
+
+// headData is the head of a page: its title and, when not 0, the seconds
+// after which it reloads itself (a page showing a running run that no
+// live log stream keeps up to date).
+type headData struct {
+	Title   string
+	Refresh int
+}
+
+// refreshSecs is how often a page of running runs without a live log
+// reloads.
+const refreshSecs = 3
 
 // runRow is one line of the runs list.
 type runRow struct {
@@ -85,6 +97,7 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 		Err       string
 		Shown     int
 		Total     int
+		Refresh   int
 	}{StateRoot: s.cfg.StateRoot, Total: len(entries)}
 	if err != nil {
 		data.Err = err.Error()
@@ -93,7 +106,11 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 		if i == maxLimit {
 			break
 		}
-		data.Rows = append(data.Rows, s.row(e))
+		row := s.row(e)
+		if row.Status == string(model.StatusRunning) {
+			data.Refresh = refreshSecs
+		}
+		data.Rows = append(data.Rows, row)
 	}
 	data.Shown = len(data.Rows)
 	s.render(w, http.StatusOK, "runs.html", data)
@@ -173,6 +190,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		Timeline timeline
 		Job      *jobFileView
 		Live     bool
+		Refresh  int
 	}{ID: id, Rec: rec, Row: s.row(e), Title: title(rec), Head: deref(rec.GitHead), Message: deref(rec.Message)}
 	if rec.FinishedAt != nil {
 		data.Finished = fmtTime(rec.FinishedAt.Time)
@@ -214,6 +232,11 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		data.Jobs = append(data.Jobs, v)
 	}
 	data.Timeline = makeTimeline(rec, now)
+	if rec.Status == model.StatusRunning && !data.Live {
+		// Between jobs (prepare nodes, the next job not started): no
+		// stream to follow, so the page looks again.
+		data.Refresh = refreshSecs
+	}
 	s.render(w, http.StatusOK, "run.html", data)
 }
 

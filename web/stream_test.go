@@ -543,3 +543,34 @@ func TestRunPageOfARunningJob(t *testing.T) {
 		t.Errorf("the page of a finished job follows its log")
 	}
 }
+
+// A page showing a running run that no live stream keeps up to date
+// reloads itself; a page with a live stream, or of finished runs, does not.
+func TestPagesRefreshWhileNothingStreams(t *testing.T) {
+	const refresh = `<meta http-equiv="refresh" content="3">`
+	root := t.TempDir()
+	liveRun(t, root, "[pikaci] line 1\n", true)
+	_, ts := newTestServer(t, root, nil)
+	check := func(what, path string, want bool) {
+		t.Helper()
+		_, _, body := get(t, ts.URL+path)
+		if got := strings.Contains(body, refresh); got != want {
+			t.Errorf("%s: reloads itself = %t, want %t", what, got, want)
+		}
+	}
+	check("runs list with a running run", "/", true)
+	check("run page following its running job", "/runs/"+liveID, false)
+	// The job finished, the run not yet (its next job has not started).
+	rec, err := run.LoadRun(root, liveID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Jobs[0].Status, rec.Jobs[0].FinishedAt = model.StatusPassed, model.TimestampPtr(fixedNow)
+	if err := run.NewStore(root).WriteRun(rec); err != nil {
+		t.Fatal(err)
+	}
+	check("run page between jobs", "/runs/"+liveID, true)
+	writeLive(t, root, model.StatusPassed)
+	check("runs list, every run finished", "/", false)
+	check("run page of a finished run", "/runs/"+liveID, false)
+}

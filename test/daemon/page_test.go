@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -133,6 +134,10 @@ func TestStatusPage(t *testing.T) {
 		catalogJob{Target: "page-fail", Command: "echo 'page-fail-output <b>not bold</b>'; exit 3"},
 		catalogJob{Target: "page-live", Command: fmt.Sprintf(`i=1; while [ $i -le %d ]; do echo "live-line-$i"; i=$((i+1)); sleep 0.3; done`, lines)},
 	)
+	addTarget(t, cat, "page-two", map[string]string{
+		"first":  `i=1; while [ $i -le 8 ]; do echo "first-line-$i"; i=$((i+1)); sleep 0.3; done`,
+		"second": `i=1; while [ $i -le 8 ]; do echo "second-line-$i"; i=$((i+1)); sleep 0.3; done`,
+	}, "first", "second")
 	port := freePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	d := startDaemon(t, url, "daemon-page", cat, 2, "--http-listen", fmt.Sprintf("127.0.0.1:%d", port))
@@ -266,5 +271,62 @@ func TestStatusPage(t *testing.T) {
 	shots.take(ctx, "run-live-finished")
 	if r := o.waitResults(t, []string{id}, time.Minute)[id]; r.Status != model.StatusPassed {
 		t.Errorf("the live job: %s %q", r.Status, deref(r.Message))
+	}
+
+	// A lane of two jobs, its page opened while the first runs: the page
+	// goes on to the second job's log by itself.
+	two := uuid.NewString()
+	o.publish(t, protocol.JobSubject("page-two"), o.spec(two, "page-two"), two)
+	waitFor(t, "the two-job lane's first lines", 2*time.Minute, func() bool {
+		c := o.claim(t, two)
+		if c == nil || c.RunID == "" {
+			return false
+		}
+		runID = c.RunID
+		b, _ := os.ReadFile(filepath.Join(jobDir(d.stateRoot, runID, "first"), "host.log"))
+		return strings.Contains(string(b), "first-line-1\n") && !strings.Contains(string(b), "first-line-8\n")
+	})
+	within(t, ctx, 30*time.Second, "open the two-job run", chromedp.Steps(chromedp.Navigate(base+"/runs/"+runID),
+		chromedp.WaitVisible(chromedp.CSS("#log-0[data-stream]"))))
+	if n := within(t, ctx, 10*time.Second, "count the jobs", chromedp.Evaluate[int](`document.querySelectorAll("section.job").length`)); n != 1 {
+		t.Fatalf("the page opened with %d jobs, want the first only", n)
+	}
+	waitFor(t, "the page to show the second job's whole log and the run passed", time.Minute, func() bool {
+		c, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		// Not within: the page may be reloading.
+		state, err := chromedp.Run(c, chromedp.Evaluate[[]string](`[(document.getElementById("log-1") || {}).textContent || "",
+			(document.getElementById("run-status") || {}).textContent || ""]`))
+		return err == nil && len(state) == 2 && strings.Contains(state[0], "second-line-8\n") && state[1] == "passed"
+	})
+	shots.take(ctx, "run-two-jobs")
+	if r := o.waitResults(t, []string{two}, time.Minute)[two]; r.Status != model.StatusPassed {
+		t.Errorf("the two-job lane: %s %q", r.Status, deref(r.Message))
+	}
+}
+
+// addTarget adds a target of shell jobs (in order) to the catalog file.
+func addTarget(t *testing.T, catalog, id string, commands map[string]string, order ...string) {
+	t.Helper()
+	b, err := os.ReadFile(catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cat map[string]any
+	if err := json.Unmarshal(b, &cat); err != nil {
+		t.Fatal(err)
+	}
+	var jobs []any
+	for _, j := range order {
+		jobs = append(jobs, map[string]any{"id": j, "description": "test job " + j, "timeout_secs": 120,
+			"command": map[string]any{"kind": "shell", "command": commands[j]},
+			"runtime": map[string]any{"kind": "incus", "incus": map[string]any{"guest_role": "pikaci-runner"}}})
+	}
+	cat["targets"] = append(cat["targets"].([]any), map[string]any{"id": id, "description": "test target " + id, "jobs": jobs})
+	if b, err = json.Marshal(cat); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(catalog, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

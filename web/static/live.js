@@ -5,11 +5,13 @@
   var open = 0;
   function set(id, text) { var e = document.getElementById(id); if (e) { e.textContent = text; } return e; }
   // settle polls the run's record until the run is over, then shows its
-  // status (a later job of the run appears on a reload).
+  // status; when a job the page does not show starts, it reloads.
   function settle(tries) {
     var badge = document.getElementById("run-status");
     if (!badge || tries > 120) { return; }
     fetch("/api/runs/" + encodeURIComponent(badge.dataset.run)).then(function (r) { return r.json(); }).then(function (rec) {
+      // A job the page does not show has started: show it (and its log).
+      if ((rec.jobs || []).length > document.querySelectorAll("section.job").length) { location.reload(); return; }
       if (rec.status === "running" || !rec.status) { setTimeout(function () { settle(tries + 1); }, 1000); return; }
       badge.textContent = rec.status;
       badge.className = "badge st-" + rec.status;
