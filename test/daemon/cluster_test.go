@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -28,7 +29,7 @@ type clusterNode struct {
 	name                  string // its server name, node1…
 	port, cport, httpPort int    // client, cluster (routes) and monitoring ports
 	cmd                   *exec.Cmd
-	log                   *syncBuffer
+	log                   *itest.SyncBuffer
 	done                  chan struct{}
 }
 
@@ -60,7 +61,7 @@ func (c *natsCluster) urls() string {
 func (c *natsCluster) logs() string {
 	var b strings.Builder
 	for _, n := range c.nodes {
-		fmt.Fprintf(&b, "--- %s (%s, exited %v) ---\n%s\n", n.name, n.url(), n.exited(), tail(n.log.String(), 40))
+		fmt.Fprintf(&b, "--- %s (%s, exited %v) ---\n%s\n", n.name, n.url(), n.exited(), itest.Tail(n.log.String(), 40))
 	}
 	return b.String()
 }
@@ -90,7 +91,7 @@ func distinctPorts(t *testing.T, n int) []int {
 	seen := map[int]bool{}
 	var out []int
 	for len(out) < n {
-		p := freePort(t)
+		p := itest.FreePort(t)
 		if !seen[p] {
 			seen[p] = true
 			out = append(out, p)
@@ -111,7 +112,7 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 	var routes []string
 	for i := range size {
 		n := &clusterNode{name: fmt.Sprintf("node%d", i+1), port: ports[3*i], cport: ports[3*i+1], httpPort: ports[3*i+2],
-			log: &syncBuffer{}, done: make(chan struct{})}
+			log: &itest.SyncBuffer{}, done: make(chan struct{})}
 		c.nodes = append(c.nodes, n)
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", n.cport))
 	}
@@ -285,7 +286,7 @@ func (c *natsCluster) connectedNode(t *testing.T, d *daemon) *clusterNode {
 	t.Helper()
 	m := connectedPort.FindStringSubmatch(d.log.String())
 	if m == nil {
-		t.Fatalf("daemon %s does not say which server it is connected to:\n%s", d.name, tail(d.log.String(), 20))
+		t.Fatalf("daemon %s does not say which server it is connected to:\n%s", d.name, itest.Tail(d.log.String(), 20))
 	}
 	port, _ := strconv.Atoi(m[1])
 	return c.byPort(port)
@@ -302,7 +303,7 @@ func killedNodeChoice(t *testing.T, c *natsCluster, a *daemon, o *orchestrator) 
 		if n := c.connectedNode(t, a); n != nil {
 			return n, "the node daemon-a is connected to"
 		}
-		t.Fatalf("daemon-a is connected to no node of the cluster:\n%s", tail(a.log.String(), 20))
+		t.Fatalf("daemon-a is connected to no node of the cluster:\n%s", itest.Tail(a.log.String(), 20))
 	case "stream-leader":
 		info := clusterRetry(t, "the work stream's info", 30*time.Second, func(ctx context.Context) (*jetstream.StreamInfo, error) {
 			s, err := o.js.Stream(ctx, protocol.StreamJobs)
@@ -414,7 +415,7 @@ func TestClusterThreeNodesKill9OneNode(t *testing.T) {
 
 	// Mid-run: some jobs done, at least one instance running.
 	results := map[string]model.RunRecord{}
-	waitFor(t, "two final records and a running instance", 5*time.Minute, func() bool {
+	itest.WaitFor(t, "two final records and a running instance", 5*time.Minute, func() bool {
 		o.pollResults(t, keys, results)
 		if len(results) == len(keys) {
 			t.Fatalf("all %d jobs finished before a running instance was seen", len(keys))
@@ -455,7 +456,7 @@ func TestClusterThreeNodesKill9OneNode(t *testing.T) {
 	t.Logf("kill -9 of %s (%s; %s; connected: %s) %.1fs after the first publish, %d of %d jobs done",
 		victim.name, why, strings.Join(led, ", "), strings.Join(clients, ", "), killedAt.Seconds(), doneAtKill, len(keys))
 
-	waitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), 8*time.Minute, func() bool {
+	itest.WaitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), 8*time.Minute, func() bool {
 		o.pollResults(t, keys, results)
 		return len(results) == len(keys)
 	})
@@ -598,7 +599,7 @@ func TestClusterThreeNodesKill9OneNode(t *testing.T) {
 			}
 		}
 		if len(bad) > 0 {
-			t.Logf("daemon %s: %d warnings and errors, the last ones:\n%s", d.name, len(bad), tail(strings.Join(bad, "\n"), 8))
+			t.Logf("daemon %s: %d warnings and errors, the last ones:\n%s", d.name, len(bad), itest.Tail(strings.Join(bad, "\n"), 8))
 		}
 	}
 

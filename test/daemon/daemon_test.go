@@ -10,17 +10,14 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +28,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/itest"
 	"jerichoci/internal/testlock"
 	"jerichoci/model"
 	"jerichoci/run"
@@ -67,21 +65,15 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	jciBin = filepath.Join(tmp, "jerichoci")
 	natsBin = filepath.Join(root, "bin", "nats-server")
-	if out, err := goBuild(jciBin, "./cmd/jerichoci"); err != nil {
+	if out, err := itest.GoBuild(root, jciBin, "./cmd/jerichoci"); err != nil {
 		setupError = fmt.Errorf("build jerichoci: %v\n%s", err, out)
 	} else if _, err := os.Stat(natsBin); err != nil {
 		// Same version as go.mod's requirement, so no network beyond the module proxy.
-		if out, err := goBuild(natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
+		if out, err := itest.GoBuild(root, natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
 			setupError = fmt.Errorf("build bin/nats-server: %v\n%s", err, out)
 		}
 	}
 	return m.Run()
-}
-
-func goBuild(out, pkg string) ([]byte, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	return cmd.CombinedOutput()
 }
 
 // require skips (or fails in CI) when the binaries or incusd are missing,
@@ -111,62 +103,11 @@ func require(t *testing.T) *incus.Client {
 	return cl
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startNATS runs a separate nats-server process with JetStream.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	port := freePort(t)
-	cmd := exec.Command(natsBin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
-	var logb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logb, &logb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	for i := 0; i < 100; i++ {
-		if nc, err := nats.Connect(url); err == nil {
-			nc.Close()
-			return url
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nats-server did not come up on %s:\n%s", url, logb.String())
-	return ""
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type daemon struct {
 	name      string
 	stateRoot string
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *itest.SyncBuffer
 	done      chan struct{}
 }
 
@@ -203,7 +144,7 @@ const noHostPathRoot = "\x00no-host-path-root"
 // where the orchestrator's source directory is.
 func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, log: &itest.SyncBuffer{}, done: make(chan struct{})}
 	hostPathRoot := true
 	var rest []string
 	for _, a := range extra {
@@ -234,7 +175,7 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 		args = append(args, "--host-path-root", os.TempDir())
 	}
 	d.cmd = exec.Command(jciBin, append(args, rest...)...)
-	d.cmd.Env = append(cleanEnv(), "JERICHOCI_OWNER="+name)
+	d.cmd.Env = append(itest.CleanEnv(), "JERICHOCI_OWNER="+name)
 	if url != "" {
 		d.cmd.Env = append(d.cmd.Env, "JERICHOCI_NATS_URL="+url)
 	}
@@ -252,13 +193,13 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", name, tail(d.log.String(), 60))
+			t.Logf("daemon %s log:\n%s", name, itest.Tail(d.log.String(), 60))
 		}
 	})
-	waitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
+	itest.WaitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
 		select {
 		case <-d.done:
-			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, tail(d.log.String(), 60))
+			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, itest.Tail(d.log.String(), 60))
 		default:
 		}
 		return strings.Contains(d.log.String(), "workers on nats://")
@@ -277,40 +218,6 @@ func flagValue(args []string, name string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// cleanEnv is the test's environment without the settings that would point
-// a jerichoci process elsewhere: JERICHOCI_NATS_* and PIKACI_STATE_ROOT.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "JERICHOCI_NATS_") || strings.HasPrefix(kv, "PIKACI_STATE_ROOT=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitFor polls cond until it holds or the bound passes (a bound, not a
-// timing assertion).
-func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting %s for %s", bound, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // orchestrator is what any NATS client does: publish specs, read results.
@@ -398,7 +305,7 @@ func kvGet[T any](t *testing.T, kv jetstream.KeyValue, key string) *T {
 func (o *orchestrator) waitResults(t *testing.T, keys []string, bound time.Duration) map[string]model.RunRecord {
 	t.Helper()
 	got := map[string]model.RunRecord{}
-	waitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), bound, func() bool {
+	itest.WaitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), bound, func() bool {
 		for _, k := range keys {
 			if _, ok := got[k]; ok {
 				continue
@@ -416,7 +323,7 @@ func (o *orchestrator) waitResults(t *testing.T, keys []string, bound time.Durat
 // acknowledged or terminated, none is waiting for redelivery.
 func (o *orchestrator) streamEmpty(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the work stream to empty", 60*time.Second, func() bool {
+	itest.WaitFor(t, "the work stream to empty", 60*time.Second, func() bool {
 		s, err := o.js.Stream(t.Context(), protocol.StreamJobs)
 		if err != nil {
 			return false
@@ -562,7 +469,7 @@ func TestTwoDaemonsTwentyJobsOneFinalRecordEach(t *testing.T) {
 func waitInstance(t *testing.T, cl *incus.Client, key string) incus.Instance {
 	t.Helper()
 	var got incus.Instance
-	waitFor(t, "the job's instance", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "the job's instance", 2*time.Minute, func() bool {
 		if in := instancesOf(t, cl, key); len(in) > 0 {
 			got = in[0]
 			return true
@@ -596,7 +503,7 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	<-victim.done
 	// Reported, not asserted: how long until the job's command runs again
 	// (an instance of another run of the job is up on the survivor).
-	waitFor(t, "the job to run again", 3*time.Minute, func() bool {
+	itest.WaitFor(t, "the job to run again", 3*time.Minute, func() bool {
 		for _, in := range instancesOf(t, cl, id) {
 			if in.Config[executor.ConfigRunID] != firstRun && in.Status == "Running" {
 				return true
@@ -622,7 +529,7 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	if !ranOnSurvivor {
 		t.Errorf("the final run %s did not run on %s", res.RunID, survivor.name)
 	}
-	waitFor(t, "the killed daemon's instance "+first.Name+" to be reaped", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "the killed daemon's instance "+first.Name+" to be reaped", 2*time.Minute, func() bool {
 		for _, in := range instancesOf(t, cl, id) {
 			if in.Name == first.Name {
 				return false
@@ -739,7 +646,7 @@ func TestCancelRunningJob(t *testing.T) {
 	}
 	// The executor deletes it; if Incus refused (a create still running),
 	// the reaper does.
-	waitFor(t, "instance "+inst.Name+" to be deleted", time.Minute, func() bool {
+	itest.WaitFor(t, "instance "+inst.Name+" to be deleted", time.Minute, func() bool {
 		for _, in := range instancesOf(t, cl, id) {
 			if in.Name == inst.Name {
 				return false
@@ -834,3 +741,6 @@ func TestTwoFleetsOnOneIncusProjectLeaveEachOtherAlone(t *testing.T) {
 		checkNoInstances(t, cl, f.keys...)
 	}
 }
+
+// startNATS runs the test binary nats-server (itest.StartNATS).
+func startNATS(t *testing.T) string { return itest.StartNATS(t, natsBin) }

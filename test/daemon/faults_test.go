@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/executor"
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -35,7 +36,7 @@ type natsProc struct {
 	url   string
 	store string
 	cmd   *exec.Cmd
-	log   *syncBuffer
+	log   *itest.SyncBuffer
 	done  chan struct{}
 }
 
@@ -43,8 +44,8 @@ type natsProc struct {
 // keeps what it needs to kill it and start it again.
 func startKillableNATS(t *testing.T) *natsProc {
 	t.Helper()
-	port := freePort(t)
-	n := &natsProc{t: t, store: t.TempDir(), log: &syncBuffer{}}
+	port := itest.FreePort(t)
+	n := &natsProc{t: t, store: t.TempDir(), log: &itest.SyncBuffer{}}
 	n.args = []string{"-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", n.store}
 	n.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	n.start()
@@ -54,7 +55,7 @@ func startKillableNATS(t *testing.T) *natsProc {
 			<-n.done
 		}
 		if t.Failed() {
-			t.Logf("nats-server log:\n%s", tail(n.log.String(), 40))
+			t.Logf("nats-server log:\n%s", itest.Tail(n.log.String(), 40))
 		}
 	})
 	return n
@@ -73,10 +74,10 @@ func (n *natsProc) start() {
 	}
 	cmd, done := n.cmd, n.done
 	go func() { _ = cmd.Wait(); close(done) }()
-	waitFor(t, "nats-server on "+n.url, 30*time.Second, func() bool {
+	itest.WaitFor(t, "nats-server on "+n.url, 30*time.Second, func() bool {
 		select {
 		case <-done:
-			t.Fatalf("nats-server exited at start (%v):\n%s", cmd.ProcessState, tail(n.log.String(), 40))
+			t.Fatalf("nats-server exited at start (%v):\n%s", cmd.ProcessState, itest.Tail(n.log.String(), 40))
 		default:
 		}
 		nc, err := nats.Connect(n.url)
@@ -141,21 +142,6 @@ func checkFaultEnd(t *testing.T, o *orchestrator, results map[string]model.RunRe
 	return runs
 }
 
-// logLinesWith counts the lines of a daemon's log that contain every part.
-func logLinesWith(d *daemon, parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(d.log.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
-}
-
 // TestNATSKill9MidJobQueuedJobsSurviveAndTheResultLands kills the NATS
 // server (kill -9: no flush, no goodbye) while a job runs and three more
 // wait in the queue, and starts it again 3 s later on the same port and
@@ -194,7 +180,7 @@ func natsKillMidJob(t *testing.T, sleep int, down time.Duration) {
 		o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	}
 	// Mid-job: the guest runner has started the command.
-	waitFor(t, "the running job's command to start", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "the running job's command to start", 2*time.Minute, func() bool {
 		b, _ := os.ReadFile(filepath.Join(jobDir(d.stateRoot, firstRun, "job"), "host.log"))
 		return bytes.Contains(b, []byte("[runner:stdout] start"))
 	})
@@ -212,15 +198,15 @@ func natsKillMidJob(t *testing.T, sleep int, down time.Duration) {
 	srv.start()
 	restarted := time.Now()
 	var after uint64
-	waitFor(t, "the work stream after the restart", time.Minute, func() bool {
+	itest.WaitFor(t, "the work stream after the restart", time.Minute, func() bool {
 		after, err = o.workStreamMsgs(t)
 		return err == nil
 	})
 	if after < 3 || after > 4 {
 		t.Errorf("%d messages in the work stream after the restart, want the 3 queued ones (and the running one unless it is settled)", after)
 	}
-	waitFor(t, "the daemon to reconnect", time.Minute, func() bool {
-		return logLinesWith(d, "nats reconnected") > 0
+	itest.WaitFor(t, "the daemon to reconnect", time.Minute, func() bool {
+		return itest.LinesWith(d.log.String(), "nats reconnected") > 0
 	})
 	reconnected := time.Now()
 
@@ -246,10 +232,10 @@ func natsKillMidJob(t *testing.T, sleep int, down time.Duration) {
 		"daemon warnings: %d pull failed, %d in progress, %d refresh claim, %d store the final record",
 		restarted.Sub(killed).Seconds(), ended, reconnected.Sub(restarted).Seconds(), runningDone.Sub(restarted).Seconds(),
 		len(keys), done.Sub(restarted).Seconds(), attempts, len(keys), len(runs[running]), results[running].RunID, firstRun,
-		logLinesWith(d, "pull failed"), logLinesWith(d, `"in progress"`), logLinesWith(d, "refresh claim"),
-		logLinesWith(d, "store the final record"))
+		itest.LinesWith(d.log.String(), "pull failed"), itest.LinesWith(d.log.String(), `"in progress"`), itest.LinesWith(d.log.String(), "refresh claim"),
+		itest.LinesWith(d.log.String(), "store the final record"))
 	checkNoInstances(t, cl, keys...)
-	if logLinesWith(d, "nats disconnected") == 0 {
+	if itest.LinesWith(d.log.String(), "nats disconnected") == 0 {
 		t.Errorf("the daemon did not log the disconnection")
 	}
 	select {
@@ -322,7 +308,7 @@ func TestFullStateRootLeavesTheFleetServing(t *testing.T) {
 	if n := kvHistory(t, o.results, id); n != 1 {
 		t.Errorf("%d values of %s in %s, want 1", n, id, protocol.BucketResults)
 	}
-	fullAttempts := logLinesWith(bad, "job settled", id)
+	fullAttempts := itest.LinesWith(bad.log.String(), "job settled", id)
 	t.Logf("the job on the full daemon: %d deliveries, final %q", fullAttempts, deref(res.Message))
 
 	good := startDaemon(t, url, "daemon-ok", cat, 1, flags...)
@@ -343,7 +329,7 @@ func TestFullStateRootLeavesTheFleetServing(t *testing.T) {
 		if n := kvHistory(t, o.results, k); n != 1 {
 			t.Errorf("job %s: %d values in %s, want exactly 1", k, n, protocol.BucketResults)
 		}
-		onFull := logLinesWith(bad, "job settled", k)
+		onFull := itest.LinesWith(bad.log.String(), "job settled", k)
 		perDaemon["daemon-full"] += onFull
 		perDaemon["daemon-ok"] += len(runs[k])
 		if res.Status != model.StatusPassed {

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/executor/incus"
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -234,7 +235,7 @@ func kvHistory(t *testing.T, kv jetstream.KeyValue, key string) int {
 // waitKeyGone polls until key is absent from kv (deleted, purged or aged out).
 func waitKeyGone(t *testing.T, kv jetstream.KeyValue, key string, bound time.Duration) {
 	t.Helper()
-	waitFor(t, kv.Bucket()+" "+key+" to be gone", bound, func() bool {
+	itest.WaitFor(t, kv.Bucket()+" "+key+" to be gone", bound, func() bool {
 		_, err := kv.Get(t.Context(), key)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {
 			t.Fatal(err)
@@ -593,7 +594,7 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	// The daemon's default warm pool (one instance per worker), full before
 	// the job comes: the output streams from a runner started ahead.
 	d := startDaemon(t, url, "daemon-a", cat, 1, "--warm", "-1")
-	waitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
 		for _, in := range poolInstances(t, cl, "daemon-a") {
 			if in.Status == "Running" {
 				return true
@@ -679,7 +680,7 @@ func checkLogsStreamWithinCap(t *testing.T, o *orchestrator, id, runID string) {
 		}
 	}
 	if !bytes.Contains(all, []byte("not repeated in host.log")) {
-		t.Errorf("the job's %s of logs on NATS do not say they were cut; they end %q", mib(int64(len(all))), tail(string(all), 3))
+		t.Errorf("the job's %s of logs on NATS do not say they were cut; they end %q", mib(int64(len(all))), itest.Tail(string(all), 3))
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -165,7 +166,7 @@ func checkContains(t *testing.T, what, text string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(text, w) {
-			t.Errorf("%s does not contain %q:\n%s", what, w, tail(text, 40))
+			t.Errorf("%s does not contain %q:\n%s", what, w, itest.Tail(text, 40))
 		}
 	}
 }
@@ -294,7 +295,7 @@ func TestHostJobsWithFlag(t *testing.T) {
 		}
 	}
 	passLog := readText(t, filepath.Join(dir, "host.log"))
-	t.Logf("host-pass host.log:\n%s", tail(passLog, 20))
+	t.Logf("host-pass host.log:\n%s", itest.Tail(passLog, 20))
 	checkContains(t, "host-pass host.log", passLog, strings.TrimSpace(hello), "host-local ok")
 	if fi, err := os.Stat(cacheDir); err != nil || !fi.IsDir() {
 		t.Errorf("host-local cache %s: %v, want a directory", cacheDir, err)
@@ -376,11 +377,11 @@ func TestStagedThroughDaemon(t *testing.T) {
 		checkContains(t, tc.target+" "+tc.stagedJob+" guest.log", guestLog, strings.TrimSpace(hello), "staged wrapper passed")
 		hostLog := readText(t, filepath.Join(sdir, "host.log"))
 		t.Logf("%s: prepare nodes %q\n%s guest.log:\n%s\n%s host.log (prepare lines):\n%s", tc.target, nodes,
-			tc.stagedJob, tail(guestLog, 12), tc.stagedJob, grepLines(hostLog, "staged Linux Rust output"))
+			tc.stagedJob, itest.Tail(guestLog, 12), tc.stagedJob, grepLines(hostLog, "staged Linux Rust output"))
 		if tc.reused {
 			checkContains(t, tc.target+" "+tc.stagedJob+" host.log", hostLog, reused(depsOutput), reused(buildOutput))
 		} else if strings.Contains(hostLog, "was already in the Nix store") {
-			t.Errorf("%s: the first run on a new source found its outputs in the Nix store:\n%s", tc.target, tail(hostLog, 40))
+			t.Errorf("%s: the first run on a new source found its outputs in the Nix store:\n%s", tc.target, itest.Tail(hostLog, 40))
 		}
 		if tc.hostJob != "" {
 			checkJob(t, id, jobOf(t, id, res, tc.hostJob), model.StatusPassed, "host-local command passed", i32(0))

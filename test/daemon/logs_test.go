@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -49,7 +50,7 @@ func TestLiveLogsOnNATS(t *testing.T) {
 	if res.Status != model.StatusPassed {
 		t.Fatalf("job %s: %s %q", id, res.Status, deref(res.Message))
 	}
-	waitFor(t, "the last line on NATS", 30*time.Second, func() bool {
+	itest.WaitFor(t, "the last line on NATS", 30*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return strings.Contains(string(got), "[runner:stdout] last-line\n")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -62,7 +63,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	require(t)
 	ns := startKillableNATS(t)
 	cat := writeCatalogWith(t, catalogJob{Target: "lane-pass", Command: "echo ok"}, catalogJob{Target: "lane-fail", Command: "echo failing; exit 3"})
-	base := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	base := fmt.Sprintf("http://127.0.0.1:%d", itest.FreePort(t))
 	startDaemon(t, ns.url, "daemon-metrics", cat, 1, "--http-listen", strings.TrimPrefix(base, "http://"))
 	if code, body := readyz(base); code != 200 {
 		t.Fatalf("/readyz = %d %q, want 200", code, body)
@@ -78,7 +79,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	var m map[string]float64
 	// The settlement is counted right after the result is stored.
-	waitFor(t, "both settlements in /metrics", 30*time.Second, func() bool {
+	itest.WaitFor(t, "both settlements in /metrics", 30*time.Second, func() bool {
 		m = scrapeMetrics(t, base)
 		return m[`jerichoci_deliveries_total{outcome="ack"}`] == 2
 	})
@@ -105,7 +106,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 
 	ns.kill9()
-	waitFor(t, "/readyz to turn 503 with NATS down", time.Minute, func() bool {
+	itest.WaitFor(t, "/readyz to turn 503 with NATS down", time.Minute, func() bool {
 		code, body := readyz(base)
 		return code == 503 && strings.Contains(body, "nats:")
 	})
@@ -118,7 +119,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 		t.Errorf("/healthz with NATS down: %v %v", resp, err)
 	}
 	ns.start()
-	waitFor(t, "/readyz to turn 200 with NATS back", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "/readyz to turn 200 with NATS back", 2*time.Minute, func() bool {
 		code, _ := readyz(base)
 		return code == 200
 	})

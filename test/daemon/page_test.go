@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -138,7 +139,7 @@ func TestStatusPage(t *testing.T) {
 		"first":  `i=1; while [ $i -le 8 ]; do echo "first-line-$i"; i=$((i+1)); sleep 0.3; done`,
 		"second": `i=1; while [ $i -le 8 ]; do echo "second-line-$i"; i=$((i+1)); sleep 0.3; done`,
 	}, "first", "second")
-	port := freePort(t)
+	port := itest.FreePort(t)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	d := startDaemon(t, url, "daemon-page", cat, 2, "--http-listen", fmt.Sprintf("127.0.0.1:%d", port))
 	o := newOrchestrator(t, url)
@@ -211,7 +212,7 @@ func TestStatusPage(t *testing.T) {
 	id := uuid.NewString()
 	o.publish(t, protocol.JobSubject("page-live"), o.spec(id, "page-live"), id)
 	var runID string
-	waitFor(t, "the live job's first lines", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "the live job's first lines", 2*time.Minute, func() bool {
 		c := o.claim(t, id)
 		if c == nil || c.RunID == "" {
 			return false
@@ -234,7 +235,7 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("the first load has %q already", want)
 	}
 	var grown string
-	waitFor(t, "the page to show "+strings.TrimSpace(want), 30*time.Second, func() bool {
+	itest.WaitFor(t, "the page to show "+strings.TrimSpace(want), 30*time.Second, func() bool {
 		grown = within(t, ctx, 10*time.Second, "read the log", chromedp.TextContent(chromedp.CSS("#log-0")))
 		return strings.Contains(grown, want)
 	})
@@ -242,7 +243,7 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("the log did not grow from what the page showed first:\nfirst:\n%s\nthen:\n%s", first, grown)
 	}
 	shots.take(ctx, "run-live")
-	waitFor(t, "the page to say the job finished", time.Minute, func() bool {
+	itest.WaitFor(t, "the page to say the job finished", time.Minute, func() bool {
 		note := within(t, ctx, 10*time.Second, "read the note", chromedp.TextContent(chromedp.CSS("#live-0")))
 		return strings.HasPrefix(note, "finished: passed")
 	})
@@ -251,7 +252,7 @@ func TestStatusPage(t *testing.T) {
 	if strings.Join(row, "|") != "passed|0|test passed" {
 		t.Errorf("the job's row after its end: %q, want passed, exit 0, test passed", row)
 	}
-	waitFor(t, "the run's badge to say passed", time.Minute, func() bool {
+	itest.WaitFor(t, "the run's badge to say passed", time.Minute, func() bool {
 		return within(t, ctx, 10*time.Second, "read the run's badge", chromedp.TextContent(chromedp.CSS("#run-status"))) == "passed"
 	})
 	final := within(t, ctx, 10*time.Second, "read the log", chromedp.TextContent(chromedp.CSS("#log-0")))
@@ -262,7 +263,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	// The page followed NATS, never the file (the fallback says so).
 	if strings.Contains(d.log.String(), "tails host.log instead of NATS") {
-		t.Errorf("the live log stream fell back to host.log:\n%s", tail(d.log.String(), 20))
+		t.Errorf("the live log stream fell back to host.log:\n%s", itest.Tail(d.log.String(), 20))
 	}
 	marker := within(t, ctx, 10*time.Second, "read the marker", chromedp.Evaluate[string](`window.jerichociMarker || ""`))
 	if marker != "no reload" {
@@ -277,7 +278,7 @@ func TestStatusPage(t *testing.T) {
 	// goes on to the second job's log by itself.
 	two := uuid.NewString()
 	o.publish(t, protocol.JobSubject("page-two"), o.spec(two, "page-two"), two)
-	waitFor(t, "the two-job lane's first lines", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "the two-job lane's first lines", 2*time.Minute, func() bool {
 		c := o.claim(t, two)
 		if c == nil || c.RunID == "" {
 			return false
@@ -291,7 +292,7 @@ func TestStatusPage(t *testing.T) {
 	if n := within(t, ctx, 10*time.Second, "count the jobs", chromedp.Evaluate[int](`document.querySelectorAll("section.job").length`)); n != 1 {
 		t.Fatalf("the page opened with %d jobs, want the first only", n)
 	}
-	waitFor(t, "the page to show the second job's whole log and the run passed", time.Minute, func() bool {
+	itest.WaitFor(t, "the page to show the second job's whole log and the run passed", time.Minute, func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		// Not within: the page may be reloading.

@@ -13,6 +13,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -44,7 +45,7 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 	name := fmt.Sprintf("daemon-pool-%d", os.Getpid())
 	d := startDaemon(t, url, name, writeCatalog(t), 1, "--warm", "1")
 	var ready incus.Instance
-	waitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
 		for _, in := range poolInstances(t, cl, name) {
 			if in.Status == "Running" {
 				ready = in
@@ -76,7 +77,7 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 		}
 		checkNoInstances(t, cl, id)
 		// The pool makes a new one after each take.
-		waitFor(t, "the pool to refill", 2*time.Minute, func() bool {
+		itest.WaitFor(t, "the pool to refill", 2*time.Minute, func() bool {
 			for _, in := range poolInstances(t, cl, name) {
 				if in.Status == "Running" && in.Name != ready.Name {
 					return true

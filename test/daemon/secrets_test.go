@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -64,7 +65,7 @@ func TestSecretEnvMaskedEverywhere(t *testing.T) {
 			if r := res[refused]; r.Status != model.StatusFailed || len(r.Jobs) != 1 || deref(r.Jobs[0].Message) != wantRefused {
 				t.Errorf("job %s naming a variable the worker does not pass: %s %+v", refused, r.Status, r.Jobs)
 			}
-			waitFor(t, "the masked lines on NATS", 30*time.Second, func() bool {
+			itest.WaitFor(t, "the masked lines on NATS", 30*time.Second, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return bytes.Contains(live, []byte("[runner:stdout] tok=[MASKED]\n")) &&

@@ -31,6 +31,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -287,7 +288,7 @@ func TestEmbeddedNATSRequiresAuthentication(t *testing.T) {
 	if err := os.WriteFile(cat, []byte(testCatalog), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, c := startEmbeddedDaemon(t, "daemon-e", cat, stateRoot, freePort(t))
+	_, c := startEmbeddedDaemon(t, "daemon-e", cat, stateRoot, itest.FreePort(t))
 
 	if nc, err := nats.Connect(c.URL, nats.Timeout(5*time.Second), nats.NoReconnect()); err == nil {
 		nc.Close()
@@ -302,7 +303,7 @@ func TestEmbeddedNATSRequiresAuthentication(t *testing.T) {
 	// enqueue with no NATS flags finds the server and its password through
 	// the default state root ./.pikaci.
 	cmd := exec.Command(jciBin, "enqueue", "demo-pass", "--wait", "--timeout", "4m")
-	cmd.Dir, cmd.Env = parent, cleanEnv()
+	cmd.Dir, cmd.Env = parent, itest.CleanEnv()
 	code, out := exitCode(t, cmd)
 	if code != 0 {
 		t.Fatalf("enqueue --wait against the embedded server exited %d:\n%s", code, out)
@@ -321,11 +322,11 @@ func TestEmbeddedNATSRequiresAuthentication(t *testing.T) {
 func TestServeRefusesNonLoopbackNATSListenWithoutTLS(t *testing.T) {
 	requireBinaries(t)
 	cat := writeCatalog(t)
-	port := freePort(t)
+	port := itest.FreePort(t)
 	cmd := exec.Command(jciBin, "serve", "--state-root", t.TempDir(), "--catalog", cat,
 		"--nats-listen", fmt.Sprintf("0.0.0.0:%d", port))
-	cmd.Env = cleanEnv()
-	var out syncBuffer
+	cmd.Env = itest.CleanEnv()
+	var out itest.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -337,7 +338,7 @@ func TestServeRefusesNonLoopbackNATSListenWithoutTLS(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		t.Fatalf("serve --nats-listen 0.0.0.0:%d kept running; want exit 2:\n%s", port, tail(out.String(), 30))
+		t.Fatalf("serve --nats-listen 0.0.0.0:%d kept running; want exit 2:\n%s", port, itest.Tail(out.String(), 30))
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 2 {
 		t.Errorf("serve --nats-listen 0.0.0.0:%d exited %d, want 2:\n%s", port, code, out.String())
@@ -350,7 +351,7 @@ func TestServeRefusesNonLoopbackNATSListenWithoutTLS(t *testing.T) {
 func TestGuestCannotReachNATSOrIncus(t *testing.T) {
 	cl := require(t)
 	parent := t.TempDir()
-	port := freePort(t)
+	port := itest.FreePort(t)
 	// The probe never spells the marker word, so a log that quotes the
 	// command cannot contain it. The runner image does not configure its
 	// network: a root job can, so the probe gives eth0 an address on the
@@ -519,7 +520,7 @@ func TestCancelRefusesAJobIDThatIsNotALowercaseUUID(t *testing.T) {
 	requireBinaries(t)
 	// Nothing listens there: the id must be refused before any connection.
 	cmd := exec.Command(jciBin, "cancel", "not-a-uuid")
-	cmd.Env = append(cleanEnv(), fmt.Sprintf("JERICHOCI_NATS_URL=nats://127.0.0.1:%d", freePort(t)))
+	cmd.Env = append(itest.CleanEnv(), fmt.Sprintf("JERICHOCI_NATS_URL=nats://127.0.0.1:%d", itest.FreePort(t)))
 	code, out := exitCode(t, cmd)
 	if code != 2 {
 		t.Errorf("cancel not-a-uuid exited %d, want 2:\n%s", code, out)
@@ -539,7 +540,7 @@ func TestCancelOfAnUnseenJobExpires(t *testing.T) {
 
 	id := uuid.NewString()
 	cmd := exec.Command(jciBin, "cancel", id)
-	cmd.Env = append(cleanEnv(), "JERICHOCI_NATS_URL="+url)
+	cmd.Env = append(itest.CleanEnv(), "JERICHOCI_NATS_URL="+url)
 	code, out := exitCode(t, cmd)
 	if code != 0 {
 		t.Errorf("cancel of an unseen job exited %d, want 0:\n%s", code, out)
@@ -571,7 +572,7 @@ func TestKeepRunsPrunesOldRunDirectories(t *testing.T) {
 	}
 	o.streamEmpty(t)
 	var left map[string][]diskRun
-	waitFor(t, "the daemon to keep only the 2 newest run directories", 30*time.Second, func() bool {
+	itest.WaitFor(t, "the daemon to keep only the 2 newest run directories", 30*time.Second, func() bool {
 		left = diskRuns(t, d)
 		dirs, _ := filepath.Glob(filepath.Join(d.stateRoot, "runs", "*"))
 		return len(dirs) == 2

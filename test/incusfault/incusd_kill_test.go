@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/executor"
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 )
 
@@ -171,7 +172,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 
 	// Mid-job: the guest runner has started the command.
 	var first instance
-	waitFor(t, "the slow job's command to run", 3*time.Minute, func() bool {
+	itest.WaitFor(t, "the slow job's command to run", 3*time.Minute, func() bool {
 		all, err := api.instances(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -201,7 +202,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 		t.Fatalf("kill -9 incusd (pid %d): %v", pid, err)
 	}
 	killed := time.Now()
-	waitFor(t, "incusd to die", 30*time.Second, func() bool { return processGone(pid) })
+	itest.WaitFor(t, "incusd to die", 30*time.Second, func() bool { return processGone(pid) })
 	if api.up(t.Context()) {
 		t.Fatal("incusd still answers after kill -9 of its process")
 	}
@@ -220,7 +221,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 
 	// The job runs again: an instance of another run of it is up.
 	var againAt time.Time
-	waitFor(t, "the slow job to run again", 4*time.Minute, func() bool {
+	itest.WaitFor(t, "the slow job to run again", 4*time.Minute, func() bool {
 		if o.result(t, slow) != nil {
 			return true
 		}
@@ -237,7 +238,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 		return false
 	})
 	results := map[string]model.RunRecord{}
-	waitFor(t, "the final records of both jobs", 5*time.Minute, func() bool {
+	itest.WaitFor(t, "the final records of both jobs", 5*time.Minute, func() bool {
 		for _, k := range keys {
 			if r := o.result(t, k); r != nil {
 				results[k] = *r
@@ -295,7 +296,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 	// Nothing leaks: the cut attempt's instance outlived incusd (its
 	// container kept running) and must be reaped.
 	var left []string
-	waitFor(t, "no instance of the jobs left", 2*time.Minute, func() bool {
+	itest.WaitFor(t, "no instance of the jobs left", 2*time.Minute, func() bool {
 		all, err := api.instances(t.Context())
 		if err != nil {
 			return false
@@ -332,7 +333,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 		"slow job attempts (start relative to the kill) %v, queued job attempts %v; reaper deletions %d, daemon warnings: %d orphan reaper, %d pull failed",
 		pid, lockWaited.Round(time.Second), quietWait.Round(time.Second), upTook.Seconds(), back.Sub(killed).Seconds(),
 		again, finalAt.Sub(killed).Seconds(), clean.Sub(killed).Seconds(), attempts[slow], attempts[queued],
-		logLinesWith(d, "reaped orphan instance"), logLinesWith(d, "orphan reaper"), logLinesWith(d, "pull failed"))
+		itest.LinesWith(d.log.String(), "reaped orphan instance"), itest.LinesWith(d.log.String(), "orphan reaper"), itest.LinesWith(d.log.String(), "pull failed"))
 	if cut != nil {
 		t.Logf("the cut attempt's message: %s", deref(cut.rec.Message))
 	}

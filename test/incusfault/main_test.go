@@ -17,7 +17,6 @@
 package incusfault
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,7 +28,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,6 +36,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/executor"
+	"jerichoci/internal/itest"
 	"jerichoci/internal/testlock"
 	"jerichoci/model"
 	"jerichoci/run"
@@ -85,10 +84,10 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	jciBin = filepath.Join(tmp, "jerichoci")
 	natsBin = filepath.Join(root, "bin", "nats-server")
-	if out, err := goBuild(jciBin, "./cmd/jerichoci"); err != nil {
+	if out, err := itest.GoBuild(root, jciBin, "./cmd/jerichoci"); err != nil {
 		setupError = fmt.Errorf("build jerichoci: %v\n%s", err, out)
 	} else if _, err := os.Stat(natsBin); err != nil {
-		if out, err := goBuild(natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
+		if out, err := itest.GoBuild(root, natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
 			setupError = fmt.Errorf("build bin/nats-server: %v\n%s", err, out)
 		}
 	}
@@ -112,12 +111,6 @@ func lockWait() time.Duration {
 		return timeout - 6*time.Minute
 	}
 	return timeout / 2
-}
-
-func goBuild(out, pkg string) ([]byte, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	return cmd.CombinedOutput()
 }
 
 // unavailable skips the test, or fails it in CI.
@@ -234,62 +227,11 @@ func requireIncusd(t *testing.T) incusAPI {
 	return api
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startNATS runs a separate nats-server process with JetStream.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	port := freePort(t)
-	cmd := exec.Command(natsBin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
-	var logb syncBuffer
-	cmd.Stdout, cmd.Stderr = &logb, &logb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	for i := 0; i < 100; i++ {
-		if nc, err := nats.Connect(url); err == nil {
-			nc.Close()
-			return url
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nats-server did not come up on %s:\n%s", url, logb.String())
-	return ""
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type daemon struct {
 	name      string
 	stateRoot string
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *itest.SyncBuffer
 	done      chan struct{}
 }
 
@@ -322,13 +264,13 @@ func writeCatalog(t *testing.T, commands map[string]string) string {
 // (extra flags win) and waits until it pulls.
 func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, stateRoot: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, stateRoot: t.TempDir(), log: &itest.SyncBuffer{}, done: make(chan struct{})}
 	args := []string{"serve", "--catalog", catalog, "--state-root", d.stateRoot,
 		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
 		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info",
 		"--host-path-root", os.TempDir(), "--warm", "0", "--http-listen", ""}
 	d.cmd = exec.Command(jciBin, append(args, extra...)...)
-	d.cmd.Env = append(cleanEnv(), "JERICHOCI_OWNER="+name, "JERICHOCI_NATS_URL="+url)
+	d.cmd.Env = append(itest.CleanEnv(), "JERICHOCI_OWNER="+name, "JERICHOCI_NATS_URL="+url)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -343,65 +285,18 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", name, tail(d.log.String(), 80))
+			t.Logf("daemon %s log:\n%s", name, itest.Tail(d.log.String(), 80))
 		}
 	})
-	waitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
+	itest.WaitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
 		select {
 		case <-d.done:
-			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, tail(d.log.String(), 60))
+			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, itest.Tail(d.log.String(), 60))
 		default:
 		}
 		return strings.Contains(d.log.String(), "workers on nats://")
 	})
 	return d
-}
-
-// cleanEnv is the environment without JERICHOCI_NATS_* and PIKACI_STATE_ROOT.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "JERICHOCI_NATS_") || strings.HasPrefix(kv, "PIKACI_STATE_ROOT=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// waitFor polls cond until it holds or the bound passes.
-func waitFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting %s for %s", bound, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// logLinesWith counts the lines of a daemon's log that contain every part.
-func logLinesWith(d *daemon, parts ...string) int {
-	n := 0
-	for _, l := range strings.Split(d.log.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(l, p)
-		}
-		if all {
-			n++
-		}
-	}
-	return n
 }
 
 // orchestrator publishes specs and reads results, as any NATS client does.
@@ -476,7 +371,7 @@ func (o *orchestrator) resultValues(t *testing.T, key string) int {
 // streamEmpty waits until the work stream holds no message.
 func (o *orchestrator) streamEmpty(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the work stream to empty", 60*time.Second, func() bool {
+	itest.WaitFor(t, "the work stream to empty", 60*time.Second, func() bool {
 		s, err := o.js.Stream(t.Context(), protocol.StreamJobs)
 		if err != nil {
 			return false
@@ -521,3 +416,6 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// startNATS runs the test binary nats-server (itest.StartNATS).
+func startNATS(t *testing.T) string { return itest.StartNATS(t, natsBin) }
