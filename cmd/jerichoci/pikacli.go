@@ -410,7 +410,7 @@ type stagedTargetInfo struct {
 func runStagedLinuxTargetInfo(_ context.Context, c *cli, args []string) int {
 	fs := c.flagSet("staged-linux-target-info", stagedTargetInfoUsage)
 	asJSON := fs.Bool("json", false, "print the target's staged Linux settings as JSON")
-	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	catalog := fs.String("catalog", "", catalogFlagHelp)
 	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code

@@ -36,7 +36,7 @@ func runRerun(ctx context.Context, c *cli, args []string) int {
 	fs := c.flagSet("rerun", rerunUsage)
 	cfg.flags(fs)
 	output := fs.String("output", "text", runOutputHelp)
-	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	catalog := fs.String("catalog", "", catalogFlagHelp)
 	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code

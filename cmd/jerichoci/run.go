@@ -44,7 +44,7 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	cfg.flags(fs)
 	source := fs.String("source", ".", "source tree `DIR` to snapshot into the guest")
 	output := fs.String("output", "text", runOutputHelp)
-	catalog := fs.String("catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	catalog := fs.String("catalog", "", catalogFlagHelp)
 	name, code, done := c.parseLaneArgs(fs, args, output, runOutputs...)
 	if done {
 		return code

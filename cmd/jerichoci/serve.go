@@ -163,7 +163,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 func (c *serveConfig) flags(fs *flag.FlagSet) {
 	c.exec.flags(fs)
 	c.nats.flags(fs, true)
-	fs.StringVar(&c.catalog, "catalog", c.catalog, "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	fs.StringVar(&c.catalog, "catalog", c.catalog, catalogFlagHelp)
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")

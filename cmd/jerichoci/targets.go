@@ -16,6 +16,9 @@ import (
 // envCatalog names a project catalog file; --catalog wins over it.
 const envCatalog = "JERICHOCI_CATALOG"
 
+// catalogFlagHelp is the help of every command's --catalog flag.
+const catalogFlagHelp = "project catalog `FILE` merged over the built-in catalog (default $" + envCatalog + " or ./" + targets.DefaultFile + ")"
+
 const catalogHelp = `The catalog is the built-in one (the original pikaci's targets and lanes)
 with a project catalog file merged over it: --catalog FILE, else $` + envCatalog + `,
 else ./` + targets.DefaultFile + ` when it exists. docs/CATALOG.md describes it.`
@@ -105,7 +108,7 @@ type catalogFlags struct {
 }
 
 func (f *catalogFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.catalog, "catalog", "", "project catalog `FILE` merged over the built-in catalog (default $"+envCatalog+" or ./"+targets.DefaultFile+")")
+	fs.StringVar(&f.catalog, "catalog", "", catalogFlagHelp)
 	fs.BoolVar(&f.json, "json", false, "print JSON")
 }
 
