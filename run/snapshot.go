@@ -73,6 +73,9 @@ type SnapshotOptions struct {
 	GitHead   *string
 	GitDirty  *bool
 	CreatedAt time.Time
+	// SourceRoot is the source root the metadata records; "" records the
+	// tree copied (a rerun copies an earlier snapshot of another root).
+	SourceRoot string
 }
 
 // CopySnapshot copies the source tree src into dst (which must not exist),
@@ -121,7 +124,11 @@ func CopySnapshot(ctx context.Context, src, dst string, opt SnapshotOptions) (mo
 		return model.SnapshotMetadata{}, err
 	}
 	sum := hex.EncodeToString(w.h.Sum(nil))
-	meta := model.SnapshotMetadata{SourceRoot: src, SnapshotDir: dst, GitHead: opt.GitHead, GitDirty: opt.GitDirty,
+	recorded := src
+	if opt.SourceRoot != "" {
+		recorded = opt.SourceRoot
+	}
+	meta := model.SnapshotMetadata{SourceRoot: recorded, SnapshotDir: dst, GitHead: opt.GitHead, GitDirty: opt.GitDirty,
 		CreatedAt: model.At(opt.CreatedAt), ContentHash: &sum}
 	b, err := model.EncodeFile(meta)
 	if err != nil {

@@ -76,15 +76,11 @@ func runRerun(ctx context.Context, c *cli, args []string) int {
 	}
 	return c.runLocal(ctx, lr, plan, func(r *run.Runner) {
 		// The new snapshot is a copy of the earlier run's, not of the
-		// source tree as it is now.
+		// source tree as it is now; it records the run's source root.
 		copySnap := r.Snapshot
-		if copySnap == nil {
-			copySnap = run.CopySnapshot
-		}
 		r.Snapshot = func(ctx context.Context, src, dst string, o run.SnapshotOptions) (model.SnapshotMetadata, error) {
-			md, err := copySnap(ctx, snapshot, dst, o)
-			md.SourceRoot = src
-			return md, err
+			o.SourceRoot = src
+			return copySnap(ctx, snapshot, dst, o)
 		}
 	})
 }

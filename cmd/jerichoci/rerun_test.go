@@ -156,6 +156,11 @@ func TestRerunRunsTheEarlierSnapshot(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(r.SnapshotDir, "README.md")); string(got) != "# the source then\n" || r.SnapshotDir == snap {
 		t.Errorf("snapshot %s holds %q, want a copy of the earlier run's", r.SnapshotDir, got)
 	}
+	// Its metadata names the run's source root, not the snapshot copied.
+	var md model.SnapshotMetadata
+	if b, err := os.ReadFile(filepath.Join(r.SnapshotDir, model.SnapshotMetadataFile)); err != nil || json.Unmarshal(b, &md) != nil || md.SourceRoot != src {
+		t.Errorf("snapshot metadata source root = %q (%v), want %s", md.SourceRoot, err, src)
+	}
 	if onDisk, _ := os.ReadFile(filepath.Join(state, "runs", r.RunID, "run.json")); string(onDisk) != out {
 		t.Error("--output json differs from run.json")
 	}
