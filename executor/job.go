@@ -33,8 +33,6 @@ type Job struct {
 	// it must be safe for use from several goroutines.
 	HostLog io.Writer
 
-	// TargetID is the run's target, "" for none.
-	TargetID string
 	// StagedPayloads are the prepared outputs a staged job's guest sees,
 	// deps first: each is the job's staged-linux-rust/<role> symlink to a
 	// realized Nix store path, whose share/pikaci/payload-manifest.json

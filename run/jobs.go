@@ -315,7 +315,7 @@ func (st *runState) executorJob(js *jobState, snapshot string) executor.Job {
 	return executor.Job{
 		RunID: st.rec.RunID, ID: js.plan.ID, Description: js.plan.Description, TimeoutSecs: js.plan.TimeoutSecs,
 		Command: js.plan.Command, Runtime: js.plan.Runtime, Writable: js.plan.Writable, Image: js.image,
-		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog, TargetID: deref(st.rec.TargetID),
+		SnapshotDir: snapshot, JobDir: js.dir, HostLog: js.hostLog,
 		StagedPayloads: js.payloads, HostCacheScope: st.hostScope,
 	}
 }
