@@ -367,7 +367,7 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 		{Name: model.SnapshotDeviceName(ws, GuestSnapshotPath), Source: ws, Path: GuestSnapshotPath, ReadOnly: true},
 		{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
 	}
-	cctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout+time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, readyTimeout(cfg)+time.Minute)
 	defer cancel()
 	w := &warmInstance{name: name, fingerprint: fp}
 	if err := p.Backend.CreateInstance(cctx, spec); err != nil {

@@ -596,11 +596,7 @@ func (j *jobRun) waitReady(ctx context.Context) error {
 
 // waitReady polls `true` in instance name until it answers.
 func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
-	timeout := cfg.ReadyTimeout
-	if timeout <= 0 {
-		timeout = 120 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(readyTimeout(cfg))
 	delay := 20 * time.Millisecond
 	for {
 		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
@@ -798,6 +794,14 @@ func cleanupTimeout(cfg Config) time.Duration {
 		return 2 * time.Minute
 	}
 	return cfg.CleanupTimeout
+}
+
+// readyTimeout is how long a new instance has to accept exec (Config.ReadyTimeout).
+func readyTimeout(cfg Config) time.Duration {
+	if cfg.ReadyTimeout <= 0 {
+		return 120 * time.Second
+	}
+	return cfg.ReadyTimeout
 }
 
 func resetDir(dir string) error {
