@@ -452,7 +452,10 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	keys[ConfigPool] = "" // unset: no longer the pool's
 	j.keysSet = make(chan error, 1)
 	go func() {
-		err := j.x.Backend.SetInstanceConfig(context.WithoutCancel(ctx), j.x.Config.Project, name, keys)
+		// Detached, as the teardown is, and bounded alike: Execute waits for it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
+		defer cancel()
+		err := j.x.Backend.SetInstanceConfig(sctx, j.x.Config.Project, name, keys)
 		if err != nil {
 			err = fmt.Errorf("take pool instance %q: %w", name, err)
 		}
