@@ -254,7 +254,6 @@ type jobRun struct {
 	pooled  bool          // taken from the warm pool
 	keysSet chan error    // a pooled instance: the job's keys are on it
 	pre     *preExec      // a pooled instance's runner, started ahead
-	reqPath string        // where the guest sees its request
 	output  *runnerOutput // the runner's output, once it ran
 }
 
@@ -322,13 +321,11 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		j.hostf("launching guest runner: %s", req.Command)
 		if j.pooled {
 			// On the host, in the directory the instance sees read-only.
-			var err error
-			if j.reqPath, err = j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
+			if err := j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
 				return fmt.Errorf("write guest request for %s: %w", j.name, err)
 			}
 			return nil
 		}
-		j.reqPath = GuestRequestPath
 		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
 			return fmt.Errorf("write guest request to %s: %w", j.name, err)
 		}
@@ -662,7 +659,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		code, err = r.code, r.err
 	} else {
 		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
-			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
+			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.requestPath()}, Cwd: "/"}, stdout, stderr)
 	}
 	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
 	_ = mask.Flush(stderr)
@@ -678,6 +675,15 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		return 0, false, fmt.Errorf("run guest runner in %q: %w", j.name, err)
 	}
 	return code, false, nil
+}
+
+// requestPath is where the guest sees its request: a pool instance's is
+// in its request directory, another's was pushed through Incus.
+func (j *jobRun) requestPath() string {
+	if j.pooled {
+		return PoolRequestGuestPath
+	}
+	return GuestRequestPath
 }
 
 // smallArtifactLimit caps each of the guest's small artifacts
