@@ -523,6 +523,7 @@ func linkTree(src, dst string) error {
 	return nil
 }
 
+// copyRegular copies the regular file src to a new file dst of mode perm.
 func copyRegular(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -533,7 +534,10 @@ func copyRegular(src, dst string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	err = out.Chmod(perm) // exactly perm, whatever the umask
+	if err == nil {
+		_, err = io.Copy(out, in)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
