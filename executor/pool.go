@@ -29,6 +29,8 @@ const (
 	// directory, read-only: the guest request is written there, on the
 	// host, instead of being pushed through Incus.
 	PoolRequestGuestDir = "/run/jerichoci-request"
+	// PoolRequestGuestPath is the guest request a pool instance's runner reads.
+	PoolRequestGuestPath = PoolRequestGuestDir + "/guest-request.json"
 )
 
 // Pool keeps started instances ready for jobs: per (image alias, instance
@@ -367,7 +369,7 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 		{Name: model.SnapshotDeviceName(ws, GuestSnapshotPath), Source: ws, Path: GuestSnapshotPath, ReadOnly: true},
 		{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
 	}
-	cctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout+time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, readyTimeout(cfg)+time.Minute)
 	defer cancel()
 	w := &warmInstance{name: name, fingerprint: fp}
 	if err := p.Backend.CreateInstance(cctx, spec); err != nil {
@@ -393,7 +395,7 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 func (p *Pool) startRunner(name string) *preExec {
 	ctx, cancel := context.WithCancel(context.Background())
 	pe := &preExec{stdout: &switchWriter{}, stderr: &switchWriter{}, cancel: cancel, done: make(chan execResult, 1)}
-	cmd := []string{p.Config.RunnerPath, "--wait-for-request", PoolRequestGuestDir + "/guest-request.json"}
+	cmd := []string{p.Config.RunnerPath, "--wait-for-request", PoolRequestGuestPath}
 	go func() {
 		code, err := p.Backend.Exec(ctx, p.Config.Project, name, ExecRequest{Command: cmd, Cwd: "/"}, pe.stdout, pe.stderr)
 		pe.done <- execResult{code, err}
@@ -451,19 +453,17 @@ func (p *Pool) fillWorkspace(name, snapshot string) error {
 	return linkTree(snapshot, dst)
 }
 
-// writeRequest writes the guest request where the instance sees it.
-func (p *Pool) writeRequest(name string, req []byte) (guestPath string, err error) {
+// writeRequest writes the guest request where the instance sees it, at
+// PoolRequestGuestPath.
+func (p *Pool) writeRequest(name string, req []byte) error {
 	// Written whole, then renamed: a runner started ahead polls for the
 	// name and must never read a half-written file.
 	f := filepath.Join(p.requestDir(name), "guest-request.json")
 	tmp := f + ".tmp"
 	if err := os.WriteFile(tmp, req, 0o644); err != nil {
-		return "", err
+		return err
 	}
-	if err := os.Rename(tmp, f); err != nil {
-		return "", err
-	}
-	return PoolRequestGuestDir + "/guest-request.json", nil
+	return os.Rename(tmp, f)
 }
 
 // linkTree fills dst (an existing directory) with src's tree: directories
@@ -523,6 +523,7 @@ func linkTree(src, dst string) error {
 	return nil
 }
 
+// copyRegular copies the regular file src to a new file dst of mode perm.
 func copyRegular(src, dst string, perm fs.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -533,7 +534,10 @@ func copyRegular(src, dst string, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(out, in)
+	err = out.Chmod(perm) // exactly perm, whatever the umask
+	if err == nil {
+		_, err = io.Copy(out, in)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}

@@ -151,6 +151,26 @@ func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
 	}
 }
 
+// A copy (linkTree across filesystems) has its source's mode exactly,
+// whatever the umask: 0o777 survives the usual 022.
+func TestCopyRegularSetsTheModeExactly(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	if err := os.WriteFile(src, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyRegular(src, dst, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dst)
+	if err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("copy: %v %v", fi, err)
+	}
+	if b, err := os.ReadFile(dst); err != nil || string(b) != "x" {
+		t.Errorf("copy holds %q, %v", b, err)
+	}
+}
+
 func TestPoolPreStartsTheRunner(t *testing.T) {
 	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult}
 	pool := newPool(t, be)

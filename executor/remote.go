@@ -254,7 +254,6 @@ type jobRun struct {
 	pooled  bool          // taken from the warm pool
 	keysSet chan error    // a pooled instance: the job's keys are on it
 	pre     *preExec      // a pooled instance's runner, started ahead
-	reqPath string        // where the guest sees its request
 	output  *runnerOutput // the runner's output, once it ran
 }
 
@@ -322,13 +321,11 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		j.hostf("launching guest runner: %s", req.Command)
 		if j.pooled {
 			// On the host, in the directory the instance sees read-only.
-			var err error
-			if j.reqPath, err = j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
+			if err := j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
 				return fmt.Errorf("write guest request for %s: %w", j.name, err)
 			}
 			return nil
 		}
-		j.reqPath = GuestRequestPath
 		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
 			return fmt.Errorf("write guest request to %s: %w", j.name, err)
 		}
@@ -452,7 +449,10 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	keys[ConfigPool] = "" // unset: no longer the pool's
 	j.keysSet = make(chan error, 1)
 	go func() {
-		err := j.x.Backend.SetInstanceConfig(context.WithoutCancel(ctx), j.x.Config.Project, name, keys)
+		// Detached, as the teardown is, and bounded alike: Execute waits for it.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
+		defer cancel()
+		err := j.x.Backend.SetInstanceConfig(sctx, j.x.Config.Project, name, keys)
 		if err != nil {
 			err = fmt.Errorf("take pool instance %q: %w", name, err)
 		}
@@ -596,11 +596,7 @@ func (j *jobRun) waitReady(ctx context.Context) error {
 
 // waitReady polls `true` in instance name until it answers.
 func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
-	timeout := cfg.ReadyTimeout
-	if timeout <= 0 {
-		timeout = 120 * time.Second
-	}
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(readyTimeout(cfg))
 	delay := 20 * time.Millisecond
 	for {
 		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
@@ -663,7 +659,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		code, err = r.code, r.err
 	} else {
 		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
-			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.reqPath}, Cwd: "/"}, stdout, stderr)
+			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.requestPath()}, Cwd: "/"}, stdout, stderr)
 	}
 	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
 	_ = mask.Flush(stderr)
@@ -679,6 +675,15 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		return 0, false, fmt.Errorf("run guest runner in %q: %w", j.name, err)
 	}
 	return code, false, nil
+}
+
+// requestPath is where the guest sees its request: a pool instance's is
+// in its request directory, another's was pushed through Incus.
+func (j *jobRun) requestPath() string {
+	if j.pooled {
+		return PoolRequestGuestPath
+	}
+	return GuestRequestPath
 }
 
 // smallArtifactLimit caps each of the guest's small artifacts
@@ -798,6 +803,14 @@ func cleanupTimeout(cfg Config) time.Duration {
 		return 2 * time.Minute
 	}
 	return cfg.CleanupTimeout
+}
+
+// readyTimeout is how long a new instance has to accept exec (Config.ReadyTimeout).
+func readyTimeout(cfg Config) time.Duration {
+	if cfg.ReadyTimeout <= 0 {
+		return 120 * time.Second
+	}
+	return cfg.ReadyTimeout
 }
 
 func resetDir(dir string) error {

@@ -39,6 +39,8 @@ type mode struct {
 	cached  bool
 	shell   string // the flake's dev shell
 	script  string // <cache>/dev-env/env.sh
+	bash    string // the BASH the script declares, read once
+	bashErr error  // why the script declares none
 	refresh string // what became of the cached environment, "" for direct
 }
 
@@ -54,11 +56,10 @@ func (m mode) argv(command string) ([]string, error) {
 	if !m.cached {
 		return []string{"/bin/bash", "--noprofile", "--norc", "-lc", command}, nil
 	}
-	bash, err := devEnvBash(m.script)
-	if err != nil {
-		return nil, err
+	if m.bashErr != nil {
+		return nil, m.bashErr
 	}
-	return []string{bash, "--noprofile", "--norc", "-lc", ". " + model.ShellQuote(m.script) + "; " + command}, nil
+	return []string{m.bash, "--noprofile", "--norc", "-lc", ". " + model.ShellQuote(m.script) + "; " + command}, nil
 }
 
 // devEnvState is <cache>/dev-env/state.json.
@@ -90,7 +91,8 @@ func (j *jobRun) prepareMode(ctx context.Context, workspace string, hash *string
 	}
 	statePath := filepath.Join(dir, "state.json")
 	state := readDevEnvState(statePath)
-	usable := devEnvUsable(m.script)
+	var usable bool
+	m.bash, usable = devEnvUsable(m.script)
 	sameShell := usable && state != nil && state.Shell == shell
 	if sameShell && equalHash(state.ValidatedSourceContentHash, hash) {
 		m.refresh = envReused
@@ -120,6 +122,7 @@ func (j *jobRun) prepareMode(ctx context.Context, workspace string, hash *string
 	if err := os.WriteFile(m.script, []byte(out), 0o644); err != nil {
 		return m, nil, err
 	}
+	m.bash, m.bashErr = devEnvBash(m.script, []byte(out))
 	m.refresh = envRefreshed
 	return m, nil, writeJSON(statePath, next)
 }
@@ -205,22 +208,24 @@ func equalHash(a, b *string) bool {
 	return *a == *b
 }
 
-// devEnvUsable reports whether the cached script exists and its bash is
-// still there (a garbage-collected store path is not).
-func devEnvUsable(script string) bool {
+// devEnvUsable returns the bash the cached script declares, and whether
+// the script exists and that bash is still there (a garbage-collected
+// store path is not).
+func devEnvUsable(script string) (string, bool) {
 	if !isFile(script) {
-		return false
+		return "", false
 	}
-	bash, err := devEnvBash(script)
-	return err == nil && isFile(bash)
-}
-
-// devEnvBash is the BASH='…' the script declares in its first 32 lines.
-func devEnvBash(script string) (string, error) {
 	b, err := os.ReadFile(script)
 	if err != nil {
-		return "", err
+		return "", false
 	}
+	bash, err := devEnvBash(script, b)
+	return bash, err == nil && isFile(bash)
+}
+
+// devEnvBash is the BASH='…' that b, the content of script, declares in
+// its first 32 lines.
+func devEnvBash(script string, b []byte) (string, error) {
 	lines := strings.SplitN(string(b), "\n", 33)
 	if len(lines) > 32 {
 		lines = lines[:32]

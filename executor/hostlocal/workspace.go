@@ -1,7 +1,6 @@
 package hostlocal
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,12 +51,8 @@ func removeAll(path string) error {
 
 // workspaceHash is the content hash recorded in the workspace, "" if none.
 func workspaceHash(workspace string) string {
-	b, err := os.ReadFile(filepath.Join(workspace, model.SnapshotMetadataFile))
-	if err != nil {
-		return ""
-	}
-	var m model.SnapshotMetadata
-	if json.Unmarshal(b, &m) != nil || m.ContentHash == nil {
+	m, err := readSnapshotMetadata(workspace)
+	if err != nil || m.ContentHash == nil {
 		return ""
 	}
 	return *m.ContentHash

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -434,12 +432,7 @@ func (c *Client) tasksOn(ctx context.Context, name string) []string {
 // end. Unlike WaitOperation it never cancels it, and the outcome does not
 // matter.
 func (c *Client) waitTask(ctx context.Context, id string) {
-	secs := int(maxWait / time.Second)
-	if dl, ok := ctx.Deadline(); ok {
-		secs = min(secs, int(math.Ceil(time.Until(dl).Seconds())))
-	}
-	q := url.Values{"timeout": {strconv.Itoa(max(secs, 1))}}
-	if err := c.get(ctx, "/operations/"+url.PathEscape(id)+"/wait", q, nil); err != nil {
+	if err := c.get(ctx, "/operations/"+url.PathEscape(id)+"/wait", waitQuery(ctx), nil); err != nil {
 		c.log.Debug("wait for operation", zap.String("operation", id), zap.Error(err))
 	}
 }

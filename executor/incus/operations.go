@@ -37,6 +37,16 @@ const (
 // maxWait is the longest single long-poll on an operation.
 const maxWait = 30 * time.Second
 
+// waitQuery is the query of one long poll on an operation's /wait: at
+// most maxWait, no longer than ctx has left, and at least a second.
+func waitQuery(ctx context.Context) url.Values {
+	secs := int(maxWait / time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		secs = min(secs, int(math.Ceil(time.Until(dl).Seconds())))
+	}
+	return url.Values{"timeout": {strconv.Itoa(max(secs, 1))}}
+}
+
 // async sends a request that must answer with an operation and returns it.
 func (c *Client) async(ctx context.Context, r request) (*Operation, error) {
 	env, err := c.do(ctx, r)
@@ -85,12 +95,8 @@ func (c *Client) run(ctx context.Context, r request) (*Operation, error) {
 func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, error) {
 	path := "/operations/" + url.PathEscape(id)
 	for {
-		secs := int(maxWait / time.Second)
-		if dl, ok := ctx.Deadline(); ok {
-			secs = min(secs, int(math.Ceil(time.Until(dl).Seconds())))
-		}
 		var op Operation
-		err := c.get(ctx, path+"/wait", url.Values{"timeout": {strconv.Itoa(max(secs, 1))}}, &op)
+		err := c.get(ctx, path+"/wait", waitQuery(ctx), &op)
 		if ctx.Err() != nil {
 			c.cancelOperation(ctx, id)
 			return nil, fmt.Errorf("wait for operation %s: %w", id, ctx.Err())
