@@ -119,6 +119,14 @@ func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
 	return &jobState{plan: pj, dir: dir, hostLog: lf, template: rec}, nil
 }
 
+// closeLogs closes the host logs of jobs that will never run (and so
+// their live copies), when the run fails before any of them starts.
+func closeLogs(jobs []*jobState) {
+	for _, js := range jobs {
+		js.hostLog.Close()
+	}
+}
+
 func (st *runState) recordPrepare(node string, start time.Time) uint64 {
 	end := st.r.now()
 	d := uint64(end.Sub(start).Milliseconds())

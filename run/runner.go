@@ -223,6 +223,7 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	for i, pj := range plan.Jobs {
 		js, err := st.planJob(pj)
 		if err != nil {
+			closeLogs(jobs[:i])
 			return err
 		}
 		jobs[i] = js
@@ -238,9 +239,11 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	}
 	planRec, nodes, err := st.buildPlan(plan, jobs, st.snapshotDir())
 	if err != nil {
+		closeLogs(jobs)
 		return err
 	}
 	if err := st.writePlan(planRec); err != nil {
+		closeLogs(jobs)
 		return err
 	}
 	if node, err := st.prepare(ctx, jobs, nodes); err != nil {
