@@ -136,8 +136,10 @@ func (d *Daemon) resolve(spec model.JobSpec) (targets.Target, error) {
 	var err error
 	if spec.Lane != "" {
 		t, err = d.Catalog.LookupLane(spec.Lane)
-		if _, terr := d.Catalog.Lookup(spec.Lane); err != nil && terr == nil {
-			err = fmt.Errorf("%w: no lane has this title, but a target has this id: send it as `target`", err)
+		if err != nil {
+			if _, terr := d.Catalog.Lookup(spec.Lane); terr == nil {
+				err = fmt.Errorf("%w: no lane has this title, but a target has this id: send it as `target`", err)
+			}
 		}
 	} else {
 		t, err = d.Catalog.Lookup(spec.Target)
