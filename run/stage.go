@@ -278,10 +278,11 @@ func (st *runState) prepareRunner(ctx context.Context, n *prepareNode) error {
 		return err
 	}
 	js.image = img
-	if st.opt.Runners == nil {
+	p, ok := st.opt.Exec.(RunnerPreparer)
+	if !ok {
 		return nil
 	}
-	return st.opt.Runners.PrepareRunner(ctx, st.executorJob(js, ""))
+	return p.PrepareRunner(ctx, st.executorJob(js, ""))
 }
 
 // prepareOutput builds one staged output and hands it to its jobs.
