@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -297,11 +299,7 @@ func maskOf(vals map[string]string) *mask.Secrets {
 	if len(vals) == 0 {
 		return nil
 	}
-	vs := make([]string, 0, len(vals))
-	for _, v := range vals {
-		vs = append(vs, v)
-	}
-	return mask.New(vs...)
+	return mask.New(slices.Collect(maps.Values(vals))...)
 }
 
 func (r *Runner) env() model.LookupEnv {
