@@ -33,8 +33,6 @@ const (
 	ExposureHostSymlinkMount     = "host_symlink_mount"
 	ExposureReadOnly             = "read_only"
 	ConsumerHostLocalSymlinkV1   = "host_local_symlink_mounts_v1"
-	ConsumerRemoteExposureReqV1  = "remote_exposure_request_v1"
-	ConsumerFulfillRequestCLIV1  = "fulfill_request_cli_v1"
 	PayloadManifestRelativePath  = "share/pikaci/payload-manifest.json"
 	PlanPreconditionHostSetup    = "host_setup_complete"
 	PlanPreconditionSnapshotMade = "workspace_snapshot_created"
@@ -60,21 +58,6 @@ func (p RunPlanRecord) MarshalJSON() ([]byte, error) {
 	v.Preconditions = nonNil(v.Preconditions)
 	v.Nodes = nonNil(v.Nodes)
 	return marshalNoEscape(v)
-}
-
-// UnmarshalJSON checks the required fields and defaults the arrays.
-func (p *RunPlanRecord) UnmarshalJSON(b []byte) error {
-	if err := requireKeys(b, "run plan", "schema_version", "run_id", "created_at", "scope"); err != nil {
-		return err
-	}
-	var v runPlanJSON
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("run plan: %w", err)
-	}
-	v.Preconditions = nonNil(v.Preconditions)
-	v.Nodes = nonNil(v.Nodes)
-	*p = RunPlanRecord(v)
-	return nil
 }
 
 // PlanNodeRecord is one node of plan.json: Kind is "prepare" (Prepare set)
@@ -133,24 +116,6 @@ func (p PrepareNode) MarshalJSON() ([]byte, error) {
 	}{p.Type, p.Installable, p.OutputName, res, p.Handoff})
 }
 
-// UnmarshalJSON reads either type.
-func (p *PrepareNode) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Type        string                 `json:"type"`
-		Installable string                 `json:"installable"`
-		OutputName  string                 `json:"output_name"`
-		Residency   string                 `json:"residency"`
-		Handoff     *PreparedOutputHandoff `json:"handoff"`
-		Backend     string                 `json:"backend"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("prepare node: %w", err)
-	}
-	*p = PrepareNode{Type: v.Type, Installable: v.Installable, OutputName: v.OutputName,
-		Residency: v.Residency, Handoff: v.Handoff, Backend: v.Backend}
-	return nil
-}
-
 // ExecuteNode is an execute node's action: vm_command or host_command.
 type ExecuteNode struct {
 	Type              string
@@ -177,22 +142,6 @@ func (e ExecuteNode) MarshalJSON() ([]byte, error) {
 		TimeoutSecs       uint64 `json:"timeout_secs"`
 		WritableWorkspace bool   `json:"writable_workspace"`
 	}{e.Type, e.Command, e.RunAsRoot, e.TimeoutSecs, e.WritableWorkspace})
-}
-
-// UnmarshalJSON reads either type.
-func (e *ExecuteNode) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Type              string `json:"type"`
-		Command           string `json:"command"`
-		RunAsRoot         bool   `json:"run_as_root"`
-		TimeoutSecs       uint64 `json:"timeout_secs"`
-		WritableWorkspace bool   `json:"writable_workspace"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return fmt.Errorf("execute node: %w", err)
-	}
-	*e = ExecuteNode(v)
-	return nil
 }
 
 // PreparedOutputExposure is where a realized output is shown.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,7 +106,7 @@ func outPath(b []byte) (string, error) {
 // nix runs one nix command in its own process group (killed whole when
 // ctx ends), with stderr and stdout copied to log; it returns stdout.
 func (b *Builder) nix(ctx context.Context, prog string, log io.Writer, args ...string) ([]byte, error) {
-	args = append(append([]string{}, append(Features, args[0])...), args[1:]...)
+	args = append(slices.Clone(Features), args...)
 	fmt.Fprintf(log, "[pikaci] %s %s\n", "nix", strings.Join(quoteArgs(args), " "))
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

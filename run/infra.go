@@ -22,18 +22,24 @@ type InfraWatch struct {
 
 func (w *InfraWatch) Execute(ctx context.Context, job executor.Job) (executor.Result, error) {
 	res, err := w.JobExecutor.Execute(ctx, job)
-	if err == nil {
-		return res, nil
-	}
 	var xe *executor.Error
-	infra := ctx.Err() == nil && errors.As(err, &xe)
+	w.note(ctx, job.ID, err, errors.As(err, &xe))
+	return res, err
+}
+
+// note records a job's failed Execute or runner check: any error marks the
+// watch failed; an infrastructure one (infra) returned while ctx was not
+// cancelled is kept as the first error, when it is the first.
+func (w *InfraWatch) note(ctx context.Context, jobID string, err error, infra bool) {
+	if err == nil {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.failed = true
-	if infra && w.first == nil {
-		w.first = fmt.Errorf("job %s: %w", job.ID, err)
+	if infra && ctx.Err() == nil && w.first == nil {
+		w.first = fmt.Errorf("job %s: %w", jobID, err)
 	}
-	return res, err
 }
 
 // Err returns the first executor.Error of a job, as "job ID: error". An
@@ -63,13 +69,6 @@ func (w *InfraWatch) PrepareRunner(ctx context.Context, job executor.Job) error 
 		return nil
 	}
 	err := p.PrepareRunner(ctx, job)
-	if err != nil {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.failed = true
-		if ctx.Err() == nil && w.first == nil {
-			w.first = fmt.Errorf("job %s: %w", job.ID, err)
-		}
-	}
+	w.note(ctx, job.ID, err, true)
 	return err
 }

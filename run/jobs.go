@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -117,6 +119,14 @@ func (st *runState) planJob(pj PlannedJob) (*jobState, error) {
 		lf.tee = st.opt.JobOutput(pj.ID)
 	}
 	return &jobState{plan: pj, dir: dir, hostLog: lf, template: rec}, nil
+}
+
+// closeLogs closes the host logs of jobs that will never run (and so
+// their live copies), when the run fails before any of them starts.
+func closeLogs(jobs []*jobState) {
+	for _, js := range jobs {
+		js.hostLog.Close()
+	}
 }
 
 func (st *runState) recordPrepare(node string, start time.Time) uint64 {
@@ -289,11 +299,7 @@ func maskOf(vals map[string]string) *mask.Secrets {
 	if len(vals) == 0 {
 		return nil
 	}
-	vs := make([]string, 0, len(vals))
-	for _, v := range vals {
-		vs = append(vs, v)
-	}
-	return mask.New(vs...)
+	return mask.New(slices.Collect(maps.Values(vals))...)
 }
 
 func (r *Runner) env() model.LookupEnv {

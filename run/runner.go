@@ -97,6 +97,8 @@ type Runner struct {
 
 // RunOptions are one run's executor, listeners and identity.
 type RunOptions struct {
+	// Exec runs the jobs; when it is a RunnerPreparer it also checks, in
+	// each Incus job's runner prepare node, that the backend can run it.
 	Exec   JobExecutor
 	Events EventSink // may be nil
 	Log    *zap.Logger
@@ -109,10 +111,6 @@ type RunOptions struct {
 	// before its run_finished is emitted, and may change it: the daemon's
 	// classification decides there, so run.json is written once.
 	Settle func(rec *model.RunRecord)
-	// Runners, when set, checks in each Incus job's runner prepare node
-	// that the backend can run it (project, image); nil takes Exec when it
-	// is a RunnerPreparer.
-	Runners RunnerPreparer
 }
 
 // Store is the runner's view of its state root.
@@ -142,11 +140,6 @@ func (r *Runner) Run(ctx context.Context, plan Plan, opt RunOptions) (model.RunR
 	runID := opt.RunID
 	if runID == "" {
 		runID = model.NewRunID(now, r.newUUID())
-	}
-	if opt.Runners == nil {
-		if p, ok := opt.Exec.(RunnerPreparer); ok {
-			opt.Runners = p
-		}
 	}
 	st := &runState{r: r, opt: opt, store: r.Store(), log: opt.logger().With(zap.String("run_id", runID))}
 	st.rec = model.RunRecord{
@@ -223,6 +216,7 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	for i, pj := range plan.Jobs {
 		js, err := st.planJob(pj)
 		if err != nil {
+			closeLogs(jobs[:i])
 			return err
 		}
 		jobs[i] = js
@@ -238,9 +232,11 @@ func (st *runState) stageAndRunJobs(ctx context.Context, plan Plan) error {
 	}
 	planRec, nodes, err := st.buildPlan(plan, jobs, st.snapshotDir())
 	if err != nil {
+		closeLogs(jobs)
 		return err
 	}
 	if err := st.writePlan(planRec); err != nil {
+		closeLogs(jobs)
 		return err
 	}
 	if node, err := st.prepare(ctx, jobs, nodes); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,6 +243,48 @@ func TestRunEarlyFailureIsPersisted(t *testing.T) {
 	}
 	if got := strings.Join(s.names(), " "); got != "run_started run_finished" {
 		t.Errorf("events = %s", got)
+	}
+}
+
+// closeCounter is a live log copy that counts its closes.
+type closeCounter struct {
+	mu     sync.Mutex
+	closed map[string]int
+}
+
+type closeOne struct {
+	c  *closeCounter
+	id string
+}
+
+func (w closeOne) Write(p []byte) (int, error) { return len(p), nil }
+func (w closeOne) Close() error {
+	w.c.mu.Lock()
+	defer w.c.mu.Unlock()
+	w.c.closed[w.id]++
+	return nil
+}
+
+// An early failure after the jobs are planned (here a plan that cannot be
+// built) still closes their host logs and live copies.
+func TestRunEarlyFailureClosesJobLogs(t *testing.T) {
+	r, _ := newRunner(t, &fakeExec{}, nil)
+	cc := &closeCounter{closed: map[string]int{}}
+	r.opt.JobOutput = func(id string) io.Writer { return closeOne{cc, id} }
+	host := PlannedJob{ID: "h", Description: "host job", TimeoutSecs: 60, Command: model.Shell("echo"),
+		Runtime: model.HostProcessRuntime()}
+	rec, err := r.Run(t.Context(), plan(t, incusJob("a"), host))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != model.StatusFailed || rec.Message == nil ||
+		*rec.Message != "host-local job `h` must use GuestCommand::HostShellCommand" {
+		t.Fatalf("record = %+v", rec)
+	}
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closed["a"] != 1 || cc.closed["h"] != 1 {
+		t.Errorf("closed = %v", cc.closed)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"jerichoci/model"
+	"jerichoci/targets"
 )
 
 // snapshotSkips are left out of source snapshots at any depth, whatever
@@ -33,11 +34,12 @@ type SnapshotProfile string
 
 // Snapshot profiles: full keeps everything but the skip names; rust (staged
 // Linux Rust) also drops root ios/ and android/; followup drops root ios/.
-// The empty profile is full.
+// The empty profile is full. Rust and followup are the profiles a
+// catalog's staged jobs name.
 const (
 	ProfileFull     SnapshotProfile = "full"
-	ProfileRust     SnapshotProfile = "rust"
-	ProfileFollowup SnapshotProfile = "followup"
+	ProfileRust     SnapshotProfile = targets.SnapshotProfileRust
+	ProfileFollowup SnapshotProfile = targets.SnapshotProfileFollowup
 )
 
 func (p SnapshotProfile) valid() error {

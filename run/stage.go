@@ -72,21 +72,20 @@ const (
 	msgNoReadyPrepareNodes = "no ready prepare nodes; unresolved dependencies in run plan"
 )
 
-// prepareNode is one prepare node of the plan.
+// prepareNode is one prepare node of the plan: its record says what it
+// is (id, dependencies, and for a Nix build node the installable, output
+// and the consuming jobs' staged-linux-rust/<role> mounts).
 type prepareNode struct {
-	id     string
-	deps   []string
 	record model.PlanNodeRecord
-	// nix build nodes
-	installable, output string
-	mounts              []string    // consuming jobs' staged-linux-rust/<role>
-	logs                []*jobState // consuming jobs, for their host logs
-	job                 *jobState   // runner nodes
+	logs   []*jobState // nix build nodes: consuming jobs, for their host logs
+	job    *jobState   // runner nodes
 }
 
 func (n *prepareNode) isNix() bool { return n.job == nil }
 
-// logTo writes a "[pikaci] …" line to the host log of every job the node serves.
+func (n *prepareNode) id() string { return n.record.ID }
+
+// line writes a "[pikaci] …" line to the host log of every job the node serves.
 func (n *prepareNode) line(format string, a ...any) {
 	for _, js := range n.consumers() {
 		js.hostLog.line(format, a...)
@@ -126,7 +125,7 @@ func (st *runState) buildPlan(plan Plan, jobs []*jobState, snapshot string) (mod
 					if d := pj.StagedLinux.PrepareDescription; d != "" {
 						desc += " for " + d
 					}
-					n = &prepareNode{id: id, deps: deps, installable: installable, output: output}
+					n = &prepareNode{}
 					n.record = model.PlanNodeRecord{Kind: model.PlanNodePrepare, ID: id, Description: desc,
 						Executor: model.ExecutorHostLocal, Placement: &hostLocal, Runtime: &hostRuntime, DependsOn: deps,
 						Prepare: &model.PrepareNode{Type: model.PrepareNixBuild, Installable: installable, OutputName: output,
@@ -135,7 +134,6 @@ func (st *runState) buildPlan(plan Plan, jobs []*jobState, snapshot string) (mod
 					nodes = append(nodes, n)
 					byID[id] = n
 				}
-				n.mounts = append(n.mounts, mount)
 				n.logs = append(n.logs, js)
 				n.record.Prepare.Handoff.Exposures = append(n.record.Prepare.Handoff.Exposures, model.PreparedOutputExposure{
 					Kind: model.ExposureHostSymlinkMount, Path: mount, Access: model.ExposureReadOnly})
@@ -146,7 +144,7 @@ func (st *runState) buildPlan(plan Plan, jobs []*jobState, snapshot string) (mod
 		}
 		if pj.Runtime.IsIncus() {
 			id := "prepare-" + pj.ID + "-runner"
-			n := &prepareNode{id: id, job: js}
+			n := &prepareNode{job: js}
 			n.record = model.PlanNodeRecord{Kind: model.PlanNodePrepare, ID: id,
 				Description: fmt.Sprintf("Prepare remote Linux VM backend for `%s`", pj.ID),
 				Executor:    model.ExecutorHostLocal, Placement: &hostLocal, Runtime: &hostRuntime,
@@ -159,13 +157,8 @@ func (st *runState) buildPlan(plan Plan, jobs []*jobState, snapshot string) (mod
 		if err != nil {
 			return model.RunPlanRecord{}, nil, err
 		}
-		var runtime *model.RuntimeKind
-		if pj.Runtime.Kind != "" {
-			k := pj.Runtime.Kind
-			runtime = &k
-		}
-		execs = append(execs, model.PlanNodeRecord{Kind: model.PlanNodeExecute, ID: "execute-" + pj.ID,
-			Description: pj.Description, Executor: js.template.Executor, Placement: pj.Placement, Runtime: runtime,
+		execs = append(execs, model.PlanNodeRecord{Kind: model.PlanNodeExecute, ID: *js.template.PlanNodeID,
+			Description: pj.Description, Executor: js.template.Executor, Placement: pj.Placement, Runtime: js.template.Runtime,
 			DependsOn: append([]string{}, js.dependsOn...), Execute: &exec})
 	}
 	rec := model.RunPlanRecord{SchemaVersion: model.PlanSchemaVersion, RunID: st.rec.RunID,
@@ -250,12 +243,12 @@ func (st *runState) prepare(ctx context.Context, jobs []*jobState, nodes []*prep
 		} else {
 			err = st.prepareRunner(ctx, n)
 		}
-		done[n.id] = st.recordPrepare(n.id, start)
+		done[n.id()] = st.recordPrepare(n.id(), start)
 		if err == nil && ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		if err != nil {
-			return n.id, err
+			return n.id(), err
 		}
 	}
 	return "", nil
@@ -264,7 +257,7 @@ func (st *runState) prepare(ctx context.Context, jobs []*jobState, nodes []*prep
 func readyNode(pending []*prepareNode, done map[string]uint64) int {
 	for i, n := range pending {
 		ready := true
-		for _, d := range n.deps {
+		for _, d := range n.record.DependsOn {
 			if _, ok := done[d]; !ok {
 				ready = false
 			}
@@ -285,10 +278,11 @@ func (st *runState) prepareRunner(ctx context.Context, n *prepareNode) error {
 		return err
 	}
 	js.image = img
-	if st.opt.Runners == nil {
+	p, ok := st.opt.Exec.(RunnerPreparer)
+	if !ok {
 		return nil
 	}
-	return st.opt.Runners.PrepareRunner(ctx, st.executorJob(js, ""))
+	return p.PrepareRunner(ctx, st.executorJob(js, ""))
 }
 
 // prepareOutput builds one staged output and hands it to its jobs.
@@ -298,11 +292,13 @@ func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
 		logs = append(logs, js.hostLog)
 	}
 	firstLog := n.logs[0].template.HostLogPath
+	node := n.record.Prepare
+	output, installable := node.OutputName, node.Installable
 	if st.r.Outputs == nil {
-		return fmt.Errorf("staged prepare `%s` needs Nix, and this runner has no Nix builder configured", n.output)
+		return fmt.Errorf("staged prepare `%s` needs Nix, and this runner has no Nix builder configured", output)
 	}
-	n.line("prepare %s: nix build --accept-flake-config --no-link --json %s", n.output, n.installable)
-	out, err := st.r.Outputs.Realize(ctx, n.installable, io.MultiWriter(logs...))
+	n.line("prepare %s: nix build --accept-flake-config --no-link --json %s", output, installable)
+	out, err := st.r.Outputs.Realize(ctx, installable, io.MultiWriter(logs...))
 	var exit *BuildExitError
 	switch {
 	case errors.As(err, &exit):
@@ -310,24 +306,24 @@ func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
 		if exit.Code != nil {
 			code = fmt.Sprintf("Some(%d)", *exit.Code)
 		}
-		return fmt.Errorf("staged prepare `%s` failed with %s; see %s", n.output, code, firstLog)
+		return fmt.Errorf("staged prepare `%s` failed with %s; see %s", output, code, firstLog)
 	case err != nil:
-		return fmt.Errorf("run staged prepare `%s`: %w", n.output, err)
+		return fmt.Errorf("run staged prepare `%s`: %w", output, err)
 	}
 	if out.Reused {
-		n.line("staged Linux Rust output %s was already in the Nix store; nothing was built", n.output)
+		n.line("staged Linux Rust output %s was already in the Nix store; nothing was built", output)
 	}
-	n.line("staged Linux Rust output ready: %s -> %s", n.output, out.Path)
-	rec := model.RealizedPreparedOutputRecord{NodeID: n.id, Installable: n.installable, OutputName: n.output,
+	n.line("staged Linux Rust output ready: %s -> %s", output, out.Path)
+	rec := model.RealizedPreparedOutputRecord{NodeID: n.id(), Installable: installable, OutputName: output,
 		Protocol: model.HandoffNixStorePathV1, Residency: model.ResidencyRemoteStagedLinux,
 		Consumer: model.ConsumerHostLocalSymlinkV1, RealizedPath: out.Path}
-	for _, m := range n.mounts {
-		if err := repointMount(m, out.Path); err != nil {
+	// The node's exposures are its consumers' mounts, in plan order.
+	for _, e := range node.Handoff.Exposures {
+		if err := repointMount(e.Path, out.Path); err != nil {
 			return err
 		}
-		n.line("prepared output consumer=%s exposed %s -> %s", model.ConsumerHostLocalSymlinkV1, m, out.Path)
-		rec.Exposures = append(rec.Exposures, model.PreparedOutputExposure{
-			Kind: model.ExposureHostSymlinkMount, Path: m, Access: model.ExposureReadOnly})
+		n.line("prepared output consumer=%s exposed %s -> %s", model.ConsumerHostLocalSymlinkV1, e.Path, out.Path)
+		rec.Exposures = append(rec.Exposures, e)
 	}
 	if m, err := executor.ReadPayloadManifest(out.Path); err == nil {
 		rec.Payload = &m
@@ -339,8 +335,8 @@ func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
 	if err != nil {
 		return err
 	}
-	n.line("prepared output handoff recorded via %s: %s (%s)", model.ConsumerHostLocalSymlinkV1, n.output, path)
-	st.log.Info("prepared output ready", zap.String("node", n.id), zap.String("path", out.Path), zap.Bool("reused", out.Reused))
+	n.line("prepared output handoff recorded via %s: %s (%s)", model.ConsumerHostLocalSymlinkV1, output, path)
+	st.log.Info("prepared output ready", zap.String("node", n.id()), zap.String("path", out.Path), zap.Bool("reused", out.Reused))
 	return nil
 }
 

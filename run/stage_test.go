@@ -192,8 +192,11 @@ func TestStagedPrepareFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			outs := &fakeOutputs{root: t.TempDir(), fail: tc.fail}
 			ex := &fakeExec{}
-			r, s := stagedRunner(t, ex, outs)
-			r.opt.Runners = runnerCheck{fail: tc.runnerFail}
+			// The executor is also the backend's runner check.
+			r, s := stagedRunner(t, struct {
+				*fakeExec
+				runnerCheck
+			}{ex, runnerCheck{fail: tc.runnerFail}}, outs)
 			rec, err := r.Run(t.Context(), plan(t, stagedJob("a", "broken-linux-rust", "broken"), stagedJob("b", "broken-linux-rust", "broken"),
 				stagedJob("c", "other-linux-rust", "other")))
 			if err != nil {

@@ -452,25 +452,22 @@ func parseRuntime(o *model.StrictObject) (model.RuntimeConfig, bool) {
 func parseStagedLinux(o *model.StrictObject) *StagedLinux {
 	var s StagedLinux
 	for _, f := range []struct {
-		name string
-		dst  *string
+		name     string
+		dst      *string
+		required bool
 	}{
-		{"prepare_node_prefix", &s.PrepareNodePrefix},
-		{"snapshot_profile", &s.SnapshotProfile},
-		{"workspace_deps_output", &s.WorkspaceDepsOutput},
-		{"workspace_build_output", &s.WorkspaceBuildOutput},
+		{"prepare_node_prefix", &s.PrepareNodePrefix, true},
+		{"snapshot_profile", &s.SnapshotProfile, true},
+		{"workspace_deps_output", &s.WorkspaceDepsOutput, true},
+		{"workspace_build_output", &s.WorkspaceBuildOutput, true},
+		{"prepare_description", &s.PrepareDescription, false},
 	} {
-		v, ok := o.Str(f.name, true, "a non-empty string")
+		// v is "" when the field is absent or not a string.
+		v, ok := o.Str(f.name, f.required, "a non-empty string")
 		if ok && strings.TrimSpace(v) == "" {
 			o.Failf(f.name, "must be non-empty")
 		}
 		*f.dst = v
-	}
-	if v, ok := o.Str("prepare_description", false, "a non-empty string"); ok {
-		if strings.TrimSpace(v) == "" {
-			o.Failf("prepare_description", "must be non-empty")
-		}
-		s.PrepareDescription = v
 	}
 	if p := s.SnapshotProfile; p != "" && p != SnapshotProfileRust && p != SnapshotProfileFollowup {
 		o.Failf("snapshot_profile", "must be %q or %q, got %q", SnapshotProfileRust, SnapshotProfileFollowup, p)

@@ -25,6 +25,9 @@ type attempt struct {
 	worker    string
 	delivered uint64
 	seq       uint64
+	// published is when the message was published, from its metadata
+	// (zero if unknown).
+	published time.Time
 	base      *zap.Logger // worker and delivery fields
 	log       *zap.Logger // base plus job_id and run_id
 	key       string      // the job id (or a stand-in for a spec without one)
@@ -58,7 +61,7 @@ type result struct {
 func (d *Daemon) process(msg Message, worker string, log *zap.Logger) outcomeKind {
 	a := &attempt{d: d, msg: msg, worker: worker, delivered: 1}
 	if meta, err := msg.Metadata(); err == nil {
-		a.delivered, a.seq = meta.NumDelivered, meta.Sequence.Stream
+		a.delivered, a.seq, a.published = meta.NumDelivered, meta.Sequence.Stream, meta.Timestamp
 	}
 	a.jobCtx, a.cancel = context.WithCancelCause(d.killCtx)
 	defer a.cancel(nil)
@@ -133,8 +136,10 @@ func (d *Daemon) resolve(spec model.JobSpec) (targets.Target, error) {
 	var err error
 	if spec.Lane != "" {
 		t, err = d.Catalog.LookupLane(spec.Lane)
-		if _, terr := d.Catalog.Lookup(spec.Lane); err != nil && terr == nil {
-			err = fmt.Errorf("%w: no lane has this title, but a target has this id: send it as `target`", err)
+		if err != nil {
+			if _, terr := d.Catalog.Lookup(spec.Lane); terr == nil {
+				err = fmt.Errorf("%w: no lane has this title, but a target has this id: send it as `target`", err)
+			}
 		}
 	} else {
 		t, err = d.Catalog.Lookup(spec.Target)
@@ -458,8 +463,8 @@ func (a *attempt) writeJobFile(runID string) error {
 	if a.spec != nil {
 		jf.Requester = a.spec.Requester
 	}
-	if meta, err := a.msg.Metadata(); err == nil && meta != nil && !meta.Timestamp.IsZero() {
-		jf.EnqueuedAt = meta.Timestamp.UTC().Format(time.RFC3339Nano)
+	if !a.published.IsZero() {
+		jf.EnqueuedAt = a.published.UTC().Format(time.RFC3339Nano)
 	}
 	return a.d.Runner.Store().WriteRunFile(runID, protocol.JobFileName, jf)
 }
@@ -507,7 +512,8 @@ func (a *attempt) settle(res result) {
 	if dec.release {
 		a.release(dec.message)
 	}
-	if dec.dead && final && rec != nil {
+	dead := dec.dead && final && rec != nil
+	if dead {
 		a.deadLetter(*rec, res.cause)
 	}
 	ctx, cancel := d.opCtx()
@@ -525,7 +531,7 @@ func (a *attempt) settle(res result) {
 			err = a.msg.Nak()
 		}
 	}
-	a.observeSettled(string(dec.action), final, dec.dead && final && rec != nil, rec)
+	a.observeSettled(string(dec.action), final, dead, rec)
 	fields := []zap.Field{zap.String("action", string(dec.action)), zap.Duration("delay", dec.delay), zap.Bool("final", final)}
 	if rec != nil {
 		fields = append(fields, zap.String("run_id", rec.RunID), zap.String("status", string(rec.Status)))

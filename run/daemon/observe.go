@@ -42,12 +42,9 @@ func (a *attempt) observeSettled(action string, final, dead bool, rec *model.Run
 	if o == nil {
 		return
 	}
-	s := Settlement{Action: action, Final: final, Dead: dead, Record: rec}
+	s := Settlement{Action: action, Final: final, Dead: dead, Record: rec, Published: a.published}
 	if a.target != nil {
 		s.Target = a.target.ID
-	}
-	if meta, err := a.msg.Metadata(); err == nil && meta != nil {
-		s.Published = meta.Timestamp
 	}
 	o.Settled(s)
 }

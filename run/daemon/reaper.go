@@ -44,14 +44,18 @@ func jobKeyOfOwner(owner string) (string, bool) {
 	return key, ok && protocol.ValidJobKey(key)
 }
 
-// Reap deletes the instances of this daemon's fleet whose job is provably
-// not running them: not here, and not the live claim of their job (the
-// claim is finished, belongs to another run, is stale past the staleness
-// window, or is gone). An instance younger than the staleness window is
-// never reaped: its attempt may not have written its claim yet. Instances
-// of another fleet, without a fleet, without our keys or of another owner
-// (such as `jerichoci run`) are never touched. It returns the deleted
-// names.
+// Reap deletes the instances of this daemon's fleet that nothing runs:
+//   - a job's instance whose job is provably not running it: not here, and
+//     not the live claim of their job (the claim is finished, belongs to
+//     another run, is stale past the staleness window, or is gone). One
+//     younger than the staleness window is never reaped: its attempt may
+//     not have written its claim yet;
+//   - an idle warm-pool instance of another pool whose daemon is gone (see
+//     poolInstanceGone).
+//
+// Instances of another fleet, without a fleet or a creation time, without
+// our keys, or of any other owner (such as `jerichoci run`) are never
+// touched. It returns the deleted names.
 func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	if d.Instances == nil {
 		return nil, nil
@@ -66,37 +70,45 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	var deleted []string
 	var errs []error
 	for _, in := range insts {
-		if d.reapablePoolInstance(in) {
-			if err := d.Instances.Delete(ctx, in.Name); err != nil {
+		if in.Fleet == "" || in.Fleet != d.Config.Fleet || in.Created.IsZero() {
+			continue // not ours to judge, or of unknown age
+		}
+		var log *zap.Logger
+		var reaped string // the log line of its deletion
+		pool := strings.HasPrefix(in.Owner, PoolOwnerPrefix)
+		if pool {
+			if !d.poolInstanceGone(in) {
+				continue
+			}
+			log = d.logger().With(zap.String("instance", in.Name), zap.String("owner", in.Owner))
+			reaped = "reaped the idle pool instance of a daemon that is gone"
+		} else {
+			key, ok := jobKeyOfOwner(in.Owner)
+			if !ok || in.RunID == "" || d.runsLocally(in.RunID) {
+				continue
+			}
+			if d.now().Sub(in.Created) < d.Config.staleAfter() {
+				continue // too young to tell
+			}
+			cur, err := getClaim(ctx, d.Jobs, key)
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			d.logger().Info("reaped the idle pool instance of a daemon that is gone", zap.String("instance", in.Name), zap.String("owner", in.Owner))
-			deleted = append(deleted, in.Name)
-			continue
+			if cur != nil && cur.State == protocol.ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
+				continue // its worker is alive
+			}
+			log = d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
+			reaped = "reaped orphan instance"
 		}
-		key, ok := jobKeyOfOwner(in.Owner)
-		if !ok || in.RunID == "" || in.Fleet == "" || in.Fleet != d.Config.Fleet || d.runsLocally(in.RunID) {
-			continue
-		}
-		if age := d.now().Sub(in.Created); in.Created.IsZero() || age < d.Config.staleAfter() {
-			continue // too young to tell
-		}
-		cur, err := getClaim(ctx, d.Jobs, key)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if cur != nil && cur.State == protocol.ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
-			continue // its worker is alive
-		}
-		log := d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
 		if err := d.Instances.Delete(ctx, in.Name); err != nil {
-			log.Warn("reap orphan instance", zap.Error(err))
+			if !pool {
+				log.Warn("reap orphan instance", zap.Error(err))
+			}
 			errs = append(errs, err)
 			continue
 		}
-		log.Info("reaped orphan instance")
+		log.Info(reaped)
 		deleted = append(deleted, in.Name)
 	}
 	if o := d.Observer; o != nil && len(deleted) > 0 {
@@ -109,15 +121,16 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 // "jerichoci-pool/<daemon id>/<process>".
 const PoolOwnerPrefix = "jerichoci-pool/"
 
-// reapablePoolInstance: an idle pool instance of this fleet, not of this
-// process's pool, older than twice the pool's MaxAge. A live pool recycles
-// its idle instances at MaxAge, so such an instance belongs to a daemon
-// that is gone.
-func (d *Daemon) reapablePoolInstance(in OwnedInstance) bool {
-	if !strings.HasPrefix(in.Owner, PoolOwnerPrefix) || in.Owner == d.Config.PoolOwner ||
-		in.Fleet == "" || in.Fleet != d.Config.Fleet || in.Created.IsZero() {
+// poolInstanceGone: an idle pool instance (of this fleet, with a creation
+// time: Reap checks those), not of this process's pool, older than twice
+// the pool's MaxAge. A live pool recycles its idle instances at MaxAge, so
+// such an instance belongs to a daemon that is gone.
+func (d *Daemon) poolInstanceGone(in OwnedInstance) bool {
+	if in.Owner == d.Config.PoolOwner {
 		return false
 	}
+	// A daemon without a warm pool of its own has no PoolMaxAge; it still
+	// reaps the pools of daemons that are gone, at the pools' default.
 	maxAge := d.Config.PoolMaxAge
 	if maxAge <= 0 {
 		maxAge = executor.DefaultPoolMaxAge
