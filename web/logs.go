@@ -247,7 +247,7 @@ func (st *logStream) follow(ctx context.Context, jobID string) error {
 		st.log.Info(fallback, zap.String("why", "no NATS client"))
 	} else if f != nil && jobID != "" {
 		ch := make(chan protocol.LogChunk, chunkQueue)
-		subjectJob := strings.ReplaceAll(st.job, ".", "_")
+		subjectJob := protocol.SubjectJob(st.job)
 		stopFollow, err := f.FollowLogs(ctx, jobID, true, func(c protocol.LogChunk) {
 			if c.RunID != st.runID || c.Job != subjectJob {
 				return
