@@ -99,7 +99,7 @@ func (c *cli) runLocal(ctx context.Context, lr localRun, plan run.Plan, adjust f
 	defer closeExec()
 	infra := &run.InfraWatch{JobExecutor: exec}
 
-	runner := c.localRunner(lr.cfg, lr.stateRoot)
+	runner := c.localRunner(lr.cfg, lr.stateRoot, log)
 	if adjust != nil {
 		adjust(runner)
 	}
