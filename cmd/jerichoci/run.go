@@ -225,8 +225,8 @@ type liveView struct {
 
 func newLiveView(w io.Writer, format string, plan run.Plan) *liveView {
 	v := &liveView{w: w, jsonl: format == "jsonl", started: map[string]time.Time{}, stop: make(chan struct{})}
-	for _, j := range plan.Jobs {
-		if !plan.FilterMiss { // a run skipped by its filters queues nothing
+	if !plan.FilterMiss { // a run skipped by its filters queues nothing
+		for _, j := range plan.Jobs {
 			v.jobs = append(v.jobs, j.ID)
 		}
 	}
