@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/model"
+	"jerichoci/run"
 	"jerichoci/run/protocol"
 )
 
@@ -63,9 +64,9 @@ type logTail struct {
 	Missing bool  // no host.log
 }
 
-// readLogTail reads the last max bytes of path, from a line start when it
+// readLogTail reads the last limit bytes of path, from a line start when it
 // cuts, and not ending inside a UTF-8 sequence.
-func readLogTail(path string, max int64) (logTail, error) {
+func readLogTail(path string, limit int64) (logTail, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return logTail{Missing: true}, nil
@@ -78,7 +79,7 @@ func readLogTail(path string, max int64) (logTail, error) {
 	if err != nil {
 		return logTail{}, err
 	}
-	from := max64(0, fi.Size()-max)
+	from := max(0, fi.Size()-limit)
 	buf := make([]byte, fi.Size()-from)
 	n, err := f.ReadAt(buf, from)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -93,13 +94,6 @@ func readLogTail(path string, max int64) (logTail, error) {
 		}
 	}
 	return logTail{Text: string(buf), From: from, To: to}, nil
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // jobLog serves a job's whole host.log as text.
@@ -253,7 +247,7 @@ func (st *logStream) follow(ctx context.Context, jobID string) error {
 		st.log.Info(fallback, zap.String("why", "no NATS client"))
 	} else if f != nil && jobID != "" {
 		ch := make(chan protocol.LogChunk, chunkQueue)
-		subjectJob := strings.ReplaceAll(st.job, ".", "_")
+		subjectJob := protocol.SubjectJob(st.job)
 		stopFollow, err := f.FollowLogs(ctx, jobID, true, func(c protocol.LogChunk) {
 			if c.RunID != st.runID || c.Job != subjectJob {
 				return
@@ -342,13 +336,13 @@ func (st *logStream) follow(ctx context.Context, jobID string) error {
 
 // done reports whether the job has finished, with its record.
 func (st *logStream) done() (model.JobRecord, bool) {
-	e, ok := st.s.loadRun(st.runID)
-	if !ok || e.Err != nil {
+	rec, err := run.LoadRun(st.s.cfg.StateRoot, st.runID)
+	if err != nil {
 		return model.JobRecord{}, false // being rewritten, or gone: look again
 	}
-	for _, j := range e.Rec.Jobs {
+	for _, j := range rec.Jobs {
 		if j.ID == st.job {
-			return j, !live(e.Rec, j)
+			return j, !live(rec, j)
 		}
 	}
 	return model.JobRecord{}, false

@@ -97,8 +97,8 @@ func newRunner(env model.LookupEnv, cfg execConfig, stateRoot string, log *zap.L
 	}
 }
 
-// localRunner is the run lifecycle of a local run.
-func (c *cli) localRunner(cfg execConfig, stateRoot string) *run.Runner {
-	r := newRunner(c.env, cfg, stateRoot, cfg.logger())
+// localRunner is the run lifecycle of a local run, logging to the run's log.
+func (c *cli) localRunner(cfg execConfig, stateRoot string, log *zap.Logger) *run.Runner {
+	r := newRunner(c.env, cfg, stateRoot, log)
 	return &r
 }

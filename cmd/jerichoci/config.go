@@ -49,7 +49,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 			*dst = v
 		}
 	}
-	str("PIKACI_STATE_ROOT", &c.StateRoot)
+	str(envStateRoot, &c.StateRoot)
 	str(incus.SocketEnv, &c.Socket)
 	// The project is not trimmed; set but empty is an error, as in the original.
 	if v, ok := env("PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT"); ok {

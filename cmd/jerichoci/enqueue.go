@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -202,44 +201,46 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // logLines prints live log chunks as "    <job> | <line>", whole lines only,
 // noting a gap in the chunk numbers (chunks the stream's cap dropped).
 type logLines struct {
-	mu      sync.Mutex
-	out     io.Writer
-	partial map[string][]byte
-	seq     map[string]uint64
+	mu   sync.Mutex
+	out  io.Writer
+	jobs map[logKey]*chunkLines
+}
+
+// logKey is one job of one run.
+type logKey struct{ runID, job string }
+
+// chunkLines is one job's output so far: the last chunk number and the
+// unterminated line.
+type chunkLines struct {
+	seq   uint64
+	lines *linePrefixer
 }
 
 func (l *logLines) chunk(ch protocol.LogChunk) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.partial == nil {
-		l.partial, l.seq = map[string][]byte{}, map[string]uint64{}
+	if l.jobs == nil {
+		l.jobs = map[logKey]*chunkLines{}
 	}
-	key := ch.RunID + "/" + ch.Job
-	if last := l.seq[key]; ch.Seq > last+1 && last > 0 {
-		fmt.Fprintf(l.out, "    %s | [jerichoci] %d chunks of output are not in the logs stream any more (its size cap)\n", ch.Job, ch.Seq-last-1)
+	key := logKey{ch.RunID, ch.Job}
+	j := l.jobs[key]
+	if j == nil {
+		j = &chunkLines{lines: newLinePrefixer(l.out, ch.Job)}
+		l.jobs[key] = j
 	}
-	l.seq[key] = ch.Seq
-	buf := append(l.partial[key], ch.Data...)
-	for {
-		i := bytes.IndexByte(buf, '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(l.out, "    %s | %s\n", ch.Job, buf[:i])
-		buf = buf[i+1:]
+	if last := j.seq; ch.Seq > last+1 && last > 0 {
+		fmt.Fprintf(l.out, "%s[jerichoci] %d chunks of output are not in the logs stream any more (its size cap)\n", j.lines.prefix, ch.Seq-last-1)
 	}
-	l.partial[key] = append([]byte(nil), buf...)
+	j.seq = ch.Seq
+	_, _ = j.lines.Write(ch.Data)
 }
 
 // flush prints the last unterminated lines.
 func (l *logLines) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for key, b := range l.partial {
-		if len(b) > 0 {
-			job := key[strings.IndexByte(key, '/')+1:]
-			fmt.Fprintf(l.out, "    %s | %s\n", job, b)
-		}
+	for _, j := range l.jobs {
+		j.lines.flush()
 	}
-	l.partial = nil
+	l.jobs = nil
 }

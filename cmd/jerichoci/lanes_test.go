@@ -30,7 +30,7 @@ func TestLanesListShowsEveryContractLane(t *testing.T) {
 	if err := json.Unmarshal(data, &contract); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, code := runCatalogCLI(t, nil, "lanes", "list")
+	stdout, stderr, code := runCLIEnv(t, nil, "lanes", "list")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -82,7 +82,7 @@ func TestLanesListShowsEveryContractLane(t *testing.T) {
 }
 
 func TestLanesListJSON(t *testing.T) {
-	stdout, _, code := runCatalogCLI(t, nil, "lanes", "list", "--json")
+	stdout, _, code := runCLIEnv(t, nil, "lanes", "list", "--json")
 	var ls []laneJSON
 	if err := json.Unmarshal([]byte(stdout), &ls); err != nil || code != exitOK {
 		t.Fatalf("%v, code %d", err, code)
@@ -151,7 +151,7 @@ func TestLanesSelect(t *testing.T) {
 			old := lanesStdin
 			lanesStdin = strings.NewReader(tc.stdin)
 			t.Cleanup(func() { lanesStdin = old })
-			stdout, stderr, code := runCatalogCLI(t, nil, append([]string{"lanes", "select"}, tc.args...)...)
+			stdout, stderr, code := runCLIEnv(t, nil, append([]string{"lanes", "select"}, tc.args...)...)
 			if code != exitOK || stderr != "" {
 				t.Fatalf("code %d, stderr %q", code, stderr)
 			}
@@ -171,7 +171,7 @@ func TestLanesSelect(t *testing.T) {
 
 func TestLanesSelectJSONAndLocalCatalog(t *testing.T) {
 	catalog := filepath.Join(catalogFixtures, "valid-project.json")
-	stdout, stderr, code := runCatalogCLI(t, nil, "lanes", "select", "docs/guide.md", "--catalog", catalog, "--json")
+	stdout, stderr, code := runCLIEnv(t, nil, "lanes", "select", "docs/guide.md", "--catalog", catalog, "--json")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -188,15 +188,15 @@ func TestLanesSelectJSONAndLocalCatalog(t *testing.T) {
 		t.Errorf("titles = %q, want %q", titles, want)
 	}
 	// The local file replaced pre-merge-rmp; its definition path selects its lanes.
-	stdout, _, _ = runCatalogCLI(t, nil, "lanes", "select", "--catalog", catalog, "jerichoci.lanes.json")
+	stdout, _, _ = runCLIEnv(t, nil, "lanes", "select", "--catalog", catalog, "jerichoci.lanes.json")
 	if want := "check-rmp\ncheck-demo\n"; stdout != want {
 		t.Errorf("select jerichoci.lanes.json = %q, want %q", stdout, want)
 	}
-	stdout, _, _ = runCatalogCLI(t, nil, "lanes", "select", "--catalog", catalog, "crates/rmp-cli/src/lib.rs")
+	stdout, _, _ = runCLIEnv(t, nil, "lanes", "select", "--catalog", catalog, "crates/rmp-cli/src/lib.rs")
 	if want := "check-rmp\n"; stdout != want {
 		t.Errorf("select crates/rmp-cli/src/lib.rs = %q, want %q", stdout, want)
 	}
-	_, stderr, code = runCatalogCLI(t, nil, "lanes", "select", "--catalog", filepath.Join(catalogFixtures, "invalid-merge-lane.json"))
+	_, stderr, code = runCLIEnv(t, nil, "lanes", "select", "--catalog", filepath.Join(catalogFixtures, "invalid-merge-lane.json"))
 	if code != exitUsage || !strings.Contains(stderr, `invalid-merge-lane.json: targets[0] ("my-rust"): field "lane": lane title "check-pika-rust" is already used`) {
 		t.Errorf("code %d, stderr %q", code, stderr)
 	}

@@ -56,7 +56,7 @@ func (c *natsConfig) fromEnv(env func(string) (string, bool)) {
 		"JERICHOCI_NATS_CREDS": &c.Creds, "JERICHOCI_NATS_NKEY": &c.NKey, "JERICHOCI_NATS_TLS_CERT": &c.TLSCert,
 		"JERICHOCI_NATS_TLS_KEY": &c.TLSKey, "JERICHOCI_NATS_TLS_CA": &c.TLSCA, "JERICHOCI_NATS_LISTEN": &c.Listen,
 		"JERICHOCI_NATS_SERVER_TLS_CERT": &c.ServerTLSCert, "JERICHOCI_NATS_SERVER_TLS_KEY": &c.ServerTLSKey,
-		"PIKACI_STATE_ROOT": &c.StateRoot,
+		envStateRoot: &c.StateRoot,
 	} {
 		if v, ok := env(key); ok && v != "" {
 			*dst = v

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -99,7 +100,7 @@ func (c *cli) runLocal(ctx context.Context, lr localRun, plan run.Plan, adjust f
 	defer closeExec()
 	infra := &run.InfraWatch{JobExecutor: exec}
 
-	runner := c.localRunner(lr.cfg, lr.stateRoot)
+	runner := c.localRunner(lr.cfg, lr.stateRoot, log)
 	if adjust != nil {
 		adjust(runner)
 	}
@@ -224,8 +225,8 @@ type liveView struct {
 
 func newLiveView(w io.Writer, format string, plan run.Plan) *liveView {
 	v := &liveView{w: w, jsonl: format == "jsonl", started: map[string]time.Time{}, stop: make(chan struct{})}
-	for _, j := range plan.Jobs {
-		if !plan.FilterMiss { // a run skipped by its filters queues nothing
+	if !plan.FilterMiss { // a run skipped by its filters queues nothing
+		for _, j := range plan.Jobs {
 			v.jobs = append(v.jobs, j.ID)
 		}
 	}
@@ -299,28 +300,53 @@ func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
 
 // jobOutput prefixes each line of a job's host log with the job id.
 func (v *liveView) jobOutput(jobID string) io.Writer {
-	return &linePrefixer{v: v, prefix: "    " + jobID + " | "}
+	return &viewLines{v: v, lines: newLinePrefixer(v.w, jobID)}
 }
 
+// viewLines is a job's output in the live view: whole lines, written under
+// the view's lock.
+type viewLines struct {
+	v     *liveView
+	lines *linePrefixer
+}
+
+func (o *viewLines) Write(p []byte) (int, error) {
+	o.v.mu.Lock()
+	defer o.v.mu.Unlock()
+	return o.lines.Write(p)
+}
+
+// linePrefixer writes a job's output to w as "    <job> | <line>", whole
+// lines only; the caller serialises its use.
 type linePrefixer struct {
-	v      *liveView
+	w      io.Writer
 	prefix string
 	buf    []byte
 }
 
+func newLinePrefixer(w io.Writer, job string) *linePrefixer {
+	return &linePrefixer{w: w, prefix: "    " + job + " | "}
+}
+
 func (l *linePrefixer) Write(p []byte) (int, error) {
-	l.v.mu.Lock()
-	defer l.v.mu.Unlock()
 	l.buf = append(l.buf, p...)
 	for {
-		i := strings.IndexByte(string(l.buf), '\n')
+		i := bytes.IndexByte(l.buf, '\n')
 		if i < 0 {
 			break
 		}
-		fmt.Fprintf(l.v.w, "%s%s\n", l.prefix, l.buf[:i])
+		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i])
 		l.buf = l.buf[i+1:]
 	}
 	return len(p), nil
+}
+
+// flush writes the last unterminated line, if any, as a whole line.
+func (l *linePrefixer) flush() {
+	if len(l.buf) > 0 {
+		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
+	}
+	l.buf = nil
 }
 
 func deref(s *string) string {

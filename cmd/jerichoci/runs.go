@@ -59,8 +59,9 @@ func runRunsList(c *cli, args []string) int {
 		if runs == nil {
 			runs = []model.RunRecord{}
 		}
-		b, _ := model.EncodeFile(runs)
-		c.stdout.Write(b)
+		if code := c.writeJSON(runs); code != exitOK {
+			return code
+		}
 	} else {
 		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "RUN ID\tSTATUS\tTARGET\tJOBS\tCREATED\tDURATION")
@@ -85,21 +86,12 @@ func runDuration(r model.RunRecord) string {
 func runRunsShow(c *cli, args []string) int {
 	fs, root := c.stateRootFlag("runs show", "runs show RUN_ID [--state-root DIR] [--json]")
 	asJSON := fs.Bool("json", false, "print run.json as written")
-	pos, code, done := c.parseArgs(fs, args)
+	r, code, done := c.oneRunArg(fs, root, args)
 	if done {
 		return code
 	}
-	if len(pos) != 1 {
-		return c.usageErr(fs, "expected one RUN_ID, got %d arguments", len(pos))
-	}
-	r, err := run.LoadRun(*root, pos[0])
-	if err != nil {
-		return c.fail(exitUsage, "%v", notFoundRun(err, *root, pos[0]))
-	}
 	if *asJSON {
-		b, _ := model.EncodeFile(r)
-		c.stdout.Write(b)
-		return exitOK
+		return c.writeJSON(r)
 	}
 	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, deref(r.TargetID))
 	if r.TargetDescription != nil {

@@ -93,7 +93,7 @@ func TestGroupHelpIsTheGroupsOwn(t *testing.T) {
 		{"lanes", "The catalog is the built-in one", "Runs are read"},
 	}
 	for _, tc := range tests {
-		stdout, _, code := runCatalogCLI(t, nil, tc.group, "--help")
+		stdout, _, code := runCLIEnv(t, nil, tc.group, "--help")
 		if code != exitOK || !strings.Contains(stdout, "usage: jerichoci "+tc.group+" COMMAND") ||
 			!strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.notWant) {
 			t.Errorf("jerichoci %s --help: exit %d\n%s\nwant %q and not %q", tc.group, code, stdout, tc.want, tc.notWant)

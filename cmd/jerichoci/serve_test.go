@@ -242,7 +242,7 @@ func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stdout, stderr, code := runCatalogCLI(t, env, tc.args...)
+			stdout, stderr, code := runCLIEnv(t, env, tc.args...)
 			if code != exitOK {
 				t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 			}
@@ -301,7 +301,7 @@ func TestEnqueueUsageErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			_, stderr, code := runCatalogCLI(t, map[string]string{"JERICHOCI_NATS_URL": "nats://127.0.0.1:1"}, tc.args...)
+			_, stderr, code := runCLIEnv(t, map[string]string{"JERICHOCI_NATS_URL": "nats://127.0.0.1:1"}, tc.args...)
 			if code != exitUsage || !strings.Contains(stderr, tc.stderr) {
 				t.Errorf("exit %d, stderr:\n%s\nwant 2 and %q", code, stderr, tc.stderr)
 			}
@@ -321,10 +321,10 @@ func TestCancelAsksTheDaemons(t *testing.T) {
 	natsEnv, q, _ := embeddedQueue(t)
 	env := natsEnv
 	const jobID = "0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11"
-	if _, stderr, code := runCatalogCLI(t, env, "cancel", "job-1"); code != exitUsage || !strings.Contains(stderr, `job id "job-1": expected a lowercase UUID`) {
+	if _, stderr, code := runCLIEnv(t, env, "cancel", "job-1"); code != exitUsage || !strings.Contains(stderr, `job id "job-1": expected a lowercase UUID`) {
 		t.Errorf("cancel job-1: exit %d, stderr %q; want 2 naming the id and a lowercase UUID", code, stderr)
 	}
-	if _, stderr, code := runCatalogCLI(t, env, "cancel", jobID, "--timeout", "5s"); code != exitUsage || !strings.Contains(stderr, "no daemon answers") {
+	if _, stderr, code := runCLIEnv(t, env, "cancel", jobID, "--timeout", "5s"); code != exitUsage || !strings.Contains(stderr, "no daemon answers") {
 		t.Errorf("cancel without a daemon: exit %d, stderr %q", code, stderr)
 	}
 	tests := []struct {
@@ -341,7 +341,7 @@ func TestCancelAsksTheDaemons(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sub.Unsubscribe()
-			stdout, stderr, code := runCatalogCLI(t, env, "cancel", jobID, "--timeout", "5s")
+			stdout, stderr, code := runCLIEnv(t, env, "cancel", jobID, "--timeout", "5s")
 			if code != tc.code || stdout != fmt.Sprintf("job %s: %s\n", jobID, tc.rep.Message) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d", code, stdout, stderr, tc.code)
 			}
@@ -377,7 +377,7 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 		_, _ = q.Results.Create(ctx, key, b)
 		_ = m.DoubleAck(ctx)
 	}()
-	stdout, stderr, code := runCatalogCLI(t, natsEnv,
+	stdout, stderr, code := runCLIEnv(t, natsEnv,
 		"enqueue", "demo-fail", "--source", src, "--host-path", "--wait", "--timeout", "30s", "--output", "jsonl")
 	if code != exitFailed {
 		t.Fatalf("exit %d, want 1; stderr:\n%s", code, stderr)

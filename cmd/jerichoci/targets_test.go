@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -12,15 +11,6 @@ import (
 )
 
 const catalogFixtures = "../../testdata/fixtures/catalog"
-
-// runCatalogCLI runs the CLI with an environment of only env.
-func runCatalogCLI(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	c := &cli{stdout: &out, stderr: &errb, env: func(k string) (string, bool) { v, ok := env[k]; return v, ok }}
-	code = c.main(t.Context(), args)
-	return out.String(), errb.String(), code
-}
 
 func TestCatalogCommandsUsage(t *testing.T) {
 	tests := []struct {
@@ -57,7 +47,7 @@ func TestCatalogCommandsUsage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runCatalogCLI(t, nil, tc.args...)
+			stdout, stderr, code := runCLIEnv(t, nil, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tc.code, stderr)
 			}
@@ -83,7 +73,7 @@ func TestCatalogCommandsUsage(t *testing.T) {
 }
 
 func TestTargetsList(t *testing.T) {
-	stdout, stderr, code := runCatalogCLI(t, nil, "targets", "list")
+	stdout, stderr, code := runCLIEnv(t, nil, "targets", "list")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -102,7 +92,7 @@ func TestTargetsList(t *testing.T) {
 		}
 	}
 
-	stdout, _, code = runCatalogCLI(t, nil, "targets", "list", "--json")
+	stdout, _, code = runCLIEnv(t, nil, "targets", "list", "--json")
 	var rows []struct {
 		ID     string `json:"id"`
 		Jobs   int    `json:"jobs"`
@@ -168,7 +158,7 @@ func TestTargetsShow(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.args[0], func(t *testing.T) {
-			stdout, stderr, code := runCatalogCLI(t, nil, append([]string{"targets", "show"}, tc.args...)...)
+			stdout, stderr, code := runCLIEnv(t, nil, append([]string{"targets", "show"}, tc.args...)...)
 			if code != exitOK || stderr != "" {
 				t.Fatalf("code %d, stderr %q", code, stderr)
 			}
@@ -190,7 +180,7 @@ func TestTargetsShow(t *testing.T) {
 
 func TestTargetsShowJSON(t *testing.T) {
 	// Flags may follow the id.
-	stdout, stderr, code := runCatalogCLI(t, nil, "targets", "show", "pre-merge-agent-contracts", "--json")
+	stdout, stderr, code := runCLIEnv(t, nil, "targets", "show", "pre-merge-agent-contracts", "--json")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}
@@ -257,7 +247,7 @@ func TestCatalogSelection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			stdout, stderr, code := runCatalogCLI(t, tc.env, append([]string{"targets", "list", "--json"}, tc.args...)...)
+			stdout, stderr, code := runCLIEnv(t, tc.env, append([]string{"targets", "list", "--json"}, tc.args...)...)
 			if code != tc.code {
 				t.Fatalf("code = %d, want %d; stderr %q", code, tc.code, stderr)
 			}
@@ -282,7 +272,7 @@ func TestCatalogFromWorkingDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	stdout, stderr, code := runCatalogCLI(t, nil, "lanes", "list")
+	stdout, stderr, code := runCLIEnv(t, nil, "lanes", "list")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("code %d, stderr %q", code, stderr)
 	}

@@ -61,11 +61,15 @@ const (
 	HeaderLogSeq = "Jerichoci-Log-Seq"
 )
 
-// LogSubject is the subject of one job's output in one run. A catalog job
-// id may hold '.', which a subject token may not: it becomes '_'.
+// LogSubject is the subject of one job's output in one run; its last
+// token is SubjectJob(job).
 func LogSubject(jobKey, runID, job string) string {
-	return SubjectLogsPrefix + jobKey + "." + runID + "." + strings.ReplaceAll(job, ".", "_")
+	return SubjectLogsPrefix + jobKey + "." + runID + "." + SubjectJob(job)
 }
+
+// SubjectJob is a catalog job id as a subject token (LogChunk.Job): a job
+// id may hold '.', which a subject token may not: it becomes '_'.
+func SubjectJob(job string) string { return strings.ReplaceAll(job, ".", "_") }
 
 // EventSubject is the subject of one run's lifecycle events.
 func EventSubject(jobKey, runID string) string {
