@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -442,11 +443,27 @@ func TestDeleteInstance(t *testing.T) {
 	}
 }
 
+// TestDeleteInstanceBusyGivesUpWithTheContext: a create that keeps the
+// instance busy ends the retries when ctx's deadline passes, with the busy
+// answer and the deadline. The deadline passes while the fake server
+// answers the second DELETE (deadlineAt), not on the wall clock, so a
+// loaded machine cannot let it pass before the first answer.
 func TestDeleteInstanceBusyGivesUpWithTheContext(t *testing.T) {
 	f := newFake(t)
-	f.sequence("DELETE", "/1.0/instances/r1", "error_busy.json")
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
+	ctx, expire := deadlineAt(t.Context())
+	busy := fixture(t, "error_busy.json")
+	var mu sync.Mutex
+	n := 0
+	f.handle("DELETE", "/1.0/instances/r1", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		if n++; n == 2 {
+			expire()
+		}
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write(busy)
+	})
 	err := f.client().DeleteInstance(ctx, "r1")
 	if err == nil || !strings.Contains(err.Error(), `is busy running a "create" operation`) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("DeleteInstance() error = %v, want the busy error and the deadline", err)

@@ -292,19 +292,20 @@ func TestExecCancel(t *testing.T) {
 					}
 				}
 			})
+			// The context ends once the command has printed, whatever the
+			// machine's load: as a cancel, or as a deadline passing then
+			// (deadlineAt), never on a wall-clock time that could come
+			// before the command started.
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			if tc.deadline {
-				ctx, cancel = context.WithTimeout(t.Context(), 50*time.Millisecond)
-				defer cancel()
+				ctx, cancel = deadlineAt(t.Context())
 			}
 			stdout := &notifyWriter{wrote: make(chan struct{}, 1)}
 			go func() {
 				select {
 				case <-stdout.wrote:
-					if !tc.deadline {
-						cancel()
-					}
+					cancel()
 				case <-ctx.Done():
 				}
 			}()

@@ -1,6 +1,7 @@
 package incus
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -145,4 +146,32 @@ func fixture(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// deadlineCtx is a context whose deadline passes when the test says so:
+// Done closes and Err is context.DeadlineExceeded, as for a deadline, but
+// at a point of the test's choosing instead of a wall-clock time that a
+// loaded machine may reach too early or too late.
+type deadlineCtx struct {
+	context.Context
+	done chan struct{}
+	once sync.Once
+}
+
+// deadlineAt returns a context derived from parent and the func that
+// makes its deadline pass.
+func deadlineAt(parent context.Context) (context.Context, func()) {
+	c := &deadlineCtx{Context: parent, done: make(chan struct{})}
+	return c, func() { c.once.Do(func() { close(c.done) }) }
+}
+
+func (c *deadlineCtx) Done() <-chan struct{} { return c.done }
+
+func (c *deadlineCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }

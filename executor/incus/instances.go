@@ -238,15 +238,25 @@ const (
 func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 	delay := deleteRetryFirst
 	justStopped := false
+	// answer is the server's last answer: an error that ctx's end did not
+	// cause. When ctx ends in the middle of a request, that request's
+	// error only says so; the answer before it says why we were retrying.
+	var answer error
+	note := func(err error) error {
+		if err != nil && !isContextErr(err) {
+			answer = err
+		}
+		return err
+	}
 	for {
-		err := c.deleteOnce(ctx, name)
+		err := note(c.deleteOnce(ctx, name))
 		if err == nil {
 			return nil
 		}
 		kind := classifyTeardown(err, name)
 		if kind == teardownRunning && !justStopped && ctx.Err() == nil {
 			// Stop it, then delete again at once.
-			if err = c.ForceStopInstance(ctx, name); err == nil {
+			if err = note(c.ForceStopInstance(ctx, name)); err == nil {
 				justStopped = true
 				continue
 			}
@@ -254,14 +264,14 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 		}
 		justStopped = false
 		if ctx.Err() != nil {
-			return deleteGaveUp(ctx, name, err)
+			return deleteGaveUp(ctx, name, answer, err)
 		}
 		switch kind {
 		case teardownGone, teardownMaybeGone, teardownFailedOp:
 			state, cerr := c.confirmGone(ctx, name, kind != teardownGone)
 			switch {
 			case cerr != nil && ctx.Err() != nil:
-				return deleteGaveUp(ctx, name, err)
+				return deleteGaveUp(ctx, name, answer, err)
 			case cerr != nil:
 				return fmt.Errorf("incus: delete instance %q: %w (then: %w)", name, err, cerr)
 			case state == instanceGone:
@@ -284,19 +294,28 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return deleteGaveUp(ctx, name, err)
+			return deleteGaveUp(ctx, name, answer, err)
 		case <-t.C:
 		}
 		delay = min(2*delay, deleteRetryMax)
 	}
 }
 
-// deleteGaveUp is the error of a DeleteInstance whose ctx ended.
-func deleteGaveUp(ctx context.Context, name string, last error) error {
-	if errors.Is(last, ctx.Err()) {
-		return fmt.Errorf("incus: delete instance %q: %w", name, last)
+// deleteGaveUp is the error of a DeleteInstance whose ctx ended: the
+// server's last answer (else the last error) and ctx's error.
+func deleteGaveUp(ctx context.Context, name string, answer, last error) error {
+	if answer == nil {
+		answer = last
 	}
-	return fmt.Errorf("incus: delete instance %q: %w (gave up: %w)", name, last, ctx.Err())
+	if errors.Is(answer, ctx.Err()) {
+		return fmt.Errorf("incus: delete instance %q: %w", name, answer)
+	}
+	return fmt.Errorf("incus: delete instance %q: %w (gave up: %w)", name, answer, ctx.Err())
+}
+
+// isContextErr: err comes from a context's end, not from the server.
+func isContextErr(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func (c *Client) deleteOnce(ctx context.Context, name string) error {

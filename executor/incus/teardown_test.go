@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Answers of the server when parties race to tear an instance down, as the
@@ -273,30 +276,49 @@ func TestDeleteInstanceRaces(t *testing.T) {
 }
 
 // TestDeleteInstanceRetriesEndWithTheContext: an instance that stays busy
-// (here: every stop finds a delete under way) gives up when ctx ends, with
-// the last answer and the context's error.
+// (here: every stop finds a delete under way) is tried again after a
+// short, growing pause, and the retries end when ctx ends, with the last
+// answer and the context's error. The fake server ends ctx itself while it
+// answers the third DELETE, so no wall-clock deadline races its answers:
+// whatever the machine's load, the client has seen two busy stops and is
+// in the middle of its third try when ctx ends.
 func TestDeleteInstanceRetriesEndWithTheContext(t *testing.T) {
 	f := newFake(t)
-	f.handle("DELETE", "/1.0/instances/r1", inTurn(fixture(t, "error_running.json")))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	deleteAnswer := inTurn(fixture(t, "error_running.json"))
+	var mu sync.Mutex
+	deletes := 0
+	f.handle("DELETE", "/1.0/instances/r1", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		deletes++
+		if deletes == 3 {
+			cancel()
+		}
+		mu.Unlock()
+		deleteAnswer(w, r)
+	})
 	f.handle("PUT", "/1.0/instances/r1/state", inTurn(fixture(t, "async_create.json")))
 	f.handle("GET", opPath+"/wait", inTurn(waitError(busyDelete)))
 	f.handle("GET", opPath, inTurn(failedOp("Stopping instance", busyDelete)))
-	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
-	defer cancel()
-	// The deadline in the error is what shows that ctx ended the retries.
-	err := f.client().DeleteInstance(ctx, "r1")
+	core, logs := observer.New(zap.DebugLevel)
+	err := f.client(WithLogger(zap.New(core))).DeleteInstance(ctx, "r1")
 	if err == nil || !strings.Contains(err.Error(), `incus: delete instance "r1"`) ||
-		!strings.Contains(err.Error(), busyDelete) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("DeleteInstance() error = %v, want the busy answer and the deadline", err)
+		!strings.Contains(err.Error(), busyDelete) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("DeleteInstance() error = %v, want the busy answer and the context's end", err)
 	}
-	n := 0
-	for _, r := range f.requests() {
-		if strings.HasPrefix(r, "DELETE /1.0/instances/r1") {
-			n++
-		}
+	mu.Lock()
+	n := deletes
+	mu.Unlock()
+	if n != 3 {
+		t.Errorf("%d DELETEs, want 3: no further try once ctx has ended", n)
 	}
-	if n < 2 || n > 8 {
-		t.Fatalf("%d DELETEs in 700ms, want a few (a short, growing pause between them)", n)
+	var pauses []time.Duration
+	for _, e := range logs.FilterMessage("delete instance again").All() {
+		pauses = append(pauses, e.ContextMap()["after"].(time.Duration))
+	}
+	if want := []time.Duration{deleteRetryFirst, 2 * deleteRetryFirst}; !slices.Equal(pauses, want) {
+		t.Errorf("pauses between tries = %v, want %v (short, growing)", pauses, want)
 	}
 }
 
