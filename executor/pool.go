@@ -298,6 +298,7 @@ func (p *Pool) fill(ctx context.Context) {
 		if p.want[k] == fp {
 			p.idle[k] = append(p.idle[k], w)
 			p.mu.Unlock()
+			p.logger().Info("warm pool: instance ready", zap.String("instance", w.name), zap.String("alias", k.alias))
 			continue
 		}
 		p.stats.Drained++

@@ -594,15 +594,7 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	// The daemon's default warm pool (one instance per worker), full before
 	// the job comes: the output streams from a runner started ahead.
 	d := startDaemon(t, url, "daemon-a", cat, 1, "--warm", "-1")
-	itest.WaitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
-		for _, in := range poolInstances(t, cl, "daemon-a") {
-			if in.Status == "Running" {
-				return true
-			}
-		}
-		return false
-	})
-	time.Sleep(time.Second) // its runner starts once the instance answers exec
+	waitPoolReady(t, d, 1)
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
 	rss := startRSSSampler(d.cmd.Process.Pid)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,15 +46,15 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 	name := fmt.Sprintf("daemon-pool-%d", os.Getpid())
 	d := startDaemon(t, url, name, writeCatalog(t), 1, "--warm", "1")
 	var ready incus.Instance
-	itest.WaitFor(t, "a ready pool instance", 2*time.Minute, func() bool {
-		for _, in := range poolInstances(t, cl, name) {
-			if in.Status == "Running" {
-				ready = in
-				return true
-			}
+	readyName := waitPoolReady(t, d, 1)
+	for _, in := range poolInstances(t, cl, name) {
+		if in.Name == readyName {
+			ready = in
 		}
-		return false
-	})
+	}
+	if ready.Name == "" {
+		t.Fatalf("the pool's ready instance %s is not among the daemon's instances", readyName)
+	}
 	if ready.Config[executor.ConfigFleet] == "" || ready.Config[executor.ConfigRunID] != "pool" {
 		t.Errorf("pool instance config = %v", ready.Config)
 	}
@@ -77,14 +78,7 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 		}
 		checkNoInstances(t, cl, id)
 		// The pool makes a new one after each take.
-		itest.WaitFor(t, "the pool to refill", 2*time.Minute, func() bool {
-			for _, in := range poolInstances(t, cl, name) {
-				if in.Status == "Running" && in.Name != ready.Name {
-					return true
-				}
-			}
-			return false
-		})
+		waitPoolReady(t, d, i+2)
 	}
 	// serve deletes its idle instances when it stops.
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
@@ -103,3 +97,22 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 		}
 	}
 }
+
+// waitPoolReady waits until the daemon has logged its n-th pool instance
+// ready (in its list, a job takes it from then on; incusd's "Running"
+// comes earlier) and returns that instance's name.
+func waitPoolReady(t *testing.T, d *daemon, n int) string {
+	t.Helper()
+	var name string
+	itest.WaitFor(t, fmt.Sprintf("pool instance %d ready", n), 2*time.Minute, func() bool {
+		m := poolReadyRE.FindAllStringSubmatch(d.log.String(), -1)
+		if len(m) < n {
+			return false
+		}
+		name = m[n-1][1]
+		return true
+	})
+	return name
+}
+
+var poolReadyRE = regexp.MustCompile(`"msg":"warm pool: instance ready"[^\n]*"instance":"([^"]+)"`)
