@@ -298,6 +298,11 @@ func newHarness(t *testing.T) *harness {
 		store: memStore{}, src: src}
 	cfg := DefaultDaemonConfig()
 	cfg.ID, cfg.AckWait, cfg.MaxDeliver, cfg.RetryDelay = "test", 300*time.Millisecond, 3, time.Second
+	// Heartbeats every 100 ms keep the tests quick, but a claim written
+	// now must stay live however long a loaded machine stalls a test:
+	// stale only after 1000 beats (100 s). Stale claims in the tests are
+	// an hour old.
+	cfg.StaleBeats = 1000
 	cfg.HostPathRoot = os.TempDir()
 	h.d = &Daemon{Config: cfg, Jobs: h.jobs, Results: h.results, Events: h.pub, Catalog: cat, Sources: h.store,
 		NewExecutor: h.exec.forOwner, Log: zaptest.NewLogger(t),
