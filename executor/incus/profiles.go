@@ -43,3 +43,21 @@ func (c *Client) GetStoragePool(ctx context.Context, name string) (*StoragePool,
 	}
 	return &p, nil
 }
+
+// Network is what GET /1.0/networks/<name> returns (the fields we use).
+type Network struct {
+	Name    string            `json:"name"`
+	Type    string            `json:"type"` // bridge, physical …
+	Managed bool              `json:"managed"`
+	Config  map[string]string `json:"config"` // ipv4.address "10.77.0.1/24" …
+}
+
+// GetNetwork returns a network as the client's project sees it;
+// IsNotFound(err) when there is none.
+func (c *Client) GetNetwork(ctx context.Context, name string) (*Network, error) {
+	var n Network
+	if err := c.get(ctx, "/networks/"+url.PathEscape(name), nil, &n); err != nil {
+		return nil, fmt.Errorf("incus: get network %q: %w", name, err)
+	}
+	return &n, nil
+}

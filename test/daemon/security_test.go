@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	mathrand "math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,7 +32,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"jerichoci/executor/incus"
 	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
@@ -352,6 +356,7 @@ func TestGuestCannotReachNATSOrIncus(t *testing.T) {
 	cl := require(t)
 	parent := t.TempDir()
 	port := itest.FreePort(t)
+	bridge, guestAddr := guestNetwork(t, cl)
 	// The probe never spells the marker word, so a log that quotes the
 	// command cannot contain it. The runner image does not configure its
 	// network: a root job can, so the probe gives eth0 an address on the
@@ -359,22 +364,22 @@ func TestGuestCannotReachNATSOrIncus(t *testing.T) {
 	probe := fmt.Sprintf(`r=REA; r="${r}CHED"; hit=0
 case "$(ip -4 addr show dev eth0 2>/dev/null)" in
   *inet*) ;;
-  *) ip link set eth0 up 2>/dev/null; ip addr add "10.77.0.$((100 + RANDOM %% 150))/24" dev eth0 2>/dev/null
-     ip route add default via 10.77.0.1 2>/dev/null ;;
+  *) ip link set eth0 up 2>/dev/null; ip addr add "%[2]s" dev eth0 2>/dev/null
+     ip route add default via %[3]s 2>/dev/null ;;
 esac
 ip -4 addr show 2>/dev/null; ip -4 route show 2>/dev/null
-if timeout 3 bash -c "exec 3<>/dev/tcp/10.77.0.1/53" 2>/dev/null; then echo "control: bridge reachable"; else echo "control: bridge unreachable"; fi
+if timeout 3 bash -c "exec 3<>/dev/tcp/%[3]s/53" 2>/dev/null; then echo "control: bridge reachable"; else echo "control: bridge unreachable"; fi
 gw=; set -- $(ip route show default 2>/dev/null); [ "${1:-}" = default ] && gw="${3:-}"
 echo "gateway ${gw:-none}"
-for h in $gw 10.77.0.1; do
-  for p in %d 8443; do
+for h in $gw %[3]s; do
+  for p in %[1]d 8443; do
     if timeout 3 bash -c "exec 3<>/dev/tcp/$h/$p" 2>/dev/null; then echo "$r tcp $h:$p"; hit=1; else echo "closed $h:$p"; fi
   done
 done
 for f in /var/lib/incus/unix.socket /dev/incus; do
   if [ -e "$f" ]; then echo "$r $f"; hit=1; else echo "absent $f"; fi
 done
-exit $hit`, port)
+exit $hit`, port, guestAddr, bridge)
 	cat := writeCatalogWith(t, catalogJob{Target: "probe-host", Command: probe, AsRoot: true})
 	// The daemon's own NATS, on the host whose bridge address is the
 	// guest's gateway: the guest must not reach it there.
@@ -396,14 +401,44 @@ exit $hit`, port)
 			t.Errorf("%s says the guest reached the host:\n%s", name, b)
 		}
 	}
-	if want := fmt.Sprintf("closed 10.77.0.1:%d", port); !bytes.Contains(guestLog, []byte(want)) {
+	if want := fmt.Sprintf("closed %s:%d", bridge, port); !bytes.Contains(guestLog, []byte(want)) {
 		t.Errorf("guest.log lacks %q: the probe did not run", want)
 	}
 	if !bytes.Contains(guestLog, []byte("control: bridge reachable")) {
 		// Not the daemon's promise, but then the TCP probes prove little.
-		t.Logf("note: the guest did not reach the bridge's DNS (10.77.0.1:53) either; the TCP probes are inconclusive here")
+		t.Logf("note: the guest did not reach the bridge's DNS (%s:53) either; the TCP probes are inconclusive here", bridge)
 	}
 	checkNoInstances(t, cl, id)
+}
+
+// guestNetwork returns the address of the bridge the project's guests are
+// on (the host's side, their gateway) and an address in its subnet that
+// a root job may give itself: scripts/incus-up makes the bridge with the
+// subnet JERICHOCI_INCUS_BRIDGE_CIDR says, so the test asks incusd.
+func guestNetwork(t *testing.T, cl *incus.Client) (bridge, guest string) {
+	t.Helper()
+	p, err := cl.GetProfile(t.Context(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := p.Devices["eth0"]["network"]
+	if name == "" {
+		t.Fatalf("the default profile of the project has no eth0 on a network: %v", p.Devices)
+	}
+	n, err := cl.GetNetwork(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pfx, err := netip.ParsePrefix(n.Config["ipv4.address"])
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 24 {
+		t.Fatalf("network %s: ipv4.address %q, want an IPv4 subnet of at least /24", name, n.Config["ipv4.address"])
+	}
+	a := pfx.Addr().As4()
+	a[3] = byte(100 + mathrand.IntN(150))
+	if netip.AddrFrom4(a) == pfx.Addr() {
+		a[3]++
+	}
+	return pfx.Addr().String(), netip.PrefixFrom(netip.AddrFrom4(a), pfx.Bits()).String()
 }
 
 func TestOneGiBOfOutputKeepsTheDaemonSmall(t *testing.T) {
@@ -539,14 +574,27 @@ func TestCancelOfAnUnseenJobExpires(t *testing.T) {
 	checkBucketTTL(t, o, time.Hour)
 
 	id := uuid.NewString()
+	// The claim lives 2 s: watch for it from before the cancel, so that a
+	// slow machine cannot let it expire before the test reads it.
+	w, err := o.jobs.Watch(t.Context(), id, jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	cmd := exec.Command(jciBin, "cancel", id)
 	cmd.Env = append(itest.CleanEnv(), "JERICHOCI_NATS_URL="+url)
 	code, out := exitCode(t, cmd)
 	if code != 0 {
 		t.Errorf("cancel of an unseen job exited %d, want 0:\n%s", code, out)
 	}
-	if c := o.claim(t, id); c == nil || c.State != protocol.ClaimCancelled {
-		t.Errorf("claim after the cancel = %+v, want cancelled", c)
+	select {
+	case e := <-w.Updates():
+		var c protocol.Claim
+		if e == nil || e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &c) != nil || c.State != protocol.ClaimCancelled {
+			t.Errorf("first change of the claim after the cancel = %v, want a put of a cancelled claim", e)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("no claim written for the cancelled job")
 	}
 	waitKeyGone(t, o.jobs, id, 30*time.Second)
 	if r := o.result(t, id); r != nil {
