@@ -16,6 +16,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"jerichoci/executor"
+	"jerichoci/executor/incus"
 	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
@@ -127,7 +129,7 @@ func lastLiveLine(text string) int {
 // reloading.
 func TestStatusPage(t *testing.T) {
 	chrome := requireChromium(t)
-	require(t)
+	cl := require(t)
 	url := startNATS(t)
 	const lines = 50
 	cat := writeCatalogWith(t,
@@ -136,7 +138,10 @@ func TestStatusPage(t *testing.T) {
 		catalogJob{Target: "page-live", Command: fmt.Sprintf(`i=1; while [ $i -le %d ]; do echo "live-line-$i"; i=$((i+1)); sleep 0.3; done`, lines)},
 	)
 	addTarget(t, cat, "page-two", map[string]string{
-		"first":  `i=1; while [ $i -le 8 ]; do echo "first-line-$i"; i=$((i+1)); sleep 0.3; done`,
+		// The first job holds after its first line until the test has
+		// opened its page and releases it (releaseJob): no race between
+		// the job's pace and the browser's on a loaded machine.
+		"first":  `echo first-line-1; while [ ! -e ` + releaseFile + ` ]; do sleep 0.1; done; i=2; while [ $i -le 8 ]; do echo "first-line-$i"; i=$((i+1)); sleep 0.3; done`,
 		"second": `i=1; while [ $i -le 8 ]; do echo "second-line-$i"; i=$((i+1)); sleep 0.3; done`,
 	}, "first", "second")
 	port := itest.FreePort(t)
@@ -285,13 +290,14 @@ func TestStatusPage(t *testing.T) {
 		}
 		runID = c.RunID
 		b, _ := os.ReadFile(filepath.Join(jobDir(d.stateRoot, runID, "first"), "host.log"))
-		return strings.Contains(string(b), "first-line-1\n") && !strings.Contains(string(b), "first-line-8\n")
+		return strings.Contains(string(b), "first-line-1\n")
 	})
 	within(t, ctx, 30*time.Second, "open the two-job run", chromedp.Steps(chromedp.Navigate(base+"/runs/"+runID),
 		chromedp.WaitVisible(chromedp.CSS("#log-0[data-stream]"))))
 	if n := within(t, ctx, 10*time.Second, "count the jobs", chromedp.Evaluate[int](`document.querySelectorAll("section.job").length`)); n != 1 {
 		t.Fatalf("the page opened with %d jobs, want the first only", n)
 	}
+	releaseJob(t, cl, runID, "first")
 	itest.WaitFor(t, "the page to show the second job's whole log and the run passed", time.Minute, func() bool {
 		c, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -304,6 +310,28 @@ func TestStatusPage(t *testing.T) {
 	if r := o.waitResults(t, []string{two}, time.Minute)[two]; r.Status != model.StatusPassed {
 		t.Errorf("the two-job lane: %s %q", r.Status, deref(r.Message))
 	}
+}
+
+// releaseFile is the guest file a held test job waits for.
+const releaseFile = "/tmp/jci-release"
+
+// releaseJob lets the held job of a run go on: it writes releaseFile into
+// the instance that runs it.
+func releaseJob(t *testing.T, cl *incus.Client, runID, job string) {
+	t.Helper()
+	all, err := cl.ListInstances(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range all {
+		if in.Config[executor.ConfigRunID] == runID && in.Config[executor.ConfigJobID] == job && in.Status == "Running" {
+			if err := cl.PushFile(t.Context(), in.Name, releaseFile, strings.NewReader("go\n"), incus.FileOwner{Mode: 0o644}); err != nil {
+				t.Fatalf("release job %s of run %s in %s: %v", job, runID, in.Name, err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no running instance of job %s of run %s to release", job, runID)
 }
 
 // addTarget adds a target of shell jobs (in order) to the catalog file.
