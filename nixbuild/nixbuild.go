@@ -57,25 +57,51 @@ func (b *Builder) Realize(ctx context.Context, installable string, log io.Writer
 	if err != nil {
 		return run.RealizedOutput{}, err
 	}
-	var infos []struct {
-		Path  string `json:"path"`
-		Valid *bool  `json:"valid"`
+	path, valid, err := pathInfo(out)
+	if err != nil {
+		return run.RealizedOutput{}, fmt.Errorf("nix path-info %s: %w", installable, err)
 	}
-	if err := json.Unmarshal(out, &infos); err != nil {
-		return run.RealizedOutput{}, fmt.Errorf("nix path-info %s: decode %q: %w", installable, clip(out), err)
-	}
-	if len(infos) == 1 && infos[0].Path != "" && (infos[0].Valid == nil || *infos[0].Valid) {
-		return run.RealizedOutput{Path: infos[0].Path, Reused: true}, nil
+	if valid {
+		return run.RealizedOutput{Path: path, Reused: true}, nil
 	}
 	out, err = b.nix(ctx, prog, log, "build", "--accept-flake-config", "--no-link", "--json", installable)
 	if err != nil {
 		return run.RealizedOutput{}, err
 	}
-	path, err := outPath(out)
+	path, err = outPath(out)
 	if err != nil {
 		return run.RealizedOutput{}, fmt.Errorf("nix build %s: %w", installable, err)
 	}
 	return run.RealizedOutput{Path: path}, nil
+}
+
+// pathInfo reads `nix path-info --json` of one installable: its store
+// path and whether the store has it. Nix up to 2.18 prints an array of
+// {"path": …, "valid": false when missing}; later versions an object
+// keyed by store path whose value is null when the path is missing.
+func pathInfo(b []byte) (path string, valid bool, err error) {
+	type info struct {
+		Path  string `json:"path"`
+		Valid *bool  `json:"valid"`
+	}
+	var list []info
+	if err := json.Unmarshal(b, &list); err == nil {
+		if len(list) == 1 && list[0].Path != "" {
+			return list[0].Path, list[0].Valid == nil || *list[0].Valid, nil
+		}
+		return "", false, nil
+	}
+	var byPath map[string]*json.RawMessage
+	if err := json.Unmarshal(b, &byPath); err != nil {
+		return "", false, fmt.Errorf("decode %q: want an array (Nix 2.18 and older) or an object (newer): %w", clip(b), err)
+	}
+	if len(byPath) != 1 {
+		return "", false, nil
+	}
+	for p, v := range byPath {
+		return p, v != nil && string(*v) != "null", nil
+	}
+	return "", false, nil
 }
 
 // outPath reads the output path from `nix build --json`: the `out` output

@@ -129,3 +129,31 @@ func TestOutPath(t *testing.T) {
 		}
 	}
 }
+
+// TestPathInfo reads both shapes of `nix path-info --json`: Nix 2.8's
+// array (Debian 12's nix-bin) and the object keyed by store path of Nix
+// 2.19 and later (Debian 13's 2.26), for a path the store has and one it
+// lacks.
+func TestPathInfo(t *testing.T) {
+	const p = "/nix/store/9kh3s3a5xlb0y4yzsmc4q3yn4r2r3pvd-workspace-build"
+	for _, tc := range []struct {
+		name, in string
+		path     string
+		valid    bool
+		err      string
+	}{
+		{"2.8 valid", `[{"path":"` + p + `","narHash":"sha256:0a","narSize":120,"references":[],"registrationTime":1700000000,"valid":true}]`, p, true, ""},
+		{"2.8 valid without the field", `[{"path":"` + p + `","narHash":"sha256:0a"}]`, p, true, ""},
+		{"2.8 missing", `[{"path":"` + p + `","valid":false}]`, p, false, ""},
+		{"2.26 valid", `{"` + p + `":{"deriver":"/nix/store/x.drv","narHash":"sha256-0a","narSize":120,"references":[],"registrationTime":1700000000,"signatures":[],"ultimate":true}}`, p, true, ""},
+		{"2.26 missing", `{"` + p + `":null}`, p, false, ""},
+		{"empty array", `[]`, "", false, ""},
+		{"empty object", `{}`, "", false, ""},
+		{"garbage", `nope`, "", false, "want an array"},
+	} {
+		path, valid, err := pathInfo([]byte(tc.in))
+		if path != tc.path || valid != tc.valid || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: pathInfo = %q, %v, %v; want %q, %v, error with %q", tc.name, path, valid, err, tc.path, tc.valid, tc.err)
+		}
+	}
+}
