@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down reset clean
 
 all: build
 
@@ -93,6 +93,12 @@ chromium-up:
 
 incus-down:
 	@bash scripts/incus-down
+
+# Take away what incus-up, nix-up and chromium-up installed (asks first;
+# refused under CI), so that the next `make check` starts as on a new
+# machine: scripts/reset-machine --yes skips the question.
+reset:
+	@bash scripts/reset-machine
 
 run: incus-up nix-up build
 	$(BIN)/jerichoci serve
