@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -62,6 +63,10 @@ type Client struct {
 	base    string // scheme and host, no path
 	project string
 	log     *zap.Logger
+
+	// waitLimits counts long polls that ended at their limit
+	// (WaitLimits); shared with the copies Backend.in makes per project.
+	waitLimits *atomic.Uint64
 }
 
 // Option configures a Client.
@@ -86,6 +91,8 @@ func newClient(tr *http.Transport, base string, opts []Option) *Client {
 		tr:   tr,
 		base: base,
 		log:  zap.NewNop(),
+
+		waitLimits: new(atomic.Uint64),
 	}
 	for _, o := range opts {
 		o(c)
@@ -99,14 +106,35 @@ func NewUnix(socketPath string, opts ...Option) (*Client, error) {
 		return nil, errors.New("incus: empty socket path")
 	}
 	var d net.Dialer
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", socketPath)
-		},
-		MaxIdleConnsPerHost: 8,
-		IdleConnTimeout:     30 * time.Second,
-	}
+	tr := unixTransport(func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", socketPath)
+	})
 	return newClient(tr, "http://incus.socket", opts), nil
+}
+
+// unixTransport is the transport of NewUnix: one connection per request,
+// never kept open without a request on it.
+//
+// incusd 6.0 reads the first bytes of each new connection on its unix
+// socket inside its accept loop (to tell STARTTLS from plain HTTP), so a
+// connection that stays silent stops it from accepting any other one, and
+// every client of incusd (the hooks liblxc runs to start and stop
+// instances included) waits. Go's transport opens such connections when
+// keep-alives are on: a dial that loses the race to a connection another
+// request has just freed, or whose request was cancelled meanwhile, goes
+// into the idle pool unused and stays there, silent, for IdleConnTimeout.
+// That stalled all of incusd for 30 s at a time under load
+// (docs/INCUS.md, "The traps it handles"). Without an idle pool a dialled
+// connection either carries its request at once or is closed at once; a
+// unix dial costs microseconds.
+func unixTransport(dial func(ctx context.Context) (net.Conn, error)) *http.Transport {
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+		// No idle pool: a connection carries one request, or one
+		// websocket, and is closed after it. (DisableKeepAlives would do
+		// the same for plain requests but breaks the exec websockets.)
+		MaxIdleConnsPerHost: -1,
+	}
 }
 
 // TLSConfig holds what NewTLS needs to reach a remote server: the client
