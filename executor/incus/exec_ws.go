@@ -84,6 +84,12 @@ func (c *Client) dialOperation(ctx context.Context, opID, secret, fd string) (*w
 	start := time.Now()
 	conn, resp, err := websocket.Dial(ctx, c.url(path, url.Values{"secret": {secret}}), &websocket.DialOptions{
 		HTTPClient: c.hc, CompressionMode: websocket.CompressionDisabled,
+		// incusd pings each exec websocket as it connects and every 10 s
+		// to keep it open, and never waits for a pong. Answering is a
+		// write, which fails once incusd has closed the socket of a
+		// command that already ended, and that failure would end the
+		// read of output still buffered on our side.
+		OnPingReceived: func(context.Context, []byte) bool { return false },
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 && resp.Body != nil {
@@ -152,8 +158,8 @@ func (s *execSession) start(ctx context.Context, out *execOutput) {
 		s.stdin.CloseNow()
 	}
 	cancel()
-	// Nothing comes on stdin and control but pings, which are answered
-	// while something reads.
+	// Nothing comes on stdin and control but pings (not answered: see
+	// dialOperation), which are read and dropped.
 	s.stdin.CloseRead(context.Background())
 	s.control.CloseRead(context.Background())
 	for i, conn := range s.outputs {
