@@ -39,6 +39,9 @@ type Gauges struct {
 	PoolReady func() int // ready warm-pool instances; nil: no pool
 	NATS      func() bool
 	Incus     func() bool
+	// IncusWaitLimits counts Incus operation waits that ended at their
+	// long-poll limit with the operation still running; nil: none.
+	IncusWaitLimits func() uint64
 }
 
 var _ daemon.Observer = (*Metrics)(nil)
@@ -77,6 +80,11 @@ func New(g Gauges) *Metrics {
 	if g.PoolReady != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "jerichoci_pool_ready_instances",
 			Help: "Warm-pool instances started and waiting for a job."}, func() float64 { return float64(g.PoolReady()) }))
+	}
+	if g.IncusWaitLimits != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "jerichoci_incus_operation_wait_limit_total",
+			Help: "Waits on an Incus operation that reached their long-poll limit (30 s) with the operation still running: a stall."},
+			func() float64 { return float64(g.IncusWaitLimits()) }))
 	}
 	for name, f := range map[string]func() bool{"nats": g.NATS, "incus": g.Incus} {
 		if f == nil {

@@ -46,7 +46,7 @@ func record(status model.RunStatus, created time.Time, took time.Duration) *mode
 func TestMetricsCountRunsAndSettlements(t *testing.T) {
 	busy := 1
 	m := New(Gauges{Workers: 2, Busy: func() int { return busy }, PoolReady: func() int { return 3 },
-		NATS: func() bool { return true }, Incus: func() bool { return false }})
+		NATS: func() bool { return true }, Incus: func() bool { return false }, IncusWaitLimits: func() uint64 { return 4 }})
 	now := time.Now()
 	m.RunStarted("demo-pass")
 	m.RunStarted("demo-fail")
@@ -75,6 +75,7 @@ func TestMetricsCountRunsAndSettlements(t *testing.T) {
 		`jerichoci_pool_ready_instances`:                                                 "3",
 		`jerichoci_nats_up`:                                                              "1",
 		`jerichoci_incus_up`:                                                             "0",
+		`jerichoci_incus_operation_wait_limit_total`:                                     "4",
 	} {
 		if got[k] != want {
 			t.Errorf("%s = %q, want %q", k, got[k], want)

@@ -371,7 +371,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	}
 	if cfg.httpListen != "" {
 		incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
-		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected,
+		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected, IncusWaitLimits: cl.WaitLimits,
 			Incus: func() bool {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()

@@ -178,6 +178,7 @@ func TestWaitOperation(t *testing.T) {
 		wantErr    string
 		wantStatus string
 		wantCalls  []string
+		wantLimits uint64 // waits that ended at their limit, operation running
 	}{
 		{
 			name: "success", wait: []string{"operation_success.json"}, wantStatus: "Success",
@@ -185,7 +186,7 @@ func TestWaitOperation(t *testing.T) {
 		},
 		{
 			name: "timed out wait is retried", wait: []string{"wait_timeout.json", "operation_success.json"},
-			get: "operation_running.json", wantStatus: "Success",
+			get: "operation_running.json", wantStatus: "Success", wantLimits: 1,
 			wantCalls: []string{"GET " + opPath + "/wait", "GET " + opPath, "GET " + opPath + "/wait"},
 		},
 		{
@@ -199,8 +200,8 @@ func TestWaitOperation(t *testing.T) {
 		},
 		{
 			name: "running after wait is waited again", wait: []string{"operation_running.json", "operation_success.json"},
-			wantStatus: "Success",
-			wantCalls:  []string{"GET " + opPath + "/wait", "GET " + opPath + "/wait"},
+			wantStatus: "Success", wantLimits: 1,
+			wantCalls: []string{"GET " + opPath + "/wait", "GET " + opPath + "/wait"},
 		},
 	}
 	for _, tc := range tests {
@@ -210,7 +211,11 @@ func TestWaitOperation(t *testing.T) {
 			if tc.get != "" {
 				f.reply("GET", opPath, 200, tc.get)
 			}
-			op, err := f.client().WaitOperation(t.Context(), "5a0e0c52-3f3c-4a8e-9d4e-1b1e9a3d2f10")
+			c := f.client()
+			op, err := c.WaitOperation(t.Context(), "5a0e0c52-3f3c-4a8e-9d4e-1b1e9a3d2f10")
+			if n := c.WaitLimits(); n != tc.wantLimits {
+				t.Errorf("WaitLimits() = %d, want %d", n, tc.wantLimits)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("WaitOperation() error = %v, want %q", err, tc.wantErr)

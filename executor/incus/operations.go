@@ -105,6 +105,7 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 			if op.StatusCode >= opFinal {
 				return finished(&op)
 			}
+			c.waitLimitReached(id, op.Description)
 			continue
 		}
 		var se *StatusError
@@ -125,6 +126,7 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 		}
 		// Still running: that wait timed out. Pause a little so that a
 		// server answering every wait with an error is not hammered.
+		c.waitLimitReached(id, cur.Description)
 		t := time.NewTimer(50 * time.Millisecond)
 		select {
 		case <-ctx.Done():
@@ -135,6 +137,19 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 		}
 	}
 }
+
+// waitLimitReached notes a long poll that ended at its limit with the
+// operation still running: one of ours took that long, which is worth an
+// operator's eye (WaitLimits, on /metrics).
+func (c *Client) waitLimitReached(id, description string) {
+	c.waitLimits.Add(1)
+	c.log.Warn("operation still running after a whole long poll", zap.String("operation", id),
+		zap.String("description", description))
+}
+
+// WaitLimits counts the long polls on operations that ended at their limit
+// with the operation still running, since the client was made.
+func (c *Client) WaitLimits() uint64 { return c.waitLimits.Load() }
 
 func finished(op *Operation) (*Operation, error) {
 	if op.StatusCode == opSuccess {
