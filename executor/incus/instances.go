@@ -238,25 +238,19 @@ const (
 func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 	delay := deleteRetryFirst
 	justStopped := false
-	// answer is the server's last answer: an error that ctx's end did not
-	// cause. When ctx ends in the middle of a request, that request's
-	// error only says so; the answer before it says why we were retrying.
-	var answer error
-	note := func(err error) error {
-		if err != nil && !isContextErr(err) {
-			answer = err
-		}
-		return err
-	}
+	// retrying is the answer the last pause was for. When ctx ends in the
+	// middle of a request, that request's error only says so; this says
+	// why we were still trying.
+	var retrying error
 	for {
-		err := note(c.deleteOnce(ctx, name))
+		err := c.deleteOnce(ctx, name)
 		if err == nil {
 			return nil
 		}
 		kind := classifyTeardown(err, name)
 		if kind == teardownRunning && !justStopped && ctx.Err() == nil {
 			// Stop it, then delete again at once.
-			if err = note(c.ForceStopInstance(ctx, name)); err == nil {
+			if err = c.ForceStopInstance(ctx, name); err == nil {
 				justStopped = true
 				continue
 			}
@@ -264,14 +258,14 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 		}
 		justStopped = false
 		if ctx.Err() != nil {
-			return deleteGaveUp(ctx, name, answer, err)
+			return deleteGaveUp(ctx, name, retrying, err)
 		}
 		switch kind {
 		case teardownGone, teardownMaybeGone, teardownFailedOp:
 			state, cerr := c.confirmGone(ctx, name, kind != teardownGone)
 			switch {
 			case cerr != nil && ctx.Err() != nil:
-				return deleteGaveUp(ctx, name, answer, err)
+				return deleteGaveUp(ctx, name, retrying, err)
 			case cerr != nil:
 				return fmt.Errorf("incus: delete instance %q: %w (then: %w)", name, err, cerr)
 			case state == instanceGone:
@@ -290,11 +284,12 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 			return fmt.Errorf("incus: delete instance %q: %w", name, err)
 		}
 		c.log.Debug("delete instance again", zap.String("instance", name), zap.Duration("after", delay), zap.Error(err))
+		retrying = err
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return deleteGaveUp(ctx, name, answer, err)
+			return deleteGaveUp(ctx, name, retrying, err)
 		case <-t.C:
 		}
 		delay = min(2*delay, deleteRetryMax)
@@ -302,10 +297,12 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 }
 
 // deleteGaveUp is the error of a DeleteInstance whose ctx ended: the
-// server's last answer (else the last error) and ctx's error.
-func deleteGaveUp(ctx context.Context, name string, answer, last error) error {
-	if answer == nil {
-		answer = last
+// server's last answer, or the one it was retrying on when ctx's end cut
+// the last request short, and ctx's error.
+func deleteGaveUp(ctx context.Context, name string, retrying, last error) error {
+	answer := last
+	if isContextErr(last) && retrying != nil {
+		answer = retrying
 	}
 	if errors.Is(answer, ctx.Err()) {
 		return fmt.Errorf("incus: delete instance %q: %w", name, answer)
