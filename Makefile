@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down reset clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down reset clean
 
 all: build
 
@@ -79,6 +79,12 @@ fuzz:
 # in docs/RELIABILITY.md ("Soak").
 soak: incus-up build $(NATS_SERVER)
 	@GO=$(GO) bash scripts/soak
+
+# Bursts through fresh daemons (scripts/stall-check): 20 series of 10
+# bursts of 5 jobs, every core kept busy; fails on a prepare_runtime over
+# 5 s or an Incus operation wait that reached its long-poll limit.
+stall-check: incus-up build
+	@STALL_LOAD=$${STALL_LOAD:-1} bash scripts/stall-check
 
 incus-up:
 	@bash scripts/incus-up
