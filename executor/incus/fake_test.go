@@ -27,7 +27,8 @@ type fakeServer struct {
 	notFound []byte
 }
 
-func newFake(t *testing.T) *fakeServer {
+// unixListener listens on a new unix socket, removed with the test.
+func unixListener(t *testing.T) (string, net.Listener) {
 	t.Helper()
 	// A short directory: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "jci-incus-")
@@ -40,6 +41,12 @@ func newFake(t *testing.T) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sock, l
+}
+
+func newFake(t *testing.T) *fakeServer {
+	t.Helper()
+	sock, l := unixListener(t)
 	f := &fakeServer{t: t, sock: sock, routes: map[string]http.HandlerFunc{}, conns: map[net.Conn]http.ConnState{},
 		notFound: fixture(t, "error_404.json")}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,16 +50,7 @@ func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // test's bound of 10 s is for a machine under any load, where closing a
 // socket takes microseconds.
 func TestNoSilentConnectionStallsIncusd(t *testing.T) {
-	dir, err := os.MkdirTemp("", "jci-incus-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "incus.sock")
-	inner, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sock, inner := unixListener(t)
 	l := &peekingListener{Listener: inner, peeked: make(chan error, 16)}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
