@@ -81,12 +81,7 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 		waitPoolReady(t, d, i+2)
 	}
 	// serve deletes its idle instances when it stops.
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(2 * time.Minute):
-		t.Fatal("serve did not stop")
-	}
+	stopDaemon(t, d)
 	if left := poolInstances(t, cl, name); len(left) > 0 {
 		t.Errorf("pool instances left after serve stopped: %s", left[0].Name)
 	}
@@ -116,3 +111,16 @@ func waitPoolReady(t *testing.T, d *daemon, n int) string {
 }
 
 var poolReadyRE = regexp.MustCompile(`"msg":"warm pool: instance ready"[^\n]*"instance":"([^"]+)"`)
+
+// stopDaemon sends the daemon SIGTERM and waits until it has exited
+// (idle pool instances deleted, drained), failing the test after two
+// minutes.
+func stopDaemon(t *testing.T, d *daemon) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("daemon %s did not stop within 2 minutes of SIGTERM", d.name)
+	}
+}

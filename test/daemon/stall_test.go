@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,11 +58,6 @@ func TestBurstsLeaveNoOperationWaitAtItsLimit(t *testing.T) {
 				itest.Tail(d.log.String(), 40))
 		}
 		// The next burst meets a fresh daemon, as in the field.
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("daemon %s did not stop", name)
-		}
+		stopDaemon(t, d)
 	}
 }
