@@ -91,6 +91,7 @@ func pathInfo(b []byte) (path string, valid bool, err error) {
 		}
 		return "", false, nil
 	}
+	// A null value decodes to a nil pointer.
 	var byPath map[string]*json.RawMessage
 	if err := json.Unmarshal(b, &byPath); err != nil {
 		return "", false, fmt.Errorf("decode %q: want an array (Nix 2.18 and older) or an object (newer): %w", clip(b), err)
@@ -99,7 +100,7 @@ func pathInfo(b []byte) (path string, valid bool, err error) {
 		return "", false, nil
 	}
 	for p, v := range byPath {
-		return p, v != nil && string(*v) != "null", nil
+		return p, v != nil, nil
 	}
 	return "", false, nil
 }
