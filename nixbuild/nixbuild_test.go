@@ -57,8 +57,22 @@ func TestRealizeBuildsOnceThenReuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(first.Path, "bin", "run-pika-actionlint")); err != nil {
 		t.Errorf("wrapper missing: %v", err)
 	}
-	if !strings.Contains(log.String(), "nix --extra-experimental-features 'nix-command flakes' build") {
-		t.Errorf("log lacks the build command:\n%s", log.String())
+	if !strings.Contains(log.String(), "nix --extra-experimental-features 'nix-command flakes' build --store daemon --option accept-flake-config false --no-write-lock-file") {
+		t.Errorf("log lacks the build command through the daemon, ignoring the flake's nixConfig:\n%s", log.String())
+	}
+	for _, never := range []string{"--accept-flake-config", "--impure", "sandbox"} {
+		if strings.Contains(log.String(), never) {
+			t.Errorf("log has %q:\n%s", never, log.String())
+		}
+	}
+	// Run as root, the flake is evaluated as the unprivileged eval user
+	// from its copy in the store, never from root's snapshot directory.
+	if os.Geteuid() == 0 {
+		if !strings.Contains(log.String(), " store add-path --store daemon --option accept-flake-config false --name source "+dir+"\n") ||
+			!strings.Contains(log.String(), "--json path:/nix/store/") || !strings.Contains(log.String(), "(as "+DefaultEvalUser+")") ||
+			strings.Contains(log.String(), "path:"+dir) {
+			t.Errorf("log does not show the snapshot added by root and evaluated as %s:\n%s", DefaultEvalUser, log.String())
+		}
 	}
 	// Same content, different per-run metadata: nothing is built.
 	if err := os.WriteFile(filepath.Join(dir, "pikaci-snapshot.json"), []byte(`{"created_at":"now"}`), 0o644); err != nil {
@@ -155,5 +169,42 @@ func TestPathInfo(t *testing.T) {
 		if path != tc.path || valid != tc.valid || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s: pathInfo = %q, %v, %v; want %q, %v, error with %q", tc.name, path, valid, err, tc.path, tc.valid, tc.err)
 		}
+	}
+}
+
+// TestRealizeCannotReadRootFiles: a flake input `path:` of a directory
+// only root may read (as /root or /etc/shadow are) is read by the
+// evaluating nix client, outside the sandbox. Run as root, jerichoci
+// evaluates as the eval user, so the input cannot be read and nothing of
+// it reaches the world-readable store.
+func TestRealizeCannotReadRootFiles(t *testing.T) {
+	needNix(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: as another user nix runs as that user, which is the point")
+	}
+	secretDir := t.TempDir() // 0700, root's
+	marker := "root-only " + strconv.FormatInt(time.Now().UnixNano(), 10)
+	if err := os.WriteFile(filepath.Join(secretDir, "secret"), []byte(marker), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flake := t.TempDir()
+	if err := os.WriteFile(filepath.Join(flake, "flake.nix"), []byte(`{
+  inputs.s = { url = "path:`+secretDir+`"; flake = false; };
+  outputs = { self, s }: { x = derivation { name = "leak"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "cat ${s}/secret > $out" ]; }; };
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	res, err := (&Builder{}).Realize(t.Context(), "path:"+flake+"#x", &log)
+	var exit *run.BuildExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("realize = %+v, %v; want the evaluation refused\n%s", res, err, log.String())
+	}
+	if !strings.Contains(log.String(), "Permission denied") {
+		t.Errorf("log does not say the input was unreadable:\n%s", log.String())
+	}
+	if strings.Contains(log.String(), marker) {
+		t.Errorf("the secret reached the log:\n%s", log.String())
 	}
 }

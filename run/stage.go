@@ -297,7 +297,7 @@ func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
 	if st.r.Outputs == nil {
 		return fmt.Errorf("staged prepare `%s` needs Nix, and this runner has no Nix builder configured", output)
 	}
-	n.line("prepare %s: nix build --accept-flake-config --no-link --json %s", output, installable)
+	n.line("prepare %s: nix build %s", output, installable)
 	out, err := st.r.Outputs.Realize(ctx, installable, io.MultiWriter(logs...))
 	var exit *BuildExitError
 	switch {

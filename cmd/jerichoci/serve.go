@@ -25,6 +25,7 @@ import (
 	"jerichoci/executor/incus"
 	"jerichoci/metrics"
 	"jerichoci/model"
+	"jerichoci/nixbuild"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
@@ -177,7 +178,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
-	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix then runs on the worker host; without it those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
+	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix is evaluated (as an unprivileged user when serve runs as root) and built by the host's nix-daemon in its sandbox as build users; serve refuses to start when that Nix builds unsandboxed or as root, or its daemon does not answer (scripts/nix-up sets it up); without the flag those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
 	fromFlags := false
 	fs.Func("secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", func(v string) error {
 		if !fromFlags { // the flags replace the environment's list
@@ -260,6 +261,11 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	cat, err := c.loadCatalog(cfg.catalog)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
+	}
+	if cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
+		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
+			return c.fail(exitUsage, "--allow-staged-builds: %v", err)
+		}
 	}
 	stateRoot, err := filepath.Abs(cfg.exec.StateRoot)
 	if err == nil {

@@ -29,3 +29,66 @@ record_installed() {
 			echo "$p" | ${as_root[@]+"${as_root[@]}"} tee -a "$setup_manifest" >/dev/null
 	done
 }
+
+# ---- Nix (scripts/nix-up) ---------------------------------------------------
+
+# nix_users_record lists, one a line, the group and users nix-up created
+# ("group nixbld", "user nixbld1", …): reset-machine deletes those only.
+nix_users_record=$setup_state/nix-users
+# nix_conf_marker is the first line of a nix.conf nix-up wrote.
+nix_conf_marker="# written by jerichoci scripts/nix-up"
+# The nix-daemon nix-up starts: its pid file and log.
+nix_daemon_pid=/run/jerichoci-nix-daemon.pid
+nix_daemon_log=/var/log/jerichoci-nix-daemon.log
+
+# nix_daemon_running prints the pid of the nix-daemon nix-up started, if it
+# still runs: the pid file's process must be nix-daemon (a link to nix, so
+# the program is nix's and the name it was run by is nix-daemon's).
+nix_daemon_running() {
+	local pid bin
+	pid=$(cat "$nix_daemon_pid" 2>/dev/null || true)
+	case $pid in '' | *[!0-9]*) return 1 ;; esac
+	bin=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1 || true)
+	case $bin in */nix-daemon) ;; *) return 1 ;; esac
+	[ "$(readlink -f "/proc/$pid/exe" 2>/dev/null || true)" = "$(readlink -f "$bin")" ] || return 1
+	echo "$pid"
+}
+
+# stop_nix_daemon ends the nix-daemon nix-up started (waiting up to 10 s,
+# then SIGKILL) and removes its pid file. Builds it started end with it.
+stop_nix_daemon() {
+	local pid
+	if pid=$(nix_daemon_running); then
+		echo "stopping nix-daemon (pid $pid)"
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 100); do
+			[ -e "/proc/$pid" ] || break
+			sleep 0.1
+		done
+		[ ! -e "/proc/$pid" ] || kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$nix_daemon_pid"
+}
+
+# remove_nix_users deletes the users, then the groups, that
+# nix_users_record lists, each only while it exists, and then the record.
+# A line that is not "user NAME" or "group NAME" with a plain name is
+# skipped with a warning.
+remove_nix_users() {
+	local kind name
+	[ -s "$nix_users_record" ] || return 0
+	for want in user group; do
+		while read -r kind name; do
+			[ "$kind" = "$want" ] || continue
+			if ! [[ $name =~ ^[a-z_][a-z0-9_-]*$ ]]; then
+				echo "skipping the odd line '$kind $name' of $nix_users_record" >&2
+				continue
+			fi
+			case $kind in
+			user) getent passwd "$name" >/dev/null && echo "deleting user $name" && userdel "$name" ;;
+			group) getent group "$name" >/dev/null && echo "deleting group $name" && groupdel "$name" ;;
+			esac
+		done <"$nix_users_record"
+	done
+	rm -f "$nix_users_record"
+}
