@@ -363,7 +363,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			if cfg.allowHostJobs {
 				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool}, host: host}
+			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,
