@@ -70,6 +70,9 @@ type Config struct {
 	RootDiskSize string
 }
 
+// profiles are the profiles of every instance, in order.
+func (c Config) profiles() []string { return []string{"default", c.Profile} }
+
 // DefaultHostLogRunnerBytes is the default of Config.HostLogRunnerBytes.
 const DefaultHostLogRunnerBytes = 1 << 20
 
@@ -470,7 +473,7 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 // instanceSpec is an instance of the executor's project, profiles, limits,
 // root disk and fleet, without a job's keys or disks.
 func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, itype model.InstanceType, alias string) (InstanceSpec, error) {
-	profiles := []string{"default", cfg.Profile}
+	profiles := cfg.profiles()
 	spec := InstanceSpec{
 		Project: cfg.Project, Name: name, Type: itype, Alias: alias, Profiles: profiles,
 		Config: map[string]string{
