@@ -70,6 +70,9 @@ type Config struct {
 	RootDiskSize string
 }
 
+// profiles are the profiles of every instance, in order.
+func (c Config) profiles() []string { return []string{"default", c.Profile} }
+
 // DefaultHostLogRunnerBytes is the default of Config.HostLogRunnerBytes.
 const DefaultHostLogRunnerBytes = 1 << 20
 
@@ -149,6 +152,11 @@ type RemoteLinuxVM struct {
 	// Pool, when set, hands jobs ready instances (the daemon's warm pool);
 	// staged jobs, whose payload disks differ per job, create their own.
 	Pool *Pool
+	// Store gives the closure of a staged job's outputs, the only store
+	// paths its guest sees (closureDisks); a staged job fails without it.
+	Store StoreClosure
+
+	nixStoreDir string // the host's store directory; "" is /nix/store
 
 	mu     sync.Mutex
 	images map[string]cachedImage // by alias
@@ -410,7 +418,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		spec.Disks = []Disk{{Name: model.SnapshotDeviceName(job.SnapshotDir, GuestSnapshotPath),
 			Source: job.SnapshotDir, Path: GuestSnapshotPath, ReadOnly: true}}
 	}
-	payloads, err := j.payloadDisks()
+	payloads, err := j.payloadDisks(ctx)
 	if err != nil {
 		return err
 	}
@@ -465,7 +473,7 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 // instanceSpec is an instance of the executor's project, profiles, limits,
 // root disk and fleet, without a job's keys or disks.
 func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, itype model.InstanceType, alias string) (InstanceSpec, error) {
-	profiles := []string{"default", cfg.Profile}
+	profiles := cfg.profiles()
 	spec := InstanceSpec{
 		Project: cfg.Project, Name: name, Type: itype, Alias: alias, Profiles: profiles,
 		Config: map[string]string{
@@ -505,24 +513,30 @@ func ReadPayloadManifest(root string) (model.PayloadManifest, error) {
 	return m, nil
 }
 
-// NixStoreGuestPath is where a staged job's guest sees the host's Nix
-// store, read-only, so the store paths its payloads refer to resolve.
+// NixStoreGuestPath is where a staged job's guest sees the store paths
+// of its outputs' closure, read-only, so the store paths its payloads
+// refer to resolve; the host's store directory is the same path.
 const NixStoreGuestPath = "/nix/store"
 
 // payloadDisks are the read-only disks of a staged job's payloads: each
 // manifest mount of each payload (STAGED-AND-HOST.md "Staged payload
-// devices"), then the host's /nix/store.
-func (j *jobRun) payloadDisks() ([]Disk, error) {
+// devices"), then one per store path of the payloads' closure
+// (closureDisks).
+func (j *jobRun) payloadDisks(ctx context.Context) ([]Disk, error) {
 	if len(j.job.StagedPayloads) == 0 {
 		return nil, nil
 	}
-	var disks []Disk
+	var (
+		disks          []Disk
+		roots, sources []string
+	)
 	seen := map[string]string{}
 	for _, p := range j.job.StagedPayloads {
 		root, err := filepath.EvalSymlinks(p.MountPath)
 		if err != nil {
 			return nil, fmt.Errorf("resolve staged output %s: %w", p.MountPath, err)
 		}
+		roots = append(roots, root)
 		m, err := ReadPayloadManifest(root)
 		var pe *fs.PathError
 		switch {
@@ -542,12 +556,17 @@ func (j *jobRun) payloadDisks() ([]Disk, error) {
 				return nil, fmt.Errorf("payload mounts %s and %s of staged output %s share the Incus device name %s", prev, mount.Name, root, name)
 			}
 			seen[name] = mount.Name
-			disks = append(disks, Disk{Name: name, Source: model.PayloadMountSource(root, mount), Path: mount.GuestPath, ReadOnly: mount.ReadOnly})
-			j.hostf("staged payload %s: %s -> %s (device %s)", p.Role, model.PayloadMountSource(root, mount), mount.GuestPath, name)
+			source := model.PayloadMountSource(root, mount)
+			sources = append(sources, source)
+			disks = append(disks, Disk{Name: name, Source: source, Path: mount.GuestPath, ReadOnly: mount.ReadOnly})
+			j.hostf("staged payload %s: %s -> %s (device %s)", p.Role, source, mount.GuestPath, name)
 		}
 	}
-	disks = append(disks, Disk{Name: "pk-nix-store", Source: NixStoreGuestPath, Path: NixStoreGuestPath, ReadOnly: true})
-	return disks, nil
+	closure, err := j.closureDisks(ctx, roots, sources)
+	if err != nil {
+		return nil, err
+	}
+	return append(disks, closure...), nil
 }
 
 // instanceType resolves the instance type: auto takes a VM where the server

@@ -80,8 +80,14 @@ func (c *cli) localExecutor(ctx context.Context, cfg execConfig, stateRoot strin
 		return jobRouter{incus: brokenExecutor{err}, host: host}, func() {}
 	}
 	incus.ReapLocalOrphans(ctx, cl, processAlive, c.stderr, log)
-	vm := &executor.RemoteLinuxVM{Backend: incus.NewBackend(cl), Config: cfg.executorConfig(), Log: log.Named("executor")}
+	vm := &executor.RemoteLinuxVM{Backend: incus.NewBackend(cl), Config: cfg.executorConfig(), Log: log.Named("executor"), Store: hostNix(log)}
 	return jobRouter{incus: vm, host: host}, func() { cl.Close() }
+}
+
+// hostNix is the host's Nix: it builds staged outputs and gives their
+// closure, the store paths a staged guest sees.
+func hostNix(log *zap.Logger) *nixbuild.Builder {
+	return &nixbuild.Builder{Log: log.Named("nix")}
 }
 
 // newRunner is the run lifecycle with the host's Nix for staged outputs.
@@ -92,7 +98,7 @@ func newRunner(env model.LookupEnv, cfg execConfig, stateRoot string, log *zap.L
 			o.Exclude = append(o.Exclude, stateRoot)
 			return run.CopySnapshot(ctx, s, dst, o)
 		},
-		Outputs:        &nixbuild.Builder{Log: log.Named("nix")},
+		Outputs:        hostNix(log),
 		HostCacheScope: hostlocal.Scope,
 	}
 }

@@ -26,6 +26,7 @@ type execConfig struct {
 	Profile       string
 	InstanceType  string
 	RunnerPath    string
+	GuestDiskSize string
 	MaxConcurrent int
 	Owner         string
 	LogLevel      string
@@ -37,7 +38,7 @@ func defaultExecConfig() execConfig {
 	host, _ := os.Hostname()
 	return execConfig{
 		StateRoot: filepath.Join(cwd, ".pikaci"), Project: d.Project, Profile: d.Profile,
-		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, MaxConcurrent: 2,
+		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, GuestDiskSize: d.RootDiskSize, MaxConcurrent: 2,
 		Owner: fmt.Sprintf("%s-%d", host, os.Getpid()), LogLevel: "warn",
 	}
 }
@@ -58,6 +59,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	str("PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE", &c.Profile)
 	str("JERICHOCI_INSTANCE_TYPE", &c.InstanceType)
 	str("JERICHOCI_GUEST_RUNNER", &c.RunnerPath)
+	str("JERICHOCI_GUEST_DISK_SIZE", &c.GuestDiskSize)
 	str("JERICHOCI_OWNER", &c.Owner)
 	str("JERICHOCI_LOG_LEVEL", &c.LogLevel)
 	if v, ok := env("PIKACI_MAX_CONCURRENT_EXECUTES"); ok {
@@ -74,6 +76,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` for run records (env PIKACI_STATE_ROOT)")
 	fs.StringVar(&c.InstanceType, "instance-type", c.InstanceType, "Incus instance `TYPE`: auto, container or virtual-machine (env JERICHOCI_INSTANCE_TYPE)")
+	fs.StringVar(&c.GuestDiskSize, "guest-disk-size", c.GuestDiskSize, "root disk `SIZE` of each guest, an Incus size such as 20GiB; empty keeps the profiles' root disk (env JERICHOCI_GUEST_DISK_SIZE)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
 }
 
@@ -81,6 +84,7 @@ func (c execConfig) executorConfig() executor.Config {
 	d := executor.DefaultConfig()
 	d.Project, d.Profile, d.RunnerPath, d.Owner = c.Project, c.Profile, c.RunnerPath, c.Owner
 	d.InstanceType = model.InstanceType(c.InstanceType)
+	d.RootDiskSize = c.GuestDiskSize
 	return d
 }
 
@@ -96,6 +100,14 @@ func (c execConfig) Validate() error {
 		// runner prepare node: a recorded failed run, not a usage error
 		// (serve checks it up front).
 		ec.Project = "-"
+	}
+	if c.GuestDiskSize != "" {
+		probe := executor.DefaultConfig()
+		probe.RootDiskSize = c.GuestDiskSize
+		if err := probe.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--guest-disk-size %q (env JERICHOCI_GUEST_DISK_SIZE): %w", c.GuestDiskSize, err))
+		}
+		ec.RootDiskSize = "" // reported above, naming the flag
 	}
 	if err := ec.Validate(); err != nil {
 		errs = append(errs, err)

@@ -340,12 +340,14 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
+	warm := cfg.warm
+	if warm < 0 {
+		warm = cfg.daemon.Concurrency
+	}
+	warnPoolSpace(ctx, c.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
 	// The warm pool: started instances ready for the next jobs.
 	var pool *executor.Pool
-	if warm := cfg.warm; warm != 0 {
-		if warm < 0 {
-			warm = cfg.daemon.Concurrency
-		}
+	if warm != 0 {
 		pc := cfg.exec.executorConfig()
 		pc.Fleet = q.Fleet
 		cfg.daemon.PoolOwner = daemon.PoolOwnerPrefix + cfg.daemon.ID + "/" + uuid.NewString()[:8]
@@ -369,7 +371,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			if cfg.allowHostJobs {
 				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool}, host: host}
+			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,

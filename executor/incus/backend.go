@@ -234,6 +234,16 @@ func (b *Backend) RootDisk(ctx context.Context, project string, profiles []strin
 	return d, nil
 }
 
+// PoolSpace returns the used and total bytes of a storage pool (pools
+// belong to no project).
+func (b *Backend) PoolSpace(ctx context.Context, pool string) (executor.PoolSpace, error) {
+	r, err := b.c.GetStoragePoolResources(ctx, pool)
+	if err != nil {
+		return executor.PoolSpace{}, notFound(err)
+	}
+	return executor.PoolSpace{Used: r.Space.Used, Total: r.Space.Total}, nil
+}
+
 func (b *Backend) lookupRootDisk(ctx context.Context, project string, profiles []string) (executor.RootDisk, error) {
 	cl := b.in(project)
 	var root executor.RootDisk

@@ -44,6 +44,29 @@ func (c *Client) GetStoragePool(ctx context.Context, name string) (*StoragePool,
 	return &p, nil
 }
 
+// StoragePoolResources is what GET /1.0/storage-pools/<name>/resources
+// returns: the pool's space and inodes, in bytes and counts, as its
+// driver sees them (a driver that cannot tell gives a total of 0).
+type StoragePoolResources struct {
+	Space  StoragePoolUsage `json:"space"`
+	Inodes StoragePoolUsage `json:"inodes"`
+}
+
+// StoragePoolUsage is used of total.
+type StoragePoolUsage struct {
+	Used  uint64 `json:"used"`
+	Total uint64 `json:"total"`
+}
+
+// GetStoragePoolResources returns a storage pool's space and inodes.
+func (c *Client) GetStoragePoolResources(ctx context.Context, name string) (*StoragePoolResources, error) {
+	var r StoragePoolResources
+	if err := c.get(ctx, "/storage-pools/"+url.PathEscape(name)+"/resources", nil, &r); err != nil {
+		return nil, fmt.Errorf("incus: get resources of storage pool %q: %w", name, err)
+	}
+	return &r, nil
+}
+
 // Network is what GET /1.0/networks/<name> returns (the fields we use).
 type Network struct {
 	Name    string            `json:"name"`
