@@ -25,7 +25,7 @@ func (b *Builder) Closure(ctx context.Context, paths []string, log io.Writer) ([
 	if err != nil {
 		return nil, fmt.Errorf("%w: `%s` was not found (%v); the closure of staged outputs is asked of Nix", ErrNoNix, b.program(), err)
 	}
-	out, err := b.nix(ctx, prog, log, append([]string{"path-info", "--recursive", "--"}, paths...)...)
+	out, err := b.nix(ctx, prog, nil, log, "path-info", append([]string{"--recursive", "--"}, paths...)...)
 	if err != nil {
 		return nil, fmt.Errorf("closure of %s: %w", strings.Join(paths, " "), err)
 	}
