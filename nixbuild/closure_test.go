@@ -29,7 +29,7 @@ func TestClosure(t *testing.T) {
 	if want := []string{build.Path, deps.Path}; err != nil || !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Errorf("Closure(build) = %q, %v; want %q", got, err, want)
 	}
-	if !strings.Contains(log.String(), "path-info --recursive -- "+build.Path) {
+	if !strings.Contains(log.String(), "path-info --store daemon --option accept-flake-config false --recursive -- "+build.Path) {
 		t.Errorf("log lacks the command:\n%s", log.String())
 	}
 	got, err = b.Closure(t.Context(), []string{deps.Path, build.Path, deps.Path}, &log)
