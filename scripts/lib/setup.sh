@@ -29,3 +29,15 @@ record_installed() {
 			echo "$p" | ${as_root[@]+"${as_root[@]}"} tee -a "$setup_manifest" >/dev/null
 	done
 }
+
+# setup_users lists, one a line, the system users a setup script created
+# (hostjobs-up's jerichoci-jobs); users the machine had before are never
+# listed, so reset-machine deletes only these.
+setup_users=$setup_state/created-users
+
+# record_created_user NAME: note a user a setup script has just created.
+record_created_user() {
+	${as_root[@]+"${as_root[@]}"} mkdir -p "$setup_state"
+	grep -qxF "$1" "$setup_users" 2>/dev/null ||
+		echo "$1" | ${as_root[@]+"${as_root[@]}"} tee -a "$setup_users" >/dev/null
+}
