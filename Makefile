@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up incus-down reset clean
+.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up hostjobs-up incus-down reset clean
 
 all: build
 
@@ -24,7 +24,7 @@ $(NATS_SERVER): go.mod
 
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
-test: incus-up nix-up chromium-up $(NATS_SERVER)
+test: incus-up nix-up chromium-up hostjobs-up $(NATS_SERVER)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
@@ -97,16 +97,20 @@ nix-up:
 chromium-up:
 	@bash scripts/chromium-up
 
+# The unprivileged user serve runs host-local jobs as (serve --host-jobs-user).
+hostjobs-up:
+	@bash scripts/hostjobs-up
+
 incus-down:
 	@bash scripts/incus-down
 
-# Take away what incus-up, nix-up and chromium-up installed (asks first;
+# Take away what incus-up, nix-up, chromium-up and hostjobs-up installed (asks first;
 # refused under CI), so that the next `make check` starts as on a new
 # machine: scripts/reset-machine --yes skips the question.
 reset:
 	@bash scripts/reset-machine
 
-run: incus-up nix-up build
+run: incus-up nix-up hostjobs-up build
 	$(BIN)/jerichoci serve
 
 # The demo lanes through the daemon: serve on embedded NATS, enqueue the

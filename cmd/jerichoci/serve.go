@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/executor"
+	"jerichoci/executor/hostlocal"
 	"jerichoci/executor/incus"
 	"jerichoci/metrics"
 	"jerichoci/model"
@@ -61,6 +63,11 @@ type serveConfig struct {
 	// allowHostJobs lets host-local jobs (host_shell commands) run on the
 	// worker itself; without it they fail with MsgHostJobsRefused.
 	allowHostJobs bool
+	// hostJobsUser is the unprivileged user a daemon running as root runs
+	// host-local jobs as; hostJobsUserSet says the environment or a flag
+	// named it.
+	hostJobsUser    string
+	hostJobsUserSet bool
 	// allowStagedBuilds lets staged jobs' outputs be built from the job's
 	// source with the host's Nix; without it their prepare nodes fail with
 	// MsgStagedBuildsRefused.
@@ -78,7 +85,7 @@ type serveConfig struct {
 
 func defaultServeConfig() serveConfig {
 	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
-		warm: -1, httpListen: "127.0.0.1:4280"}
+		warm: -1, httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -137,6 +144,9 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	}
 	boolVar("JERICHOCI_ALLOW_HOST_JOBS", &c.allowHostJobs)
 	boolVar("JERICHOCI_ALLOW_STAGED_BUILDS", &c.allowStagedBuilds)
+	if v, ok := env("JERICHOCI_HOST_JOBS_USER"); ok && v != "" {
+		c.hostJobsUser, c.hostJobsUserSet = v, true
+	}
 	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
 	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
@@ -178,6 +188,13 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
+	fs.Func("host-jobs-user", "`NAME` of the unprivileged user host-local jobs run as when serve runs as root, with a scrubbed environment and no access to the state root but their own cache (default "+hostlocal.DefaultUser+", which scripts/hostjobs-up creates; env JERICHOCI_HOST_JOBS_USER)", func(v string) error {
+		if v == "" {
+			return errors.New("expected a user name")
+		}
+		c.hostJobsUser, c.hostJobsUserSet = v, true
+		return nil
+	})
 	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix is evaluated (as an unprivileged user when serve runs as root) and built by the host's nix-daemon in its sandbox as build users; serve refuses to start when that Nix builds unsandboxed or as root, or its daemon does not answer (scripts/nix-up sets it up); without the flag those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
 	fromFlags := false
 	fs.Func("secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", func(v string) error {
@@ -274,6 +291,12 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "--state-root %q: %v", cfg.exec.StateRoot, err)
 	}
+	var isolation *hostlocal.Isolation
+	if cfg.allowHostJobs {
+		if isolation, err = hostJobsIsolation(cfg, stateRoot); err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+	}
 	log := cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
 	defer log.Sync() //nolint:errcheck // stderr
 
@@ -369,7 +392,9 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			ec.Owner, ec.Fleet = owner, q.Fleet
 			var host run.JobExecutor = refuseHostJobs{}
 			if cfg.allowHostJobs {
-				host = hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
+				x := hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
+				x.Isolate = isolation
+				host = x
 			}
 			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, host: host}
 		},
@@ -510,4 +535,32 @@ func splitNames(v string) []string {
 		}
 	}
 	return out
+}
+
+// hostJobsIsolation is how this daemon runs host-local jobs: as root, as
+// the --host-jobs-user, which must exist, be unprivileged and be able to
+// reach the state root (whose modes it then sets, hostlocal.PrepareStateRoot);
+// as another user, as that user itself, which cannot switch. Either way
+// with a scrubbed environment (docs/SECURITY.md).
+func hostJobsIsolation(cfg serveConfig, stateRoot string) (*hostlocal.Isolation, error) {
+	const flag = "--host-jobs-user"
+	if os.Geteuid() != 0 {
+		if cfg.hostJobsUserSet {
+			if me, err := user.Current(); err != nil || me.Username != cfg.hostJobsUser {
+				return nil, fmt.Errorf("%s %q (env JERICHOCI_HOST_JOBS_USER): switching host-local jobs to another user needs root; this daemon runs as uid %d, and runs them as itself without the flag", flag, cfg.hostJobsUser, os.Geteuid())
+			}
+		}
+		return &hostlocal.Isolation{}, nil
+	}
+	u, err := hostlocal.LookupUser(cfg.hostJobsUser)
+	if err != nil {
+		return nil, fmt.Errorf("--allow-host-jobs as root runs host-local jobs as an unprivileged %s (env JERICHOCI_HOST_JOBS_USER, default %s), and %q is not usable: %w", flag, hostlocal.DefaultUser, cfg.hostJobsUser, err)
+	}
+	if err := hostlocal.CheckReachable(u, stateRoot); err != nil {
+		return nil, fmt.Errorf("--allow-host-jobs: %w", err)
+	}
+	if err := hostlocal.PrepareStateRoot(stateRoot); err != nil {
+		return nil, fmt.Errorf("--allow-host-jobs: set the modes of the state root %s for host-local jobs: %w", stateRoot, err)
+	}
+	return &hostlocal.Isolation{User: u}, nil
 }

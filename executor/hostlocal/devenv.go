@@ -99,7 +99,10 @@ func (j *jobRun) prepareMode(ctx context.Context, workspace string, hash *string
 		return m, nil, nil
 	}
 
-	src := j.job.SnapshotDir
+	src, err := j.flakeSource()
+	if err != nil {
+		return m, nil, err
+	}
 	installable := fmt.Sprintf("path:%s#devShells.%s.%s.drvPath", src, nixSystem(), shell)
 	out, res, err := j.runNix(ctx, "eval", "eval", "--raw", installable)
 	if err != nil || res != nil {
@@ -141,6 +144,12 @@ func (j *jobRun) runNix(ctx context.Context, what string, args ...string) (strin
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = waitDelay
+	if j.x.Isolate != nil {
+		cmd.Dir, cmd.Env = j.workspace, j.nixEnv()
+		if u := j.x.user(); u != nil {
+			cmd.SysProcAttr.Credential = u.credential()
+		}
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	j.log.Info("running nix", zap.String("nix", what))

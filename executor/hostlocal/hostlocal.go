@@ -13,6 +13,10 @@
 // with cwd = the workspace; a timeout or a cancelled context kills the whole
 // group. Its output goes raw to the job's host log, its verdict to
 // <job>/artifacts/result.json.
+//
+// With an Isolation (`jerichoci serve`) the command and its nix get a
+// scrubbed environment and a fresh HOME (<cache>/home), and may run as an
+// unprivileged user: see isolate.go and docs/SECURITY.md.
 package hostlocal
 
 import (
@@ -52,7 +56,12 @@ type Executor struct {
 	Env model.LookupEnv
 	// Nix is the nix program, "nix" (looked up on PATH) when empty.
 	Nix string
-	Log *zap.Logger
+	// Isolate, when set, scrubs the environment of the command and its
+	// nix and, with a User, runs them as that user (see Isolation);
+	// nil runs them as the worker's own process, with its whole
+	// environment, as the original does (`jerichoci run`).
+	Isolate *Isolation
+	Log     *zap.Logger
 	// Now stamps host.log lines and result.json; time.Now when nil.
 	// Deadlines use the monotonic clock, not Now.
 	Now func() time.Time
@@ -107,6 +116,14 @@ func (x *Executor) env() model.LookupEnv {
 	return model.OSEnv
 }
 
+// user is who host-local jobs run as when that is not the daemon itself.
+func (x *Executor) user() *User {
+	if x.Isolate == nil {
+		return nil
+	}
+	return x.Isolate.User
+}
+
 func (x *Executor) now() time.Time {
 	if x.Now != nil {
 		return x.Now()
@@ -128,6 +145,18 @@ type jobRun struct {
 	log      *zap.Logger
 	deadline time.Time
 	cacheDir string
+	// workspace is <cache>/workspace; hash the run snapshot's content hash.
+	workspace string
+	hash      *string
+	// freshWorkspace says the workspace was copied from the snapshot by
+	// this job, not reused.
+	freshWorkspace bool
+	// home and staged are the per-job HOME and, for a job run as another
+	// user, the artifacts directory it writes (<cache>/home,
+	// <cache>/artifacts); finish closes the scope and hands staged back.
+	home   string
+	staged string
+	finish func() error
 }
 
 // hostf writes one "[pikaci] …" line to the job's host log.
@@ -165,12 +194,15 @@ func (j *jobRun) validate() (string, error) {
 	if j.x.StateRoot == "" || job.SnapshotDir == "" || job.JobDir == "" {
 		return "", fmt.Errorf("host-local job `%s` needs a state root, a snapshot and a job directory", job.ID)
 	}
+	if j.x.user() != nil && os.Geteuid() != 0 {
+		return "", fmt.Errorf("host-local job `%s`: running it as %s needs root, this process is uid %d", job.ID, j.x.user().Name, os.Geteuid())
+	}
 	return command, nil
 }
 
 // run is the job after validation; its errors are host failures, or the
 // context's end.
-func (j *jobRun) run(ctx context.Context, command string) (executor.Result, error) {
+func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, err error) {
 	x, job := j.x, j.job
 	j.cacheDir = filepath.Join(x.StateRoot, "cache", "host-local", job.HostCacheScope)
 	artifacts := filepath.Join(job.JobDir, "artifacts")
@@ -180,10 +212,16 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	if err := touch(filepath.Join(artifacts, "guest.log")); err != nil {
 		return executor.Result{}, err
 	}
+	if x.user() != nil {
+		// Directories made since the last job are closed too.
+		if err := closeStateRoot(x.StateRoot); err != nil {
+			return executor.Result{}, fmt.Errorf("close the state root to host-local jobs: %w", err)
+		}
+	}
 
-	unlock, res, err := j.lock(ctx)
-	if err != nil || res != nil {
-		return deref(res), err
+	unlock, lres, err := j.lock(ctx)
+	if err != nil || lres != nil {
+		return deref(lres), err
 	}
 	defer unlock()
 
@@ -192,8 +230,9 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	if err != nil {
 		return executor.Result{}, err
 	}
-	workspace := filepath.Join(j.cacheDir, "workspace")
-	refresh, err := refreshWorkspace(job.SnapshotDir, snap.ContentHash, workspace)
+	j.workspace = filepath.Join(j.cacheDir, "workspace")
+	j.hash = snap.ContentHash
+	refresh, err := j.refreshWorkspace()
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("refresh host-local workspace for job `%s`: %w", job.ID, err)
 	}
@@ -203,13 +242,25 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 	j.hostf("starting host-local job `%s` at %s", job.ID, model.FormatTimestamp(x.now()))
 	j.hostf("host-local command: %s", command)
 
+	jobArtifacts := artifacts
+	if x.Isolate != nil {
+		if jobArtifacts, err = j.isolate(artifacts); err != nil {
+			return executor.Result{}, err
+		}
+		defer func() {
+			if ferr := j.finishIsolated(); ferr != nil && err == nil {
+				res, err = executor.Result{}, ferr
+			}
+		}()
+	}
+
 	envStarted := time.Now()
-	mode, res, err := j.prepareMode(ctx, workspace, snap.ContentHash)
+	mode, mres, err := j.prepareMode(ctx, j.workspace, snap.ContentHash)
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("prepare host-local execution environment for job `%s`: %w", job.ID, err)
 	}
-	if res != nil {
-		return *res, nil
+	if mres != nil {
+		return *mres, nil
 	}
 	j.hostf("host-local execution environment: %s", mode)
 	if mode.refresh != "" {
@@ -222,23 +273,41 @@ func (j *jobRun) run(ctx context.Context, command string) (executor.Result, erro
 		return executor.Result{}, err
 	}
 	cargoHome := filepath.Join(x.StateRoot, "cache", "cargo-home")
+	if x.user() != nil {
+		// The shared one would let one target's jobs change the crates
+		// another target's jobs build with.
+		cargoHome = filepath.Join(j.cacheDir, "cargo-home")
+	}
 	cargoTarget := filepath.Join(j.cacheDir, "cargo-target")
 	for _, d := range []string{cargoHome, cargoTarget} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := j.jobDir(d); err != nil {
 			return executor.Result{}, err
 		}
 	}
-	env := append(os.Environ(), "ARTIFACTS="+artifacts, "CARGO_HOME="+cargoHome, "CARGO_TARGET_DIR="+cargoTarget)
-	if dir, ok := j.openclawDir(snap.SourceRoot, workspace); ok {
-		env = append(env, "OPENCLAW_DIR="+dir)
+	vars := []string{"ARTIFACTS=" + jobArtifacts, "CARGO_HOME=" + cargoHome, "CARGO_TARGET_DIR=" + cargoTarget}
+	if dir, ok := j.openclawDir(snap.SourceRoot, j.workspace); ok {
+		vars = append(vars, "OPENCLAW_DIR="+dir)
 	}
 	for _, name := range slices.Sorted(maps.Keys(job.SecretEnv)) {
-		env = append(env, name+"="+job.SecretEnv[name])
+		vars = append(vars, name+"="+job.SecretEnv[name])
+	}
+	var env []string
+	if x.Isolate != nil {
+		env = append(j.baseEnv(), vars...)
+	} else {
+		env = append(os.Environ(), vars...)
 	}
 
-	exit, err := j.spawn(ctx, argv, workspace, env)
+	exit, err := j.spawn(ctx, argv, j.workspace, env)
 	if err != nil {
 		return executor.Result{}, err
+	}
+	if x.Isolate != nil {
+		// The artifacts are back in the job's directory, root's, before
+		// result.json goes there.
+		if err := j.finishIsolated(); err != nil {
+			return executor.Result{}, err
+		}
 	}
 	if exit.timedOut {
 		return timedOut(job), nil

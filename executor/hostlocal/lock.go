@@ -21,13 +21,25 @@ const lockRetry = 250 * time.Millisecond
 // until the job's deadline. It returns the release, or a failed result when
 // the deadline passed first.
 func (j *jobRun) lock(ctx context.Context) (unlock func(), res *executor.Result, err error) {
-	if err := os.MkdirAll(j.cacheDir, 0o755); err != nil {
+	mode := os.FileMode(0o755)
+	if j.x.user() != nil {
+		mode = scopeIdle
+	}
+	if err := os.MkdirAll(j.cacheDir, mode); err != nil {
 		return nil, nil, err
 	}
 	path := filepath.Join(j.cacheDir, ".lock")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, nil, err
+	}
+	if j.x.user() != nil {
+		// The job user passes through the cache directory while its job
+		// runs: a lock it could open, it could hold.
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
 	}
 	release := func() {
 		// Closing the file alone would release the flock as well.

@@ -36,6 +36,9 @@ func (j *jobRun) spawn(ctx context.Context, argv []string, dir string, env []str
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir, cmd.Env = dir, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if u := j.x.user(); u != nil {
+		cmd.SysProcAttr.Credential = u.credential()
+	}
 	// One writer for both: exec then copies both streams through one pipe,
 	// in the order the command wrote them.
 	// Masked as a stream: a secret split across two reads of the pipe is

@@ -30,11 +30,23 @@ record_installed() {
 	done
 }
 
+# created_users lists, one a line, the users and groups a setup script
+# created ("group nixbld", "user nixbld1", "user jerichoci-jobs", …). Users
+# and groups the machine had before are never listed, so reset-machine
+# deletes these only.
+created_users=$setup_state/created-users
+
+# record_created "user NAME" | "group NAME": note a user or group a setup
+# script has just created. Run as root (or with the caller's sudo in
+# $as_root).
+record_created() {
+	${as_root[@]+"${as_root[@]}"} mkdir -p "$setup_state"
+	grep -qxF "$1" "$created_users" 2>/dev/null ||
+		echo "$1" | ${as_root[@]+"${as_root[@]}"} tee -a "$created_users" >/dev/null
+}
+
 # ---- Nix (scripts/nix-up) ---------------------------------------------------
 
-# nix_users_record lists, one a line, the group and users nix-up created
-# ("group nixbld", "user nixbld1", …): reset-machine deletes those only.
-nix_users_record=$setup_state/nix-users
 # nix_conf_marker is the first line of a nix.conf nix-up wrote.
 nix_conf_marker="# written by jerichoci scripts/nix-up"
 # The nix-daemon nix-up starts: its pid file and log.
@@ -70,25 +82,25 @@ stop_nix_daemon() {
 	rm -f "$nix_daemon_pid"
 }
 
-# remove_nix_users deletes the users, then the groups, that
-# nix_users_record lists, each only while it exists, and then the record.
-# A line that is not "user NAME" or "group NAME" with a plain name is
-# skipped with a warning.
-remove_nix_users() {
+# remove_created_users deletes the users, then the groups, that
+# created_users lists, each only while it exists, and then the record.
+# A line that is not "user NAME" or "group NAME" with a plain name, and
+# root, are skipped with a warning.
+remove_created_users() {
 	local kind name
-	[ -s "$nix_users_record" ] || return 0
+	[ -s "$created_users" ] || return 0
 	for want in user group; do
 		while read -r kind name; do
 			[ "$kind" = "$want" ] || continue
-			if ! [[ $name =~ ^[a-z_][a-z0-9_-]*$ ]]; then
-				echo "skipping the odd line '$kind $name' of $nix_users_record" >&2
+			if ! [[ $name =~ ^[a-z_][a-z0-9_-]*$ ]] || [ "$name" = root ]; then
+				echo "skipping the odd line '$kind $name' of $created_users" >&2
 				continue
 			fi
 			case $kind in
 			user) getent passwd "$name" >/dev/null && echo "deleting user $name" && userdel "$name" ;;
 			group) getent group "$name" >/dev/null && echo "deleting group $name" && groupdel "$name" ;;
 			esac
-		done <"$nix_users_record"
+		done <"$created_users"
 	done
-	rm -f "$nix_users_record"
+	rm -f "$created_users"
 }

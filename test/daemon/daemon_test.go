@@ -161,6 +161,11 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 		d.stateRoot = sr
 	} else {
 		d.stateRoot = t.TempDir()
+		// Host-local jobs of a root daemon run as the host-jobs user, who
+		// must get through to the state root (serve checks).
+		if err := os.Chmod(filepath.Dir(d.stateRoot), 0o711); err != nil {
+			t.Fatal(err)
+		}
 		rest = append([]string{"--state-root", d.stateRoot}, rest...)
 	}
 	args := []string{"serve", "--catalog", catalog,
