@@ -220,6 +220,7 @@ func realFlake(marker string) string {
       builder = "/bin/bash";
       outputs = [ "out" ];
       HL_MARKER = "` + marker + `";
+      PATH = "/bin";
       args = [ "-c" "echo > $out" ];
     };
   };
@@ -228,8 +229,9 @@ func realFlake(marker string) string {
 }
 
 // TestRealNix runs a job in a real flake's dev shell when this host has a
-// nix that can build one. NIX_CONFIG lets root use Debian's nix-bin
-// without the nixbld group, offline, with /bin/bash as the builder.
+// nix that can build one: the sandboxed multi-user Nix scripts/nix-up
+// sets up, offline, with the sandbox's /bin/bash as the builder (PATH set,
+// else bash takes the build user's shell, /noshell, for $BASH).
 func TestRealNix(t *testing.T) {
 	// In CI, make test has run scripts/nix-up: a missing or broken nix fails.
 	skip := t.Skipf
@@ -240,7 +242,6 @@ func TestRealNix(t *testing.T) {
 	if err != nil {
 		skip("no nix on PATH; install it with `sudo scripts/nix-up` to run this test")
 	}
-	t.Setenv("NIX_CONFIG", "build-users-group =\nsubstituters =\nsandbox = false")
 	probe := filepath.Join(t.TempDir(), "probe")
 	writeFile(t, filepath.Join(probe, "flake.nix"), realFlake("probe"))
 	cmd := exec.Command(nix, "--extra-experimental-features", "nix-command flakes", "print-dev-env", "path:"+probe+"#default")
