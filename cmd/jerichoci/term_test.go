@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,5 +112,56 @@ func TestPrintedOutputIsSafeForTerminals(t *testing.T) {
 	// The files keep their bytes: artifacts are evidence.
 	if b, _ := os.ReadFile(filepath.Join(root, "runs", id, "jobs", "evil", "artifacts", "guest.log")); string(b) != hostile+"\n" {
 		t.Errorf("guest.log changed: %q", b)
+	}
+}
+
+// parseServe is serve's configuration from env and args, validated.
+func parseServe(t *testing.T, env map[string]string, args ...string) (serveConfig, error) {
+	t.Helper()
+	c := defaultServeConfig()
+	c.fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	c.finish()
+	return c, c.Validate()
+}
+
+func TestServeHTTPAllowedHosts(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    string // the names, comma-joined
+		wantErr string
+	}{
+		{name: "none by default"},
+		{name: "from the environment", env: map[string]string{"JERICHOCI_HTTP_ALLOWED_HOSTS": "ci.example.org, 10.0.0.5"}, want: "ci.example.org,10.0.0.5"},
+		{name: "repeated flags replace the environment's", env: map[string]string{"JERICHOCI_HTTP_ALLOWED_HOSTS": "a.example"},
+			args: []string{"--http-allowed-host", "b.example", "--http-allowed-host", "c.example,d.example"}, want: "b.example,c.example,d.example"},
+		{name: "a port is refused", args: []string{"--http-allowed-host", "ci.example.org:4280"},
+			wantErr: `--http-allowed-host (env JERICHOCI_HTTP_ALLOWED_HOSTS): allowed host "ci.example.org:4280": expected a host name or IP address, without port or scheme`},
+		{name: "a URL is refused", env: map[string]string{"JERICHOCI_HTTP_ALLOWED_HOSTS": "http://ci"},
+			wantErr: `allowed host "http://ci": expected a host name or IP address`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseServe(t, tc.env, tc.args...)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Validate: %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(c.httpAllowedHosts, ","); got != tc.want {
+				t.Errorf("allowed hosts %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
