@@ -144,6 +144,8 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
 	durVar("JERICHOCI_SOURCE_CACHE_MAX_AGE", &c.daemon.SourceCacheMaxAge)
 	durVar("JERICHOCI_KEEP_RESULTS", &c.queue.KeepResults)
+	durVar("JERICHOCI_KEEP_UNRUN_RESULTS", &c.daemon.UnrunResultTTL)
+	sizeVar("JERICHOCI_RESULTS_MAX_BYTES", &c.queue.ResultsMaxBytes)
 	durVar("JERICHOCI_PRECANCEL_TTL", &c.daemon.PrecancelTTL)
 	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
@@ -206,6 +208,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Var(sizeFlag{&c.daemon.SourceCacheMaxBytes}, "source-cache-max-bytes", "unpacked-source cache size kept, least recently used out first; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_BYTES)")
 	fs.DurationVar(&c.daemon.SourceCacheMaxAge, "source-cache-max-age", c.daemon.SourceCacheMaxAge, "unpacked sources unused this long are removed; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_AGE)")
 	fs.DurationVar(&c.queue.KeepResults, "keep-results", c.queue.KeepResults, "how long final records and claims are kept in NATS (env JERICHOCI_KEEP_RESULTS)")
+	fs.DurationVar(&c.daemon.UnrunResultTTL, "keep-unrun-results", c.daemon.UnrunResultTTL, "how long the final record of a job refused before it ran (spec, target or source refused) is kept in NATS; at most --keep-results (env JERICHOCI_KEEP_UNRUN_RESULTS)")
+	fs.Var(sizeFlag{&c.queue.ResultsMaxBytes}, "results-max-bytes", "size cap of the results bucket, such as 1GiB; at the cap the oldest records are dropped (env JERICHOCI_RESULTS_MAX_BYTES)")
 	fs.DurationVar(&c.daemon.PrecancelTTL, "precancel-ttl", c.daemon.PrecancelTTL, "how long a cancel for a job no worker has seen is kept (env JERICHOCI_PRECANCEL_TTL)")
 	fs.IntVar(&c.daemon.KeepRuns, "keep-runs", c.daemon.KeepRuns, "keep the newest `N` run directories, as 'runs gc'; 0 keeps all (env JERICHOCI_KEEP_RUNS)")
 }
@@ -241,6 +245,9 @@ func (c serveConfig) Validate() error {
 		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
 			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
 		}
+	}
+	if c.daemon.UnrunResultTTL > c.queue.KeepResults {
+		errs = append(errs, fmt.Errorf("--keep-unrun-results %s (env JERICHOCI_KEEP_UNRUN_RESULTS): expected at most --keep-results %s", c.daemon.UnrunResultTTL, c.queue.KeepResults))
 	}
 	for _, name := range c.httpAllowedHosts {
 		if _, err := web.AllowedHostName(name); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"jerichoci/model"
@@ -163,5 +164,32 @@ func TestServeHTTPAllowedHosts(t *testing.T) {
 				t.Errorf("allowed hosts %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestServeResultsLimits(t *testing.T) {
+	c, err := parseServe(t, nil)
+	if err != nil || c.daemon.UnrunResultTTL != time.Hour || c.queue.ResultsMaxBytes != 1<<30 {
+		t.Errorf("defaults: unrun %s, max bytes %d (%v); want 1h, 1 GiB", c.daemon.UnrunResultTTL, c.queue.ResultsMaxBytes, err)
+	}
+	c, err = parseServe(t, map[string]string{"JERICHOCI_KEEP_UNRUN_RESULTS": "10m", "JERICHOCI_RESULTS_MAX_BYTES": "256MiB"})
+	if err != nil || c.daemon.UnrunResultTTL != 10*time.Minute || c.queue.ResultsMaxBytes != 256<<20 {
+		t.Errorf("env: unrun %s, max bytes %d (%v)", c.daemon.UnrunResultTTL, c.queue.ResultsMaxBytes, err)
+	}
+	c, err = parseServe(t, map[string]string{"JERICHOCI_KEEP_UNRUN_RESULTS": "10m"}, "--keep-unrun-results", "5s", "--results-max-bytes", "2MiB")
+	if err != nil || c.daemon.UnrunResultTTL != 5*time.Second || c.queue.ResultsMaxBytes != 2<<20 {
+		t.Errorf("flags over env: unrun %s, max bytes %d (%v)", c.daemon.UnrunResultTTL, c.queue.ResultsMaxBytes, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--keep-unrun-results", "500ms"}, "unrun result ttl 500ms: must be at least 1s"},
+		{[]string{"--keep-unrun-results", "3h", "--keep-results", "2h"}, "--keep-unrun-results 3h0m0s (env JERICHOCI_KEEP_UNRUN_RESULTS): expected at most --keep-results 2h0m0s"},
+		{[]string{"--results-max-bytes", "1KiB"}, "results max bytes 1024: must be at least one record's limit, 1048576"},
+	} {
+		if _, err := parseServe(t, nil, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }
