@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -14,6 +15,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/internal/mask"
+	"jerichoci/internal/termsafe"
 	"jerichoci/model"
 )
 
@@ -36,28 +38,46 @@ type jobState struct {
 }
 
 // lockedFile is an append-only log shared by goroutines. Each write is
-// masked whole before it reaches the file or the live copy: writers send
-// whole lines, and the executors mask their streams before cutting them
-// into lines, so no value is split across two writes here.
+// masked whole, then made safe for a terminal (internal/termsafe), before
+// it reaches the file or the live copy: writers send whole lines, and the
+// executors mask their streams before cutting them into lines, so no value
+// is split across two writes here. Masking comes first, so a secret holding
+// a control byte is still found. artifacts/guest.log keeps the raw bytes.
 type lockedFile struct {
 	mu   sync.Mutex
 	f    *os.File
 	tee  io.Writer     // optional live copy
 	mask *mask.Secrets // the job's secret values, set before it runs
+	safe termsafe.Stream
+	buf  []byte // the safe form of the current write
 }
 
 func (l *lockedFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(p)
-	p = l.mask.Bytes(p)
-	if l.tee != nil {
-		_, _ = l.tee.Write(p) // a slow or broken viewer never fails the job
-	}
-	if _, err := l.f.Write(p); err != nil {
+	if err := l.writeSafe(l.safe.Append(l.buf[:0], l.mask.Bytes(p))); err != nil {
 		return 0, err
 	}
 	return n, nil
+}
+
+// writeSafe writes b, made safe, to the live copy and the file. The
+// caller holds l.mu.
+func (l *lockedFile) writeSafe(b []byte) error {
+	if cap(b) <= 64<<10 {
+		l.buf = b[:0]
+	} else {
+		l.buf = nil
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if l.tee != nil {
+		_, _ = l.tee.Write(b) // a slow or broken viewer never fails the job
+	}
+	_, err := l.f.Write(b)
+	return err
 }
 
 func (l *lockedFile) setMask(s *mask.Secrets) {
@@ -71,10 +91,11 @@ func (l *lockedFile) setMask(s *mask.Secrets) {
 func (l *lockedFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	werr := l.writeSafe(l.safe.Flush(l.buf[:0])) // a cut rune at the very end
 	if c, ok := l.tee.(io.Closer); ok {
 		_ = c.Close()
 	}
-	return l.f.Close()
+	return errors.Join(werr, l.f.Close())
 }
 
 func (l *lockedFile) line(format string, a ...any) {

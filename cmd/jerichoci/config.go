@@ -14,6 +14,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/termsafe"
 	"jerichoci/model"
 )
 
@@ -118,20 +119,20 @@ func (c execConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// logger builds the one logger of the process: JSON lines on stderr.
+// logger builds the one logger of the process: JSON lines on stderr, made
+// safe for a terminal (zap escapes C0 controls itself, but neither DEL nor
+// C1 characters; termsafe's \u00XX keeps each line valid JSON).
 func (c execConfig) logger() *zap.Logger {
-	cfg := zap.NewProductionConfig()
-	if lvl, err := zap.ParseAtomicLevel(c.LogLevel); err == nil {
-		cfg.Level = lvl
+	lvl := zap.NewAtomicLevelAt(zap.InfoLevel)
+	if l, err := zap.ParseAtomicLevel(c.LogLevel); err == nil {
+		lvl = l
 	}
-	cfg.Sampling = nil
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	log, err := cfg.Build()
-	if err != nil {
-		return zap.NewNop()
-	}
-	return log
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	stderr := zapcore.Lock(zapcore.AddSync(termsafe.NewWriter(os.Stderr)))
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), stderr, lvl)
+	return zap.New(core, zap.ErrorOutput(stderr), zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel))
 }
 
 // incusClient connects to incusd in the configured project: the one place

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"jerichoci/internal/termsafe"
 )
 
 // Exit codes scripts can rely on.
@@ -50,7 +52,14 @@ func main() {
 	os.Exit(code)
 }
 
+// main runs the command in args. Everything it prints goes through a
+// termsafe.Writer: a job's output, a record's message or a file name from
+// a source cannot drive the reader's terminal (docs/SECURITY.md).
 func (c *cli) main(ctx context.Context, args []string) int {
+	stdout, stderr := termsafe.NewWriter(c.stdout), termsafe.NewWriter(c.stderr)
+	c.stdout, c.stderr = stdout, stderr
+	defer stderr.Flush() //nolint:errcheck // nowhere left to report it
+	defer stdout.Flush() //nolint:errcheck
 	args, code, done := c.globalFlags(args)
 	if done {
 		return code

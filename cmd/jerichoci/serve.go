@@ -80,7 +80,10 @@ type serveConfig struct {
 	// httpListen serves the status page, its JSON API, /metrics, /healthz
 	// and /readyz; "" disables it.
 	httpListen string
-	envErrs    []error // unparsable environment values
+	// httpAllowedHosts are the names the status page answers to besides
+	// the loopback names and the listen address (web.HostCheck).
+	httpAllowedHosts []string
+	envErrs          []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
@@ -152,12 +155,17 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
 	durVar("JERICHOCI_SOURCE_CACHE_MAX_AGE", &c.daemon.SourceCacheMaxAge)
 	durVar("JERICHOCI_KEEP_RESULTS", &c.queue.KeepResults)
+	durVar("JERICHOCI_KEEP_UNRUN_RESULTS", &c.daemon.UnrunResultTTL)
+	sizeVar("JERICHOCI_RESULTS_MAX_BYTES", &c.queue.ResultsMaxBytes)
 	durVar("JERICHOCI_PRECANCEL_TTL", &c.daemon.PrecancelTTL)
 	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
 	intVar("JERICHOCI_WARM", &c.warm)
 	if v, ok := env("JERICHOCI_HTTP_LISTEN"); ok {
 		c.httpListen = v
+	}
+	if v, ok := env("JERICHOCI_HTTP_ALLOWED_HOSTS"); ok {
+		c.httpAllowedHosts = splitNames(v)
 	}
 	if v, ok := env("JERICHOCI_SECRET_ENV"); ok {
 		c.secretEnv = splitNames(v)
@@ -177,6 +185,14 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.catalog, "catalog", c.catalog, catalogFlagHelp)
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
+	hostsFromFlags := false
+	fs.Func("http-allowed-host", "`NAME` (host name or IP, no port) the status page, API and /metrics answer to besides localhost, the loopback addresses and --http-listen's host; other Host headers get 421 (repeatable, replacing JERICHOCI_HTTP_ALLOWED_HOSTS, a comma-separated list)", func(v string) error {
+		if !hostsFromFlags { // the flags replace the environment's list
+			c.httpAllowedHosts, hostsFromFlags = nil, true
+		}
+		c.httpAllowedHosts = append(c.httpAllowedHosts, splitNames(v)...)
+		return nil
+	})
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
@@ -210,6 +226,8 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.Var(sizeFlag{&c.daemon.SourceCacheMaxBytes}, "source-cache-max-bytes", "unpacked-source cache size kept, least recently used out first; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_BYTES)")
 	fs.DurationVar(&c.daemon.SourceCacheMaxAge, "source-cache-max-age", c.daemon.SourceCacheMaxAge, "unpacked sources unused this long are removed; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_AGE)")
 	fs.DurationVar(&c.queue.KeepResults, "keep-results", c.queue.KeepResults, "how long final records and claims are kept in NATS (env JERICHOCI_KEEP_RESULTS)")
+	fs.DurationVar(&c.daemon.UnrunResultTTL, "keep-unrun-results", c.daemon.UnrunResultTTL, "how long the final record of a job refused before it ran (spec, target or source refused) is kept in NATS; at most --keep-results (env JERICHOCI_KEEP_UNRUN_RESULTS)")
+	fs.Var(sizeFlag{&c.queue.ResultsMaxBytes}, "results-max-bytes", "size cap of the results bucket, such as 1GiB; at the cap the oldest records are dropped (env JERICHOCI_RESULTS_MAX_BYTES)")
 	fs.DurationVar(&c.daemon.PrecancelTTL, "precancel-ttl", c.daemon.PrecancelTTL, "how long a cancel for a job no worker has seen is kept (env JERICHOCI_PRECANCEL_TTL)")
 	fs.IntVar(&c.daemon.KeepRuns, "keep-runs", c.daemon.KeepRuns, "keep the newest `N` run directories, as 'runs gc'; 0 keeps all (env JERICHOCI_KEEP_RUNS)")
 }
@@ -244,6 +262,14 @@ func (c serveConfig) Validate() error {
 	if c.httpListen != "" {
 		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
 			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
+		}
+	}
+	if c.daemon.UnrunResultTTL > c.queue.KeepResults {
+		errs = append(errs, fmt.Errorf("--keep-unrun-results %s (env JERICHOCI_KEEP_UNRUN_RESULTS): expected at most --keep-results %s", c.daemon.UnrunResultTTL, c.queue.KeepResults))
+	}
+	for _, name := range c.httpAllowedHosts {
+		if _, err := web.AllowedHostName(name); err != nil {
+			errs = append(errs, fmt.Errorf("--http-allowed-host (env JERICHOCI_HTTP_ALLOWED_HOSTS): %w", err))
 		}
 	}
 	for _, name := range c.secretEnv {
@@ -436,7 +462,15 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			mux.Handle(p, health)
 		}
 		mux.Handle("/", status.Handler())
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		// Every route checks Host, /metrics and the health checks too
+		// (docs/SECURITY.md).
+		hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
+		if err != nil {
+			ln.Close()
+			nc.Close()
+			return c.fail(exitUsage, "--http-allowed-host: %v", err)
+		}
+		srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 		srv.RegisterOnShutdown(status.Close) // live log streams end
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {

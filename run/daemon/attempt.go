@@ -35,6 +35,9 @@ type attempt struct {
 	target    *targets.Target
 	sink      *eventSink
 	giveUp    bool // settle a message out of deliveries (GiveUp)
+	// unrun: the job was refused before it ran (its result gets
+	// DaemonConfig.UnrunResultTTL).
+	unrun bool
 
 	jobCtx context.Context
 	cancel context.CancelCauseFunc
@@ -477,6 +480,8 @@ func (a *attempt) settle(res result) {
 	dec := classify(res.kind, res.cause, a.delivered, d.Config)
 	log := a.log.With(zap.Stringer("outcome", res.kind))
 	rec := res.rec
+	// A job refused before it ran keeps its record for a shorter time.
+	a.unrun = res.rec == nil && res.kind == outcomeInvalid
 	if rec == nil && dec.final {
 		// The state root is not a precondition: a record that cannot be
 		// written there (a full disk) still goes to the results bucket.
@@ -672,7 +677,11 @@ func (a *attempt) storeResult(ctx context.Context, rec model.RunRecord) (bool, e
 		a.log.Warn("run record too large for the results bucket; stored trimmed", zap.Int("bytes", len(full)),
 			zap.Int("limit", d.recordLimit()), zap.String("whole_record", marker.Object))
 	}
-	return createResultValue(ctx, d.Results, a.key, value)
+	var ttl time.Duration
+	if a.unrun {
+		ttl = d.Config.UnrunResultTTL
+	}
+	return createResultValue(ctx, d.Results, a.key, value, ttl)
 }
 
 // lostClaim is errLostClaim naming the attempt that holds the job now.

@@ -89,10 +89,15 @@ func getResult(ctx context.Context, kv KV, jobKey string) (*model.RunRecord, err
 	return &r, nil
 }
 
-// createResultValue stores the final record's value; false when the job
-// already has one (this record is then not the job's result).
-func createResultValue(ctx context.Context, kv KV, jobKey string, value []byte) (bool, error) {
-	_, err := kv.Create(ctx, jobKey, value)
+// createResultValue stores the final record's value, for ttl when it is
+// positive (else for the bucket's TTL); false when the job already has one
+// (this record is then not the job's result).
+func createResultValue(ctx context.Context, kv KV, jobKey string, value []byte, ttl time.Duration) (bool, error) {
+	var opts []jetstream.KVCreateOpt
+	if ttl > 0 {
+		opts = append(opts, jetstream.KeyTTL(ttl))
+	}
+	_, err := kv.Create(ctx, jobKey, value, opts...)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return false, nil
 	}

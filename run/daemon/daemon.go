@@ -75,6 +75,11 @@ type DaemonConfig struct {
 	// PrecancelTTL is how long a cancel for a job that no worker has seen
 	// is kept (its claim expires then).
 	PrecancelTTL time.Duration
+	// UnrunResultTTL is how long the final record of a job that never ran
+	// (outcomeInvalid: its spec, target or source refused) is kept in the
+	// results bucket, well below the bucket's own TTL: a flood of garbage
+	// messages leaves records for this long only (docs/SECURITY.md).
+	UnrunResultTTL time.Duration
 	// KeepRuns, when positive, keeps only the newest KeepRuns run
 	// directories (the rules of `jerichoci runs gc`), checked every ReapEvery.
 	KeepRuns int
@@ -87,7 +92,7 @@ func DefaultDaemonConfig() DaemonConfig {
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
 		OpTimeout: 30 * time.Second, SourceLimits: run.DefaultSourceLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
-		PrecancelTTL: 10 * time.Minute,
+		PrecancelTTL: 10 * time.Minute, UnrunResultTTL: time.Hour,
 	}
 }
 
@@ -123,6 +128,9 @@ func (c DaemonConfig) Validate() error {
 	}
 	if c.PrecancelTTL < time.Second {
 		errs = append(errs, fmt.Errorf("precancel ttl %s: must be at least 1s", c.PrecancelTTL))
+	}
+	if c.UnrunResultTTL < time.Second {
+		errs = append(errs, fmt.Errorf("unrun result ttl %s: must be at least 1s", c.UnrunResultTTL))
 	}
 	if c.KeepRuns < 0 {
 		errs = append(errs, fmt.Errorf("keep runs %d: must not be negative (0 keeps every run)", c.KeepRuns))

@@ -83,7 +83,11 @@ type QueueConfig struct {
 	Fleet string
 	// KeepResults is how long final records and claims are kept.
 	KeepResults time.Duration
-	Replicas    int
+	// ResultsMaxBytes caps the results bucket; at the cap the oldest
+	// records go first (DiscardOld), so a flood never stops the fleet from
+	// storing results (docs/SECURITY.md).
+	ResultsMaxBytes int64
+	Replicas        int
 	// PollWait bounds one pull request, so a stopping worker notices soon.
 	PollWait time.Duration
 }
@@ -93,7 +97,7 @@ func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{
 		AckWait: 10 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
 		EventsMaxAge: 24 * time.Hour, LogsMaxBytes: 1 << 30, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
-		Replicas: 1, PollWait: 2 * time.Second,
+		ResultsMaxBytes: 1 << 30, Replicas: 1, PollWait: 2 * time.Second,
 	}
 }
 
@@ -117,6 +121,9 @@ func (c QueueConfig) Validate() error {
 	}
 	if c.Fleet != "" && !ValidFleet(c.Fleet) {
 		errs = append(errs, fmt.Errorf("fleet %q: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.Fleet))
+	}
+	if c.ResultsMaxBytes < protocol.MaxResultValue {
+		errs = append(errs, fmt.Errorf("results max bytes %d: must be at least one record's limit, %d", c.ResultsMaxBytes, protocol.MaxResultValue))
 	}
 	if c.KeepResults < time.Minute {
 		errs = append(errs, fmt.Errorf("keep results %s: must be at least 1m", c.KeepResults))
@@ -200,11 +207,18 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	}); err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketJobs, err)
 	}
+	// Results too: a job refused before it ran gets a shorter TTL of its
+	// own (DaemonConfig.UnrunResultTTL). An older bucket without limit
+	// markers gets them here; the server allows turning them on.
 	if q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: protocol.BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
 		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: protocol.MaxResultValue, TTL: cfg.KeepResults,
+		LimitMarkerTTL: time.Minute, MaxBytes: cfg.ResultsMaxBytes,
 	}); err != nil {
 		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketResults, err)
+	}
+	if err := discardOld(ctx, js, "KV_"+protocol.BucketResults); err != nil {
+		return nil, err
 	}
 	if q.records, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: protocol.BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
@@ -224,6 +238,25 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		return nil, err
 	}
 	return q, nil
+}
+
+// discardOld makes a bucket's stream drop its oldest values at its byte
+// cap, where a key-value bucket refuses new ones (nats.go creates and
+// updates every bucket with DiscardNew).
+func discardOld(ctx context.Context, js jetstream.JetStream, stream string) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Discard == jetstream.DiscardOld {
+		return nil
+	}
+	cfg.Discard = jetstream.DiscardOld
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("update stream %s to discard its oldest values at its cap: %w", stream, err)
+	}
+	return nil
 }
 
 var fleetPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
