@@ -416,10 +416,10 @@ func TestGuestsReachNeitherEachOtherNorTheHost(t *testing.T) {
 	checkNoInstances(t, cl, idA, idB)
 }
 
-// pidsCgroup is the host's pids cgroup directory of a container (cgroup
-// v1 or v2), or "" when there is none.
+// pidsCgroup is the host's pids cgroup directory of a container of the
+// test project (cgroup v1 or v2), or "" when there is none.
 func pidsCgroup(name string) string {
-	leaf := "lxc.payload." + name
+	leaf := "lxc.payload." + project + "_" + name
 	for _, d := range []string{filepath.Join("/sys/fs/cgroup/pids", leaf), filepath.Join("/sys/fs/cgroup", leaf)} {
 		if _, err := os.Stat(filepath.Join(d, "pids.max")); err == nil {
 			return d
@@ -473,9 +473,10 @@ exec sleep 100000`
 		t.Fatalf("bomb instance %s: limits.processes %q, want %d; not setting it off", inst.Name, got, limit)
 	}
 	itest.WaitFor(t, "the bomb job to be ready", 3*time.Minute, func() bool {
-		var buf bytes.Buffer
-		_, err := cl.PullFile(t.Context(), inst.Name, "/tmp/bomb-ready", &buf)
-		return err == nil
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		code, err := cl.Exec(ctx, inst.Name, incus.ExecRequest{Command: []string{"test", "-e", "/tmp/bomb-ready"}}, io.Discard, io.Discard)
+		return err == nil && code == 0
 	})
 	cg := pidsCgroup(inst.Name)
 	if cg == "" {
