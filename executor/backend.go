@@ -67,6 +67,10 @@ type InstanceSpec struct {
 	// looked up by the backend.
 	RootDiskSize string
 	RootDisk     RootDisk
+	// Network, when set, is the managed network of the instance's one NIC,
+	// eth0, with MAC, IPv4 and IPv6 filtering and port isolation; the
+	// profiles' NICs are left out. "" keeps the profiles' NICs.
+	Network string
 }
 
 // RootDisk is the root disk device of an instance's profiles.

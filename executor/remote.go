@@ -68,6 +68,14 @@ type Config struct {
 	// (20GiB, 512MiB, or bytes); empty leaves the profiles' root disk as
 	// it is.
 	RootDiskSize string
+	// GuestNetwork is the managed bridge each instance gets its one NIC
+	// on, eth0, with MAC, IPv4 and IPv6 filtering and port isolation, in
+	// place of the profiles' NICs; "" leaves the NICs to the profiles
+	// (docs/INCUS.md, "The jobs' network").
+	GuestNetwork string
+	// MaxProcesses is limits.processes of each instance (the pids cgroup
+	// of a container: processes and threads); 0 sets no limit.
+	MaxProcesses int
 }
 
 // profiles are the profiles of every instance, in order.
@@ -83,6 +91,7 @@ func DefaultConfig() Config {
 		RunnerPath: DefaultRunnerPath, InstanceType: model.InstanceAuto,
 		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
 		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "20GiB",
+		GuestNetwork: DefaultGuestNetwork, MaxProcesses: DefaultMaxProcesses,
 	}
 }
 
@@ -106,6 +115,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("root disk size: %w", err))
 		}
 	}
+	errs = append(errs, validateGuestLimits(c.GuestNetwork, c.MaxProcesses))
 	return errors.Join(errs...)
 }
 
@@ -484,6 +494,7 @@ func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, ityp
 		},
 		RootDiskSize: cfg.RootDiskSize,
 	}
+	guestIsolation(&spec, cfg)
 	if cfg.Fleet != "" {
 		spec.Config[ConfigFleet] = cfg.Fleet
 	}

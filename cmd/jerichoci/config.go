@@ -31,7 +31,16 @@ type execConfig struct {
 	MaxConcurrent int
 	Owner         string
 	LogLevel      string
+	// GuestNetwork is the network of every instance's one NIC;
+	// guestNetworkProfile leaves the NICs to the profiles.
+	GuestNetwork string
+	// MaxProcesses is each instance's limits.processes; 0: no limit.
+	MaxProcesses int
+	envErrs      []error // unparsable environment values
 }
+
+// guestNetworkProfile, as --guest-network, keeps the profiles' NICs.
+const guestNetworkProfile = "profile"
 
 func defaultExecConfig() execConfig {
 	d := executor.DefaultConfig()
@@ -41,6 +50,7 @@ func defaultExecConfig() execConfig {
 		StateRoot: filepath.Join(cwd, ".pikaci"), Project: d.Project, Profile: d.Profile,
 		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, GuestDiskSize: d.RootDiskSize, MaxConcurrent: 2,
 		Owner: fmt.Sprintf("%s-%d", host, os.Getpid()), LogLevel: "warn",
+		GuestNetwork: d.GuestNetwork, MaxProcesses: d.MaxProcesses,
 	}
 }
 
@@ -63,6 +73,15 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	str("JERICHOCI_GUEST_DISK_SIZE", &c.GuestDiskSize)
 	str("JERICHOCI_OWNER", &c.Owner)
 	str("JERICHOCI_LOG_LEVEL", &c.LogLevel)
+	str(envGuestNetwork, &c.GuestNetwork)
+	if v, ok := env(envGuestMaxProcesses); ok && strings.TrimSpace(v) != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected a whole number of processes (0: no limit)", envGuestMaxProcesses, v))
+		} else {
+			c.MaxProcesses = n
+		}
+	}
 	if v, ok := env("PIKACI_MAX_CONCURRENT_EXECUTES"); ok {
 		// The original: a positive integer; unparsable or 0 means 2.
 		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
@@ -79,19 +98,34 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.InstanceType, "instance-type", c.InstanceType, "Incus instance `TYPE`: auto, container or virtual-machine (env JERICHOCI_INSTANCE_TYPE)")
 	fs.StringVar(&c.GuestDiskSize, "guest-disk-size", c.GuestDiskSize, "root disk `SIZE` of each guest, an Incus size such as 20GiB; empty keeps the profiles' root disk (env JERICHOCI_GUEST_DISK_SIZE)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
+	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
+	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
 }
+
+// Environment twins of --guest-network and --guest-max-processes.
+const (
+	envGuestNetwork      = "JERICHOCI_GUEST_NETWORK"
+	envGuestMaxProcesses = "JERICHOCI_GUEST_MAX_PROCESSES"
+)
 
 func (c execConfig) executorConfig() executor.Config {
 	d := executor.DefaultConfig()
 	d.Project, d.Profile, d.RunnerPath, d.Owner = c.Project, c.Profile, c.RunnerPath, c.Owner
 	d.InstanceType = model.InstanceType(c.InstanceType)
 	d.RootDiskSize = c.GuestDiskSize
+	d.GuestNetwork, d.MaxProcesses = c.GuestNetwork, c.MaxProcesses
+	if c.GuestNetwork == guestNetworkProfile {
+		d.GuestNetwork = ""
+	}
 	return d
 }
 
 // Validate reports every problem at once.
 func (c execConfig) Validate() error {
-	var errs []error
+	errs := append([]error{}, c.envErrs...)
+	if c.GuestNetwork == "" {
+		errs = append(errs, fmt.Errorf("--guest-network \"\" (env %s): expected an Incus bridge's name, or %q to keep the profiles' NICs", envGuestNetwork, guestNetworkProfile))
+	}
 	if c.StateRoot == "" {
 		errs = append(errs, errors.New("state root: must be a directory path, got \"\""))
 	}

@@ -383,6 +383,18 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer cl.Close()
+	setup, cancel = context.WithTimeout(ctx, 30*time.Second)
+	err = checkGuestNetwork(setup, cl, cfg.exec.GuestNetwork)
+	cancel()
+	if err != nil {
+		nc.Close()
+		return c.fail(exitUsage, "%v", err)
+	}
+	warmSize := cfg.warm
+	if warmSize < 0 {
+		warmSize = cfg.daemon.Concurrency
+	}
+	guestWarnings(c.stderr, cfg.exec, cfg.daemon.Concurrency+warmSize, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	cfg.daemon.Fleet = q.Fleet

@@ -31,13 +31,16 @@ type Backend struct {
 
 	rootMu sync.Mutex
 	roots  map[string]executor.RootDisk // by project and profiles
+
+	nicMu sync.Mutex
+	nics  map[string][]string // the profiles' NIC device names, by project and profiles
 }
 
 var _ executor.Backend = (*Backend)(nil)
 
 // NewBackend returns an executor backend over c.
 func NewBackend(c *Client) *Backend {
-	return &Backend{c: c, projects: map[string]*Client{c.project: c}, roots: map[string]executor.RootDisk{}}
+	return &Backend{c: c, projects: map[string]*Client{c.project: c}, roots: map[string]executor.RootDisk{}, nics: map[string][]string{}}
 }
 
 // in returns a client addressing project, sharing c's transport.
@@ -151,6 +154,11 @@ func (b *Backend) CreateInstance(ctx context.Context, spec executor.InstanceSpec
 			root.Device = "root"
 		}
 		devices[root.Device] = map[string]string{"type": "disk", "path": "/", "pool": root.Pool, "size": spec.RootDiskSize}
+	}
+	if spec.Network != "" {
+		if err := b.guestNIC(ctx, spec, devices); err != nil {
+			return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
+		}
 	}
 	return b.in(spec.Project).CreateInstance(ctx, InstancesPost{
 		Name: spec.Name, Type: string(spec.Type), Source: InstanceSource{Type: "image", Alias: spec.Alias},
