@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -411,5 +412,23 @@ func TestNATSUsersForeignDeliveriesReachNoWatch(t *testing.T) {
 			t.Errorf("the victim's watch ended with %+v, want the real failed record", u.Record)
 		}
 		return
+	}
+}
+
+// TestProtocolDocGivesTheNATSServerConfig: docs/PROTOCOL.md's nats-server
+// configuration is the one rendered from the permissions the embedded
+// server gives (test/daemon runs a nats-server from the document's text).
+func TestProtocolDocGivesTheNATSServerConfig(t *testing.T) {
+	b, err := os.ReadFile("../../docs/PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n```conf\n")
+	conf, _, ok2 := strings.Cut(rest, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/PROTOCOL.md has no ```conf block")
+	}
+	if want := natsServerConfig(); conf != want {
+		t.Errorf("docs/PROTOCOL.md's configuration differs from natsServerConfig(); put this there:\n%s", want)
 	}
 }
