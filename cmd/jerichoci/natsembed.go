@@ -266,10 +266,6 @@ func roleCredentialsPath(stateRoot string, role protocol.Role) string {
 	return filepath.Join(stateRoot, "nats", roleFile(role))
 }
 
-func readCredentials(stateRoot string) (credentials, error) {
-	return readRoleCredentials(stateRoot, protocol.RoleClient)
-}
-
 func readRoleCredentials(stateRoot string, role protocol.Role) (credentials, error) {
 	var cr credentials
 	p := roleCredentialsPath(stateRoot, role)

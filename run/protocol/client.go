@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"jerichoci/model"
 )
@@ -55,15 +54,17 @@ func (c *Client) UploadSource(ctx context.Context, tarball io.Reader, sha256hex,
 	if len(sha256hex) != sha256.Size*2 || !isLowerHex(sha256hex) {
 		return model.SourceRef{}, fmt.Errorf("source digest %q: expected the 64-character lowercase hex SHA-256 of the tarball", sha256hex)
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
+	// The name's random part, and the chunks' subject token (nats.go's
+	// object store puts a NUID there; any unique token reads the same).
+	random := make([]byte, 16+12)
+	if _, err := rand.Read(random); err != nil {
 		return model.SourceRef{}, fmt.Errorf("upload source: %w", err)
 	}
-	name := UploadObjectName(sha256hex, hex.EncodeToString(nonce))
+	name := UploadObjectName(sha256hex, hex.EncodeToString(random[:16]))
 	info := jetstream.ObjectInfo{
 		ObjectMeta: jetstream.ObjectMeta{Name: name, Description: description,
 			Opts: &jetstream.ObjectMetaOptions{ChunkSize: uploadChunk}},
-		Bucket: BucketSources, NUID: nuid.Next(),
+		Bucket: BucketSources, NUID: hex.EncodeToString(random[16:]),
 	}
 	chunkSubject := "$O." + BucketSources + ".C." + info.NUID
 	h := sha256.New()
