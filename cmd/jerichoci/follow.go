@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
 
 const followUsage = `logs --follow JOB_ID [nats flags]
@@ -17,6 +18,8 @@ Exit status: 0 passed (or skipped), 1 failed, 2 bad usage or NATS errors.`
 // followLogs is `logs --follow JOB_ID`.
 func (c *cli) followLogs(ctx context.Context, args []string) int {
 	fs, ncfg := c.clientFlagSet("logs --follow", followUsage)
+	// It only reads: on this host's embedded server, as the reader.
+	ncfg.role = protocol.RoleReader
 	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"jerichoci/run/protocol"
 )
 
 // defaultNATSListen is where the embedded server listens and where the
@@ -44,6 +46,10 @@ type natsConfig struct {
 	// StateRoot is where the client commands look for the embedded
 	// server's credentials (STATE/nats/client.json).
 	StateRoot string
+	// role is the user a client command is, without explicit credentials,
+	// on the embedded server of the state root: client (the zero value)
+	// or reader.
+	role protocol.Role
 }
 
 func defaultNATSConfig() natsConfig {
@@ -140,7 +146,15 @@ func (c *natsConfig) useStateCredentials() error {
 	if c.explicitAuth() || c.StateRoot == "" {
 		return nil
 	}
-	cr, err := readCredentials(c.StateRoot)
+	role := c.role
+	if role == "" {
+		role = protocol.RoleClient
+	}
+	cr, err := readRoleCredentials(c.StateRoot, role)
+	if errors.Is(err, os.ErrNotExist) && role == protocol.RoleReader {
+		// A daemon of an older version wrote client.json only.
+		cr, err = readRoleCredentials(c.StateRoot, protocol.RoleClient)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -197,7 +211,7 @@ func (c natsConfig) connect(url, name string, log *zap.Logger, extra ...nats.Opt
 	}
 	nc, err = nats.Connect(url, append(opts, extra...)...)
 	if errors.Is(err, nats.ErrAuthorization) && !c.explicitAuth() {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (a jerichoci serve with an embedded server writes its credentials to STATE/nats/%s: pass --state-root STATE, or --nats-user with JERICHOCI_NATS_PASSWORD)", url, err, credentialsFile)
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (a jerichoci serve with an embedded server writes its credentials to STATE/nats/%s: pass --state-root STATE, or --nats-user with JERICHOCI_NATS_PASSWORD)", url, err, roleFile(c.role))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
@@ -218,8 +232,24 @@ func splitListen(listen string) (string, int, error) {
 }
 
 // credentialsFile, under STATE/nats, holds the embedded server's client
-// URL and credentials (0600).
-const credentialsFile = "client.json"
+// URL and the client user's credentials (0600); readerFile the reader's
+// and workerFile the worker's, for daemons joining this server.
+const (
+	credentialsFile = "client.json"
+	readerFile      = "reader.json"
+	workerFile      = "worker.json"
+)
+
+// roleFile is the file under STATE/nats of role's credentials.
+func roleFile(role protocol.Role) string {
+	switch role {
+	case protocol.RoleReader:
+		return readerFile
+	case protocol.RoleWorker:
+		return workerFile
+	}
+	return credentialsFile
+}
 
 // credentials is the content of credentialsFile.
 type credentials struct {
@@ -232,71 +262,134 @@ func credentialsPath(stateRoot string) string {
 	return filepath.Join(stateRoot, "nats", credentialsFile)
 }
 
-func readCredentials(stateRoot string) (credentials, error) {
+func roleCredentialsPath(stateRoot string, role protocol.Role) string {
+	return filepath.Join(stateRoot, "nats", roleFile(role))
+}
+
+func readRoleCredentials(stateRoot string, role protocol.Role) (credentials, error) {
 	var cr credentials
-	b, err := os.ReadFile(credentialsPath(stateRoot))
+	p := roleCredentialsPath(stateRoot, role)
+	b, err := os.ReadFile(p)
 	if err != nil {
 		return cr, err
 	}
 	if err := json.Unmarshal(b, &cr); err != nil || cr.User == "" || cr.Password == "" {
-		return cr, fmt.Errorf("nats credentials %s: expected {\"url\",\"user\",\"password\"}", credentialsPath(stateRoot))
+		return cr, fmt.Errorf("nats credentials %s: expected {\"url\",\"user\",\"password\"}", p)
 	}
 	return cr, nil
 }
 
-// embeddedCredentials returns the embedded server's credentials: the ones
-// written by an earlier start, or new ones (a random password), stored
-// 0600 in a 0700 directory with url as the address clients use.
-func embeddedCredentials(stateRoot, url string) (credentials, error) {
+// randomSecret is 32 random bytes, base64url.
+func randomSecret() (string, error) {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		return "", fmt.Errorf("nats credentials: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(secret), nil
+}
+
+// embeddedUsers are the embedded server's users: the fleet's roles
+// (docs/PROTOCOL.md), each with its own password, and an admin whose
+// password is new at every start and never written anywhere.
+type embeddedUsers struct {
+	Roles map[protocol.Role]credentials
+	Admin credentials
+}
+
+// embeddedCredentials returns the embedded server's users: the roles'
+// credentials written by an earlier start, or new ones (a random
+// password), each stored 0600 in a 0700 directory with url as the
+// address clients use (a file of another user, as an older version wrote
+// client.json, is replaced); and a new admin.
+func embeddedCredentials(stateRoot, url string) (embeddedUsers, error) {
+	users := embeddedUsers{Roles: map[protocol.Role]credentials{}}
 	dir := filepath.Dir(credentialsPath(stateRoot))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return credentials{}, fmt.Errorf("nats credentials: %w", err)
+		return users, fmt.Errorf("nats credentials: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return credentials{}, fmt.Errorf("nats credentials: %w", err)
+		return users, fmt.Errorf("nats credentials: %w", err)
 	}
-	cr, err := readCredentials(stateRoot)
+	for _, role := range protocol.Roles() {
+		cr, err := readRoleCredentials(stateRoot, role)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return users, err
+		}
+		if err != nil || cr.User != string(role) {
+			pw, err := randomSecret()
+			if err != nil {
+				return users, err
+			}
+			cr = credentials{User: string(role), Password: pw}
+		}
+		cr.URL = url
+		if err := writeCredentials(roleCredentialsPath(stateRoot, role), cr); err != nil {
+			return users, err
+		}
+		users.Roles[role] = cr
+	}
+	pw, err := randomSecret()
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return cr, err
-		}
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return cr, fmt.Errorf("nats credentials: %w", err)
-		}
-		cr = credentials{User: "jerichoci", Password: base64.RawURLEncoding.EncodeToString(secret)}
+		return users, err
 	}
-	cr.URL = url
+	users.Admin = credentials{User: "admin", Password: pw}
+	return users, nil
+}
+
+// writeCredentials stores cr in p, 0600, atomically.
+func writeCredentials(p string, cr credentials) error {
 	b, err := json.MarshalIndent(cr, "", "  ")
 	if err != nil {
-		return cr, err
+		return err
 	}
-	tmp := credentialsPath(stateRoot) + ".tmp"
+	tmp := p + ".tmp"
 	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return cr, fmt.Errorf("nats credentials: %w", err)
+		return fmt.Errorf("nats credentials: %w", err)
 	}
 	if err := os.Chmod(tmp, 0o600); err != nil {
-		return cr, fmt.Errorf("nats credentials: %w", err)
+		return fmt.Errorf("nats credentials: %w", err)
 	}
-	if err := os.Rename(tmp, credentialsPath(stateRoot)); err != nil {
-		return cr, fmt.Errorf("nats credentials: %w", err)
+	if err := os.Rename(tmp, p); err != nil {
+		return fmt.Errorf("nats credentials: %w", err)
 	}
-	return cr, nil
+	return nil
 }
 
 // embeddedOptions say how serve runs its embedded server.
 type embeddedOptions struct {
 	Listen   string
 	StoreDir string
-	User     string
-	Password string
+	Users    embeddedUsers
 	TLSCert  string
 	TLSKey   string
 }
 
+// serverUsers are the nats-server users of users: each role with its
+// permissions (docs/PROTOCOL.md), the admin with all of them.
+func serverUsers(users embeddedUsers) []*server.User {
+	out := []*server.User{{Username: users.Admin.User, Password: users.Admin.Password}}
+	for _, role := range protocol.Roles() {
+		cr := users.Roles[role]
+		out = append(out, &server.User{Username: cr.User, Password: cr.Password, Permissions: serverPermissions(protocol.RolePermissions(role))})
+	}
+	return out
+}
+
+// serverPermissions is p in nats-server's terms.
+func serverPermissions(p protocol.Permissions) *server.Permissions {
+	sp := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: p.Publish.Allow, Deny: p.Publish.Deny},
+		Subscribe: &server.SubjectPermission{Allow: p.Subscribe.Allow, Deny: p.Subscribe.Deny},
+	}
+	if p.AllowResponses {
+		sp.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
+	}
+	return sp
+}
+
 // startEmbedded runs a nats-server with JetStream stored in StoreDir,
 // listening on Listen (loopback by default) so other tools can connect.
-// Every client must authenticate with User and Password.
+// Every client must authenticate as one of Users.
 func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	listen, storeDir := o.Listen, o.StoreDir
 	host, port, err := splitListen(listen)
@@ -315,7 +408,7 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	}
 	opts := &server.Options{
 		ServerName: "jerichoci-embedded", Host: host, Port: port, JetStream: true, StoreDir: storeDir,
-		NoSigs: true, Users: []*server.User{{Username: o.User, Password: o.Password}},
+		NoSigs: true, Users: serverUsers(o.Users),
 	}
 	if o.TLSCert != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
@@ -334,6 +335,8 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 
 	url, ncfg := cfg.nats.URL, cfg.nats
 	var connOpts []nats.Option
+	var readerCfg *natsConfig // the status page's user on the embedded server
+	var natsServer *server.Server
 	if url == "" {
 		host, port, _ := splitListen(cfg.nats.Listen) // validated
 		if !loopbackHost(host) {
@@ -351,21 +354,41 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		if cfg.nats.ServerTLSCert != "" {
 			scheme = "tls"
 		}
-		cr, err := embeddedCredentials(stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
+		users, err := embeddedCredentials(stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
 		srv, err := startEmbedded(embeddedOptions{Listen: cfg.nats.Listen, StoreDir: filepath.Join(stateRoot, "nats"),
-			User: cr.User, Password: cr.Password, TLSCert: cfg.nats.ServerTLSCert, TLSKey: cfg.nats.ServerTLSKey}, log.Named("nats-server"))
+			Users: users, TLSCert: cfg.nats.ServerTLSCert, TLSKey: cfg.nats.ServerTLSKey}, log.Named("nats-server"))
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
 		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		url = srv.ClientURL()
+		url, natsServer = srv.ClientURL(), srv
 		// The daemon talks to its own server in process: no socket, no TLS.
-		ncfg = natsConfig{User: cr.User, Password: cr.Password}
+		// The admin, whose password exists only in this process, sets up the
+		// streams, buckets and the workers' consumer; the daemon then runs as
+		// the worker, and the status page reads as the reader.
 		connOpts = append(connOpts, nats.InProcessServer(srv))
+		admin := natsConfig{User: users.Admin.User, Password: users.Admin.Password}
+		anc, _, err := admin.connect(url, "jerichoci serve "+cfg.daemon.ID+" setup", log.Named("nats"), connOpts...)
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err = daemon.OpenQueue(setup, anc, cfg.queue)
+		cancel()
+		anc.Close()
+		if err != nil {
+			return c.fail(exitUsage, "%v", err)
+		}
+		w, r := users.Roles[protocol.RoleWorker], users.Roles[protocol.RoleReader]
+		ncfg = natsConfig{User: w.User, Password: w.Password}
+		readerCfg = &natsConfig{User: r.User, Password: r.Password}
 	}
+	// The worker's replies (pulled jobs among them) come to an inbox no
+	// client or reader may subscribe to (docs/PROTOCOL.md).
+	connOpts = append(connOpts, nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
 	nc, closed, err := ncfg.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"), connOpts...)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
@@ -453,8 +476,19 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		}
 		m := metrics.New(g)
 		d.Observer = m
-		// The status page and JSON API: live logs come from NATS.
-		logs, err := protocol.NewClient(nc)
+		// The status page and JSON API: live logs come from NATS, read as
+		// the reader on the embedded server (else on the daemon's connection).
+		logsConn := nc
+		if readerCfg != nil {
+			rnc, _, err := readerCfg.connect(url, "jerichoci serve "+cfg.daemon.ID+" page", log.Named("nats"), nats.InProcessServer(natsServer))
+			if err != nil {
+				nc.Close()
+				return c.fail(exitUsage, "%v", err)
+			}
+			defer rnc.Close()
+			logsConn = rnc
+		}
+		logs, err := protocol.NewClient(logsConn)
 		if err != nil {
 			nc.Close()
 			return c.fail(exitUsage, "%v", err)

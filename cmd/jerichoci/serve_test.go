@@ -188,24 +188,35 @@ func embeddedQueue(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn) 
 	listen := l.Addr().String()
 	l.Close()
 	state := t.TempDir()
-	cr, err := embeddedCredentials(state, "nats://"+listen)
+	users, err := embeddedCredentials(state, "nats://"+listen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), User: cr.User, Password: cr.Password}, zaptest.NewLogger(t))
+	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), Users: users}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(cr.User, cr.Password))
+	// As serve: the admin sets up, the worker runs the queue.
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(users.Admin.User, users.Admin.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	q, err := daemon.OpenQueue(t.Context(), nc, daemon.DefaultQueueConfig())
+	if _, err := daemon.OpenQueue(t.Context(), nc, daemon.DefaultQueueConfig()); err != nil {
+		t.Fatal(err)
+	}
+	w := users.Roles[protocol.RoleWorker]
+	wnc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(w.User, w.Password), nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(wnc.Close)
+	q, err := daemon.OpenQueue(t.Context(), wnc, daemon.DefaultQueueConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := users.Roles[protocol.RoleClient]
 	return map[string]string{"JERICHOCI_NATS_URL": srv.ClientURL(), "JERICHOCI_NATS_USER": cr.User, "JERICHOCI_NATS_PASSWORD": cr.Password}, q, nc
 }
 
@@ -215,7 +226,8 @@ func TestEmbeddedServerRefusesATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, err = startEmbedded(embeddedOptions{Listen: l.Addr().String(), StoreDir: t.TempDir(), User: "u", Password: "p"}, zaptest.NewLogger(t))
+	_, err = startEmbedded(embeddedOptions{Listen: l.Addr().String(), StoreDir: t.TempDir(),
+		Users: embeddedUsers{Admin: credentials{User: "u", Password: "p"}}}, zaptest.NewLogger(t))
 	if err == nil || !strings.Contains(err.Error(), "is another jerichoci serve running?") {
 		t.Errorf("startEmbedded on a taken port = %v", err)
 	}
@@ -277,7 +289,7 @@ func TestEnqueuePublishesASpecAndTheSource(t *testing.T) {
 					t.Fatal(err)
 				}
 				sum := sha256.Sum256(b)
-				if hex.EncodeToString(sum[:]) != spec.Source.SHA256 || spec.Source.Object != protocol.SourceObjectName(spec.Source.SHA256) {
+				if hex.EncodeToString(sum[:]) != spec.Source.SHA256 || !strings.HasPrefix(spec.Source.Object, "sha256-"+spec.Source.SHA256+"-") {
 					t.Errorf("object %s does not match its digest %s", spec.Source.Object, spec.Source.SHA256)
 				}
 			}
@@ -405,25 +417,52 @@ func TestEmbeddedServerRefusesAnonymousClients(t *testing.T) {
 
 func TestEmbeddedCredentialsAreKeptAndPrivate(t *testing.T) {
 	state := t.TempDir()
-	first, err := embeddedCredentials(state, "nats://127.0.0.1:4222")
+	firstUsers, err := embeddedCredentials(state, "nats://127.0.0.1:4222")
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := embeddedCredentials(state, "nats://127.0.0.1:4333")
+	againUsers, err := embeddedCredentials(state, "nats://127.0.0.1:4333")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Password == "" || again.Password != first.Password || again.User != first.User || again.URL != "nats://127.0.0.1:4333" {
-		t.Errorf("second start: %+v, first %+v: want the same user and password with the new URL", again, first)
-	}
-	for p, want := range map[string]os.FileMode{credentialsPath(state): 0o600, filepath.Dir(credentialsPath(state)): 0o700} {
+	for _, role := range protocol.Roles() {
+		first, again := firstUsers.Roles[role], againUsers.Roles[role]
+		if first.Password == "" || again.Password != first.Password || again.User != first.User || again.URL != "nats://127.0.0.1:4333" || first.User != string(role) {
+			t.Errorf("%s, second start: %+v, first %+v: want the user %s and the same password with the new URL", role, again, first, role)
+		}
+		p := roleCredentialsPath(state, role)
 		fi, err := os.Stat(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fi.Mode().Perm() != want {
-			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
 		}
+	}
+	// The admin's password is new at every start and written nowhere.
+	if a, b := firstUsers.Admin, againUsers.Admin; a.Password == "" || a.Password == b.Password {
+		t.Errorf("admin passwords %q and %q: want a new one at every start", a.Password, b.Password)
+	}
+	err = filepath.WalkDir(state, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && (strings.Contains(string(b), againUsers.Admin.Password) || strings.Contains(string(b), firstUsers.Admin.Password)) {
+			t.Errorf("%s holds the admin's password", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := firstUsers.Roles[protocol.RoleClient]
+	fi, err := os.Stat(filepath.Dir(credentialsPath(state)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s: mode %v, want 0700", filepath.Dir(credentialsPath(state)), fi.Mode().Perm())
 	}
 	tests := []struct {
 		name     string

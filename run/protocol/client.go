@@ -2,7 +2,9 @@ package protocol
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -38,33 +40,79 @@ func NewClient(nc *nats.Conn) (*Client, error) {
 // ErrNoDaemon is wrapped when no daemon answers a request.
 var ErrNoDaemon = errors.New("no daemon answers")
 
-// UploadSource stores a source tarball (tar.gz) in BucketSources under its
-// content-addressed name SourceObjectName(sha256hex) and returns the job
-// spec's reference to it. When the object is there already, tarball is not
-// read. A tarball whose SHA-256 is not sha256hex is removed again and is
-// an error. description describes the object (e.g. where it came from).
+// UploadSource stores a source tarball (tar.gz) in BucketSources and
+// returns the job spec's reference to it. Its name is UploadObjectName:
+// the digest and a random part, new for every upload, so that no other
+// client can know it, replace it or put other bytes under it first (a
+// client may write the bucket but neither read nor list it:
+// docs/PROTOCOL.md). The object is written as nats.go's object store
+// writes one: chunks on $O.<bucket>.C.<nuid>, then its description on
+// $O.<bucket>.M.<name>. A tarball whose SHA-256 is not sha256hex is an
+// error, and its description is never written. description describes the
+// object (e.g. where it came from).
 func (c *Client) UploadSource(ctx context.Context, tarball io.Reader, sha256hex, description string) (model.SourceRef, error) {
 	if len(sha256hex) != sha256.Size*2 || !isLowerHex(sha256hex) {
 		return model.SourceRef{}, fmt.Errorf("source digest %q: expected the 64-character lowercase hex SHA-256 of the tarball", sha256hex)
 	}
-	obj, err := c.js.ObjectStore(ctx, BucketSources)
-	if err != nil {
-		return model.SourceRef{}, fmt.Errorf("object store %s: %w (start jerichoci serve once to create it)", BucketSources, err)
+	// The name's random part, and the chunks' subject token (nats.go's
+	// object store puts a NUID there; any unique token reads the same).
+	random := make([]byte, 16+12)
+	if _, err := rand.Read(random); err != nil {
+		return model.SourceRef{}, fmt.Errorf("upload source: %w", err)
 	}
-	name := SourceObjectName(sha256hex)
-	ref := model.SourceRef{Kind: model.SourceObjectStore, Bucket: BucketSources, Object: name, SHA256: sha256hex}
-	if info, err := obj.GetInfo(ctx, name); err == nil && !info.Deleted {
-		return ref, nil
+	name := UploadObjectName(sha256hex, hex.EncodeToString(random[:16]))
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{Name: name, Description: description,
+			Opts: &jetstream.ObjectMetaOptions{ChunkSize: uploadChunk}},
+		Bucket: BucketSources, NUID: hex.EncodeToString(random[16:]),
 	}
+	chunkSubject := "$O." + BucketSources + ".C." + info.NUID
 	h := sha256.New()
-	if _, err := obj.Put(ctx, jetstream.ObjectMeta{Name: name, Description: description}, io.TeeReader(tarball, h)); err != nil {
-		return model.SourceRef{}, fmt.Errorf("upload source to %s: %w", BucketSources, err)
+	buf := make([]byte, uploadChunk)
+	for {
+		n, rerr := io.ReadFull(tarball, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := c.js.Publish(ctx, chunkSubject, buf[:n]); err != nil {
+				return model.SourceRef{}, fmt.Errorf("upload source to %s: %w%s", BucketSources, err, noStreamHint(err))
+			}
+			info.Size += uint64(n)
+			info.Chunks++
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return model.SourceRef{}, fmt.Errorf("upload source: read the tarball: %w", rerr)
+		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sha256hex {
-		_ = obj.Delete(context.WithoutCancel(ctx), name)
 		return model.SourceRef{}, fmt.Errorf("upload source to %s: the tarball's SHA-256 is %s, not %s", BucketSources, got, sha256hex)
 	}
-	return ref, nil
+	info.Digest = jetstream.GetObjectDigestValue(h)
+	meta, err := json.Marshal(info)
+	if err != nil {
+		return model.SourceRef{}, err
+	}
+	m := nats.NewMsg("$O." + BucketSources + ".M." + base64.URLEncoding.EncodeToString([]byte(name)))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Data = meta
+	if _, err := c.js.PublishMsg(ctx, m); err != nil {
+		return model.SourceRef{}, fmt.Errorf("upload source to %s: %w%s", BucketSources, err, noStreamHint(err))
+	}
+	return model.SourceRef{Kind: model.SourceObjectStore, Bucket: BucketSources, Object: name, SHA256: sha256hex}, nil
+}
+
+// uploadChunk is the size of a source's chunks, as nats.go's object
+// store's default.
+const uploadChunk = 128 << 10
+
+// noStreamHint explains a publish no stream took.
+func noStreamHint(err error) string {
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return " (start jerichoci serve once to create it)"
+	}
+	return ""
 }
 
 func isLowerHex(s string) bool {

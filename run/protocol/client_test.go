@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,14 +69,6 @@ func TestNewClientNeedsAConnection(t *testing.T) {
 	}
 }
 
-// unreadable fails the test if the upload reads it.
-type unreadable struct{ t *testing.T }
-
-func (u unreadable) Read([]byte) (int, error) {
-	u.t.Error("the tarball was read although the object store has it")
-	return 0, io.EOF
-}
-
 func TestUploadSource(t *testing.T) {
 	nc, _ := startServer(t, true)
 	c := newClient(t, nc)
@@ -87,26 +80,27 @@ func TestUploadSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tarball := []byte("not really a tar.gz, but the store does not care")
+	// More than one chunk, not a multiple of it.
+	tarball := bytes.Repeat([]byte("not really a tar.gz, but the store does not care\n"), 6000)
 	sum := sha256.Sum256(tarball)
 	digest := hex.EncodeToString(sum[:])
 	other := strings.Repeat("0", 64)
+	names := regexp.MustCompile(`^sha256-([0-9a-f]{64})-[0-9a-f]{32}\.tar\.gz$`)
 	tests := []struct {
 		name    string
 		tarball io.Reader
 		digest  string
-		wantErr string // empty: success
-		stored  string // object that must hold tarball afterwards ("": none checked)
-		absent  string // object that must not exist afterwards
+		wantErr string // empty: success, stored under a new name
 	}{
-		{name: "a new source is stored under its digest", tarball: bytes.NewReader(tarball), digest: digest, stored: protocol.SourceObjectName(digest)},
-		{name: "a stored source is not sent again", tarball: unreadable{t}, digest: digest, stored: protocol.SourceObjectName(digest)},
-		{name: "a tarball that is not its digest is removed", tarball: bytes.NewReader(tarball), digest: other,
-			wantErr: "the tarball's SHA-256 is " + digest + ", not " + other, absent: protocol.SourceObjectName(other)},
+		{name: "a new source is stored under its digest and a random part", tarball: bytes.NewReader(tarball), digest: digest},
+		{name: "the same source again gets a name of its own", tarball: bytes.NewReader(tarball), digest: digest},
+		{name: "a tarball that is not its digest is not stored", tarball: bytes.NewReader(tarball), digest: other,
+			wantErr: "the tarball's SHA-256 is " + digest + ", not " + other},
 		{name: "a digest that is not one", tarball: bytes.NewReader(tarball), digest: "ABC", wantErr: `source digest "ABC": expected the 64-character lowercase hex SHA-256`},
 		{name: "a read error", tarball: io.MultiReader(bytes.NewReader(tarball), iotestErrReader{}), digest: strings.Repeat("1", 64),
-			wantErr: "upload source to jerichoci-sources: ", absent: protocol.SourceObjectName(strings.Repeat("1", 64))},
+			wantErr: "upload source: read the tarball: disk on fire"},
 	}
+	seen := map[string]bool{}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ref, err := c.UploadSource(t.Context(), tc.tarball, tc.digest, "test source")
@@ -114,26 +108,40 @@ func TestUploadSource(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("UploadSource = %+v, %v; want an error with %q", ref, err, tc.wantErr)
 				}
-			} else {
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := model.SourceRef{Kind: model.SourceObjectStore, Bucket: protocol.BucketSources, Object: protocol.SourceObjectName(tc.digest), SHA256: tc.digest}
-				if ref != want {
-					t.Errorf("UploadSource = %+v, want %+v", ref, want)
-				}
+				return
 			}
-			if tc.stored != "" {
-				if b, err := obj.GetBytes(t.Context(), tc.stored); err != nil || !bytes.Equal(b, tarball) {
-					t.Errorf("object %s = %q, %v; want the tarball", tc.stored, b, err)
-				}
+			if err != nil {
+				t.Fatal(err)
 			}
-			if tc.absent != "" {
-				if info, err := obj.GetInfo(t.Context(), tc.absent); err == nil && !info.Deleted {
-					t.Errorf("object %s is stored: %+v", tc.absent, info)
-				}
+			if m := names.FindStringSubmatch(ref.Object); m == nil || m[1] != tc.digest {
+				t.Errorf("UploadSource stored %q, want sha256-%s-<32 hex digits>.tar.gz", ref.Object, tc.digest)
+			}
+			if seen[ref.Object] {
+				t.Errorf("UploadSource used the name %s twice", ref.Object)
+			}
+			seen[ref.Object] = true
+			want := model.SourceRef{Kind: model.SourceObjectStore, Bucket: protocol.BucketSources, Object: ref.Object, SHA256: tc.digest}
+			if ref != want {
+				t.Errorf("UploadSource = %+v, want %+v", ref, want)
+			}
+			// nats.go's object store reads it back, digest and all.
+			if b, err := obj.GetBytes(t.Context(), ref.Object); err != nil || !bytes.Equal(b, tarball) {
+				t.Errorf("object %s = %d bytes, %v; want the tarball's %d", ref.Object, len(b), err, len(tarball))
 			}
 		})
+	}
+	// Only the good uploads left an object.
+	list, err := obj.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range list {
+		if !seen[info.Name] {
+			t.Errorf("object %s is stored, want only %v", info.Name, seen)
+		}
+	}
+	if len(list) != len(seen) || len(seen) != 2 {
+		t.Errorf("%d objects stored, %d uploads succeeded; want 2 and 2", len(list), len(seen))
 	}
 }
 
@@ -144,7 +152,7 @@ func (iotestErrReader) Read([]byte) (int, error) { return 0, errors.New("disk on
 func TestUploadSourceWithoutTheBucket(t *testing.T) {
 	nc, _ := startServer(t, false)
 	_, err := newClient(t, nc).UploadSource(t.Context(), strings.NewReader("x"), strings.Repeat("a", 64), "")
-	if err == nil || !strings.Contains(err.Error(), "object store jerichoci-sources: ") || !strings.Contains(err.Error(), "start jerichoci serve once") {
+	if err == nil || !strings.Contains(err.Error(), "upload source to jerichoci-sources: ") || !strings.Contains(err.Error(), "start jerichoci serve once") {
 		t.Errorf("UploadSource without the bucket = %v", err)
 	}
 }

@@ -40,8 +40,15 @@ func (c *Client) FollowLogs(ctx context.Context, jobID string, replay bool, fn f
 		return nil, fmt.Errorf("follow the logs of job %q: expected 1 to 128 letters, digits, '_' or '-'", jobID)
 	}
 	subject := SubjectLogsPrefix + jobID + ".>"
+	// Only chunks stored under this job's subjects, which only the worker
+	// writes: a message another user's consumer delivered to our
+	// subscription carries its own subject (docs/PROTOCOL.md).
+	ours := func(subj string) bool { return strings.HasPrefix(subj, SubjectLogsPrefix+jobID+".") }
 	if !replay {
 		sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
+			if !ours(m.Subject) {
+				return
+			}
 			if ch, ok := logChunk(m.Subject, m.Header, m.Data); ok {
 				fn(ch)
 			}
@@ -57,6 +64,9 @@ func (c *Client) FollowLogs(ctx context.Context, jobID string, replay bool, fn f
 		return nil, fmt.Errorf("replay %s from stream %s: %w", subject, StreamLogs, err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if !ours(m.Subject()) {
+			return
+		}
 		if ch, ok := logChunk(m.Subject(), m.Headers(), m.Data()); ok {
 			fn(ch)
 		}

@@ -84,6 +84,12 @@ func JobSubject(name string) string { return SubjectJobsPrefix + name }
 // SourceObjectName is the content-addressed name of a source tarball.
 func SourceObjectName(sha256hex string) string { return "sha256-" + sha256hex + ".tar.gz" }
 
+// UploadObjectName is the name Client.UploadSource gives a source tarball:
+// its digest and a random part (hex) that only the uploader knows.
+func UploadObjectName(sha256hex, random string) string {
+	return "sha256-" + sha256hex + "-" + random + ".tar.gz"
+}
+
 var jobKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 // ValidJobKey reports whether s can key a job in the buckets and subjects:

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,6 +47,7 @@ type Watch struct {
 	watcher jetstream.KeyWatcher
 	final   *model.RunRecord // received, delivered after the events before it
 	done    bool
+	jobID   string
 }
 
 // Watch starts following a job. Subscribe before publishing or cancelling
@@ -55,7 +57,7 @@ func (c *Client) Watch(ctx context.Context, jobID string) (*Watch, error) {
 	if !ValidJobKey(jobID) {
 		return nil, fmt.Errorf("watch job %q: expected 1 to 128 letters, digits, '_' or '-'", jobID)
 	}
-	w := &Watch{nc: c.nc, events: make(chan *nats.Msg, eventBuffer)}
+	w := &Watch{nc: c.nc, jobID: jobID, events: make(chan *nats.Msg, eventBuffer)}
 	var err error
 	if w.sub, err = c.nc.ChanSubscribe(EventSubject(jobID, "*"), w.events); err != nil {
 		return nil, fmt.Errorf("subscribe to the job's events: %w", err)
@@ -86,7 +88,7 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 		if w.final != nil {
 			select {
 			case m := <-w.events:
-				if ev, ok := decodeEvent(m); ok {
+				if ev, ok := w.decodeEvent(m); ok {
 					return Update{Event: ev}, nil
 				}
 			default:
@@ -99,7 +101,7 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 		case <-ctx.Done():
 			return Update{}, ctx.Err()
 		case m := <-w.events:
-			if ev, ok := decodeEvent(m); ok {
+			if ev, ok := w.decodeEvent(m); ok {
 				return Update{Event: ev}, nil
 			}
 		case e, ok := <-w.watcher.Updates():
@@ -108,6 +110,12 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 			}
 			if e == nil || e.Operation() != jetstream.KeyValuePut {
 				continue // nil marks the end of the initial values
+			}
+			if e.Key() != w.jobID {
+				// Not this job's record: a message another user's consumer
+				// delivered to our inbox (docs/PROTOCOL.md) carries the
+				// subject it was stored under, which only the worker writes.
+				continue
 			}
 			var rec model.RunRecord
 			if err := json.Unmarshal(e.Value(), &rec); err != nil {
@@ -122,7 +130,14 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 	}
 }
 
-func decodeEvent(m *nats.Msg) (*Event, bool) {
+// decodeEvent decodes an event of the watched job; a message on another
+// subject (one another user's consumer delivered to the subscription,
+// docs/PROTOCOL.md) is not one.
+func (w *Watch) decodeEvent(m *nats.Msg) (*Event, bool) {
+	rest, ok := strings.CutPrefix(m.Subject, SubjectRunsPrefix+w.jobID+".")
+	if !ok || !strings.HasSuffix(rest, ".events") || strings.Count(rest, ".") != 1 {
+		return nil, false
+	}
 	ev := &Event{Data: m.Data, Final: m.Header.Get(HeaderFinal) == "true"}
 	if err := json.Unmarshal(m.Data, &ev.LifecycleEvent); err != nil {
 		return nil, false
