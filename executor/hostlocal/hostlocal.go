@@ -15,8 +15,12 @@
 // <job>/artifacts/result.json.
 //
 // With an Isolation (`jerichoci serve`) the command and its nix get a
-// scrubbed environment and a fresh HOME (<cache>/home), and may run as an
-// unprivileged user: see isolate.go and docs/SECURITY.md.
+// scrubbed environment, a fresh HOME (<cache>/home) and TMPDIR
+// (<cache>/tmp), and may run as an unprivileged user: see isolate.go and
+// docs/SECURITY.md. Jobs of that user run one at a time on the host, under
+// a host-wide lock taken before the scope's, with RLIMIT_NPROC set, and
+// every process of the user is killed when a job ends (userlock.go,
+// reap.go).
 package hostlocal
 
 import (
