@@ -69,6 +69,9 @@ type serveConfig struct {
 	// named it.
 	hostJobsUser    string
 	hostJobsUserSet bool
+	// hostJobsMaxProcesses is the RLIMIT_NPROC of host-local jobs run as
+	// the host-jobs user; 0 sets none.
+	hostJobsMaxProcesses int
 	// allowStagedBuilds lets staged jobs' outputs be built from the job's
 	// source with the host's Nix; without it their prepare nodes fail with
 	// MsgStagedBuildsRefused.
@@ -89,7 +92,8 @@ type serveConfig struct {
 
 func defaultServeConfig() serveConfig {
 	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
-		warm: -1, httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser}
+		warm: -1, httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser,
+		hostJobsMaxProcesses: hostlocal.DefaultMaxProcesses}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -151,6 +155,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	if v, ok := env("JERICHOCI_HOST_JOBS_USER"); ok && v != "" {
 		c.hostJobsUser, c.hostJobsUserSet = v, true
 	}
+	intVar("JERICHOCI_HOST_JOBS_MAX_PROCESSES", &c.hostJobsMaxProcesses)
 	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
 	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
 	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
@@ -212,6 +217,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 		c.hostJobsUser, c.hostJobsUserSet = v, true
 		return nil
 	})
+	fs.IntVar(&c.hostJobsMaxProcesses, "host-jobs-max-processes", c.hostJobsMaxProcesses, "`N` processes and threads the host-jobs user may have while one of its host-local jobs runs (RLIMIT_NPROC of the command and its nix, counted host-wide), so a fork bomb cannot take the host's PIDs; 0: no limit (env JERICHOCI_HOST_JOBS_MAX_PROCESSES). Jobs of one host-jobs user run one at a time on the host, across daemons, and every process of the user is killed when a job ends")
 	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix is evaluated (as an unprivileged user when serve runs as root) and built by the host's nix-daemon in its sandbox as build users; serve refuses to start when that Nix builds unsandboxed or as root, or its daemon does not answer (scripts/nix-up sets it up); without the flag those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
 	fromFlags := false
 	fs.Func("secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", func(v string) error {
@@ -277,6 +283,9 @@ func (c serveConfig) Validate() error {
 		if msg := model.SecretEnvProblem(name); msg != "" {
 			errs = append(errs, fmt.Errorf("--secret-env %q (env JERICHOCI_SECRET_ENV): %s", name, msg))
 		}
+	}
+	if c.hostJobsMaxProcesses < 0 {
+		errs = append(errs, fmt.Errorf("--host-jobs-max-processes %d (env JERICHOCI_HOST_JOBS_MAX_PROCESSES): expected a number >= 0 (0: no limit)", c.hostJobsMaxProcesses))
 	}
 	if c.warm < -1 {
 		errs = append(errs, fmt.Errorf("warm pool size %d: expected a number >= 0 (or -1 for the concurrency)", c.warm))
@@ -642,5 +651,5 @@ func hostJobsIsolation(cfg serveConfig, stateRoot string) (*hostlocal.Isolation,
 	if err := hostlocal.PrepareStateRoot(stateRoot); err != nil {
 		return nil, fmt.Errorf("--allow-host-jobs: set the modes of the state root %s for host-local jobs: %w", stateRoot, err)
 	}
-	return &hostlocal.Isolation{User: u}, nil
+	return &hostlocal.Isolation{User: u, MaxProcesses: cfg.hostJobsMaxProcesses}, nil
 }

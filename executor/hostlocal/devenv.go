@@ -140,7 +140,8 @@ func (j *jobRun) runNix(ctx context.Context, what string, args ...string) (strin
 	}
 	nctx, cancel := context.WithDeadline(ctx, j.deadline)
 	defer cancel()
-	cmd := exec.CommandContext(nctx, prog, append(append([]string{}, nixFeatures...), args...)...)
+	argv := j.limited(append(append([]string{prog}, nixFeatures...), args...))
+	cmd := exec.CommandContext(nctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = waitDelay

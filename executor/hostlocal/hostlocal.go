@@ -15,8 +15,12 @@
 // <job>/artifacts/result.json.
 //
 // With an Isolation (`jerichoci serve`) the command and its nix get a
-// scrubbed environment and a fresh HOME (<cache>/home), and may run as an
-// unprivileged user: see isolate.go and docs/SECURITY.md.
+// scrubbed environment, a fresh HOME (<cache>/home) and TMPDIR
+// (<cache>/tmp), and may run as an unprivileged user: see isolate.go and
+// docs/SECURITY.md. Jobs of that user run one at a time on the host, under
+// a host-wide lock taken before the scope's, with RLIMIT_NPROC set, and
+// every process of the user is killed when a job ends (userlock.go,
+// reap.go).
 package hostlocal
 
 import (
@@ -151,10 +155,11 @@ type jobRun struct {
 	// freshWorkspace says the workspace was copied from the snapshot by
 	// this job, not reused.
 	freshWorkspace bool
-	// home and staged are the per-job HOME and, for a job run as another
-	// user, the artifacts directory it writes (<cache>/home,
-	// <cache>/artifacts); finish closes the scope and hands staged back.
+	// home, tmp and staged are the per-job HOME, TMPDIR and, for a job
+	// run as another user, the artifacts directory it writes (<cache>/home,
+	// <cache>/tmp, <cache>/artifacts); finish closes the scope and hands staged back.
 	home   string
+	tmp    string
 	staged string
 	finish func() error
 }
@@ -217,6 +222,18 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 		if err := closeStateRoot(x.StateRoot); err != nil {
 			return executor.Result{}, fmt.Errorf("close the state root to host-local jobs: %w", err)
 		}
+	}
+
+	// The user's lock before the scope's: a job holding a scope lock
+	// never waits for the user, so jobs of one user cannot deadlock.
+	unlockUser, err := j.lockUser(ctx)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	defer unlockUser()
+	if x.user() != nil {
+		// The time spent waiting for the user is not the job's.
+		j.deadline = time.Now().Add(time.Duration(job.TimeoutSecs) * time.Second)
 	}
 
 	unlock, lres, err := j.lock(ctx)
@@ -298,7 +315,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 		env = append(os.Environ(), vars...)
 	}
 
-	exit, err := j.spawn(ctx, argv, j.workspace, env)
+	exit, err := j.spawn(ctx, j.limited(argv), j.workspace, env)
 	if err != nil {
 		return executor.Result{}, err
 	}

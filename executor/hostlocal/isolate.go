@@ -26,9 +26,23 @@ import (
 // scope, while its job runs.
 type Isolation struct {
 	// User runs the command and its nix; nil runs them as the daemon's own
-	// user (a daemon that is not root cannot switch).
+	// user (a daemon that is not root cannot switch). Jobs of one User run
+	// one at a time on the host, under a host-wide lock in LockDir, and
+	// every process of the User is killed when a job ends (userlock.go).
 	User *User
+	// LockDir holds the host-wide locks of the users; DefaultLockDir when
+	// empty. Every daemon of the host must use the same.
+	LockDir string
+	// MaxProcesses is the RLIMIT_NPROC of a User's job (its command and
+	// nix): how many processes and threads the user may have, counted
+	// host-wide; 0 sets no limit.
+	MaxProcesses int
 }
+
+// DefaultMaxProcesses is serve's --host-jobs-max-processes default: room
+// for a parallel cargo build or a browser test, far below Linux's default
+// pid_max (32768).
+const DefaultMaxProcesses = 4096
 
 // User is the unprivileged user host-local jobs run as. Its supplementary
 // groups are cleared.
@@ -302,14 +316,16 @@ func (j *jobRun) flakeSource() (string, error) {
 	return j.workspace, nil
 }
 
-// isolate makes the job's fresh HOME and, for a job run as another user,
-// its staged artifacts directory, both the user's, and opens the scope's
-// cache to that user until finishIsolated. It returns the artifacts
-// directory the job writes.
+// isolate makes the job's fresh HOME, TMPDIR and, for a job run as
+// another user, its staged artifacts directory, all the user's, and opens
+// the scope's cache to that user until finishIsolated. It returns the
+// artifacts directory the job writes.
 func (j *jobRun) isolate(artifacts string) (string, error) {
-	j.home = filepath.Join(j.cacheDir, "home")
-	if err := j.freshDir(j.home); err != nil {
-		return "", err
+	j.home, j.tmp = filepath.Join(j.cacheDir, "home"), filepath.Join(j.cacheDir, "tmp")
+	for _, d := range []string{j.home, j.tmp} {
+		if err := j.freshDir(d); err != nil {
+			return "", err
+		}
 	}
 	j.finish = sync.OnceValue(func() error { return j.closeScope(artifacts) })
 	if j.x.user() == nil {
@@ -325,8 +341,8 @@ func (j *jobRun) isolate(artifacts string) (string, error) {
 	return j.staged, nil
 }
 
-// finishIsolated closes the scope's cache, hands the artifacts back and
-// removes HOME, once.
+// finishIsolated kills what the job left running, closes the scope's
+// cache, hands the artifacts back and removes HOME and TMPDIR, once.
 func (j *jobRun) finishIsolated() error {
 	if j.finish == nil {
 		return nil
@@ -337,6 +353,11 @@ func (j *jobRun) finishIsolated() error {
 func (j *jobRun) closeScope(artifacts string) error {
 	var errs []error
 	if j.x.user() != nil {
+		// Nothing of the job's may run on while its artifacts are handed
+		// back (nor reach the next job: lockUser reaps again).
+		if err := j.reapUser("after the job"); err != nil {
+			errs = append(errs, err)
+		}
 		if err := os.Chmod(j.cacheDir, scopeIdle); err != nil {
 			errs = append(errs, fmt.Errorf("close host-local cache %s: %w", j.cacheDir, err))
 		}
@@ -346,6 +367,9 @@ func (j *jobRun) closeScope(artifacts string) error {
 	}
 	if err := removeAll(j.home); err != nil {
 		errs = append(errs, fmt.Errorf("remove the job's HOME %s: %w", j.home, err))
+	}
+	if err := removeAll(j.tmp); err != nil {
+		errs = append(errs, fmt.Errorf("remove the job's TMPDIR %s: %w", j.tmp, err))
 	}
 	return errors.Join(errs...)
 }
@@ -408,6 +432,23 @@ func (j *jobRun) jobDir(p string) error {
 	return nil
 }
 
+// limited wraps argv so that it runs with the job user's RLIMIT_NPROC,
+// soft and hard, set to MaxProcesses: bash's `ulimit -u` sets it in the
+// process that then becomes argv, after the switch to the user and before
+// anything of the job runs, and the user cannot raise a hard limit. A
+// fork bomb of the user stops there, not at the host's pid_max.
+func (j *jobRun) limited(argv []string) []string {
+	n := 0
+	if j.x.user() != nil {
+		n = j.x.Isolate.MaxProcesses
+	}
+	if n <= 0 {
+		return argv
+	}
+	const script = `ulimit -u "$1" || { echo "[pikaci] cannot set the host-local job's process limit to $1" >&2; exit 126; }; shift; exec "$@"`
+	return append([]string{"/bin/bash", "--noprofile", "--norc", "-c", script, "jerichoci-nproc", strconv.Itoa(n)}, argv...)
+}
+
 // defaultPath is the PATH of an isolated job when the daemon has none.
 const defaultPath = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
@@ -417,7 +458,8 @@ const defaultPath = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 var allowedEnv = []string{"PATH", "LANG", "TERM"}
 
 // baseEnv is an isolated job's environment before the executor's own
-// variables: allowedEnv's values from the daemon's environment, HOME.
+// variables: allowedEnv's values from the daemon's environment, HOME and
+// TMPDIR (the job's own, not the host's shared /tmp).
 func (j *jobRun) baseEnv() []string {
 	env := j.x.env()
 	out := make([]string, 0, len(allowedEnv)+1)
@@ -428,7 +470,7 @@ func (j *jobRun) baseEnv() []string {
 			out = append(out, k+"="+defaultPath)
 		}
 	}
-	return append(out, "HOME="+j.home)
+	return append(out, "HOME="+j.home, "TMPDIR="+j.tmp)
 }
 
 // nixEnv is the environment of an isolated job's nix: baseEnv, and

@@ -25,7 +25,7 @@ func TestIsolatedNixRunsAsUser(t *testing.T) {
 	f.x.Nix = fakeNix(t, nixDir)
 	// The user's nix records who it ran as next to its calls.
 	script := readFile(t, f.x.Nix)
-	script = strings.Replace(script, "\nif [ -e", "\necho \"uid=$(id -u) groups=$(id -G) remote=$NIX_REMOTE home=$HOME pwd=$(pwd) marker=${JCI_DAEMON_MARKER-unset}${JCI_DAEMON_PROCESS_MARKER-unset}\" >> \"$d/who\"\nif [ -e", 1)
+	script = strings.Replace(script, "\nif [ -e", "\necho \"uid=$(id -u) groups=$(id -G) remote=$NIX_REMOTE home=$HOME tmp=$TMPDIR nproc=$(awk '/^Max processes/ { print $3 \"/\" $4 }' /proc/self/limits) pwd=$(pwd) marker=${JCI_DAEMON_MARKER-unset}${JCI_DAEMON_PROCESS_MARKER-unset}\" >> \"$d/who\"\nif [ -e", 1)
 	writeFile(t, f.x.Nix, script)
 	if err := os.Chmod(nixDir, 0o777); err != nil {
 		t.Fatal(err)
@@ -76,7 +76,8 @@ func TestIsolatedNixRunsAsUser(t *testing.T) {
 			}
 			who := filepath.Join(nixDir, "who")
 			wantWho := strings.Repeat("uid="+strconv.Itoa(int(u.UID))+" groups="+strconv.Itoa(int(u.GID))+
-				" remote=daemon home="+filepath.Join(cache, "home")+" pwd="+workspace+" marker=unsetunset\n", 2)
+				" remote=daemon home="+filepath.Join(cache, "home")+" tmp="+filepath.Join(cache, "tmp")+
+				" nproc="+strconv.Itoa(DefaultMaxProcesses)+"/"+strconv.Itoa(DefaultMaxProcesses)+" pwd="+workspace+" marker=unsetunset\n", 2)
 			if got := readFile(t, who); got != wantWho {
 				t.Errorf("step %d: nix ran as\n%s\nwant\n%s", i, got, wantWho)
 			}
@@ -115,9 +116,8 @@ func TestIsolatedRealNix(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		skip("this host's Nix daemon is not usable (%v): %s; scripts/nix-up starts it", err, strings.TrimSpace(stderr.String()))
 	}
-	// PATH lets the builder's bash find itself in the sandbox (else BASH
-	// is the sandbox user's shell, /noshell), as the staged fixture's.
-	flake := strings.Replace(realFlake("from-dev-shell-as-user"), "outputs = [", `PATH = "/usr/bin:/bin"; outputs = [`, 1)
+	// realFlake sets PATH: the builder's bash finds itself in the sandbox.
+	flake := realFlake("from-dev-shell-as-user")
 	snap := f.snapshot("s", map[string]string{"flake.nix": flake}, "h1")
 	j := f.job("real", snap, `printf '%s %s' "$HL_MARKER" "$(id -u)" > "$ARTIFACTS/marker"`)
 	res, err := f.x.Execute(context.Background(), j)

@@ -14,15 +14,20 @@ import (
 	"jerichoci/model"
 )
 
-// jobUser is the user scripts/hostjobs-up creates, for the tests that run
-// a job as another user: they need root (the tests run as root on the
-// project's machines, as serve does).
+// testUser is the second user scripts/hostjobs-up creates, for tests
+// only: every process of a host-jobs user is killed after each of its
+// jobs, so these tests run as one no other test's jobs run as.
+const testUser = "jerichoci-jobs-test"
+
+// jobUser is testUser, for the tests that run a job as another user: they
+// need root (the tests run as root on the project's machines, as serve
+// does).
 func jobUser(t *testing.T) *User {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("running a host-local job as another user needs root")
 	}
-	u, err := LookupUser(DefaultUser)
+	u, err := LookupUser(testUser)
 	if err != nil {
 		t.Fatalf("%v (run scripts/hostjobs-up)", err)
 	}
@@ -39,7 +44,7 @@ func isolatedFixture(t *testing.T, u *User) *fixture {
 			t.Fatal(err)
 		}
 	}
-	f.x.Isolate = &Isolation{User: u}
+	f.x.Isolate = &Isolation{User: u, MaxProcesses: DefaultMaxProcesses}
 	if err := os.MkdirAll(f.state, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +85,7 @@ func TestIsolatedJobUserAndEnvironment(t *testing.T) {
 	f.x.Env = env("PATH", "/usr/bin:/bin", "LANG", "C.UTF-8", "TERM", "dumb",
 		"JCI_DAEMON_MARKER", "daemon-marker-value", "JCI_UNDECLARED_SECRET", "undeclared-value")
 	cmd := `id -u > "$ARTIFACTS/uid"; id -G > "$ARTIFACTS/groups"; env -0 > "$ARTIFACTS/env"; ` +
-		`test -O "$HOME" && test -w . && test -w "$CARGO_HOME" && test -w "$CARGO_TARGET_DIR" && echo "writable ok"; echo "s=$JCI_S"`
+		`test -O "$HOME" && test -O "$TMPDIR" && test -w . && test -w "$CARGO_HOME" && test -w "$CARGO_TARGET_DIR" && echo "writable ok"; echo "s=$JCI_S"`
 	j := f.job("iso", f.snapshot("s", map[string]string{"a.txt": "a"}, "h1"), cmd)
 	j.SecretEnv, j.Mask = map[string]string{"JCI_S": secret}, mask.New(secret)
 	res, err := f.x.Execute(context.Background(), j)
@@ -94,7 +99,7 @@ func TestIsolatedJobUserAndEnvironment(t *testing.T) {
 	if got := strings.TrimSpace(readFile(t, filepath.Join(arts, "groups"))); got != strconv.Itoa(int(u.GID)) {
 		t.Errorf("id -G = %q, want only the user's group %d", got, u.GID)
 	}
-	allowed := []string{"PATH", "HOME", "LANG", "TERM", "ARTIFACTS", "CARGO_HOME", "CARGO_TARGET_DIR", "JCI_S",
+	allowed := []string{"PATH", "HOME", "TMPDIR", "LANG", "TERM", "ARTIFACTS", "CARGO_HOME", "CARGO_TARGET_DIR", "JCI_S",
 		"PWD", "SHLVL", "_"} // the last three bash sets itself
 	got := map[string]string{}
 	for _, kv := range strings.Split(strings.TrimSuffix(readFile(t, filepath.Join(arts, "env")), "\x00"), "\x00") {
@@ -106,7 +111,7 @@ func TestIsolatedJobUserAndEnvironment(t *testing.T) {
 	}
 	cache := f.cache(j)
 	for k, want := range map[string]string{"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TERM": "dumb", "JCI_S": secret,
-		"HOME": filepath.Join(cache, "home"), "ARTIFACTS": filepath.Join(cache, "artifacts"),
+		"HOME": filepath.Join(cache, "home"), "TMPDIR": filepath.Join(cache, "tmp"), "ARTIFACTS": filepath.Join(cache, "artifacts"),
 		"CARGO_HOME": filepath.Join(cache, "cargo-home"), "CARGO_TARGET_DIR": filepath.Join(cache, "cargo-target")} {
 		if got[k] != want {
 			t.Errorf("the job's %s = %q, want %q", k, got[k], want)
@@ -123,7 +128,7 @@ func TestIsolatedJobUserAndEnvironment(t *testing.T) {
 			t.Errorf("%s is uid %d's after the job, want root's", p, o)
 		}
 	}
-	for _, p := range []string{filepath.Join(cache, "artifacts"), filepath.Join(cache, "home")} {
+	for _, p := range []string{filepath.Join(cache, "artifacts"), filepath.Join(cache, "home"), filepath.Join(cache, "tmp")} {
 		if exists(p) {
 			t.Errorf("%s is still there after the job", p)
 		}

@@ -177,7 +177,7 @@ true`
 	}
 
 	// Its environment: the allow-list and its declared secret only.
-	allowed := []string{"PATH", "HOME", "LANG", "TERM", "ARTIFACTS", "CARGO_HOME", "CARGO_TARGET_DIR", "OPENCLAW_DIR",
+	allowed := []string{"PATH", "HOME", "TMPDIR", "LANG", "TERM", "ARTIFACTS", "CARGO_HOME", "CARGO_TARGET_DIR", "OPENCLAW_DIR",
 		"JCI_HJ_DECLARED", "PWD", "SHLVL", "_"} // the last three bash sets itself
 	envFile := readText(t, filepath.Join(dir, "artifacts", "env"))
 	jobEnv := map[string]string{}
