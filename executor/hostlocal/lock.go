@@ -47,40 +47,56 @@ func (j *jobRun) lock(ctx context.Context) (unlock func(), res *executor.Result,
 		_ = f.Close()
 		j.log.Debug("released host-local cache lock", zap.String("lock", path))
 	}
-	waited := false
+	waited, err := flockWait(ctx, f, func() {
+		j.hostf("waiting for host-local cache lock %s", path)
+		j.log.Info("waiting for host-local cache lock", zap.String("lock", path))
+	}, func() bool { return !time.Now().Before(j.deadline) })
+	switch {
+	case errors.Is(err, errLockExpired):
+		f.Close()
+		msg := fmt.Sprintf("timed out after %ds waiting for host-local cache lock %s", j.job.TimeoutSecs, path)
+		j.hostf("%s", msg)
+		j.log.Warn("timed out waiting for host-local cache lock", zap.String("lock", path))
+		r := failed(msg)
+		return nil, &r, nil
+	case err != nil:
+		f.Close()
+		return nil, nil, fmt.Errorf("host-local cache lock %s: %w", path, err)
+	}
+	j.hostf("acquired host-local cache lock for `%s` at %s", j.job.ID, path)
+	j.log.Info("acquired host-local cache lock", zap.String("lock", path), zap.Bool("waited", waited))
+	return release, nil, nil
+}
+
+// errLockExpired is flockWait's error when expired said so.
+var errLockExpired = errors.New("gave up waiting for the lock")
+
+// flockWait takes the exclusive flock on f, trying again every lockRetry
+// while another holder has it: waiting is called once, at the first busy
+// try; expired, asked before each wait, ends it with errLockExpired (nil:
+// never); so does ctx, with its error. waited says whether it was busy.
+func flockWait(ctx context.Context, f *os.File, waiting func(), expired func() bool) (waited bool, err error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			j.hostf("acquired host-local cache lock for `%s` at %s", j.job.ID, path)
-			j.log.Info("acquired host-local cache lock", zap.String("lock", path), zap.Bool("waited", waited))
-			return release, nil, nil
-		}
-		if errors.Is(err, syscall.EINTR) {
+		switch {
+		case err == nil:
+			return waited, nil
+		case errors.Is(err, syscall.EINTR):
 			continue
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !time.Now().Before(j.deadline) {
-			f.Close()
-			msg := fmt.Sprintf("timed out after %ds waiting for host-local cache lock %s", j.job.TimeoutSecs, path)
-			j.hostf("%s", msg)
-			j.log.Warn("timed out waiting for host-local cache lock", zap.String("lock", path))
-			r := failed(msg)
-			return nil, &r, nil
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			return waited, fmt.Errorf("flock: %w", err)
+		case expired != nil && expired():
+			return waited, errLockExpired
 		}
 		if !waited {
-			j.hostf("waiting for host-local cache lock %s", path)
-			j.log.Info("waiting for host-local cache lock", zap.String("lock", path))
+			waiting()
 			waited = true
 		}
 		t := time.NewTimer(lockRetry)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			f.Close()
-			return nil, nil, fmt.Errorf("waiting for host-local cache lock %s: %w", path, ctx.Err())
+			return waited, fmt.Errorf("waiting: %w", ctx.Err())
 		case <-t.C:
 		}
 	}

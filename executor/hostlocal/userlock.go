@@ -55,33 +55,17 @@ func (j *jobRun) lockUser(ctx context.Context) (release func(), err error) {
 		f.Close()
 		return nil, fmt.Errorf("host-jobs user lock %s: %w", path, err)
 	}
-	started, waited := time.Now(), false
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if !waited {
-			j.hostf("waiting for host-jobs user lock %s: another host-local job runs as %s on this host", path, u.Name)
-			j.log.Info("waiting for the host-jobs user lock", zap.String("lock", path), zap.String("user", u.Name))
-			waited = true
-		}
-		t := time.NewTimer(lockRetry)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			f.Close()
+	started := time.Now()
+	waited, err := flockWait(ctx, f, func() {
+		j.hostf("waiting for host-jobs user lock %s: another host-local job runs as %s on this host", path, u.Name)
+		j.log.Info("waiting for the host-jobs user lock", zap.String("lock", path), zap.String("user", u.Name))
+	}, nil)
+	if err != nil {
+		f.Close()
+		if ctx.Err() != nil {
 			j.hostf("stopped waiting for host-jobs user lock %s: %v", path, ctx.Err())
-			return nil, fmt.Errorf("waiting for host-jobs user lock %s: %w", path, ctx.Err())
-		case <-t.C:
 		}
+		return nil, fmt.Errorf("host-jobs user lock %s: %w", path, err)
 	}
 	if waited {
 		j.hostf("acquired host-jobs user lock %s after %.3fs", path, time.Since(started).Seconds())
