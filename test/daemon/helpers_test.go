@@ -173,15 +173,17 @@ func (o *orchestrator) uploadSource(t *testing.T, tarball []byte) sourceRef {
 	t.Helper()
 	sum := sha256.Sum256(tarball)
 	hexSum := hex.EncodeToString(sum[:])
-	obs, err := o.js.ObjectStore(t.Context(), protocol.BucketSources)
+	// As `jerichoci enqueue` does: the client user may write the sources
+	// bucket but neither read nor list it (docs/PROTOCOL.md).
+	pc, err := protocol.NewClient(o.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := protocol.SourceObjectName(hexSum)
-	if _, err := obs.PutBytes(t.Context(), name, tarball); err != nil {
-		t.Fatalf("put %s (%d bytes): %v", name, len(tarball), err)
+	ref, err := pc.UploadSource(t.Context(), bytes.NewReader(tarball), hexSum, "test source")
+	if err != nil {
+		t.Fatalf("upload a source of %d bytes: %v", len(tarball), err)
 	}
-	return sourceRef{Kind: "object_store", Bucket: protocol.BucketSources, Object: name, SHA256: hexSum}
+	return sourceRef{Kind: "object_store", Bucket: ref.Bucket, Object: ref.Object, SHA256: hexSum}
 }
 
 // specWith is a job spec with the given source (and extra fields).
@@ -551,7 +553,14 @@ type natsClientFile struct {
 // readNATSClientFile reads and checks client.json: mode 0600, every field.
 func readNATSClientFile(t *testing.T, stateRoot string) natsClientFile {
 	t.Helper()
-	p := filepath.Join(stateRoot, "nats", "client.json")
+	return readNATSUserFile(t, stateRoot, "client.json")
+}
+
+// readNATSUserFile reads one of the embedded server's user files
+// (client.json, reader.json, worker.json: docs/PROTOCOL.md).
+func readNATSUserFile(t *testing.T, stateRoot, name string) natsClientFile {
+	t.Helper()
+	p := filepath.Join(stateRoot, "nats", name)
 	fi, err := os.Stat(p)
 	if err != nil {
 		t.Fatalf("the embedded server's client file: %v", err)

@@ -20,6 +20,7 @@ import (
 
 	"jerichoci/internal/itest"
 	"jerichoci/model"
+	"jerichoci/run/protocol"
 )
 
 // Host-local jobs of a daemon running as root run as the unprivileged
@@ -227,7 +228,9 @@ true`
 	}
 	mu.Unlock()
 	checkNoSecretInFiles(t, stateRoot, declared)
-	checkNoSecretOnNATS(t, o.js, declared)
+	// Every stream, read as the worker: the client may not read them all.
+	w := readNATSUserFile(t, stateRoot, "worker.json")
+	checkNoSecretOnNATS(t, newOrchestrator(t, w.URL, nats.UserInfo(w.User, w.Password), nats.CustomInboxPrefix(protocol.WorkerInboxPrefix)).js, declared)
 }
 
 // TestServeRefusesHostJobsWithoutUsableUser: a root daemon with
