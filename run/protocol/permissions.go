@@ -192,10 +192,15 @@ func RolePermissions(role Role) Permissions {
 			pub = append(pub, jsAPI+"STREAM.CREATE."+s, jsAPI+"STREAM.UPDATE."+s)
 			pub = append(pub, readMessages(s)...)
 		}
-		// Sources and records are read through ordered consumers.
-		for _, s := range []string{streamOBJSources, streamOBJRecords} {
-			pub = append(pub, readConsumers(s)...)
+		// Sources and records are read through ordered consumers, and so
+		// may the rest (tools that run as the worker); never the work
+		// stream, whose only consumer is the workers'.
+		for _, s := range ownStreams {
+			if s != StreamJobs {
+				pub = append(pub, readConsumers(s)...)
+			}
 		}
+		pub = append(pub, jsAPI+"STREAM.NAMES")
 		return Permissions{
 			Publish: SubjectRules{Allow: pub, Deny: []string{
 				jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE." + StreamJobs, jsAPI + "CONSUMER.DELETE." + StreamJobs + ".>",

@@ -173,6 +173,13 @@ func (o *orchestrator) uploadSource(t *testing.T, tarball []byte) sourceRef {
 	t.Helper()
 	sum := sha256.Sum256(tarball)
 	hexSum := hex.EncodeToString(sum[:])
+	if o.client != nil {
+		ref, err := o.client.UploadSource(t.Context(), bytes.NewReader(tarball), hexSum, "test")
+		if err != nil {
+			t.Fatalf("upload %d bytes: %v", len(tarball), err)
+		}
+		return sourceRef{Kind: "object_store", Bucket: ref.Bucket, Object: ref.Object, SHA256: ref.SHA256}
+	}
 	obs, err := o.js.ObjectStore(t.Context(), protocol.BucketSources)
 	if err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ true`
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t)),
 		"--allow-host-jobs", "--secret-env", "JCI_HJ_DECLARED,JCI_HJ_UNDECLARED")
 	c := readNATSClientFile(t, stateRoot)
-	o := newOrchestrator(t, c.URL, nats.UserInfo(c.User, c.Password))
+	o := newEmbeddedOrchestrator(t, stateRoot, c)
 
 	// A first run, whose logs and workspace the second one goes after.
 	src := o.uploadSource(t, makeTarball(t, regEntry("README.md", []byte("# first\n"))))
