@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"jerichoci/model"
+	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
 	"jerichoci/targets"
@@ -563,7 +564,7 @@ func TestGiveUpAndOversizedRecordAsTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &daemon.Daemon{Config: cfg, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Records: q, DeadLetters: q,
-		Catalog: cat, RecordLimit: 4 << 10, Log: zaptest.NewLogger(t)}
+		Catalog: cat, RecordLimit: 4 << 10, Log: zaptest.NewLogger(t), Runner: run.Runner{StateRoot: t.TempDir()}}
 	gaveUp := make(chan uint64, 4)
 	sub, err := q.SubscribeGiveUps(func(m *daemon.StoredMessage) { d.GiveUp(m); gaveUp <- m.Seq }, zaptest.NewLogger(t))
 	if err != nil {
