@@ -390,8 +390,9 @@ func TestLiveLogStreamOnNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As the daemon makes it: clients replay it with direct gets.
 	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: protocol.StreamLogs,
-		Subjects: []string{protocol.SubjectLogsPrefix + ">"}}); err != nil {
+		Subjects: []string{protocol.SubjectLogsPrefix + ">"}, AllowDirect: true}); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(runID string, seq int, data string) {

@@ -364,32 +364,10 @@ type embeddedOptions struct {
 	TLSKey   string
 }
 
-// serverUsers are the nats-server users of users: each role with its
-// permissions (docs/PROTOCOL.md), the admin with all of them.
-func serverUsers(users embeddedUsers) []*server.User {
-	out := []*server.User{{Username: users.Admin.User, Password: users.Admin.Password}}
-	for _, role := range protocol.Roles() {
-		cr := users.Roles[role]
-		out = append(out, &server.User{Username: cr.User, Password: cr.Password, Permissions: serverPermissions(protocol.RolePermissions(role))})
-	}
-	return out
-}
-
-// serverPermissions is p in nats-server's terms.
-func serverPermissions(p protocol.Permissions) *server.Permissions {
-	sp := &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: p.Publish.Allow, Deny: p.Publish.Deny},
-		Subscribe: &server.SubjectPermission{Allow: p.Subscribe.Allow, Deny: p.Subscribe.Deny},
-	}
-	if p.AllowResponses {
-		sp.Response = &server.ResponsePermission{MaxMsgs: server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS, Expires: server.DEFAULT_ALLOW_RESPONSE_EXPIRATION}
-	}
-	return sp
-}
-
 // startEmbedded runs a nats-server with JetStream stored in StoreDir,
 // listening on Listen (loopback by default) so other tools can connect.
-// Every client must authenticate as one of Users.
+// Every client must authenticate as one of Users; JetStream is in the
+// fleet's account, clients and readers in their own (docs/PROTOCOL.md).
 func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	listen, storeDir := o.Listen, o.StoreDir
 	host, port, err := splitListen(listen)
@@ -406,10 +384,12 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: "jerichoci-embedded", Host: host, Port: port, JetStream: true, StoreDir: storeDir,
-		NoSigs: true, Users: serverUsers(o.Users),
+	// The accounts and users of docs/PROTOCOL.md, from the same text.
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(embeddedConfig(o.Users)); err != nil {
+		return nil, fmt.Errorf("embedded nats-server: configuration: %w", err)
 	}
+	opts.ServerName, opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs = "jerichoci-embedded", host, port, true, storeDir, true
 	if o.TLSCert != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey})
 		if err != nil {

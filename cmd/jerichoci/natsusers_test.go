@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -37,6 +36,13 @@ type usersServer struct {
 
 func startUsersServer(t *testing.T) usersServer {
 	t.Helper()
+	return startUsersServerWith(t, daemon.DefaultQueueConfig())
+}
+
+// startUsersServerWith is startUsersServer with the queue configured as
+// cfg.
+func startUsersServerWith(t *testing.T, cfg daemon.QueueConfig) usersServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -59,11 +65,11 @@ func startUsersServer(t *testing.T) usersServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.admin.Close)
-	if _, err := daemon.OpenQueue(t.Context(), s.admin, daemon.DefaultQueueConfig()); err != nil {
+	if _, err := daemon.OpenQueue(t.Context(), s.admin, cfg); err != nil {
 		t.Fatal(err)
 	}
 	wnc, _ := s.connect(t, protocol.RoleWorker)
-	if s.queue, err = daemon.OpenQueue(t.Context(), wnc, daemon.DefaultQueueConfig()); err != nil {
+	if s.queue, err = daemon.OpenQueue(t.Context(), wnc, cfg); err != nil {
 		t.Fatalf("the worker sets up the queue: %v", err)
 	}
 	return s
@@ -275,143 +281,6 @@ func TestNATSUsersClientAndReaderAreRefused(t *testing.T) {
 	}
 	if err := m.DoubleAck(ctx); err != nil {
 		t.Errorf("the worker acks the job: %v", err)
-	}
-}
-
-// TestNATSUsersForeignDeliveriesReachNoWatch: a consumer's deliver
-// subject makes the server send a stream's messages anywhere, which a
-// client may create on the logs its own job fills. Such a delivery stores
-// no record in the results bucket, and a
-// forged record or event delivered to another client's watch, into its
-// inbox (seen on _INBOX.>) or on its events subject, is ignored: the
-// watch ends with the real record.
-func TestNATSUsersForeignDeliveriesReachNoWatch(t *testing.T) {
-	s := startUsersServer(t)
-	wnc, _ := s.connect(t, protocol.RoleWorker)
-	wjs, err := jetstream.New(wnc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim, attacker := uuid.NewString(), uuid.NewString()
-	// The victim watches its job.
-	vnc, _ := s.connect(t, protocol.RoleClient)
-	vc, err := protocol.NewClient(vnc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := vc.Watch(t.Context(), victim)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	// The attacker's job printed a forged record and a forged event.
-	forged, _ := json.Marshal(model.RunRecord{RunID: "forged", Status: model.StatusPassed})
-	event, _ := json.Marshal(map[string]any{"event": "run_finished", "run_id": "forged", "run": map[string]any{"status": "passed"}})
-	for _, b := range [][]byte{forged, event} {
-		if _, err := wjs.Publish(t.Context(), protocol.LogSubject(attacker, "run", "job"), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The attacker finds the victim's inbox: the watch's heartbeats.
-	anc, _ := s.connect(t, protocol.RoleClient)
-	inboxes, err := anc.SubscribeSync("_INBOX.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inbox string
-	for inbox == "" {
-		m, err := inboxes.NextMsg(30 * time.Second)
-		if err != nil {
-			t.Fatalf("no heartbeat of the victim's watch on _INBOX.>: %v", err)
-		}
-		if m.Header.Get("Status") == "100" {
-			inbox = m.Subject
-		}
-	}
-	ajs, _ := jetstream.New(s.admin)
-	for i, deliver := range []string{inbox, "$KV.jerichoci-results." + victim, protocol.JobSubject("demo-pass")} {
-		name := fmt.Sprintf("push%d", i)
-		req, _ := json.Marshal(map[string]any{"stream_name": protocol.StreamLogs, "config": map[string]any{
-			"name": name, "deliver_subject": deliver, "ack_policy": "none", "deliver_policy": "all",
-			"filter_subject": protocol.SubjectLogsPrefix + attacker + ".>"}})
-		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-		rep, err := anc.RequestWithContext(ctx, "$JS.API.CONSUMER.CREATE."+protocol.StreamLogs+"."+name+"."+protocol.SubjectLogsPrefix+attacker+".>", req)
-		cancel()
-		if err != nil {
-			t.Fatalf("consumer delivering to %s: %v", deliver, err)
-		}
-		t.Logf("a push consumer delivering to %s: %s", deliver, rep.Data)
-		if bytes.Contains(rep.Data, []byte(`"error"`)) {
-			continue // refused: nothing to check
-		}
-		// Someone listens on the results and work subjects (a monitor), so
-		// the consumer delivers there too.
-		if i >= 1 {
-			sub, err := s.admin.SubscribeSync(deliver)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Unsubscribe() //nolint:errcheck // test cleanup
-		}
-		// Until both chunks went out.
-		for {
-			rep, err := s.admin.RequestWithContext(t.Context(), "$JS.API.CONSUMER.INFO."+protocol.StreamLogs+"."+name, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var info jetstream.ConsumerInfo
-			if err := json.Unmarshal(rep.Data, &info); err != nil {
-				t.Fatal(err)
-			}
-			if info.Delivered.Consumer >= 2 {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	results, err := ajs.KeyValue(t.Context(), protocol.BucketResults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, err := results.Get(t.Context(), victim); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("results[%s] = %s, %v; want no record", victim, e.Value(), err)
-	}
-	st, err := ajs.Stream(t.Context(), protocol.StreamJobs)
-	if err != nil {
-		t.Fatalf("the work stream: %v", err)
-	}
-	// Known residual (docs/PROTOCOL.md): with a listener on the subject,
-	// the work stream stores the delivered chunks as job messages, as a
-	// client could publish them itself; a worker refuses them as specs.
-	if info, err := st.Info(t.Context()); err != nil {
-		t.Errorf("the work stream: %v", err)
-	} else {
-		t.Logf("the work stream holds %d messages after the deliveries", info.State.Msgs)
-	}
-	// The real record, by the worker.
-	real, _ := json.Marshal(model.RunRecord{RunID: "real", Status: model.StatusFailed})
-	wres, err := wjs.KeyValue(t.Context(), protocol.BucketResults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := wres.Put(t.Context(), victim, real); err != nil {
-		t.Fatalf("the worker stores the record: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for {
-		u, err := w.Next(ctx)
-		if err != nil {
-			t.Fatalf("the victim's watch: %v", err)
-		}
-		if u.Event != nil {
-			t.Errorf("the victim's watch delivered a foreign event: %s", u.Event.Data)
-			continue
-		}
-		if u.Record.RunID != "real" || u.Record.Status != model.StatusFailed {
-			t.Errorf("the victim's watch ended with %+v, want the real failed record", u.Record)
-		}
-		return
 	}
 }
 

@@ -383,6 +383,8 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 			b, _ := json.Marshal(ev)
 			h := nats.Header{}
 			h.Set(protocol.HeaderEvent, ev.Event)
+			// As the daemon sets it: a watch takes only events naming its job.
+			h.Set(protocol.HeaderJobID, key)
 			_ = nc.PublishMsg(&nats.Msg{Subject: protocol.EventSubject(key, runID), Data: b, Header: h})
 		}
 		b, _ := json.Marshal(rec)

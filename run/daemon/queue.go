@@ -188,6 +188,9 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		Subjects: []string{protocol.SubjectLogsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
 		MaxBytes: cfg.LogsMaxBytes,
+		// Clients replay a job's output with direct gets: they may create
+		// no consumer (docs/PROTOCOL.md).
+		AllowDirect: true,
 	}); err != nil {
 		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamLogs, err)
 	}

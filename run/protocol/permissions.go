@@ -61,7 +61,7 @@ var ownStreams = []string{StreamJobs, StreamEvents, StreamLogs, StreamDead,
 
 // readConsumers are the rights to read a stream through ephemeral
 // (ordered) consumers: create, pull, look at and delete them, and answer
-// their flow control.
+// their flow control. Only the worker has them.
 func readConsumers(stream string) []string {
 	return []string{
 		jsAPI + "CONSUMER.CREATE." + stream, jsAPI + "CONSUMER.CREATE." + stream + ".>",
@@ -79,40 +79,94 @@ func readMessages(stream string) []string {
 		jsAPI + "DIRECT.GET." + stream, jsAPI + "DIRECT.GET." + stream + ".>"}
 }
 
+// The accounts of a fleet (docs/PROTOCOL.md). The server answers a
+// JetStream request on whatever reply subject the requester names, and a
+// stream stores what arrives on its subjects, whoever sent it: within one
+// account, any user who may make one request could have the answer (a
+// stored message, say its own job's output) stored as another job's
+// result. So JetStream lives in AccountFleet, where only the worker (and
+// the embedded server's admin) connect, and clients and readers are in
+// AccountClients, which reaches the fleet only through Exports: an
+// answer to them goes to a subject of their own account, where no stream
+// is.
+const (
+	AccountFleet   = "JERICHOCI"
+	AccountClients = "JERICHOCI_CLIENTS"
+)
+
+// Account is the account of role's users.
+func (r Role) Account() string {
+	if r == RoleWorker {
+		return AccountFleet
+	}
+	return AccountClients
+}
+
+// Export is a subject of AccountFleet that AccountClients imports under
+// the same name: a service (requests go to the fleet, the answers come
+// back) or a stream (the fleet's messages are seen in AccountClients).
+type Export struct {
+	Subject string
+	Service bool
+	// Streamed: a service request gets many answers (a batched direct get).
+	Streamed bool
+}
+
+// Direct-get subjects of the clients' reads (docs/PROTOCOL.md): the last
+// value of one key of the results or claims, and messages of the logs
+// stream (a JSON request: next_by_subj, batch).
+const (
+	DirectGetResults = jsAPI + "DIRECT.GET." + streamKVResults + ".$KV." + BucketResults + ".*"
+	DirectGetClaims  = jsAPI + "DIRECT.GET." + streamKVJobs + ".$KV." + BucketJobs + ".*"
+	DirectGetLogs    = jsAPI + "DIRECT.GET." + StreamLogs
+)
+
+// Exports is all that AccountClients sees of AccountFleet: queueing jobs,
+// cancels, uploads, the direct gets of results, claims and logs, and the
+// live events, logs and key changes. No consumer, no stream API.
+func Exports() []Export {
+	return []Export{
+		{Subject: SubjectJobsPrefix + ">", Service: true},
+		{Subject: SubjectCancelPrefix + "*", Service: true},
+		{Subject: "$O." + BucketSources + ".C.>", Service: true},
+		{Subject: "$O." + BucketSources + ".M.>", Service: true},
+		{Subject: DirectGetResults, Service: true},
+		{Subject: DirectGetClaims, Service: true},
+		{Subject: DirectGetLogs, Service: true, Streamed: true},
+		{Subject: SubjectRunsPrefix + ">"},
+		{Subject: SubjectLogsPrefix + ">"},
+		{Subject: "$KV." + BucketResults + ".*"},
+		{Subject: "$KV." + BucketJobs + ".*"},
+	}
+}
+
 // dangerous is denied to clients and readers whatever their allow list
-// says: changing or removing streams and their messages, the workers'
-// consumer, acknowledgements, writing buckets, and reading (or listing)
-// the sources, whose names must stay unknown to other clients.
+// says (their account reaches none of it anyway): the stream and consumer
+// API (no consumer of their own: a push consumer delivers wherever its
+// creator says), acknowledgements, writing buckets, records, and the
+// server's subjects.
 var dangerous = []string{
-	jsAPI + "STREAM.CREATE.>", jsAPI + "STREAM.UPDATE.>", jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE.>",
-	jsAPI + "STREAM.MSG.DELETE.>", jsAPI + "STREAM.SNAPSHOT.>", jsAPI + "STREAM.RESTORE.>", jsAPI + "STREAM.LEADER.>",
-	jsAPI + "STREAM.PEER.>", jsAPI + "CONSUMER.DURABLE.>", jsAPI + "CONSUMER.LEADER.>",
-	jsAPI + "CONSUMER.*." + StreamJobs, jsAPI + "CONSUMER.*." + StreamJobs + ".>",
-	jsAPI + "CONSUMER.MSG.NEXT." + StreamJobs + ".>",
-	jsAPI + "STREAM.INFO." + streamOBJSources, jsAPI + "STREAM.MSG.GET." + streamOBJSources,
+	jsAPI + "STREAM.>", jsAPI + "CONSUMER.>", "$JS.ACK.>", "$JS.FC.>",
 	jsAPI + "DIRECT.GET." + streamOBJSources, jsAPI + "DIRECT.GET." + streamOBJSources + ".>",
-	jsAPI + "CONSUMER.*." + streamOBJSources, jsAPI + "CONSUMER.*." + streamOBJSources + ".>",
-	jsAPI + "CONSUMER.MSG.NEXT." + streamOBJSources + ".>",
-	jsAPI + "STREAM.MSG.GET." + StreamJobs, jsAPI + "DIRECT.GET." + StreamJobs, jsAPI + "DIRECT.GET." + StreamJobs + ".>",
-	"$JS.ACK.>", "$KV.>", "$O." + BucketRecords + ".>", "$SYS.>",
+	jsAPI + "DIRECT.GET." + StreamJobs, jsAPI + "DIRECT.GET." + StreamJobs + ".>",
+	"$KV.>", "$O." + BucketRecords + ".>", "$SYS.>",
 }
 
 // privateSubscriptions are never readers' or clients': the job specs
 // (they name the sources), the sources' own subjects, the worker's inbox,
 // and the server's events.
 var privateSubscriptions = []string{
-	SubjectJobsPrefix + ">", "$O.>", "$KV.>", "$JS.>", WorkerInboxPrefix + ".>", "$SYS.>",
+	SubjectJobsPrefix + ">", "$O.>", "$JS.>", WorkerInboxPrefix + ".>", "$SYS.>",
 }
 
-// readerPublish is what reading results, claims, events and logs needs.
-func readerPublish() []string {
-	allow := []string{jsAPI + "INFO"}
-	for _, s := range []string{streamKVResults, streamKVJobs, StreamEvents, StreamLogs} {
-		allow = append(allow, readMessages(s)...)
-		allow = append(allow, readConsumers(s)...)
-	}
-	return append(allow, jsAPI+"STREAM.INFO."+StreamJobs, jsAPI+"STREAM.INFO."+StreamDead)
-}
+// readerSubscribe is what reading results, claims, events and logs needs:
+// the replies, the live messages and the keys' changes.
+var readerSubscribe = []string{"_INBOX.>", SubjectRunsPrefix + ">", SubjectLogsPrefix + ">",
+	"$KV." + BucketResults + ".*", "$KV." + BucketJobs + ".*"}
+
+// readerPublish is what reading results, claims and logs needs: direct
+// gets only.
+func readerPublish() []string { return []string{DirectGetResults, DirectGetClaims, DirectGetLogs} }
 
 // RolePermissions returns what role may do.
 func RolePermissions(role Role) Permissions {
@@ -138,11 +192,15 @@ func RolePermissions(role Role) Permissions {
 			pub = append(pub, jsAPI+"STREAM.CREATE."+s, jsAPI+"STREAM.UPDATE."+s)
 			pub = append(pub, readMessages(s)...)
 		}
-		// Sources and records are read through ordered consumers; the status
-		// page replays the logs.
-		for _, s := range []string{streamOBJSources, streamOBJRecords, StreamLogs, StreamEvents, streamKVResults, streamKVJobs} {
-			pub = append(pub, readConsumers(s)...)
+		// Sources and records are read through ordered consumers, and so
+		// may the rest (tools that run as the worker); never the work
+		// stream, whose only consumer is the workers'.
+		for _, s := range ownStreams {
+			if s != StreamJobs {
+				pub = append(pub, readConsumers(s)...)
+			}
 		}
+		pub = append(pub, jsAPI+"STREAM.NAMES")
 		return Permissions{
 			Publish: SubjectRules{Allow: pub, Deny: []string{
 				jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE." + StreamJobs, jsAPI + "CONSUMER.DELETE." + StreamJobs + ".>",
@@ -160,14 +218,14 @@ func RolePermissions(role Role) Permissions {
 			"$O."+BucketSources+".C.>", "$O."+BucketSources+".M.>")
 		return Permissions{
 			Publish:   SubjectRules{Allow: pub, Deny: dangerous},
-			Subscribe: SubjectRules{Allow: []string{"_INBOX.>", SubjectRunsPrefix + ">", SubjectLogsPrefix + ">"}, Deny: privateSubscriptions},
+			Subscribe: SubjectRules{Allow: readerSubscribe, Deny: privateSubscriptions},
 		}
 	case RoleReader:
 		return Permissions{
 			Publish: SubjectRules{Allow: readerPublish(), Deny: append([]string{
 				SubjectJobsPrefix + ">", SubjectCancelPrefix + ">", SubjectRunsPrefix + ">", SubjectLogsPrefix + ">",
 				SubjectDeadPrefix + ">", "$O.>"}, dangerous...)},
-			Subscribe: SubjectRules{Allow: []string{"_INBOX.>", SubjectRunsPrefix + ">", SubjectLogsPrefix + ">"}, Deny: privateSubscriptions},
+			Subscribe: SubjectRules{Allow: readerSubscribe, Deny: privateSubscriptions},
 		}
 	}
 	return Permissions{}

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/model"
 )
@@ -40,14 +39,18 @@ const eventBuffer = 4096
 // Watch follows one job: the lifecycle events of its runs as they come and
 // its final record in BucketResults. Both arrive through Next, so the
 // events published before the record are delivered before it. Stop ends it.
+// It creates no consumer (clients and readers may not, docs/PROTOCOL.md):
+// it subscribes to the events and to the record's key, then reads the key
+// with a direct get, and again whenever the key changes.
 type Watch struct {
-	nc      *nats.Conn
-	sub     *nats.Subscription
-	events  chan *nats.Msg
-	watcher jetstream.KeyWatcher
-	final   *model.RunRecord // received, delivered after the events before it
-	done    bool
-	jobID   string
+	c      *Client
+	subs   []*nats.Subscription
+	events chan *nats.Msg
+	keys   chan *nats.Msg // the record's key changed (maybe)
+	check  bool           // read the key before waiting
+	final  *model.RunRecord
+	done   bool
+	jobID  string
 }
 
 // Watch starts following a job. Subscribe before publishing or cancelling
@@ -57,25 +60,106 @@ func (c *Client) Watch(ctx context.Context, jobID string) (*Watch, error) {
 	if !ValidJobKey(jobID) {
 		return nil, fmt.Errorf("watch job %q: expected 1 to 128 letters, digits, '_' or '-'", jobID)
 	}
-	w := &Watch{nc: c.nc, jobID: jobID, events: make(chan *nats.Msg, eventBuffer)}
-	var err error
-	if w.sub, err = c.nc.ChanSubscribe(EventSubject(jobID, "*"), w.events); err != nil {
-		return nil, fmt.Errorf("subscribe to the job's events: %w", err)
+	w := &Watch{c: c, jobID: jobID, events: make(chan *nats.Msg, eventBuffer), keys: make(chan *nats.Msg, 16)}
+	for _, s := range []struct {
+		subject string
+		ch      chan *nats.Msg
+	}{{EventSubject(jobID, "*"), w.events}, {resultSubject(jobID), w.keys}} {
+		sub, err := c.nc.ChanSubscribe(s.subject, s.ch)
+		if err != nil {
+			w.Stop()
+			return nil, fmt.Errorf("subscribe to %s: %w", s.subject, err)
+		}
+		w.subs = append(w.subs, sub)
 	}
-	if err := c.nc.Flush(); err != nil {
+	if err := c.flush(ctx); err != nil {
 		w.Stop()
-		return nil, fmt.Errorf("subscribe to the job's events: %w", err)
+		return nil, fmt.Errorf("subscribe to the job's events and result: %w", err)
 	}
-	kv, err := c.js.KeyValue(ctx, BucketResults)
+	// The record may be there already: read it now, so that a missing
+	// bucket is an error of the setup.
+	rec, err := c.Result(ctx, jobID)
 	if err != nil {
 		w.Stop()
-		return nil, fmt.Errorf("key-value bucket %s: %w (start jerichoci serve once to create it)", BucketResults, err)
+		return nil, err
 	}
-	if w.watcher, err = kv.Watch(context.WithoutCancel(ctx), jobID); err != nil {
-		w.Stop()
-		return nil, fmt.Errorf("watch %s.%s: %w", BucketResults, jobID, err)
-	}
+	w.final = rec
 	return w, nil
+}
+
+// resultSubject is the subject of a job's record in BucketResults.
+func resultSubject(jobID string) string { return "$KV." + BucketResults + "." + jobID }
+
+// Result returns the job's final record in BucketResults, or nil when it
+// has none (yet). It is a direct get of the key's last value; an answer
+// that is not from the results stream for this key is not taken
+// (docs/PROTOCOL.md).
+func (c *Client) Result(ctx context.Context, jobID string) (*model.RunRecord, error) {
+	m, err := c.lastOfKey(ctx, DirectGetResults, streamKVResults, resultSubject(jobID))
+	if err != nil || m == nil {
+		return nil, err
+	}
+	var rec model.RunRecord
+	if err := json.Unmarshal(m.Data, &rec); err != nil {
+		return nil, fmt.Errorf("result of job %s: %w", jobID, err)
+	}
+	return &rec, nil
+}
+
+// Claim returns the job's claim in BucketJobs, or nil when it has none.
+func (c *Client) Claim(ctx context.Context, jobID string) (*Claim, error) {
+	if !ValidJobKey(jobID) {
+		return nil, fmt.Errorf("claim of job %q: expected 1 to 128 letters, digits, '_' or '-'", jobID)
+	}
+	m, err := c.lastOfKey(ctx, DirectGetClaims, streamKVJobs, "$KV."+BucketJobs+"."+jobID)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	var cl Claim
+	if err := json.Unmarshal(m.Data, &cl); err != nil {
+		return nil, fmt.Errorf("claim of job %s: %w", jobID, err)
+	}
+	return &cl, nil
+}
+
+// keyGetTries bounds the direct gets of one key whose answers were not the
+// stream's (someone else's answers sent to our inbox).
+const keyGetTries = 5
+
+// lastOfKey is a direct get of the last message on subject (a key) of
+// stream, through api (a Direct* subject with "*" for the key); nil when
+// the key has no value (none, deleted, expired).
+func (c *Client) lastOfKey(ctx context.Context, api, stream, subject string) (*nats.Msg, error) {
+	bucket := strings.TrimPrefix(stream, "KV_")
+	req := strings.TrimSuffix(api, "*") + strings.TrimPrefix(subject, "$KV."+bucket+".")
+	for range keyGetTries {
+		m, err := c.nc.RequestWithContext(ctx, req, nil)
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, fmt.Errorf("key-value bucket %s: %w (start jerichoci serve once to create it)", bucket, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", subject, err)
+		}
+		switch status := m.Header.Get(hdrStatus); status {
+		case "":
+		case "404":
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("read %s: status %s %s", subject, status, m.Header.Get("Description"))
+		}
+		if m.Header.Get(hdrStream) != stream || m.Header.Get(hdrSubject) != subject {
+			continue // not the answer to our request
+		}
+		switch m.Header.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			return nil, nil
+		}
+		if m.Header.Get("Nats-Marker-Reason") != "" {
+			return nil, nil // the key's value expired
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("read %s: %d answers in a row were not the stream's", subject, keyGetTries)
 }
 
 // Next waits for the next event or the final record. Events that are not
@@ -84,6 +168,20 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 	for {
 		if w.done {
 			return Update{}, ErrWatchDone
+		}
+		if w.final == nil && w.check {
+			w.check = false
+			rec, err := w.c.Result(ctx, w.jobID)
+			if err != nil {
+				return Update{}, err
+			}
+			if rec != nil {
+				// Events published before the record reached the server
+				// first; a round trip makes sure they are in our channel,
+				// delivered before the record.
+				_ = w.c.nc.Flush()
+				w.final = rec
+			}
 		}
 		if w.final != nil {
 			select {
@@ -104,39 +202,23 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 			if ev, ok := w.decodeEvent(m); ok {
 				return Update{Event: ev}, nil
 			}
-		case e, ok := <-w.watcher.Updates():
-			if !ok {
-				return Update{}, errors.New("the results watch ended")
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue // nil marks the end of the initial values
-			}
-			if e.Key() != w.jobID {
-				// Not this job's record: a message another user's consumer
-				// delivered to our inbox (docs/PROTOCOL.md) carries the
-				// subject it was stored under, which only the worker writes.
-				continue
-			}
-			var rec model.RunRecord
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
-				return Update{}, fmt.Errorf("result of the job: %w", err)
-			}
-			// Events published before the record reached the server first;
-			// a round trip makes sure they are in our channel, delivered
-			// before the record.
-			_ = w.nc.Flush()
-			w.final = &rec
+		case <-w.keys:
+			// Only a sign: what counts is the key's value, read anew.
+			w.check = true
 		}
 	}
 }
 
 // decodeEvent decodes an event of the watched job; a message on another
 // subject (one another user's consumer delivered to the subscription,
-// docs/PROTOCOL.md) is not one.
+// docs/PROTOCOL.md), or a server's answer sent there, is not one.
 func (w *Watch) decodeEvent(m *nats.Msg) (*Event, bool) {
 	rest, ok := strings.CutPrefix(m.Subject, SubjectRunsPrefix+w.jobID+".")
 	if !ok || !strings.HasSuffix(rest, ".events") || strings.Count(rest, ".") != 1 {
 		return nil, false
+	}
+	if serverAnswer(m) || m.Header.Get(HeaderJobID) != w.jobID {
+		return nil, false // not the worker's event
 	}
 	ev := &Event{Data: m.Data, Final: m.Header.Get(HeaderFinal) == "true"}
 	if err := json.Unmarshal(m.Data, &ev.LifecycleEvent); err != nil {
@@ -147,10 +229,7 @@ func (w *Watch) decodeEvent(m *nats.Msg) (*Event, bool) {
 
 // Stop ends the watch. It may be called more than once.
 func (w *Watch) Stop() {
-	if w.watcher != nil {
-		_ = w.watcher.Stop()
-	}
-	if w.sub != nil {
-		_ = w.sub.Unsubscribe()
+	for _, sub := range w.subs {
+		_ = sub.Unsubscribe()
 	}
 }

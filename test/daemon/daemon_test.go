@@ -227,8 +227,13 @@ func flagValue(args []string, name string) (string, bool) {
 
 // orchestrator is what any NATS client does: publish specs, read results.
 type orchestrator struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	nc *nats.Conn
+	js jetstream.JetStream
+	// client, when set, queues jobs and uploads sources: on an embedded
+	// server the client may not read, so nc and js are the worker's
+	// (newEmbeddedOrchestrator).
+	client  *protocol.Client
+	pub     jetstream.JetStream // the client's
 	results jetstream.KeyValue
 	jobs    jetstream.KeyValue
 	src     string
@@ -274,7 +279,11 @@ func (o *orchestrator) publish(t *testing.T, subject string, data []byte, msgID 
 	if msgID != "" {
 		m.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
-	ack, err := o.js.PublishMsg(t.Context(), m)
+	js := o.js
+	if o.client != nil {
+		js = o.pub
+	}
+	ack, err := js.PublishMsg(t.Context(), m)
 	if err != nil {
 		t.Fatal(err)
 	}

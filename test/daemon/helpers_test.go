@@ -173,17 +173,22 @@ func (o *orchestrator) uploadSource(t *testing.T, tarball []byte) sourceRef {
 	t.Helper()
 	sum := sha256.Sum256(tarball)
 	hexSum := hex.EncodeToString(sum[:])
-	// As `jerichoci enqueue` does: the client user may write the sources
-	// bucket but neither read nor list it (docs/PROTOCOL.md).
-	pc, err := protocol.NewClient(o.nc)
+	if o.client != nil {
+		ref, err := o.client.UploadSource(t.Context(), bytes.NewReader(tarball), hexSum, "test")
+		if err != nil {
+			t.Fatalf("upload %d bytes: %v", len(tarball), err)
+		}
+		return sourceRef{Kind: "object_store", Bucket: ref.Bucket, Object: ref.Object, SHA256: ref.SHA256}
+	}
+	obs, err := o.js.ObjectStore(t.Context(), protocol.BucketSources)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := pc.UploadSource(t.Context(), bytes.NewReader(tarball), hexSum, "test source")
-	if err != nil {
-		t.Fatalf("upload a source of %d bytes: %v", len(tarball), err)
+	name := protocol.SourceObjectName(hexSum)
+	if _, err := obs.PutBytes(t.Context(), name, tarball); err != nil {
+		t.Fatalf("put %s (%d bytes): %v", name, len(tarball), err)
 	}
-	return sourceRef{Kind: "object_store", Bucket: ref.Bucket, Object: ref.Object, SHA256: hexSum}
+	return sourceRef{Kind: "object_store", Bucket: protocol.BucketSources, Object: name, SHA256: hexSum}
 }
 
 // specWith is a job spec with the given source (and extra fields).

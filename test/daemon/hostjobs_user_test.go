@@ -20,7 +20,6 @@ import (
 
 	"jerichoci/internal/itest"
 	"jerichoci/model"
-	"jerichoci/run/protocol"
 )
 
 // Host-local jobs of a daemon running as root run as the unprivileged
@@ -112,7 +111,7 @@ true`
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", itest.FreePort(t)),
 		"--allow-host-jobs", "--secret-env", "JCI_HJ_DECLARED,JCI_HJ_UNDECLARED")
 	c := readNATSClientFile(t, stateRoot)
-	o := newOrchestrator(t, c.URL, nats.UserInfo(c.User, c.Password))
+	o := newEmbeddedOrchestrator(t, stateRoot, c)
 
 	// A first run, whose logs and workspace the second one goes after.
 	src := o.uploadSource(t, makeTarball(t, regEntry("README.md", []byte("# first\n"))))
@@ -228,9 +227,7 @@ true`
 	}
 	mu.Unlock()
 	checkNoSecretInFiles(t, stateRoot, declared)
-	// Every stream, read as the worker: the client may not read them all.
-	w := readNATSUserFile(t, stateRoot, "worker.json")
-	checkNoSecretOnNATS(t, newOrchestrator(t, w.URL, nats.UserInfo(w.User, w.Password), nats.CustomInboxPrefix(protocol.WorkerInboxPrefix)).js, declared)
+	checkNoSecretOnNATS(t, o.js, declared) // o reads as the worker
 }
 
 // TestServeRefusesHostJobsWithoutUsableUser: a root daemon with

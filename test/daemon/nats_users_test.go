@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/internal/itest"
 	"jerichoci/run/protocol"
@@ -156,21 +155,8 @@ func checkClientRefusals(t *testing.T, u string, client natsUser, forgedID strin
 	checkRefusedRequest(t, nc, violations, "stream delete of the results", "$JS.API.STREAM.DELETE.KV_jerichoci-results", nil)
 	checkRefusedRequest(t, nc, violations, "stream purge", "$JS.API.STREAM.PURGE.JERICHOCI_JOBS", nil)
 	checkRefusedRequest(t, nc, violations, "stream purge of the results", "$JS.API.STREAM.PURGE.KV_jerichoci-results", nil)
-	// The client's own view: no record, the streams are there.
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(t.Context(), protocol.BucketResults)
-	if err != nil {
-		t.Fatalf("the client reads the results bucket: %v", err)
-	}
-	if e, err := kv.Get(t.Context(), forgedID); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("results[%s] after the forged put: %v, %v; want no record", forgedID, e, err)
-	}
-	if _, err := js.Stream(t.Context(), protocol.StreamJobs); err != nil {
-		t.Errorf("the work stream after the delete: %v", err)
-	}
+	// The client's own view: no record.
+	checkVictimHasNoResult(t, u, client, forgedID)
 }
 
 // checkRealVerdict runs `enqueue TARGET --job-id ID --wait` (an uploaded
@@ -221,6 +207,10 @@ func TestNATSUsersExternalServerFromProtocolDoc(t *testing.T) {
 	startDaemon(t, wu.String(), "daemon-users", cat, 1)
 	id := uuid.NewString()
 	checkClientRefusals(t, u, users["client"], id)
+	for _, role := range []string{"client", "reader"} {
+		checkNoConsumers(t, u, users[role], id)
+	}
+	checkVictimHasNoResult(t, u, users["client"], id)
 	// The reader may not queue.
 	rnc, rviol := violationConn(t, u, users["reader"])
 	checkRefusedRequest(t, rnc, rviol, "reader queues a job", protocol.JobSubject("fails"), []byte(`{}`))
@@ -256,6 +246,10 @@ func TestNATSUsersEmbeddedServer(t *testing.T) {
 	}
 	id := uuid.NewString()
 	checkClientRefusals(t, c.URL, natsUser{c.User, c.Password}, id)
+	for _, user := range []natsUser{{c.User, c.Password}, {reader.User, reader.Password}} {
+		checkNoConsumers(t, c.URL, user, id)
+	}
+	checkVictimHasNoResult(t, c.URL, natsUser{c.User, c.Password}, id)
 	rnc, rviol := violationConn(t, c.URL, natsUser{reader.User, reader.Password})
 	checkRefusedRequest(t, rnc, rviol, "reader queues a job", protocol.JobSubject("fails"), []byte(`{}`))
 	checkRefusedRequest(t, rnc, rviol, "reader puts a result", "$KV.jerichoci-results."+id, []byte(`{}`))

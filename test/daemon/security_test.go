@@ -301,8 +301,6 @@ func TestEmbeddedNATSRequiresAuthentication(t *testing.T) {
 		nc.Close()
 		t.Errorf("a wrong password connected to the embedded server at %s", c.URL)
 	}
-	o := newOrchestrator(t, c.URL, nats.UserInfo(c.User, c.Password))
-
 	// enqueue with no NATS flags finds the server and its password through
 	// the default state root ./.pikaci.
 	cmd := exec.Command(jciBin, "enqueue", "demo-pass", "--wait", "--timeout", "4m")
@@ -315,9 +313,19 @@ func TestEmbeddedNATSRequiresAuthentication(t *testing.T) {
 	if len(first) < 2 || first[0] != "job" {
 		t.Fatalf("enqueue output does not start with the job id:\n%s", out)
 	}
-	res := o.result(t, first[1])
-	if res == nil {
-		t.Fatalf("no final record of job %s after enqueue --wait:\n%s", first[1], out)
+	// The client reads records with direct gets only (docs/PROTOCOL.md).
+	nc, err := nats.Connect(c.URL, nats.UserInfo(c.User, c.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	client, err := protocol.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := client.Result(t.Context(), first[1])
+	if err != nil || res == nil {
+		t.Fatalf("no final record of job %s after enqueue --wait (%v):\n%s", first[1], err, out)
 	}
 	checkPassed(t, first[1], *res)
 }
@@ -383,7 +391,7 @@ exit $hit`, port, bridge, dhcpScript)
 	// The daemon's own NATS, on the host whose bridge address is the
 	// guest's gateway: the guest must not reach it there.
 	d, c := startEmbeddedDaemon(t, "daemon-e", cat, filepath.Join(parent, ".pikaci"), port)
-	o := newOrchestrator(t, c.URL, nats.UserInfo(c.User, c.Password))
+	o := newEmbeddedOrchestrator(t, filepath.Join(parent, ".pikaci"), c)
 	id := uuid.NewString()
 	o.publish(t, protocol.JobSubject("probe-host"), o.spec(id, "probe-host"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
