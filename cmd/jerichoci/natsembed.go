@@ -384,6 +384,11 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
+	if moved, err := adoptGlobalAccount(storeDir); err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	} else if moved {
+		log.Info("moved the streams of an older jerichoci from the global account into the fleet's", zap.String("account", protocol.AccountFleet))
+	}
 	// The accounts and users of docs/PROTOCOL.md, from the same text.
 	opts := &server.Options{}
 	if err := opts.ProcessConfigString(embeddedConfig(o.Users)); err != nil {
@@ -408,6 +413,32 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server: not ready on %s after 30s", listen)
 	}
 	return s, nil
+}
+
+// adoptGlobalAccount moves the JetStream data of a store written before
+// the fleet had an account of its own (jetstream/$G: queued jobs,
+// results, claims, sources) to the fleet's account (jetstream/JERICHOCI),
+// so an upgrade loses nothing. It does nothing when the fleet's account
+// already has data (both kept; the global one is no longer served) or
+// there is nothing to move; moved says whether it moved it. Run it only
+// while no server uses storeDir.
+func adoptGlobalAccount(storeDir string) (moved bool, err error) {
+	old := filepath.Join(storeDir, "jetstream", server.DEFAULT_GLOBAL_ACCOUNT)
+	dst := filepath.Join(storeDir, "jetstream", protocol.AccountFleet)
+	if _, err := os.Stat(old); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("older JetStream data %s: %w", old, err)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		return false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("JetStream data of account %s: %w", protocol.AccountFleet, err)
+	}
+	if err := os.Rename(old, dst); err != nil {
+		return false, fmt.Errorf("move older JetStream data %s to account %s: %w", old, protocol.AccountFleet, err)
+	}
+	return true, nil
 }
 
 // natsLogger sends the embedded server's log to zap.
