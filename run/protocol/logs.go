@@ -144,15 +144,18 @@ func (c *Client) FollowLogs(ctx context.Context, jobID string, replay bool, fn f
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
-	go func() {
+	go func(next uint64, more bool) {
 		defer close(done)
+		// Its own err: the named result is FollowLogs's, written as it
+		// returns.
+		var err error
 		for more && err == nil {
 			next, more, err = c.replayBatch(rctx, jobID, next, f)
 		}
 		// On an error the live chunks follow; the numbers show what is
 		// missing.
 		f.replayed()
-	}()
+	}(next, more)
 	return func() {
 		cancel()
 		<-done
