@@ -36,7 +36,7 @@ type Job struct {
 	// StagedPayloads are the prepared outputs a staged job's guest sees,
 	// deps first: each is the job's staged-linux-rust/<role> symlink to a
 	// realized Nix store path, whose share/pikaci/payload-manifest.json
-	// says where to mount it (STAGED-AND-HOST.md §3.3).
+	// says where to mount it (docs/CONTRACTS.md, "Staged payload devices").
 	StagedPayloads []StagedPayload
 	// HostCacheScope is the host-local cache scope of a host-local job
 	// (target-<id>, job-<id> or adhoc-<hash>), under

@@ -24,7 +24,7 @@ import (
 	"jerichoci/model"
 )
 
-// Guest paths (CONTRACTS.md §3.7).
+// Guest paths (docs/CONTRACTS.md, "The guest request and the runner").
 const (
 	GuestDir         = "/run/pika-cloud"
 	GuestRequestPath = GuestDir + "/guest-request.json"
@@ -238,7 +238,7 @@ func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
 	}
 	info, err := x.Backend.Image(ctx, cfg.Project, alias)
 	if errors.Is(err, ErrNotFound) {
-		//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
+		//lint:ignore ST1005 the original's exact message (docs/CONTRACTS.md, "Exact messages")
 		return ImageInfo{}, fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
 			alias, cfg.Project, cfg.Host, job.Image.Role, cfg.Project)
 	}
@@ -530,7 +530,7 @@ func ReadPayloadManifest(root string) (model.PayloadManifest, error) {
 const NixStoreGuestPath = "/nix/store"
 
 // payloadDisks are the read-only disks of a staged job's payloads: each
-// manifest mount of each payload (STAGED-AND-HOST.md "Staged payload
+// manifest mount of each payload (docs/CONTRACTS.md, "Staged payload
 // devices"), then one per store path of the payloads' closure
 // (closureDisks).
 func (j *jobRun) payloadDisks(ctx context.Context) ([]Disk, error) {
@@ -637,7 +637,7 @@ func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
+			//lint:ignore ST1005 the original's exact message (docs/CONTRACTS.md, "Exact messages")
 			return errors.New("Incus instance did not become ready in time")
 		}
 		t := time.NewTimer(delay)

@@ -1,8 +1,9 @@
 // Package guest is the runner that executes a job inside the guest, as the
-// original's NixOS runner does (CONTRACTS.md §3.7): it reads the schema-2
-// request, runs the command under a timeout as uid 1000 (or root), tees the
-// output to logs/guest.log, and writes status.json, events.jsonl and the
-// authoritative result.json atomically.
+// original's NixOS runner does (docs/CONTRACTS.md, "The guest request and
+// the runner"): it reads the schema-2 request, runs the command under a
+// timeout as uid 1000 (or root), tees the output to logs/guest.log, and
+// writes status.json, events.jsonl and the authoritative result.json
+// atomically.
 package guest
 
 import (

@@ -1,11 +1,12 @@
 // Package lanes maps the CI page's lanes (titles such as check-pika-rust) to
 // catalog targets and selects the branch lanes a change needs, as the
-// original's forge lane selection does (CONTRACTS.md §4.2).
+// original's forge lane selection does (docs/CONTRACTS.md, "The original's
+// catalog").
 //
 // A lane is a target with a trigger. Its paths are its catalog file's lane
 // definition paths followed by its filters, matched as real globs (see
-// targets.Glob). pika-lanes.json in this directory is the contract copy of
-// the original's lanes; tests check the built-in catalog against it.
+// targets.Glob). pika-lanes.json in this directory is a verbatim copy of
+// the original's list of lanes; tests check the built-in catalog against it.
 package lanes
 
 import (

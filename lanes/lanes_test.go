@@ -11,8 +11,8 @@ import (
 	"jerichoci/targets"
 )
 
-// contractJSON is the original's lane catalog as the spec gives it (a
-// verbatim copy of pika-lanes.json).
+// contractJSON is the original's list of lanes (pika-lanes.json, copied
+// verbatim: docs/CATALOG.md, "The built-in catalog").
 //
 //go:embed pika-lanes.json
 var contractJSON []byte
@@ -50,7 +50,7 @@ func loadContract(t *testing.T) contract {
 // trigger, group, runtime, filters and (host lanes) command, timeout and
 // description, and no other lane. (pika-lanes.json lists fixture and rmp
 // before the Apple lanes; the catalog order, which selection keeps, is
-// §4.2's and is checked in TestBuiltinLaneShape.)
+// the original's forge order and is checked in TestBuiltinLaneShape.)
 func TestBuiltinMatchesContract(t *testing.T) {
 	c := loadContract(t)
 	s := Builtin()
@@ -106,7 +106,7 @@ func TestBuiltinLaneShape(t *testing.T) {
 		}
 		return out
 	}
-	// §4.2: branch lane order.
+	// The original's branch lane order.
 	wantBranch := []string{"check-agent-contracts", "check-pika-rust", "check-notifications", "check-pikachat",
 		"check-pikachat-typescript", "check-pikachat-openclaw-e2e", "check-pika-followup", "check-apple-host-sanity",
 		"check-apple-desktop-compile", "check-apple-ios-compile", "check-fixture", "check-rmp"}
@@ -143,12 +143,12 @@ func TestSelect(t *testing.T) {
 		want    []string
 	}{
 		// The original's forge_lanes.rs tests.
-		{"docs only (§4.2)", []string{"docs/testing/ci-selectors.md"}, []string{"check-pika-rust", "check-pika-followup", "check-fixture"}},
+		{"docs only (original's example)", []string{"docs/testing/ci-selectors.md"}, []string{"check-pika-rust", "check-pika-followup", "check-fixture"}},
 		{"rust core", []string{"rust/src/lib.rs"}, []string{"check-agent-contracts", "check-pika-rust", "check-pikachat",
 			"check-pika-followup", "check-apple-host-sanity", "check-apple-desktop-compile", "check-apple-ios-compile", "check-fixture"}},
 		{"catalog edit selects all", []string{"crates/pikaci/src/targets.rs"}, all},
 		{"lane definition edit selects all", []string{"crates/pikaci/src/forge_lanes.rs"}, all},
-		{"pikachat-claude test (§4.2)", []string{"pikachat-claude/src/access.test.ts"}, []string{"check-pikachat-typescript"}},
+		{"pikachat-claude test (original's example)", []string{"pikachat-claude/src/access.test.ts"}, []string{"check-pikachat-typescript"}},
 		{"pikachat-claude source", []string{"pikachat-claude/src/channel-runtime.ts"}, []string{"check-pikachat-typescript"}},
 		{"pikachat-claude package.json", []string{"pikachat-claude/package.json"}, []string{"check-pikachat-typescript"}},
 		// More, derived from the filter lists.

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// CommandKind is the shape of a job's command (CONTRACTS.md §3.3).
+// CommandKind is the shape of a job's command (docs/CONTRACTS.md, "Commands").
 type CommandKind string
 
 // Command kinds.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Lifecycle event names (CONTRACTS.md §2.5).
+// Lifecycle event names (docs/CONTRACTS.md, "Lifecycle events").
 const (
 	EventRunStarted  = "run_started"
 	EventJobStarted  = "job_started"

@@ -58,7 +58,7 @@ func TestRunID(t *testing.T) {
 }
 
 func TestInstanceName(t *testing.T) {
-	// Verified against the original (CONTRACTS.md §3.2).
+	// Verified against the original (docs/CONTRACTS.md, "Instance and device names").
 	if got := InstanceName("run-1", "job"); got != "pikaci-af8dc8858830" {
 		t.Errorf("InstanceName(run-1, job) = %q, want pikaci-af8dc8858830", got)
 	}
@@ -120,7 +120,7 @@ func TestGuestRequestEncoding(t *testing.T) {
 }
 
 func TestSnapshotDeviceName(t *testing.T) {
-	// Verified against the original (CONTRACTS.md §3.2 step 5).
+	// Verified against the original (docs/CONTRACTS.md, "Instance and device names").
 	if got := SnapshotDeviceName("/var/tmp/pikaci/runs/run/snapshot", "/workspace/snapshot"); got != "pk-snapsh-b34434da" {
 		t.Errorf("SnapshotDeviceName = %q, want pk-snapsh-b34434da", got)
 	}
@@ -131,7 +131,7 @@ func TestSnapshotDeviceName(t *testing.T) {
 
 func TestPayloadDeviceName(t *testing.T) {
 	for _, tc := range []struct{ kind, mount, want string }{
-		{"workspace-build", "workspace_build_root", "pk-workspac-51fa7376"}, // CONTRACTS.md §3.2, verified
+		{"workspace-build", "workspace_build_root", "pk-workspac-51fa7376"}, // the original's, verified
 		{"a", "b", "pk-a-b"},
 		{"Kind", "x.y", "pk-kind-x-y"},
 	} {

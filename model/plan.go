@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// The staged prepared-output pipeline's records (STAGED-AND-HOST.md §2.5,
-// §3.2): runs/<run_id>/plan.json, runs/<run_id>/prepared-outputs.json and
-// the payload manifest a staged output carries. Field order and spelling
+// The staged prepared-output pipeline's records (docs/CONTRACTS.md, "Staged
+// outputs"): runs/<run_id>/plan.json, runs/<run_id>/prepared-outputs.json
+// and the payload manifest a staged output carries. Field order and spelling
 // are the original's; optional fields are written as null, as serde does.
 
 // PlanSchemaVersion is plan.json's and prepared-outputs.json's schema.
@@ -313,9 +313,10 @@ type RunLogsMetadata struct {
 	Jobs   []JobLogMetadata `json:"jobs"`
 }
 
-// PayloadDeviceName is the Incus disk device of a payload mount (CONTRACTS.md
-// §3.2): pk-<sanitize(kind)>-<sanitize(name)> when that fits in 20
-// characters, else pk-<first 8 of sanitize(kind)>-<first 8 hex of its sha256>.
+// PayloadDeviceName is the Incus disk device of a payload mount
+// (docs/CONTRACTS.md, "Instance and device names"):
+// pk-<sanitize(kind)>-<sanitize(name)> when that fits in 20 characters, else
+// pk-<first 8 of sanitize(kind)>-<first 8 hex of its sha256>.
 func PayloadDeviceName(kind, mount string) string {
 	prefix := sanitize(kind)
 	candidate := "pk-" + prefix + "-" + sanitize(mount)

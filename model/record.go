@@ -11,7 +11,7 @@ import (
 // RunStatus is the status of a run or a job.
 type RunStatus string
 
-// Statuses (CONTRACTS.md §2.1).
+// Statuses (docs/CONTRACTS.md, "Record rules").
 const (
 	StatusRunning RunStatus = "running"
 	StatusPassed  RunStatus = "passed"
@@ -258,7 +258,7 @@ func (r *RemoteLinuxVMImageRecord) UnmarshalJSON(b []byte) error {
 // Phase names an execution phase of an Incus job, in order.
 type Phase string
 
-// The six phases (CONTRACTS.md §2.4).
+// The six phases (docs/CONTRACTS.md, "Phases and the image record").
 const (
 	PhasePrepareDirectories     Phase = "prepare_directories"
 	PhaseStageWorkspaceSnapshot Phase = "stage_workspace_snapshot"

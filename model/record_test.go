@@ -177,9 +177,10 @@ func TestGoldenRecords(t *testing.T) {
 	}
 }
 
-// TestContractsExample decodes the complete example of CONTRACTS.md §2.7 and
-// checks that writing it again gives the same JSON up to white space: field
-// order, nulls, timestamps and numbers included.
+// TestContractsExample decodes the complete example run record
+// (docs/CONTRACTS.md, "Run and job records") and checks that writing it
+// again gives the same JSON up to white space: field order, nulls,
+// timestamps and numbers included.
 func TestContractsExample(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join(fixtures, "records", "contracts-example.json"))
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // default image alias and the image package attribute.
 type IncusGuestRole string
 
-// The guest roles of the original executor (CONTRACTS.md §1).
+// The guest roles of the original executor (docs/CONTRACTS.md, "Guest roles").
 const (
 	RoleManagedOpenclaw IncusGuestRole = "managed-openclaw"
 	RolePikaciRunner    IncusGuestRole = "pikaci-runner"

@@ -5,7 +5,7 @@ import "fmt"
 // RuntimeKind says where a job's command runs.
 type RuntimeKind string
 
-// Runtime kinds (CONTRACTS.md §2.1).
+// Runtime kinds (docs/CONTRACTS.md, "Record rules").
 const (
 	RuntimeHostProcess RuntimeKind = "host_process"
 	RuntimeIncus       RuntimeKind = "incus"

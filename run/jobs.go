@@ -19,7 +19,7 @@ import (
 	"jerichoci/model"
 )
 
-// Exact messages of the original (CONTRACTS.md §3.5).
+// Exact messages of the original (docs/CONTRACTS.md, "Exact messages").
 const msgSkippedAfterFailure = "not run because an earlier execute node failed"
 
 // msgSkippedCancelled marks the jobs a cancelled run never started.

@@ -18,7 +18,7 @@ import (
 )
 
 // snapshotSkips are left out of source snapshots at any depth, whatever
-// the profile (STAGED-AND-HOST.md §3.8).
+// the profile (docs/CONTRACTS.md, "Snapshots").
 var snapshotSkips = map[string]bool{".git": true, ".pikaci": true, ".direnv": true, "target": true}
 
 // nestedSkips are left out below the root only: a root build/ is kept.
@@ -29,7 +29,7 @@ var nestedSkips = map[string]bool{"node_modules": true, ".gradle": true, "Derive
 func SkipInSnapshot(name string) bool { return snapshotSkips[name] }
 
 // SnapshotProfile selects the root-level skip rules of a snapshot
-// (STAGED-AND-HOST.md §3.8).
+// (docs/CONTRACTS.md, "Snapshots").
 type SnapshotProfile string
 
 // Snapshot profiles: full keeps everything but the skip names; rust (staged
@@ -150,7 +150,7 @@ func CopySnapshot(ctx context.Context, src, dst string, opt SnapshotOptions) (mo
 
 // ContentHash is the content hash of the tree dir as a snapshot with this
 // profile holds it: a source tree hashes as its snapshot does, and a
-// snapshot as its pikaci-snapshot.json says (STAGED-AND-HOST.md §3.8).
+// snapshot as its pikaci-snapshot.json says (docs/CONTRACTS.md, "Snapshots").
 // sha256 over the kept entries, each directory's sorted by name, a
 // directory before its contents, rel the slash-separated path below dir:
 //

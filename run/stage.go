@@ -17,7 +17,7 @@ import (
 )
 
 // The staged prepared-output pipeline of the original, local path
-// (STAGED-AND-HOST.md §3.2, §3.5): the plan is a DAG of prepare nodes
+// (docs/CONTRACTS.md, "Staged outputs"): the plan is a DAG of prepare nodes
 // (shared `prepare-<prefix>-workspace-deps|-build` Nix builds, one
 // `prepare-<job>-runner` per Incus job) and execute nodes; prepare nodes
 // run one at a time in dependency order before any job starts; each

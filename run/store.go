@@ -13,7 +13,7 @@ import (
 )
 
 // Store is the state root's runs/ directory: the only code that knows
-// its layout (CONTRACTS.md §3.5):
+// its layout (docs/CONTRACTS.md, "State layout"):
 //
 //	runs/<run_id>/run.json
 //	runs/<run_id>/snapshot/ (its own pikaci-snapshot.json inside)

@@ -34,15 +34,16 @@ func (t Trigger) String() string {
 	return string(t)
 }
 
-// Snapshot profiles of staged jobs (CONTRACTS.md §3.4).
+// Snapshot profiles of staged jobs (docs/CONTRACTS.md, "Snapshots").
 const (
 	SnapshotProfileRust     = "rust"     // drops root ios/ and android/
 	SnapshotProfileFollowup = "followup" // drops only root ios/
 )
 
 // StagedLinux is what a staged job's shared prepare phase builds
-// (CONTRACTS.md §4): the prepare node prefix, the snapshot profile and the
-// two Nix outputs staged under /staged/linux-rust/.
+// (docs/CONTRACTS.md, "The original's catalog"): the prepare node prefix,
+// the snapshot profile and the two Nix outputs staged under
+// /staged/linux-rust/.
 type StagedLinux struct {
 	PrepareNodePrefix string `json:"prepare_node_prefix"`
 	// PrepareDescription is the original's shared prepare description,
@@ -94,7 +95,7 @@ type Target struct {
 }
 
 // AllStaged reports whether every job is staged, which lets a run execute
-// jobs in parallel (CONTRACTS.md §3.5).
+// jobs in parallel (docs/CONTRACTS.md, "Scheduling and fail-fast").
 func (t Target) AllStaged() bool {
 	for _, j := range t.Jobs {
 		if !j.Staged {

@@ -26,7 +26,8 @@ var originalTargetIDs = []string{
 	"pre-merge-rmp", "rmp-init-smoke-ci",
 }
 
-// tartTargetIDs are the macOS Tart targets the rewrite leaves out (§4.1).
+// tartTargetIDs are the macOS Tart targets the rewrite leaves out
+// (docs/CONTRACTS.md, "The original's catalog").
 var tartTargetIDs = []string{
 	"tart-beachhead", "tart-env-probe", "tart-ios-agent-button-state-test", "tart-ios-unit-tests",
 	"tart-ios-ui-test", "tart-ios-ui-note-to-self", "tart-desktop-package-tests", "pre-merge-apple-deterministic",
@@ -81,7 +82,8 @@ var prepareDescriptions = map[string]string{
 	"pikachat-openclaw-linux-rust": "pikachat OpenClaw staged Linux lane",
 }
 
-// TestPreMergeStagedTargets checks the §4.1 table.
+// TestPreMergeStagedTargets checks the original's staged pre-merge targets
+// (docs/CONTRACTS.md, "The original's catalog").
 func TestPreMergeStagedTargets(t *testing.T) {
 	tests := []struct {
 		lane, id, desc, prefix, x, profile string
@@ -168,7 +170,7 @@ func dump(j Job) string {
 }
 
 // TestSingleJobTargets: each holds the same-named job, identical to the job
-// in its staged target (§4.1), untriggered and unfiltered.
+// in its staged target, untriggered and unfiltered.
 func TestSingleJobTargets(t *testing.T) {
 	c := Builtin()
 	source := map[string]string{
@@ -237,7 +239,8 @@ func TestAndroidTargets(t *testing.T) {
 	}
 }
 
-// TestHostLocalTargets checks §4.3.
+// TestHostLocalTargets checks the original's host-local Apple and nightly
+// targets (docs/CONTRACTS.md, "The original's catalog").
 func TestHostLocalTargets(t *testing.T) {
 	const apple = "./scripts/pikaci-apple-remote.sh run --just-recipe "
 	tests := []struct {

@@ -7,9 +7,10 @@ import (
 )
 
 // MatchFilter reports whether a changed path matches one `pikaci run` filter
-// (CONTRACTS.md §4.2). The run filter understands only an exact path or
-// `prefix/**`, which matches prefix itself and anything under it; any other
-// glob, such as `crates/**/Cargo.toml`, matches only literally.
+// (docs/CONTRACTS.md, "The original's catalog"). The run filter understands
+// only an exact path or `prefix/**`, which matches prefix itself and
+// anything under it; any other glob, such as `crates/**/Cargo.toml`, matches
+// only literally.
 func MatchFilter(pattern, path string) bool {
 	if prefix, ok := strings.CutSuffix(pattern, "/**"); ok {
 		return path == prefix || strings.HasPrefix(path, prefix+"/")

@@ -67,7 +67,7 @@ func TestLanesListShowsEveryContractLane(t *testing.T) {
 			t.Errorf("row = %q, want %q", row, wantRow)
 		}
 	}
-	// Branch lanes in §4.2 order, then nightly lanes.
+	// Branch lanes in the original's order, then nightly lanes.
 	wantOrder := []string{"check-agent-contracts", "check-pika-rust", "check-notifications", "check-pikachat",
 		"check-pikachat-typescript", "check-pikachat-openclaw-e2e", "check-pika-followup", "check-apple-host-sanity",
 		"check-apple-desktop-compile", "check-apple-ios-compile", "check-fixture", "check-rmp",
@@ -126,9 +126,9 @@ func TestLanesSelect(t *testing.T) {
 		stdin string
 		want  []string
 	}{
-		{"§4.2 docs example", []string{"--changed", "docs/testing/ci-selectors.md"}, "",
+		{"original's docs example", []string{"--changed", "docs/testing/ci-selectors.md"}, "",
 			[]string{"check-pika-rust", "check-pika-followup", "check-fixture"}},
-		{"§4.2 typescript example", []string{"--changed", "pikachat-claude/src/access.test.ts"}, "",
+		{"original's typescript example", []string{"--changed", "pikachat-claude/src/access.test.ts"}, "",
 			[]string{"check-pikachat-typescript"}},
 		{"files as arguments", []string{"pikachat-claude/src/access.test.ts"}, "", []string{"check-pikachat-typescript"}},
 		{"repeated --changed, catalog order", []string{"--changed", "crates/rmp-cli/Cargo.toml", "--changed", "pikachat-claude/package.json"}, "",

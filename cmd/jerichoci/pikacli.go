@@ -1,9 +1,9 @@
 package main
 
-// pikaci's own commands over the state root (STAGED-AND-HOST.md §5.1), with
-// the original's output formats: status, logs, list, gc, prepared-outputs
-// and staged-linux-target-info. `runs list|show|logs|gc` stay as our
-// friendlier views of the same records.
+// pikaci's own commands over the state root (docs/CONTRACTS.md, "pikaci's
+// command line"), with the original's output formats: status, logs, list,
+// gc, prepared-outputs and staged-linux-target-info. `runs list|show|logs|gc`
+// stay as our friendlier views of the same records.
 
 import (
 	"context"

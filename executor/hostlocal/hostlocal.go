@@ -1,6 +1,6 @@
 // Package hostlocal runs host-local jobs (runtime host_process, command
 // host_shell) on the worker host itself, as the original pikaci does
-// (STAGED-AND-HOST.md §3.6).
+// (docs/CONTRACTS.md, "Host-local jobs").
 //
 // Each job works in the cache of its scope, <state>/cache/host-local/<scope>/
 // (see Scope): it holds an exclusive flock on <cache>/.lock for the whole
@@ -338,7 +338,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 		out.Status, out.Message = model.StatusFailed, fmt.Sprintf("host-local command exited with %d", code)
 		verdict = model.TerminalFailed
 	}
-	// The terminal result, as a guest writes it (CONTRACTS.md §2.6).
+	// The terminal result, as a guest writes it (docs/CONTRACTS.md, "Guest artifacts").
 	result := model.TerminalResult{SchemaVersion: 1, Status: verdict, ExitCode: &code,
 		FinishedAt: model.At(x.now()), Message: out.Message}
 	b, err := json.MarshalIndent(result, "", "  ")

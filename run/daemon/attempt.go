@@ -568,8 +568,8 @@ func markFailed(rec *model.RunRecord, msg string, now time.Time) {
 	}
 }
 
-// writeTerminal records a run that never started (CONTRACTS.md §3.6 shape:
-// failed, no jobs) and emits its run_started.
+// writeTerminal records a run that never started (failed, no jobs: the
+// shape of docs/CONTRACTS.md, "Early failure") and emits its run_started.
 func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
 	now := a.d.now()
 	runID := a.runID()
