@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up hostjobs-up incus-down reset clean
+.PHONY: all build test unit check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up hostjobs-up incus-down reset clean
 
 all: build
 
@@ -28,6 +28,13 @@ test: incus-up nix-up chromium-up hostjobs-up $(NATS_SERVER)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
+
+# The developers' fast path: the tests that need only Go (go test -short),
+# no incusd, no nats-server process, no Nix, nothing installed. A test
+# that needs more says so and is skipped (internal/testenv); make check
+# runs it, and fails it in CI when its prerequisite is missing.
+unit:
+	$(GO) test -short -count=1 -timeout 5m ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"jerichoci/internal/testenv"
 	"jerichoci/run"
 )
 
@@ -18,6 +19,7 @@ import (
 // scripts/nix-up installs it.
 func needNix(t *testing.T) {
 	t.Helper()
+	testenv.Needs(t, "nix (scripts/nix-up)")
 	if _, err := exec.LookPath("nix"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("nix is missing in CI (make test runs scripts/nix-up): %v", err)

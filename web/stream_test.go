@@ -155,6 +155,13 @@ func (s *sse) Text() string {
 	return s.text.String()
 }
 
+// LastID is the id of the last event with one (-1: none yet).
+func (s *sse) LastID() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastID
+}
+
 // waitText waits until the stream's text contains want.
 func (s *sse) waitText(t *testing.T, want string, bound time.Duration) {
 	t.Helper()
@@ -254,8 +261,14 @@ func TestLiveLogStream(t *testing.T) {
 			act: func(t *testing.T, root string, _ *fakeFollower, s *sse) {
 				appendLog(t, root, "line 2\n")
 				s.waitText(t, "line 2\n", 5*time.Second)
-				appendLog(t, root, "line 3 \xc3") // é, cut in two writes
-				time.Sleep(100 * time.Millisecond)
+				// é cut in two writes: the stream sends "line 3 " and
+				// holds the first byte back (its event id stops before
+				// it) until the second byte is there.
+				appendLog(t, root, "line 3 \xc3")
+				s.waitText(t, "line 3 ", 5*time.Second)
+				if got, want := s.LastID(), int64(len(first+"line 2\nline 3 ")); got != want {
+					t.Errorf("event id after the cut %d, want %d (the held byte not counted)", got, want)
+				}
 				appendLog(t, root, "\xa9\nline 4\n")
 			},
 			want: "line 2\nline 3 é\nline 4\n"},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"jerichoci/executor/incus"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -28,6 +29,7 @@ const e2eProject = "pika-managed-agents"
 // fails in CI and is skipped elsewhere, saying why.
 func requireIncus(t *testing.T) *incus.Client {
 	t.Helper()
+	testenv.Needs(t, "incusd with project "+e2eProject+" and image pikaci/dev (scripts/incus-up)")
 	sock, err := incus.SocketPath(os.LookupEnv)
 	if err == nil {
 		var cl *incus.Client

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"jerichoci/images"
+	"jerichoci/internal/testenv"
 )
 
 // runImageCLI runs `jerichoci image ARGS`. Builds get a stand-in guest
@@ -81,6 +82,7 @@ func TestImageUsage(t *testing.T) {
 // imageNeedHost skips (fails in CI) without what scripts/incus-up provides.
 func imageNeedHost(t *testing.T, what string, err error) {
 	t.Helper()
+	testenv.Needs(t, "what scripts/incus-up provides")
 	if err == nil {
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"jerichoci/executor/incus"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -25,6 +26,7 @@ import (
 // elsewhere without nix.
 func requireNix(t *testing.T) {
 	t.Helper()
+	testenv.Needs(t, "nix (scripts/nix-up)")
 	if _, err := exec.LookPath("nix"); err != nil {
 		msg := "needs nix on PATH (sudo scripts/nix-up installs Debian's nix-bin): " + err.Error()
 		if os.Getenv("CI") != "" {

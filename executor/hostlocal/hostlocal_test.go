@@ -367,7 +367,9 @@ func TestCancelKillsProcessGroup(t *testing.T) {
 }
 
 // TestSameScopeSerializes runs two jobs of one scope at once: the second
-// waits for the first's lock, which the files they write show.
+// waits for the first's lock, which the files they write show. Every wait
+// also watches the jobs: one that ends early fails the test instead of
+// leaving it waiting, and the test's end cancels both jobs.
 func TestSameScopeSerializes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -387,14 +389,29 @@ func TestSameScopeSerializes(t *testing.T) {
 		res executor.Result
 		err error
 	}
+	// t.Context() ends before the cleanups run: a job still running then
+	// is cancelled, and the wait keeps the temporary directory until it
+	// has returned.
+	var jobs sync.WaitGroup
+	t.Cleanup(jobs.Wait)
 	da, db := make(chan out, 1), make(chan out, 1)
-	go func() { r, err := f.x.Execute(context.Background(), a); da <- out{r, err} }()
+	jobs.Go(func() { r, err := f.x.Execute(t.Context(), a); da <- out{r, err} })
 	for !strings.Contains(readIfExists(order), "a-start") {
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case o := <-da:
+			t.Fatalf("a ended before its command started: %+v, %v", o.res, o.err)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	waiting := b.HostLog.(*hostLog).seen(waitLine)
-	go func() { r, err := f.x.Execute(context.Background(), b); db <- out{r, err} }()
-	<-waiting
+	jobs.Go(func() { r, err := f.x.Execute(t.Context(), b); db <- out{r, err} })
+	select {
+	case <-waiting:
+	case o := <-db:
+		t.Fatalf("b ended without waiting for a's lock: %+v, %v; order %q; b's host log:\n%s", o.res, o.err, readIfExists(order), logOf(b))
+	case o := <-da:
+		t.Fatalf("a ended before it was released: %+v, %v", o.res, o.err)
+	}
 	writeFile(t, release, "")
 	for _, o := range []out{<-da, <-db} {
 		if o.err != nil || o.res.Status != model.StatusPassed {

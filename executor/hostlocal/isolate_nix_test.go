@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -95,6 +96,7 @@ func TestIsolatedNixRunsAsUser(t *testing.T) {
 // user through the Nix daemon (scripts/nix-up starts it; sandboxed builds
 // as the nixbld users) and runs the job in it.
 func TestIsolatedRealNix(t *testing.T) {
+	testenv.Needs(t, "nix (scripts/nix-up)")
 	u := jobUser(t)
 	skip := t.Skipf
 	if os.Getenv("CI") != "" {

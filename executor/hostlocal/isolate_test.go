@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"jerichoci/internal/mask"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -24,6 +25,7 @@ const testUser = "jerichoci-jobs-test"
 // does).
 func jobUser(t *testing.T) *User {
 	t.Helper()
+	testenv.Needs(t, "root and the user "+testUser+" (scripts/hostjobs-up)")
 	if os.Geteuid() != 0 {
 		t.Skip("running a host-local job as another user needs root")
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -233,6 +234,7 @@ func realFlake(marker string) string {
 // sets up, offline, with the sandbox's /bin/bash as the builder (PATH set,
 // else bash takes the build user's shell, /noshell, for $BASH).
 func TestRealNix(t *testing.T) {
+	testenv.Needs(t, "nix (scripts/nix-up)")
 	// In CI, make test has run scripts/nix-up: a missing or broken nix fails.
 	skip := t.Skipf
 	if os.Getenv("CI") != "" {

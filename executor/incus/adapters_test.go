@@ -13,6 +13,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/images"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -20,6 +21,7 @@ import (
 // scripts/incus-up provides.
 func needHost(t *testing.T, what string, err error) {
 	t.Helper()
+	testenv.Needs(t, "what scripts/incus-up provides")
 	switch {
 	case err == nil:
 	case os.Getenv("CI") != "":

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"jerichoci/executor"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -39,6 +40,7 @@ const (
 // realClient returns a client for the local incusd, or skips (fails in CI).
 func realClient(t *testing.T) *Client {
 	t.Helper()
+	testenv.Needs(t, "incusd with project pika-managed-agents and image pikaci/dev (scripts/incus-up)")
 	unavailable := func(format string, a ...any) {
 		t.Helper()
 		msg := fmt.Sprintf(format, a...)

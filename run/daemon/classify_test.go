@@ -2,6 +2,15 @@ package daemon
 
 import (
 	"errors"
+	"go/ast"
+	"go/constant"
+	"go/parser"
+	"go/token"
+	"go/types"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,10 +54,79 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestOutcomesAreNamed checks every outcomeKind constant declared in the
+// package, wherever and with whatever value: each has a name of its own
+// and a case in classify (which panics on a kind it does not know).
 func TestOutcomesAreNamed(t *testing.T) {
-	for k := outcomeRan; k <= outcomeExhausted; k++ {
-		if k.String() == "" {
-			t.Errorf("outcome %d has no name", k)
+	kinds := declaredOutcomes(t)
+	for _, must := range []string{"outcomeRan", "outcomeExhausted"} {
+		if _, ok := kinds[must]; !ok {
+			t.Fatalf("the package's outcomeKind constants %v lack %s: the scan is broken", kinds, must)
 		}
 	}
+	names := map[string]string{}
+	for _, c := range slices.Sorted(maps.Keys(kinds)) {
+		k := kinds[c]
+		name := k.String()
+		if name == "" {
+			t.Errorf("%s (%d) has no name in outcomeNames", c, k)
+		} else if other, dup := names[name]; dup {
+			t.Errorf("%s and %s are both named %q", c, other, name)
+		}
+		names[name] = c
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("classify(%s) has no case for it: %v", c, r)
+				}
+			}()
+			classify(k, errors.New("cause"), 1, DefaultDaemonConfig())
+		}()
+	}
 }
+
+// declaredOutcomes type-checks the package's non-test files (imports left
+// out: the constants need none) and returns its constants of type
+// outcomeKind by name.
+func declaredOutcomes(t *testing.T) map[string]outcomeKind {
+	t.Helper()
+	fset := token.NewFileSet()
+	paths, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	noImports := importerFunc(func(path string) (*types.Package, error) { return nil, errors.New("not imported") })
+	conf := types.Config{Importer: noImports, Error: func(error) {}}
+	pkg, _ := conf.Check("jerichoci/run/daemon", fset, files, nil) // errors: the missing imports
+	kinds := map[string]outcomeKind{}
+	for _, name := range pkg.Scope().Names() {
+		c, ok := pkg.Scope().Lookup(name).(*types.Const)
+		if !ok {
+			continue
+		}
+		if named, ok := c.Type().(*types.Named); !ok || named.Obj().Name() != "outcomeKind" {
+			continue
+		}
+		v, exact := constant.Int64Val(c.Val())
+		if !exact {
+			t.Fatalf("%s = %s: not an int", name, c.Val())
+		}
+		kinds[name] = outcomeKind(v)
+	}
+	return kinds
+}
+
+type importerFunc func(path string) (*types.Package, error)
+
+func (f importerFunc) Import(path string) (*types.Package, error) { return f(path) }

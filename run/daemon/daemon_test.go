@@ -264,6 +264,11 @@ func TestDaemonLostClaimNeitherAcksNorNaks(t *testing.T) {
 	}
 }
 
+// TestDaemonWaitsForALiveHolder: a delivery of a job that another live
+// worker holds waits, an InProgress at each of its heartbeats and no reply,
+// while the holder keeps its claim fresh; once the holder finishes, it acks
+// as a duplicate without running the job. The holder is paced by the
+// waiting delivery's heartbeats, not by the clock.
 func TestDaemonWaitsForALiveHolder(t *testing.T) {
 	h := newHarness(t)
 	id := uuid.New()
@@ -271,25 +276,48 @@ func TestDaemonWaitsForALiveHolder(t *testing.T) {
 	m := newMsg(h.spec(t, id, "demo-pass"), 2, 1)
 	done := make(chan struct{})
 	go func() { defer close(done); h.process(t, m) }()
-	// The holder keeps its claim fresh for a while, then finishes.
-	for i := 0; i < 5; i++ {
-		time.Sleep(100 * time.Millisecond)
-		c, _ := getClaim(t.Context(), h.jobs, id.String())
+	for beat := 1; beat <= 3; beat++ {
+		waitForBeats(t, m, done, beat)
+		c, err := getClaim(t.Context(), h.jobs, id.String())
+		if err != nil || c == nil {
+			t.Fatalf("the holder's claim: %+v, %v", c, err)
+		}
 		if _, err := updateClaim(t.Context(), h.jobs, c.Claim, c.rev); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if got := m.got(); len(got) != 0 {
+		t.Fatalf("replies = %q while the holder is live, want none", got)
+	}
 	h.results.put(t, id.String(), model.RunRecord{RunID: "20260101T000000Z-0000beef", Status: model.StatusPassed, Jobs: []model.JobRecord{}}, time.Now())
 	h.jobs.put(t, id.String(), protocol.Claim{JobID: id.String(), State: protocol.ClaimFinished, RunID: "20260101T000000Z-0000beef"}, time.Now())
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the waiting delivery did not settle within 10s of the holder finishing; replies %q", m.got())
+	}
 	if got := m.got(); !hasPrefix(got, "ack") {
 		t.Fatalf("replies = %q, want ack as a duplicate", got)
 	}
 	if n := h.exec.callCount(); n != 0 {
 		t.Errorf("executor calls = %d, want 0: the job ran elsewhere", n)
 	}
-	if m.progress == 0 {
-		t.Error("the waiting delivery sent no InProgress")
+}
+
+// waitForBeats waits (up to 10s) until m's delivery has sent n InProgress;
+// it fails when the delivery settles first.
+func waitForBeats(t *testing.T, m *fakeMsg, done <-chan struct{}, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.progressCount() < n {
+		select {
+		case <-done:
+			t.Fatalf("the delivery settled after %d InProgress, replies %q; want it waiting for the live holder", m.progressCount(), m.got())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no InProgress %d within 10s (%d so far): the delivery is not waiting at its heartbeats", n, m.progressCount())
+		}
 	}
 }
 

@@ -172,6 +172,12 @@ func (m *fakeMsg) InProgress() error {
 	return nil
 }
 
+func (m *fakeMsg) progressCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.progress
+}
+
 func (m *fakeMsg) got() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/internal/testlock"
 	"jerichoci/model"
 	"jerichoci/run"
@@ -37,6 +38,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// Every test here runs jerichoci and a nats-server process: the fast
+	// run (-short) leaves them all out, so it builds nothing and takes no
+	// lock.
+	if testenv.Short() {
+		os.Exit(m.Run())
+	}
 	// Shared with the other packages that use incusd; test/incusfault,
 	// which kills incusd, takes it exclusively.
 	lock := testlock.MustShared()
@@ -71,6 +78,7 @@ func testMain(m *testing.M) int {
 // and returns an Incus client for checks.
 func require(t *testing.T) *incus.Client {
 	t.Helper()
+	testenv.Needs(t, "bin/nats-server, a jerichoci build and incusd with project "+project+" and image pikaci/dev (scripts/incus-up)")
 	err := setupError
 	var cl *incus.Client
 	if err == nil {

@@ -28,6 +28,7 @@ import (
 
 	"jerichoci/executor/incus"
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -36,6 +37,7 @@ import (
 // could not be built; for tests that need no incusd.
 func requireBinaries(t *testing.T) {
 	t.Helper()
+	testenv.Needs(t, "bin/nats-server and a jerichoci build")
 	if setupError != nil {
 		msg := "needs bin/nats-server and a jerichoci build: " + setupError.Error()
 		if os.Getenv("CI") != "" {

@@ -19,6 +19,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -27,6 +28,7 @@ import (
 // it the test fails in CI and is skipped elsewhere.
 func requireChromium(t *testing.T) string {
 	t.Helper()
+	testenv.Needs(t, "chromium (scripts/chromium-up)")
 	p, err := exec.LookPath("chromium")
 	if err != nil {
 		msg := "needs chromium on PATH for the headless browser (scripts/chromium-up): " + err.Error()

@@ -21,6 +21,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/internal/testlock"
 	"jerichoci/model"
 	"jerichoci/run"
@@ -43,6 +44,10 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	// The fast run (-short) leaves the test out: no lock, no build.
+	if testenv.Short() {
+		return m.Run()
+	}
 	wd, _ := os.Getwd()
 	root = filepath.Clean(filepath.Join(wd, "..", ".."))
 	// Exclusive: no other package's tests talk to incusd while this one
@@ -194,6 +199,7 @@ func ownedBy(in instance, keys ...string) bool {
 // runs as root and incusd answers with the runner image.
 func requireIncusd(t *testing.T) incusAPI {
 	t.Helper()
+	testenv.Needs(t, "root, bin/nats-server, a jerichoci build and incusd with project "+project+" and image pikaci/dev (scripts/incus-up)")
 	if setupError != nil {
 		unavailable(t, "needs bin/nats-server, a jerichoci build and the incusd test lock: "+setupError.Error())
 	}
