@@ -9,11 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/internal/mask"
+	"jerichoci/internal/units"
 	"jerichoci/model"
 )
 
@@ -111,7 +110,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("instance type %q: expected auto, virtual-machine or container", c.InstanceType))
 	}
 	if c.RootDiskSize != "" {
-		if _, err := parseSize(c.RootDiskSize); err != nil {
+		if _, err := rootDiskSize(c.RootDiskSize); err != nil {
 			errs = append(errs, fmt.Errorf("root disk size: %w", err))
 		}
 	}
@@ -119,33 +118,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// sizeUnits are the suffixes Incus takes in a size (units.ParseByteSizeString).
-var sizeUnits = map[string]int64{
-	"": 1, "B": 1,
-	"kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15, "EB": 1e18,
-	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50, "EiB": 1 << 60,
-}
-
-// parseSize parses a size the way Incus writes one: a positive whole
-// number and an optional unit, as in 20GiB, 512MiB, 10GB or 1073741824
-// (bytes).
-func parseSize(s string) (int64, error) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	mult, ok := sizeUnits[s[i:]]
-	if i == 0 || !ok {
-		return 0, fmt.Errorf("%q is not a size: want a whole number and an optional unit (B, kB, MB, GB, TB, PB, EB, KiB, MiB, GiB, TiB, PiB, EiB), as in 20GiB", s)
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
+// rootDiskSize reads a guest root disk size, an Incus size
+// (units.ParseSize): a disk of no bytes is refused.
+func rootDiskSize(s string) (int64, error) {
+	n, err := units.ParseSize(s)
+	if err != nil {
+		return 0, err
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("size %q is not positive", s)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // RemoteLinuxVM runs Incus jobs: one throwaway instance per job.
