@@ -206,8 +206,9 @@ func TestCollect(t *testing.T) {
 					t.Errorf("guest.log = %q, %v; want %q", b, err, tc.wantGuest)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(artifacts, "guest.log.tmp")); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("guest.log.tmp left behind: %v", err)
+			// atomicfile writes guest.log under a hidden temporary name.
+			if left, _ := filepath.Glob(filepath.Join(artifacts, ".guest.log.tmp-*")); len(left) > 0 {
+				t.Errorf("guest.log's temporary file left behind: %q", left)
 			}
 			for name, want := range tc.wantFiles {
 				if b, err := os.ReadFile(filepath.Join(artifacts, name)); err != nil || string(b) != want {

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/internal/mask"
 	"jerichoci/internal/units"
 	"jerichoci/model"
@@ -741,30 +742,23 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 // write on the host is an error.
 func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 	const guestPath = GuestDir + "/logs/guest.log"
-	dst := filepath.Join(artifacts, "guest.log")
-	tmp := dst + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := atomicfile.Create(filepath.Join(artifacts, "guest.log"), 0o644)
 	if err != nil {
 		return fmt.Errorf("save artifact guest.log: %w", err)
 	}
-	w := &fileWriter{f: f}
+	defer f.Abort()
+	w := &fileWriter{f: f.File}
 	mw := j.job.Mask.Writer(w)
 	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, mw, 0)
 	_ = mask.Flush(mw) // a write error stays in w.err
-	if cerr := f.Close(); w.err == nil && cerr != nil {
-		w.err = cerr
-	}
 	switch {
 	case w.err != nil:
-		os.Remove(tmp)
 		return fmt.Errorf("save artifact guest.log: %w", w.err)
 	case err != nil:
-		os.Remove(tmp)
 		j.hostf("could not collect %s: %v", guestPath, err)
 		return nil
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("save artifact guest.log: %w", err)
 	}
 	return nil
