@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/internal/atomicfile"
+	"jerichoci/internal/backoff"
 	"jerichoci/internal/mask"
 	"jerichoci/internal/units"
 	"jerichoci/model"
@@ -611,7 +612,7 @@ func (j *jobRun) waitReady(ctx context.Context) error {
 // waitReady polls `true` in instance name until it answers.
 func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 	deadline := time.Now().Add(readyTimeout(cfg))
-	delay := 20 * time.Millisecond
+	pause := backoff.Backoff{First: 20 * time.Millisecond, Max: time.Second}
 	for {
 		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
 		if err == nil && code == 0 {
@@ -624,14 +625,9 @@ func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 			//lint:ignore ST1005 the original's exact message (CONTRACTS.md §3.2)
 			return errors.New("Incus instance did not become ready in time")
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause.Wait(ctx); err != nil {
+			return err
 		}
-		delay = min(delay*2, time.Second)
 	}
 }
 
