@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 
+	"jerichoci/internal/names"
 	"jerichoci/model"
 )
 
@@ -174,9 +174,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	return c, nil
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-const nameExpected = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+const nameExpected = names.Expected
 
 func (p *parser) target(i int, raw json.RawMessage) (Target, bool) {
 	entry := fmt.Sprintf("targets[%d]", i)
@@ -565,7 +563,7 @@ func finish(o *model.StrictObject) {
 // nameField reads an id or title field.
 func nameField(o *model.StrictObject, field string, required bool) (string, bool) {
 	s, ok := o.Str(field, required, nameExpected)
-	if ok && !namePattern.MatchString(s) {
+	if ok && !names.Valid(s) {
 		o.Failf(field, "expected %s, got %q", nameExpected, s)
 		return s, false
 	}
