@@ -206,8 +206,9 @@ func TestCollect(t *testing.T) {
 					t.Errorf("guest.log = %q, %v; want %q", b, err, tc.wantGuest)
 				}
 			}
-			if _, err := os.Stat(filepath.Join(artifacts, "guest.log.tmp")); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("guest.log.tmp left behind: %v", err)
+			// atomicfile writes guest.log under a hidden temporary name.
+			if left, _ := filepath.Glob(filepath.Join(artifacts, ".guest.log.tmp-*")); len(left) > 0 {
+				t.Errorf("guest.log's temporary file left behind: %q", left)
 			}
 			for name, want := range tc.wantFiles {
 				if b, err := os.ReadFile(filepath.Join(artifacts, name)); err != nil || string(b) != want {
@@ -293,20 +294,18 @@ func TestRootDiskAndGuestAPI(t *testing.T) {
 	}
 }
 
+// The size grammar is units.ParseSize's (its table test); this checks
+// what the root disk adds: empty is allowed, zero is not, errors name it.
 func TestConfigValidateRootDiskSize(t *testing.T) {
 	tests := []struct {
 		size    string
 		wantErr string
 	}{
-		{size: "20GiB"}, {size: "512MiB"}, {size: "1073741824"}, {size: "10GB"}, {size: "4096B"}, {size: ""},
+		{size: "20GiB"}, {size: "10GB"}, {size: "1073741824"}, {size: ""},
 		{size: "20 GiB", wantErr: `root disk size: "20 GiB" is not a size`},
-		{size: "1.5GiB", wantErr: `"1.5GiB" is not a size`},
-		{size: "GiB", wantErr: `"GiB" is not a size`},
-		{size: "20gib", wantErr: `"20gib" is not a size`},
-		{size: "-1GiB", wantErr: `"-1GiB" is not a size`},
-		{size: "0", wantErr: `size "0" is not positive`},
-		{size: "9000000000EiB", wantErr: `size "9000000000EiB" is too large`},
-		{size: "99999999999999999999", wantErr: "is too large"},
+		{size: "0", wantErr: `root disk size: size "0" is not positive`},
+		{size: "0GiB", wantErr: `root disk size: size "0GiB" is not positive`},
+		{size: "9000000000EiB", wantErr: `root disk size: size "9000000000EiB" is too large`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.size, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -459,12 +460,7 @@ func (p *Pool) fillWorkspace(name, snapshot string) error {
 func (p *Pool) writeRequest(name string, req []byte) error {
 	// Written whole, then renamed: a runner started ahead polls for the
 	// name and must never read a half-written file.
-	f := filepath.Join(p.requestDir(name), "guest-request.json")
-	tmp := f + ".tmp"
-	if err := os.WriteFile(tmp, req, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, f)
+	return atomicfile.WriteFile(filepath.Join(p.requestDir(name), "guest-request.json"), req, 0o644)
 }
 
 // linkTree fills dst (an existing directory) with src's tree: directories

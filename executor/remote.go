@@ -9,18 +9,19 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/atomicfile"
+	"jerichoci/internal/backoff"
 	"jerichoci/internal/mask"
+	"jerichoci/internal/units"
 	"jerichoci/model"
 )
 
@@ -111,7 +112,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("instance type %q: expected auto, virtual-machine or container", c.InstanceType))
 	}
 	if c.RootDiskSize != "" {
-		if _, err := parseSize(c.RootDiskSize); err != nil {
+		if _, err := rootDiskSize(c.RootDiskSize); err != nil {
 			errs = append(errs, fmt.Errorf("root disk size: %w", err))
 		}
 	}
@@ -119,33 +120,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// sizeUnits are the suffixes Incus takes in a size (units.ParseByteSizeString).
-var sizeUnits = map[string]int64{
-	"": 1, "B": 1,
-	"kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "PB": 1e15, "EB": 1e18,
-	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50, "EiB": 1 << 60,
-}
-
-// parseSize parses a size the way Incus writes one: a positive whole
-// number and an optional unit, as in 20GiB, 512MiB, 10GB or 1073741824
-// (bytes).
-func parseSize(s string) (int64, error) {
-	i := 0
-	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-		i++
-	}
-	mult, ok := sizeUnits[s[i:]]
-	if i == 0 || !ok {
-		return 0, fmt.Errorf("%q is not a size: want a whole number and an optional unit (B, kB, MB, GB, TB, PB, EB, KiB, MiB, GiB, TiB, PiB, EiB), as in 20GiB", s)
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
+// rootDiskSize reads a guest root disk size, an Incus size
+// (units.ParseSize): a disk of no bytes is refused.
+func rootDiskSize(s string) (int64, error) {
+	n, err := units.ParseSize(s)
+	if err != nil {
+		return 0, err
 	}
 	if n == 0 {
 		return 0, fmt.Errorf("size %q is not positive", s)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // RemoteLinuxVM runs Incus jobs: one throwaway instance per job.
@@ -627,7 +612,7 @@ func (j *jobRun) waitReady(ctx context.Context) error {
 // waitReady polls `true` in instance name until it answers.
 func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 	deadline := time.Now().Add(readyTimeout(cfg))
-	delay := 20 * time.Millisecond
+	pause := backoff.Backoff{First: 20 * time.Millisecond, Max: time.Second}
 	for {
 		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
 		if err == nil && code == 0 {
@@ -640,14 +625,9 @@ func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 			//lint:ignore ST1005 the original's exact message (docs/CONTRACTS.md, "Exact messages")
 			return errors.New("Incus instance did not become ready in time")
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause.Wait(ctx); err != nil {
+			return err
 		}
-		delay = min(delay*2, time.Second)
 	}
 }
 
@@ -758,30 +738,23 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 // write on the host is an error.
 func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 	const guestPath = GuestDir + "/logs/guest.log"
-	dst := filepath.Join(artifacts, "guest.log")
-	tmp := dst + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := atomicfile.Create(filepath.Join(artifacts, "guest.log"), 0o644)
 	if err != nil {
 		return fmt.Errorf("save artifact guest.log: %w", err)
 	}
-	w := &fileWriter{f: f}
+	defer f.Abort()
+	w := &fileWriter{f: f.File}
 	mw := j.job.Mask.Writer(w)
 	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, mw, 0)
 	_ = mask.Flush(mw) // a write error stays in w.err
-	if cerr := f.Close(); w.err == nil && cerr != nil {
-		w.err = cerr
-	}
 	switch {
 	case w.err != nil:
-		os.Remove(tmp)
 		return fmt.Errorf("save artifact guest.log: %w", w.err)
 	case err != nil:
-		os.Remove(tmp)
 		j.hostf("could not collect %s: %v", guestPath, err)
 		return nil
 	}
-	if err := os.Rename(tmp, dst); err != nil {
-		os.Remove(tmp)
+	if err := f.Commit(); err != nil {
 		return fmt.Errorf("save artifact guest.log: %w", err)
 	}
 	return nil

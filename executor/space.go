@@ -41,7 +41,7 @@ func CheckPoolSpace(ctx context.Context, b SpaceBackend, cfg Config, guests int)
 	if cfg.RootDiskSize == "" {
 		return SpaceCheck{}, errors.New("no guest root disk size is configured: there is nothing to compare the pool's space with")
 	}
-	size, err := parseSize(cfg.RootDiskSize)
+	size, err := rootDiskSize(cfg.RootDiskSize)
 	if err != nil {
 		return SpaceCheck{}, fmt.Errorf("guest root disk size: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"jerichoci/internal/backoff"
 )
 
 // Teardowns deletes instances after their job's result is in, in the
@@ -14,8 +16,10 @@ import (
 // bounded by the executor's CleanupTimeout per try, retried with a doubling
 // pause, and counted. One that still fails leaves the instance
 // quarantined: logged, counted, carrying its fleet and owner keys, for the
-// daemon's reaper, which deletes instances whose job is over. The zero
-// value is ready to use.
+// daemon's reaper, which deletes instances whose job is over. When Wait
+// gives up (its ctx ends: the daemon exits), the pauses between tries end
+// there: those teardowns stop trying and are quarantined. The zero value
+// is ready to use.
 type Teardowns struct {
 	Log *zap.Logger
 	// Tries is how many times a teardown is tried (default 3); Pause the
@@ -25,6 +29,8 @@ type Teardowns struct {
 
 	wg      sync.WaitGroup
 	mu      sync.Mutex
+	pauses  context.Context // ends when Wait gives up; nil: not made yet
+	stop    context.CancelFunc
 	pending int
 	done    uint64
 	failed  uint64
@@ -43,11 +49,15 @@ type TeardownStats struct {
 func (t *Teardowns) Go(instance string, timeout time.Duration, teardown func(ctx context.Context) error) {
 	t.mu.Lock()
 	t.pending++
+	if t.pauses == nil {
+		t.pauses, t.stop = context.WithCancel(context.Background())
+	}
+	pauses := t.pauses
 	t.mu.Unlock()
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		err := t.try(instance, timeout, teardown)
+		err := t.try(pauses, instance, timeout, teardown)
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		t.pending--
@@ -60,19 +70,20 @@ func (t *Teardowns) Go(instance string, timeout time.Duration, teardown func(ctx
 	}()
 }
 
-func (t *Teardowns) try(instance string, timeout time.Duration, teardown func(ctx context.Context) error) error {
-	tries, pause := t.Tries, t.Pause
+// try runs teardown up to Tries times with doubling pauses between, which
+// end with pauses.
+func (t *Teardowns) try(pauses context.Context, instance string, timeout time.Duration, teardown func(ctx context.Context) error) error {
+	tries, pause := t.Tries, backoff.Backoff{First: t.Pause}
 	if tries <= 0 {
 		tries = 3
 	}
-	if pause <= 0 {
-		pause = time.Second
+	if pause.First <= 0 {
+		pause.First = time.Second
 	}
 	var err error
 	for i := 0; i < tries; i++ {
-		if i > 0 {
-			time.Sleep(pause)
-			pause *= 2
+		if i > 0 && pause.Wait(pauses) != nil {
+			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err = teardown(ctx)
@@ -85,7 +96,8 @@ func (t *Teardowns) try(instance string, timeout time.Duration, teardown func(ct
 	return err
 }
 
-// Wait waits until no teardown is running, or ctx ends (daemon shutdown).
+// Wait waits until no teardown is running, or ctx ends (daemon shutdown):
+// then the teardowns running stop pausing between tries.
 func (t *Teardowns) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { t.wg.Wait(); close(done) }()
@@ -93,6 +105,12 @@ func (t *Teardowns) Wait(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		t.mu.Lock()
+		if t.stop != nil {
+			t.stop()
+			t.pauses, t.stop = nil, nil
+		}
+		t.mu.Unlock()
 		return ctx.Err()
 	}
 }

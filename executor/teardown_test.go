@@ -1,6 +1,8 @@
 package executor
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,32 @@ func TestTeardownRetriesThenQuarantines(t *testing.T) {
 				t.Errorf("stats = %+v, want %+v", st, tc.want)
 			}
 		})
+	}
+}
+
+// A daemon that stops waiting for its teardowns ends their pauses between
+// tries: they are quarantined at once instead of sleeping past its exit.
+func TestTeardownPausesEndWhenWaitGivesUp(t *testing.T) {
+	be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult, deleteFails: 3}
+	td := &Teardowns{Pause: time.Hour}
+	var log syncBuf
+	x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig(), Teardowns: td}
+	if _, err := x.Execute(t.Context(), newJob(t, &log)); err != nil {
+		t.Fatal(err)
+	}
+	gaveUp, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := td.Wait(gaveUp); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait(ended ctx) = %v", err)
+	}
+	// Without the cut the teardown sleeps an hour: the bound turns that
+	// into a failure instead of a hang.
+	bound, stop := context.WithTimeout(t.Context(), time.Minute)
+	defer stop()
+	if err := td.Wait(bound); err != nil {
+		t.Fatalf("the teardown still pauses after Wait gave up: %v", err)
+	}
+	if st := td.Stats(); st != (TeardownStats{Failed: 1}) {
+		t.Errorf("stats = %+v, want one quarantined", st)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -337,20 +338,7 @@ func (r *Runner) writeJSON(name string, v any) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(r.Dir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := errors.Join(f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(filepath.Join(r.Dir, name), b, 0o644)
 }
 
 func (r *Runner) stamp() string { return r.Now().Format(time.RFC3339) }

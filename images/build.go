@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -323,36 +324,10 @@ func BuildDir(ctx context.Context, dir string, opts Options) (Artifact, *Image, 
 			opts.Role, dir, filepath.Base(a.Meta))
 	}
 	dst := filepath.Join(dir, ArtifactName)
-	if err := writeAtomic(dst, img.Tarball); err != nil {
+	if err := atomicfile.WriteFile(dst, img.Tarball, 0o644); err != nil {
 		return Artifact{}, nil, fmt.Errorf("build %s image: %w", opts.Role, err)
 	}
 	return Artifact{Unified: dst}, img, nil
-}
-
-func writeAtomic(dst string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), dst)
 }
 
 // errNoImage is returned by FindArtifact for a directory without an image.

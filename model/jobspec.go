@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"jerichoci/internal/names"
 )
 
 // JobSpecVersion is the only job spec schema version this build reads.
@@ -117,7 +119,6 @@ func (e *InvalidSpecError) Error() string {
 func (e *InvalidSpecError) Is(target error) bool { return target == ErrInvalidSpec }
 
 var (
-	namePattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	hexPattern    = regexp.MustCompile(`^[0-9a-f]+$`)
 	bucketPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 )
@@ -155,7 +156,7 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 		errs = append(errs, &FieldError{Field: "lane", Expected: "`lane` (a lane title) or `target` (a target id)", Problem: "missing"})
 	}
 	for _, f := range []struct{ field, v string }{{"lane", s.Lane}, {"target", s.Target}} {
-		if o.Has(f.field) && !namePattern.MatchString(f.v) {
+		if o.Has(f.field) && !names.Valid(f.v) {
 			o.Fail(f.field, quoteJSON(f.v), nameExp)
 		}
 	}

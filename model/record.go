@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"jerichoci/internal/wording"
 )
 
 // RunStatus is the status of a run or a job.
@@ -380,7 +382,7 @@ func objectFields(b []byte, what string) (map[string]json.RawMessage, error) {
 			return nil, fmt.Errorf("%s: field %q: %w", what, key, err)
 		}
 		if _, dup := fields[key]; dup {
-			return nil, fmt.Errorf("%s: field %q appears more than once", what, key)
+			return nil, fmt.Errorf("%s: %s", what, wording.Repeated(key))
 		}
 		fields[key] = raw
 	}
@@ -413,18 +415,6 @@ func missingKeys(fields map[string]json.RawMessage, what string, keys ...string)
 	return errors.Join(errs...)
 }
 
-// describeJSON names the kind of a JSON value for error messages.
-func describeJSON(b []byte) string {
-	t := bytes.TrimSpace(b)
-	if len(t) == 0 {
-		return "nothing"
-	}
-	kind := map[byte]string{'{': "an object", '[': "an array", '"': "a string", 't': "a boolean", 'f': "a boolean", 'n': "null"}[t[0]]
-	if kind == "" {
-		kind = "a number"
-	}
-	if len(t) > 60 {
-		t = append(append([]byte{}, t[:57]...), "..."...)
-	}
-	return fmt.Sprintf("%s (%s)", kind, t)
-}
+// describeJSON names the kind of a JSON value for error messages
+// (internal/wording).
+func describeJSON(b []byte) string { return wording.Described(b) }

@@ -287,7 +287,7 @@ func TestImageRecordLegacy(t *testing.T) {
 		{"image-custom-alias.json", `{"project":"pika-managed-agents","alias":"custom/pikaci","fingerprint":"5fe8825bdf00595827f224ca2d6a28c371bb3a7501b52cfff510711a769b80e4"}`, ""},
 		{"image-both-keys.json", "", "image record: both `guest_role` and its legacy spelling `role` are present; expected one"},
 		{"image-both-keys-one-null.json", "", "image record: both `guest_role` and its legacy spelling `role` are present; expected one"},
-		{"image-repeated-key.json", "", `image record: field "alias" appears more than once`},
+		{"image-repeated-key.json", "", "image record: field `alias` appears more than once"},
 		{"image-bad-role.json", "", "expected `managed-openclaw` or `pikaci-runner`, got \" pikaci-runner\""},
 		{"image-no-project.json", "", "image record: missing required field `project`"},
 	}

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"jerichoci/internal/wording"
 )
 
 // StrictObject decodes one JSON object strictly, for decoders that report
@@ -18,10 +20,12 @@ import (
 // The caller asks for each field it knows by name. A problem with a field is
 // handed, as a StrictProblem, to the report function the object was made
 // with, which words and records it: StrictObject itself says nothing to the
-// user, so each decoder keeps its own wording. When the caller has asked for
-// everything, Unknown lists the fields it never asked for, and Repeated the
-// keys the document wrote more than once (encoding/json would silently keep
-// the last); the caller reports them as it sees fit.
+// user; both decoders word problems the same way, through internal/wording
+// (each adds its own context: the catalog names the file and the entry).
+// When the caller has asked for everything, Unknown lists the fields it
+// never asked for, and Repeated the keys the document wrote more than once
+// (encoding/json would silently keep the last); the caller reports them
+// (FailUnknown, FailRepeated).
 //
 // A JSON null counts as an absent field everywhere.
 type StrictObject struct {
@@ -50,6 +54,9 @@ const (
 	StrictUnknown
 	// StrictOther: anything else, in the caller's words (Failf): Msg.
 	StrictOther
+	// StrictRepeated: the object writes the key more than once
+	// (FailRepeated, for a key of Repeated).
+	StrictRepeated
 )
 
 // StrictProblem is one problem with one field of a StrictObject.
@@ -250,6 +257,19 @@ func (o *StrictObject) FailUnknown(field string) {
 	o.add(field, StrictProblem{Kind: StrictUnknown, Value: o.fields[field], Known: o.known()})
 }
 
+// FailMissing reports a field the caller requires and the document lacks,
+// when the caller decides so itself (else Raw and its kin report it): a
+// StrictMissing problem.
+func (o *StrictObject) FailMissing(field, expected string) {
+	o.add(field, StrictProblem{Kind: StrictMissing, Expected: expected})
+}
+
+// FailRepeated reports a key the object writes more than once (one of
+// Repeated): a StrictRepeated problem.
+func (o *StrictObject) FailRepeated(field string) {
+	o.add(field, StrictProblem{Kind: StrictRepeated})
+}
+
 func (o *StrictObject) add(field string, p StrictProblem) {
 	o.failed[field] = true
 	p.Field = o.FieldPath(field)
@@ -324,7 +344,7 @@ func CheckJSON(data []byte) error {
 	return e
 }
 
-// The job spec's wording of the problems a StrictObject finds (ParseJobSpec).
+// The job spec's problems, in the decoders' one wording (internal/wording).
 
 // FieldError is one problem with one field of a decoded document.
 type FieldError struct {
@@ -337,11 +357,11 @@ type FieldError struct {
 func (e *FieldError) Error() string {
 	switch e.Problem {
 	case "missing":
-		return fmt.Sprintf("field `%s` is missing: expected %s", e.Field, e.Expected)
+		return wording.Missing(e.Field, e.Expected)
 	case "unknown":
-		return fmt.Sprintf("field `%s` is not known (value %s): expected %s", e.Field, e.Value, e.Expected)
+		return wording.Unknown(e.Field, e.Value, e.Expected)
 	}
-	return fmt.Sprintf("field `%s`: expected %s, got %s", e.Field, e.Expected, e.Value)
+	return wording.Invalid(e.Field, e.Expected, e.Value)
 }
 
 // specReport returns the report function of a job spec's objects: it
@@ -355,9 +375,11 @@ func specReport(errs *[]error) func(StrictProblem) {
 		case StrictInvalid:
 			err = &FieldError{Field: p.Field, Value: shown(p.Value), Expected: p.Expected, Problem: "invalid"}
 		case StrictUnknown:
-			err = &FieldError{Field: p.Field, Value: shown(p.Value), Expected: "one of " + quoteList(p.Known), Problem: "unknown"}
+			err = &FieldError{Field: p.Field, Value: shown(p.Value), Expected: wording.OneOf(p.Known), Problem: "unknown"}
+		case StrictRepeated:
+			err = errors.New(wording.Repeated(p.Field))
 		default:
-			err = fmt.Errorf("field `%s`: %s", p.Field, p.Msg)
+			err = errors.New(wording.About(p.Field, p.Msg))
 		}
 		*errs = append(*errs, err)
 	}
@@ -378,7 +400,7 @@ func specObject(raw []byte, expected string, errs *[]error) *StrictObject {
 		return nil
 	}
 	if r := o.Repeated(); len(r) > 0 {
-		*errs = append(*errs, fmt.Errorf("field %q appears more than once", r[0]))
+		*errs = append(*errs, errors.New(wording.Repeated(r[0])))
 		return nil
 	}
 	return o
@@ -390,7 +412,7 @@ func specSub(o *StrictObject, field string, required bool, expected string) *Str
 	s := o.Sub(field, required, expected)
 	if s != nil {
 		if r := s.Repeated(); len(r) > 0 {
-			o.Failf(field, "field %q appears more than once", r[0])
+			s.FailRepeated(r[0])
 			return nil
 		}
 	}
@@ -407,10 +429,4 @@ func specDone(o *StrictObject) {
 }
 
 // shown renders a JSON value for a job spec error, shortened.
-func shown(raw json.RawMessage) string {
-	t := bytes.TrimSpace(raw)
-	if len(t) > 80 {
-		return string(t[:77]) + "..."
-	}
-	return string(t)
-}
+func shown(raw json.RawMessage) string { return wording.Value(raw) }

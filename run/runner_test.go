@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/executor"
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -389,7 +390,7 @@ func TestGCAndList(t *testing.T) {
 			rec := model.RunRecord{RunID: id, Status: model.StatusPassed, SourceRoot: "/s",
 				CreatedAt: model.At(time.Date(2026, 1, 1, 0, 0, int(id[14]-'0'), 0, time.UTC))}
 			b, _ := model.EncodeFile(rec)
-			if err := WriteFileAtomic(filepath.Join(dir, "run.json"), b, 0o644); err != nil {
+			if err := atomicfile.WriteFile(filepath.Join(dir, "run.json"), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

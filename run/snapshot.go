@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 	"jerichoci/targets"
 )
@@ -137,7 +138,7 @@ func CopySnapshot(ctx context.Context, src, dst string, opt SnapshotOptions) (mo
 		return model.SnapshotMetadata{}, err
 	}
 	// Before the modes: dst may become read-only.
-	if err := WriteFileAtomic(filepath.Join(absDst, model.SnapshotMetadataFile), b, 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(absDst, model.SnapshotMetadataFile), b, 0o644); err != nil {
 		return model.SnapshotMetadata{}, err
 	}
 	for i := len(w.dirs) - 1; i >= 0; i-- { // children before their parents

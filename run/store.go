@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -76,7 +77,7 @@ func (s *Store) WriteRun(rec model.RunRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode run record %s: %w", rec.RunID, err)
 	}
-	return WriteFileAtomic(s.RunPath(rec.RunID), b, 0o644)
+	return atomicfile.WriteFile(s.RunPath(rec.RunID), b, 0o644)
 }
 
 // WriteJob writes a job's status.json atomically.
@@ -85,7 +86,7 @@ func (s *Store) WriteJob(runID string, j model.JobRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode job record %s: %w", j.ID, err)
 	}
-	return WriteFileAtomic(filepath.Join(s.JobDir(runID, j.ID), "status.json"), b, 0o644)
+	return atomicfile.WriteFile(filepath.Join(s.JobDir(runID, j.ID), "status.json"), b, 0o644)
 }
 
 // WriteRunFile writes v as runs/<run_id>/<name> (JSON), creating the run
@@ -98,7 +99,7 @@ func (s *Store) WriteRunFile(runID, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s of run %s: %w", name, runID, err)
 	}
-	return WriteFileAtomic(filepath.Join(s.RunDir(runID), name), b, 0o644)
+	return atomicfile.WriteFile(filepath.Join(s.RunDir(runID), name), b, 0o644)
 }
 
 // ReadRunFile reads runs/<run_id>/<name> (JSON) into v.

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"jerichoci/internal/wording"
 	"jerichoci/model"
 )
 
@@ -241,7 +242,7 @@ func (c *Catalog) Merge(over *Catalog) (*Catalog, error) {
 		prev := c.targets[i]
 		if _, replaced := over.byID[prev.ID]; !replaced {
 			errs = append(errs, &FieldError{File: over.name, Entry: over.entry(t.ID), Field: "lane",
-				Msg: fmt.Sprintf("lane title %q is already used by target %q (%s)", t.Lane, prev.ID, prev.Source)})
+				Msg: wording.About("lane", fmt.Sprintf("lane title %q is already used by target %q (%s)", t.Lane, prev.ID, prev.Source))})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

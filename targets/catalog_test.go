@@ -397,7 +397,7 @@ func TestMerge(t *testing.T) {
 		{"replace keeping the lane", `{"id": "b", "lane": "check-b", "trigger": "nightly", "jobs": [` + job + `]}`, []string{"a", "b"}, "", ""},
 		{"take a freed lane title", `{"id": "a", "jobs": [` + job + `]}, {"id": "z", "lane": "check-a", "trigger": "branch", "jobs": [` + job + `]}`, []string{"a", "b", "z"}, "", ""},
 		{"lane title clash", `{"id": "c", "jobs": [` + job + `]}, {"id": "d", "lane": "check-b", "trigger": "branch", "jobs": [` + job + `]}`, nil, "",
-			`over.json: targets[1] ("d"): field "lane": lane title "check-b" is already used by target "b" (base.json)`},
+			`over.json: targets[1] ("d"): field ` + "`lane`" + `: lane title "check-b" is already used by target "b" (base.json)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

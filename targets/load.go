@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
+	"jerichoci/internal/names"
+	"jerichoci/internal/wording"
 	"jerichoci/model"
 )
 
@@ -24,7 +26,10 @@ const DefaultFile = "jerichoci.lanes.json"
 
 // FieldError is one problem in a catalog file: the file, the entry (for
 // example `targets[2] ("demo-pass"): jobs[0] ("echo")`, empty at top level),
-// the field (dotted, e.g. "runtime.incus.guest_role") and what is wrong.
+// the field (dotted, e.g. "runtime.incus.guest_role", empty for the entry
+// itself) and what is wrong, in the decoders' one wording
+// (internal/wording): Msg names the field when there is one, as in
+// "field `timeout_secs`: must be > 0, got 0".
 type FieldError struct {
 	File  string
 	Entry string
@@ -33,18 +38,10 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	b.WriteString(": ")
-	if e.Entry != "" {
-		b.WriteString(e.Entry)
-		b.WriteString(": ")
+	if e.Entry == "" {
+		return e.File + ": " + e.Msg
 	}
-	if e.Field != "" {
-		fmt.Fprintf(&b, "field %q: ", e.Field)
-	}
-	b.WriteString(e.Msg)
-	return b.String()
+	return e.File + ": " + e.Entry + ": " + e.Msg
 }
 
 // Load reads and parses one catalog file (see Parse). It returns only that
@@ -122,7 +119,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 			top.Failf("schema_version", "must be %d, got %s", SchemaVersion, shown(raw))
 		}
 	} else {
-		top.Failf("schema_version", "is required (%d)", SchemaVersion)
+		top.FailMissing("schema_version", strconv.Itoa(SchemaVersion))
 	}
 	top.Str("about", false, "a string")
 	includeBuiltin := true
@@ -174,9 +171,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	return c, nil
 }
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-const nameExpected = "1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+const nameExpected = names.Expected
 
 func (p *parser) target(i int, raw json.RawMessage) (Target, bool) {
 	entry := fmt.Sprintf("targets[%d]", i)
@@ -282,7 +277,7 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 			j.TimeoutSecs = uint64(v)
 		}
 	} else {
-		o.Failf("timeout_secs", "is required (a whole number of seconds > 0)")
+		o.FailMissing("timeout_secs", "a whole number of seconds > 0")
 	}
 	// parseCommand checks what model.JobCommand.Compile needs; the checks
 	// below need only a known kind.
@@ -430,7 +425,7 @@ func parseRuntime(o *model.StrictObject) (model.RuntimeConfig, bool) {
 				good = false
 			}
 		} else {
-			in.Failf("guest_role", "is required (\"pikaci-runner\" for CI jobs, or \"managed-openclaw\")")
+			in.FailMissing("guest_role", "\"pikaci-runner\" for CI jobs, or \"managed-openclaw\"")
 			good = false
 		}
 		if s, ok := in.Str("instance_type", false, `"auto", "container" or "virtual-machine"`); ok {
@@ -506,8 +501,19 @@ type parser struct {
 	errs []error
 }
 
+// add records a problem in the caller's words: with the field named when
+// there is one.
 func (p *parser) add(entry, field, format string, a ...any) {
-	p.errs = append(p.errs, &FieldError{File: p.file, Entry: entry, Field: field, Msg: fmt.Sprintf(format, a...)})
+	msg := fmt.Sprintf(format, a...)
+	if field != "" {
+		msg = wording.About(field, msg)
+	}
+	p.addWorded(entry, field, msg)
+}
+
+// addWorded records a problem already worded (internal/wording).
+func (p *parser) addWorded(entry, field, msg string) {
+	p.errs = append(p.errs, &FieldError{File: p.file, Entry: entry, Field: field, Msg: msg})
 }
 
 // object reads raw as the object of an entry ("" for the file itself); nil
@@ -515,7 +521,7 @@ func (p *parser) add(entry, field, format string, a ...any) {
 func (p *parser) object(entry string, raw json.RawMessage, expected string) *model.StrictObject {
 	o, err := model.NewStrictObject(raw, p.report(entry))
 	if err != nil {
-		p.add(entry, "", "expected %s, got %s", expected, shown(raw))
+		p.add(entry, "", "expected %s, got %s", expected, wording.Described(raw))
 		return nil
 	}
 	repeated(o)
@@ -527,11 +533,13 @@ func (p *parser) report(entry string) func(model.StrictProblem) {
 	return func(pr model.StrictProblem) {
 		switch pr.Kind {
 		case model.StrictMissing:
-			p.add(entry, pr.Field, "is required (%s)", pr.Expected)
+			p.addWorded(entry, pr.Field, wording.Missing(pr.Field, pr.Expected))
 		case model.StrictInvalid:
-			p.add(entry, pr.Field, "expected %s, got %s", pr.Expected, shown(pr.Value))
+			p.addWorded(entry, pr.Field, wording.Invalid(pr.Field, pr.Expected, shown(pr.Value)))
 		case model.StrictUnknown:
-			p.add(entry, pr.Field, "unknown field (known fields: %s)", strings.Join(pr.Known, ", "))
+			p.addWorded(entry, pr.Field, wording.Unknown(pr.Field, shown(pr.Value), wording.OneOf(pr.Known)))
+		case model.StrictRepeated:
+			p.addWorded(entry, pr.Field, wording.Repeated(pr.Field))
 		default:
 			p.add(entry, pr.Field, "%s", pr.Msg)
 		}
@@ -541,7 +549,7 @@ func (p *parser) report(entry string) func(model.StrictProblem) {
 // repeated reports every key an object writes more than once.
 func repeated(o *model.StrictObject) {
 	for _, k := range o.Repeated() {
-		o.Failf(k, "appears more than once")
+		o.FailRepeated(k)
 	}
 }
 
@@ -565,23 +573,13 @@ func finish(o *model.StrictObject) {
 // nameField reads an id or title field.
 func nameField(o *model.StrictObject, field string, required bool) (string, bool) {
 	s, ok := o.Str(field, required, nameExpected)
-	if ok && !namePattern.MatchString(s) {
+	if ok && !names.Valid(s) {
 		o.Failf(field, "expected %s, got %q", nameExpected, s)
 		return s, false
 	}
 	return s, ok
 }
 
-// shown renders a JSON value for an error message, shortened.
-func shown(raw json.RawMessage) string {
-	t := bytes.TrimSpace(raw)
-	switch {
-	case len(t) > 0 && t[0] == '{':
-		return "an object"
-	case len(t) > 0 && t[0] == '[':
-		return "an array"
-	case len(t) > 60:
-		return string(t[:57]) + "..."
-	}
-	return string(t)
-}
+// shown renders a JSON value for an error message, shortened
+// (internal/wording).
+func shown(raw json.RawMessage) string { return wording.Value(raw) }

@@ -74,7 +74,7 @@ func TestBriefExampleError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Parse("jerichoci.lanes.json", data)
-	want := `jerichoci.lanes.json: targets[2] ("demo-pass"): jobs[0] ("echo"): field "timeout_secs": must be > 0, got 0`
+	want := `jerichoci.lanes.json: targets[2] ("demo-pass"): jobs[0] ("echo"): field ` + "`timeout_secs`" + `: must be > 0, got 0`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Parse error = %v, want %s", err, want)
 	}
@@ -92,39 +92,39 @@ func TestManyErrorsReportedAtOnce(t *testing.T) {
 	lines := strings.Split(err.Error(), "\n")
 	// Each of these problems must be among the reported ones.
 	for _, want := range []string{
-		`field "colour": unknown field`,
-		`targets[0] ("t1"): field "trigger": must be "branch" or "nightly"`,
-		`targets[0] ("t1"): field "filters[1]": must be relative`,
-		`targets[0] ("t1"): field "filters[2]": invalid pattern "a**b"`,
-		`targets[0] ("t1"): field "filters[3]": duplicate filter "src/**"`,
-		`targets[0] ("t1"): field "filters[4]": must be a non-empty path pattern`,
-		`jobs[0] ("j1"): field "timeout_secs": expected a whole number of seconds, got "30"`,
-		`jobs[0] ("j1"): field "command.command": must be a non-empty string for kind "shell"`,
-		`jobs[0] ("j1"): field "runtime.incus.guest_role": expected ` + "`managed-openclaw` or `pikaci-runner`" + `, got " pikaci-runner"`,
-		`jobs[1] ("j2"): field "timeout_secs": expected a whole number of seconds, got 1.5`,
-		`jobs[1] ("j2"): field "command.kind": must be one of`,
-		`jobs[1] ("j2"): field "runtime.kind": tart (macOS) runtimes are not supported`,
-		`jobs[2] ("j3"): field "runtime.incus.instance_type": must be "auto", "container" or "virtual-machine", got "vm"`,
-		`jobs[3] ("j4"): field "command.wrapper": is not used by kind "shell"`,
-		`jobs[3] ("j4"): field "runtime.incus": only runtime kind "incus" takes it`,
-		`jobs[4] ("j5"): field "command.wrapper": must be an absolute path`,
-		`jobs[4] ("j5"): field "placement": must be "remote_ssh"`,
-		`jobs[4] ("j5"): field "executor": must be "remote_linux_vm"`,
-		`jobs[4] ("j5"): field "staged": must be true for command kind "staged"`,
-		`jobs[5] ("j1"): field "staged_linux": only staged jobs`,
-		`jobs[5] ("j1"): field "staged_linux.prepare_node_prefix": is required`,
-		`jobs[5] ("j1"): field "staged_linux.snapshot_profile": must be "rust" or "followup", got "tiny"`,
-		`jobs[6] ("bad id!"): field "timeout_secs": appears more than once`,
-		`jobs[6] ("bad id!"): field "id": expected 1 to 128 letters`,
-		`jobs[6] ("bad id!"): field "command": expected an object with ` + "`kind`" + `, got "ls"`,
-		`jobs[6] ("bad id!"): field "timeot_secs": unknown field`,
-		`targets[1] ("t2"): field "lane": a lane title needs a ` + "`trigger`",
-		`targets[1] ("t2"): field "concurrency_group": must be non-empty`,
-		`targets[1] ("t2"): field "jobs": must hold at least one job`,
-		`targets[2] ("t1"): field "id": duplicate target id; targets[0] has it too`,
-		`targets[3] ("t3"): field "lane": duplicate lane title "check-dup"; targets[2] has it too`,
-		`targets[4] ("t4"): field "lane": is required with trigger "branch"`,
-		`targets[5]: expected a target object, got "not-a-target"`,
+		`field ` + "`colour`" + ` is not known`,
+		`targets[0] ("t1"): field ` + "`trigger`" + `: must be "branch" or "nightly"`,
+		`targets[0] ("t1"): field ` + "`filters[1]`" + `: must be relative`,
+		`targets[0] ("t1"): field ` + "`filters[2]`" + `: invalid pattern "a**b"`,
+		`targets[0] ("t1"): field ` + "`filters[3]`" + `: duplicate filter "src/**"`,
+		`targets[0] ("t1"): field ` + "`filters[4]`" + `: must be a non-empty path pattern`,
+		`jobs[0] ("j1"): field ` + "`timeout_secs`" + `: expected a whole number of seconds, got "30"`,
+		`jobs[0] ("j1"): field ` + "`command.command`" + `: must be a non-empty string for kind "shell"`,
+		`jobs[0] ("j1"): field ` + "`runtime.incus.guest_role`" + `: expected ` + "`managed-openclaw` or `pikaci-runner`" + `, got " pikaci-runner"`,
+		`jobs[1] ("j2"): field ` + "`timeout_secs`" + `: expected a whole number of seconds, got 1.5`,
+		`jobs[1] ("j2"): field ` + "`command.kind`" + `: must be one of`,
+		`jobs[1] ("j2"): field ` + "`runtime.kind`" + `: tart (macOS) runtimes are not supported`,
+		`jobs[2] ("j3"): field ` + "`runtime.incus.instance_type`" + `: must be "auto", "container" or "virtual-machine", got "vm"`,
+		`jobs[3] ("j4"): field ` + "`command.wrapper`" + `: is not used by kind "shell"`,
+		`jobs[3] ("j4"): field ` + "`runtime.incus`" + `: only runtime kind "incus" takes it`,
+		`jobs[4] ("j5"): field ` + "`command.wrapper`" + `: must be an absolute path`,
+		`jobs[4] ("j5"): field ` + "`placement`" + `: must be "remote_ssh"`,
+		`jobs[4] ("j5"): field ` + "`executor`" + `: must be "remote_linux_vm"`,
+		`jobs[4] ("j5"): field ` + "`staged`" + `: must be true for command kind "staged"`,
+		`jobs[5] ("j1"): field ` + "`staged_linux`" + `: only staged jobs`,
+		`jobs[5] ("j1"): field ` + "`staged_linux.prepare_node_prefix`" + ` is missing`,
+		`jobs[5] ("j1"): field ` + "`staged_linux.snapshot_profile`" + `: must be "rust" or "followup", got "tiny"`,
+		`jobs[6] ("bad id!"): field ` + "`timeout_secs`" + ` appears more than once`,
+		`jobs[6] ("bad id!"): field ` + "`id`" + `: expected 1 to 128 letters`,
+		`jobs[6] ("bad id!"): field ` + "`command`" + `: expected an object with ` + "`kind`" + `, got "ls"`,
+		`jobs[6] ("bad id!"): field ` + "`timeot_secs`" + ` is not known`,
+		`targets[1] ("t2"): field ` + "`lane`" + `: a lane title needs a ` + "`trigger`",
+		`targets[1] ("t2"): field ` + "`concurrency_group`" + `: must be non-empty`,
+		`targets[1] ("t2"): field ` + "`jobs`" + `: must hold at least one job`,
+		`targets[2] ("t1"): field ` + "`id`" + `: duplicate target id; targets[0] has it too`,
+		`targets[3] ("t3"): field ` + "`lane`" + `: duplicate lane title "check-dup"; targets[2] has it too`,
+		`targets[4] ("t4"): field ` + "`lane`" + `: is required with trigger "branch"`,
+		`targets[5]: expected a target object, got a string ("not-a-target")`,
 	} {
 		found := false
 		for _, l := range lines {
@@ -137,7 +137,7 @@ func TestManyErrorsReportedAtOnce(t *testing.T) {
 			t.Errorf("missing problem %q in:\n%s", want, err)
 		}
 	}
-	if !strings.Contains(err.Error(), `jobs[5] ("j1"): field "id": duplicate job id; jobs[0] has it too`) {
+	if !strings.Contains(err.Error(), `jobs[5] ("j1"): field `+"`id`"+`: duplicate job id; jobs[0] has it too`) {
 		t.Error("duplicate job id among invalid jobs not reported")
 	}
 }
@@ -150,37 +150,37 @@ func TestParseErrorsInline(t *testing.T) {
 		want string // the whole error text
 	}{
 		{"syntax", "{\n  \"schema_version\": 1,\n  \"targets\": [}\n", `f.json: invalid JSON at line 3, column 15: invalid character '}' looking for beginning of value`},
-		{"not an object", `[]`, `f.json: expected a JSON object with ` + "`schema_version` and `targets`" + `, got an array`},
-		{"no schema", `{"targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": is required (1)`},
-		{"schema 2", `{"schema_version": 2, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": must be 1, got 2`},
-		{"schema string", `{"schema_version": "1", "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": must be 1, got "1"`},
-		{"no targets", `{"schema_version": 1}`, `f.json: field "targets": is required (a non-empty array of targets)`},
-		{"empty targets", `{"schema_version": 1, "targets": []}`, `f.json: field "targets": must hold at least one target`},
-		{"targets object", `{"schema_version": 1, "targets": {}}`, `f.json: field "targets": expected a non-empty array of targets, got an object`},
-		{"include_builtin type", `{"schema_version": 1, "include_builtin": "no", "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "include_builtin": expected true or false, got "no"`},
-		{"bad definition path", `{"schema_version": 1, "lane_definition_paths": ["ci/[x"], "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "lane_definition_paths[0]": invalid pattern "ci/[x": unclosed ` + "`[`" + ` (at offset 3)`},
-		{"definition path type", `{"schema_version": 1, "lane_definition_paths": [1], "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "lane_definition_paths[0]": expected a string, got 1`},
-		{"missing id", `{"schema_version": 1, "targets": [{"jobs": [` + job + `]}]}`, `f.json: targets[0]: field "id": is required (` + nameExpected + `)`},
-		{"missing jobs", `{"schema_version": 1, "targets": [{"id": "t"}]}`, `f.json: targets[0] ("t"): field "jobs": is required (a non-empty array of jobs)`},
-		{"group without trigger", `{"schema_version": 1, "targets": [{"id": "t", "concurrency_group": "g", "jobs": [` + job + `]}]}`, `f.json: targets[0] ("t"): field "concurrency_group": only lanes have a concurrency group; set ` + "`trigger`" + ` or drop it`},
-		{"negative timeout", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": -5`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "timeout_secs": must be > 0, got -5`},
-		{"missing timeout", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5,`, ``, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "timeout_secs": is required (a whole number of seconds > 0)`},
-		{"null timeout is missing", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": null`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "timeout_secs": is required (a whole number of seconds > 0)`},
-		{"missing runtime", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "runtime": is required (an object with "kind": "incus" or "host_process")`},
-		{"incus without incus", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "incus"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "runtime.incus": is required (an object with ` + "`guest_role`" + `)`},
-		{"missing guest role", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "incus", "incus": {}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "runtime.incus.guest_role": is required ("pikaci-runner" for CI jobs, or "managed-openclaw")`},
-		{"shell on host", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "host_process"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "command.kind": kind "shell" runs in an Incus guest; it needs runtime kind "incus", got "host_process" (use kind "host_shell" for host jobs)`},
-		{"run_as_root mismatch", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "run_as_root": true`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "run_as_root": must be false for command kind "shell" (or be left out), got true`},
-		{"cargo exact needs test", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "cargo_exact_test", "package": "p"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "command.test": must be a non-empty string for kind "cargo_exact_test"`},
-		{"command unknown field", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true", "cwd": "/"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "command.cwd": unknown field (known fields: command, filter, kind, package, test, wrapper)`},
-		{"duplicate job id", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `, ` + job + `]}]}`, `f.json: targets[0] ("t"): jobs[1] ("j"): field "id": duplicate job id; jobs[0] has it too`},
-		{"empty prepare_description", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": " ",`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": must be non-empty`},
-		{"prepare_description type", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": 7,`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field "staged_linux.prepare_description": expected a non-empty string, got 7`},
-		{"secret_env bad name", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["OK_NAME", "bad-name"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[1]": expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got "bad-name"`},
-		{"secret_env reserved", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["HOME"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[0]": "HOME" is set by the guest runner for every job; a secret cannot replace it`},
-		{"secret_env twice", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["A", "A"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env[1]": "A" is named twice (secret_env[0] too)`},
-		{"secret_env not an array", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": "A"`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field "secret_env": expected an array of environment variable names, got "A"`},
-		{"duplicate key at top", `{"schema_version": 1, "schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field "schema_version": appears more than once`},
+		{"not an object", `[]`, `f.json: expected a JSON object with ` + "`schema_version` and `targets`" + `, got an array ([])`},
+		{"no schema", `{"targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`schema_version`" + ` is missing: expected 1`},
+		{"schema 2", `{"schema_version": 2, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`schema_version`" + `: must be 1, got 2`},
+		{"schema string", `{"schema_version": "1", "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`schema_version`" + `: must be 1, got "1"`},
+		{"no targets", `{"schema_version": 1}`, `f.json: field ` + "`targets`" + ` is missing: expected a non-empty array of targets`},
+		{"empty targets", `{"schema_version": 1, "targets": []}`, `f.json: field ` + "`targets`" + `: must hold at least one target`},
+		{"targets object", `{"schema_version": 1, "targets": {}}`, `f.json: field ` + "`targets`" + `: expected a non-empty array of targets, got {}`},
+		{"include_builtin type", `{"schema_version": 1, "include_builtin": "no", "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`include_builtin`" + `: expected true or false, got "no"`},
+		{"bad definition path", `{"schema_version": 1, "lane_definition_paths": ["ci/[x"], "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`lane_definition_paths[0]`" + `: invalid pattern "ci/[x": unclosed ` + "`[`" + ` (at offset 3)`},
+		{"definition path type", `{"schema_version": 1, "lane_definition_paths": [1], "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`lane_definition_paths[0]`" + `: expected a string, got 1`},
+		{"missing id", `{"schema_version": 1, "targets": [{"jobs": [` + job + `]}]}`, `f.json: targets[0]: field ` + "`id`" + ` is missing: expected ` + nameExpected},
+		{"missing jobs", `{"schema_version": 1, "targets": [{"id": "t"}]}`, `f.json: targets[0] ("t"): field ` + "`jobs`" + ` is missing: expected a non-empty array of jobs`},
+		{"group without trigger", `{"schema_version": 1, "targets": [{"id": "t", "concurrency_group": "g", "jobs": [` + job + `]}]}`, `f.json: targets[0] ("t"): field ` + "`concurrency_group`" + `: only lanes have a concurrency group; set ` + "`trigger`" + ` or drop it`},
+		{"negative timeout", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": -5`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`timeout_secs`" + `: must be > 0, got -5`},
+		{"missing timeout", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5,`, ``, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`timeout_secs`" + ` is missing: expected a whole number of seconds > 0`},
+		{"null timeout is missing", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": null`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`timeout_secs`" + ` is missing: expected a whole number of seconds > 0`},
+		{"missing runtime", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`runtime`" + ` is missing: expected an object with "kind": "incus" or "host_process"`},
+		{"incus without incus", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "incus"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`runtime.incus`" + ` is missing: expected an object with ` + "`guest_role`"},
+		{"missing guest role", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "incus", "incus": {}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`runtime.incus.guest_role`" + ` is missing: expected "pikaci-runner" for CI jobs, or "managed-openclaw"`},
+		{"shell on host", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true"}, "runtime": {"kind": "host_process"}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`command.kind`" + `: kind "shell" runs in an Incus guest; it needs runtime kind "incus", got "host_process" (use kind "host_shell" for host jobs)`},
+		{"run_as_root mismatch", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "run_as_root": true`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`run_as_root`" + `: must be false for command kind "shell" (or be left out), got true`},
+		{"cargo exact needs test", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "cargo_exact_test", "package": "p"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`command.test`" + `: must be a non-empty string for kind "cargo_exact_test"`},
+		{"command unknown field", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [{"id": "j", "timeout_secs": 5, "command": {"kind": "shell", "command": "true", "cwd": "/"}, "runtime": {"kind": "incus", "incus": {"guest_role": "pikaci-runner"}}}]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`command.cwd`" + ` is not known (value "/"): expected one of "command", "filter", "kind", "package", "test", "wrapper"`},
+		{"duplicate job id", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `, ` + job + `]}]}`, `f.json: targets[0] ("t"): jobs[1] ("j"): field ` + "`id`" + `: duplicate job id; jobs[0] has it too`},
+		{"empty prepare_description", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": " ",`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`staged_linux.prepare_description`" + `: must be non-empty`},
+		{"prepare_description type", `{"schema_version": 1, "targets": [{"id": "t", "jobs": [` + stagedJob(`"prepare_description": 7,`) + `]}]}`, `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`staged_linux.prepare_description`" + `: expected a non-empty string, got 7`},
+		{"secret_env bad name", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["OK_NAME", "bad-name"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`secret_env[1]`" + `: expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got "bad-name"`},
+		{"secret_env reserved", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["HOME"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`secret_env[0]`" + `: "HOME" is set by the guest runner for every job; a secret cannot replace it`},
+		{"secret_env twice", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": ["A", "A"]`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`secret_env[1]`" + `: "A" is named twice (secret_env[0] too)`},
+		{"secret_env not an array", strings.Replace(`{"schema_version": 1, "targets": [{"id": "t", "jobs": [`+job+`]}]}`, `"timeout_secs": 5`, `"timeout_secs": 5, "secret_env": "A"`, 1), `f.json: targets[0] ("t"): jobs[0] ("j"): field ` + "`secret_env`" + `: expected an array of environment variable names, got "A"`},
+		{"duplicate key at top", `{"schema_version": 1, "schema_version": 1, "targets": [{"id": "t", "jobs": [` + job + `]}]}`, `f.json: field ` + "`schema_version`" + ` appears more than once`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,7 +307,7 @@ func TestLoadErrorsNameThePath(t *testing.T) {
 		t.Errorf("LoadProject(bad) = %v", err)
 	}
 	if _, err := LoadProject(filepath.Join(fixtures, "invalid-merge-lane.json")); err == nil ||
-		!strings.Contains(err.Error(), `field "lane": lane title "check-pika-rust" is already used by target "pre-merge-pika-rust" (built-in)`) {
+		!strings.Contains(err.Error(), `field `+"`lane`"+`: lane title "check-pika-rust" is already used by target "pre-merge-pika-rust" (built-in)`) {
 		t.Errorf("LoadProject(lane clash) = %v", err)
 	}
 }

@@ -15,12 +15,12 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/names"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
 )
@@ -120,8 +120,6 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// namePattern is a run id or a catalog job id as a directory name: never
-// ".", "..", a path or a hidden name.
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
-func validName(s string) bool { return namePattern.MatchString(s) }
+// validName: a run id or a catalog job id as a directory name (never
+// ".", "..", a path or a hidden name) follows the project's name rule.
+func validName(s string) bool { return names.Valid(s) }

@@ -197,7 +197,7 @@ func TestLanesSelectJSONAndLocalCatalog(t *testing.T) {
 		t.Errorf("select crates/rmp-cli/src/lib.rs = %q, want %q", stdout, want)
 	}
 	_, stderr, code = runCLIEnv(t, nil, "lanes", "select", "--catalog", filepath.Join(catalogFixtures, "invalid-merge-lane.json"))
-	if code != exitUsage || !strings.Contains(stderr, `invalid-merge-lane.json: targets[0] ("my-rust"): field "lane": lane title "check-pika-rust" is already used`) {
+	if code != exitUsage || !strings.Contains(stderr, "invalid-merge-lane.json: targets[0] (\"my-rust\"): field `lane`: lane title \"check-pika-rust\" is already used") {
 		t.Errorf("code %d, stderr %q", code, stderr)
 	}
 }

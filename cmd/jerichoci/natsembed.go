@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/run/protocol"
 )
 
@@ -342,14 +343,7 @@ func writeCredentials(p string, cr credentials) error {
 	if err != nil {
 		return err
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("nats credentials: %w", err)
-	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return fmt.Errorf("nats credentials: %w", err)
-	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := atomicfile.WriteFile(p, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("nats credentials: %w", err)
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/hostlocal"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/units"
 	"jerichoci/metrics"
 	"jerichoci/model"
 	"jerichoci/nixbuild"
@@ -126,7 +127,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	}
 	sizeVar := func(key string, dst *int64) {
 		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
-			n, err := parseSize(v)
+			n, err := units.ParseSize(strings.TrimSpace(v))
 			if err != nil {
 				c.envErrs = append(c.envErrs, fmt.Errorf("%s: %w", key, err))
 				return

@@ -68,7 +68,7 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 		{name: "bad limits are named",
 			env:     map[string]string{"JERICHOCI_MAX_SOURCE_BYTES": "lots"},
 			args:    []string{"--keep-runs", "-1", "--keep-results", "1s", "--max-source-entries", "0"},
-			wantErr: []string{`JERICHOCI_MAX_SOURCE_BYTES: size "lots": expected a byte count`, "keep runs -1: must not be negative", "keep results 1s: must be at least 1m", "source limits"}},
+			wantErr: []string{`JERICHOCI_MAX_SOURCE_BYTES: "lots" is not a size`, "keep runs -1: must not be negative", "keep results 1s: must be at least 1m", "source limits"}},
 		{name: "replicas: 1 by default, env over it, flag over env",
 			check: func(t *testing.T, c serveConfig) {
 				if c.queue.Replicas != 1 {

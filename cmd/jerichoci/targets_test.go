@@ -242,7 +242,7 @@ func TestCatalogSelection(t *testing.T) {
 		{"empty env is unset", map[string]string{envCatalog: "  "}, nil, exitOK, `"id": "rmp-init-smoke-ci",`},
 		{"flag wins over env", map[string]string{envCatalog: invalid}, []string{"--catalog", standalone}, exitOK, `"id": "only",`},
 		{"bad env file", map[string]string{envCatalog: invalid}, nil, exitUsage,
-			invalid + `: targets[2] ("demo-pass"): jobs[0] ("echo"): field "timeout_secs": must be > 0, got 0`},
+			invalid + `: targets[2] ("demo-pass"): jobs[0] ("echo"): field ` + "`timeout_secs`" + `: must be > 0, got 0`},
 		{"missing file", nil, []string{"--catalog", "/nonexistent/x.json"}, exitUsage, "jerichoci: read catalog: open /nonexistent/x.json: no such file or directory"},
 	}
 	for _, tc := range tests {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"jerichoci/executor"
+	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
@@ -122,7 +123,7 @@ func (j *jobRun) prepareMode(ctx context.Context, workspace string, hash *string
 	if err != nil || res != nil {
 		return m, res, err
 	}
-	if err := os.WriteFile(m.script, []byte(out), 0o644); err != nil {
+	if err := atomicfile.WriteFile(m.script, []byte(out), 0o644); err != nil {
 		return m, nil, err
 	}
 	m.bash, m.bashErr = devEnvBash(m.script, []byte(out))
@@ -208,7 +209,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return atomicfile.WriteFile(path, b, 0o644)
 }
 
 func equalHash(a, b *string) bool {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"jerichoci/internal/backoff"
 )
 
 // Instance types.
@@ -236,7 +238,7 @@ const (
 // The retries end with ctx: the error then holds the last answer and
 // ctx's error.
 func (c *Client) DeleteInstance(ctx context.Context, name string) error {
-	delay := deleteRetryFirst
+	pause := backoff.Backoff{First: deleteRetryFirst, Max: deleteRetryMax}
 	justStopped := false
 	// retrying is the answer the last pause was for. When ctx ends in the
 	// middle of a request, that request's error only says so; this says
@@ -283,16 +285,12 @@ func (c *Client) DeleteInstance(ctx context.Context, name string) error {
 		default:
 			return fmt.Errorf("incus: delete instance %q: %w", name, err)
 		}
+		delay := pause.Next()
 		c.log.Debug("delete instance again", zap.String("instance", name), zap.Duration("after", delay), zap.Error(err))
 		retrying = err
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, delay) != nil {
 			return deleteGaveUp(ctx, name, retrying, err)
-		case <-t.C:
 		}
-		delay = min(2*delay, deleteRetryMax)
 	}
 }
 

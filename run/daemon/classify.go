@@ -3,8 +3,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"jerichoci/run"
 	"time"
+
+	"jerichoci/internal/backoff"
+	"jerichoci/run"
 )
 
 // outcomeKind is how one delivery of a job ended.
@@ -121,13 +123,10 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 	panic(fmt.Sprintf("classify: unknown outcome %d", kind))
 }
 
-// retryDelay is RetryDelay doubled for each earlier delivery, capped.
+// retryDelay is RetryDelay doubled for each earlier delivery, at most
+// MaxRetryDelay.
 func retryDelay(delivered uint64, cfg DaemonConfig) time.Duration {
-	d := cfg.RetryDelay
-	for i := uint64(1); i < delivered && d < cfg.MaxRetryDelay; i++ {
-		d *= 2
-	}
-	return min(d, cfg.MaxRetryDelay)
+	return backoff.Backoff{First: cfg.RetryDelay, Max: cfg.MaxRetryDelay}.Nth(delivered)
 }
 
 func errText(err error) string {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"jerichoci/internal/backoff"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
 	"jerichoci/targets"
@@ -278,20 +279,21 @@ func (d *Daemon) init() {
 
 func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 	log := d.logger().With(zap.String("worker", worker))
-	backoff := time.Second
+	pull := backoff.Backoff{First: time.Second, Max: 30 * time.Second}
 	// sick counts this worker's infrastructure failures in a row: a worker
 	// whose host is broken (a full state root, its incusd gone) waits
 	// longer and longer before its next pull, so it does not spend the
 	// fleet's deliveries of every job while healthy workers could run them.
 	sick := 0
+	// The pause after the nth failure in a row: infraPause doubled, at
+	// most 32 times it and at most 30s.
+	sickPause := backoff.Backoff{First: d.Config.infraPause(), Max: min(32*d.Config.infraPause(), 30*time.Second)}
 	for ctx.Err() == nil {
 		if sick > 0 {
-			pause := min(time.Duration(1<<min(sick-1, 5))*d.Config.infraPause(), 30*time.Second)
+			pause := sickPause.Nth(uint64(sick))
 			log.Warn("infrastructure failures in a row; pausing before the next pull", zap.Int("failures", sick), zap.Duration("pause", pause))
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, pause) != nil {
 				return
-			case <-time.After(pause):
 			}
 		}
 		msg, err := d.Queue.Next(ctx)
@@ -299,16 +301,14 @@ func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("pull failed; retrying", zap.Error(err), zap.Duration("in", backoff))
-			select {
-			case <-ctx.Done():
+			pause := pull.Next()
+			log.Warn("pull failed; retrying", zap.Error(err), zap.Duration("in", pause))
+			if backoff.Sleep(ctx, pause) != nil {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
-		backoff = time.Second
+		pull.Reset()
 		if ctx.Err() != nil {
 			// Pulled while stopping: hand it straight back.
 			if err := msg.Nak(); err != nil {
