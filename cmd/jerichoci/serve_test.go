@@ -370,12 +370,15 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 		defer cancel()
 		m, err := q.Next(ctx)
 		if err != nil {
+			t.Logf("stand-in daemon: next: %v", err)
 			return
 		}
 		spec, err := model.ParseJobSpec(m.Data())
 		if err != nil {
+			t.Logf("stand-in daemon: %v", err)
 			return
 		}
+		t.Logf("stand-in daemon: took job %s", spec.JobID)
 		key, runID := spec.JobID.String(), "20260101T000000Z-0000abcd"
 		rec := model.RunRecord{RunID: runID, Status: model.StatusFailed, SourceRoot: src, Message: new("test command exited with 3"),
 			ChangedFiles: []string{}, Filters: []string{}, PrepareTimings: []model.PrepareTimingRecord{}, Jobs: []model.JobRecord{}}
@@ -388,8 +391,13 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 			_ = nc.PublishMsg(&nats.Msg{Subject: protocol.EventSubject(key, runID), Data: b, Header: h})
 		}
 		b, _ := json.Marshal(rec)
-		_, _ = q.Results.Create(ctx, key, b)
-		_ = m.DoubleAck(ctx)
+		if _, err := q.Results.Create(ctx, key, b); err != nil {
+			t.Logf("stand-in daemon: store the result: %v", err)
+		}
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Logf("stand-in daemon: ack: %v", err)
+		}
+		t.Logf("stand-in daemon: done")
 	}()
 	stdout, stderr, code := runCLIEnv(t, natsEnv,
 		"enqueue", "demo-fail", "--source", src, "--host-path", "--wait", "--timeout", "30s", "--output", "jsonl")

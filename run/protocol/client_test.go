@@ -447,6 +447,35 @@ func TestWatchFindsARecordStoredBeforeIt(t *testing.T) {
 	}
 }
 
+// TestWatchFindsARecordWithoutANotice: a watch that never hears of its
+// key's change (the notice came before the stream stored the record, or
+// was lost) still finds the record by reading the key again.
+func TestWatchFindsARecordWithoutANotice(t *testing.T) {
+	nc, q := startServer(t, true)
+	jobID := uuid.NewString()
+	w, err := newClient(t, nc).Watch(t.Context(), jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	protocol.DropKeyNotices(w)
+	b, err := json.Marshal(record("20260101T000000Z-0000dddd", model.StatusPassed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Results.Create(t.Context(), jobID, b); err != nil {
+		t.Fatal(err)
+	}
+	// A bound for a broken watch, which would wait for ever; the watch
+	// reads the key again within seconds.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	u, err := w.Next(ctx)
+	if err != nil || u.Record == nil || u.Record.RunID != "20260101T000000Z-0000dddd" {
+		t.Errorf("Next = %+v, %v; want the stored record", u, err)
+	}
+}
+
 func TestWatchErrors(t *testing.T) {
 	withQueue, _ := startServer(t, true)
 	bare, _ := startServer(t, false)

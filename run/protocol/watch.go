@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"jerichoci/internal/backoff"
 	"jerichoci/model"
 )
 
@@ -51,7 +53,30 @@ type Watch struct {
 	final  *model.RunRecord
 	done   bool
 	jobID  string
+	// recheck paces the reads of the key while it has no record: a
+	// change of the key reaches subscribers as it is published, which can
+	// be before the stream has stored it (a direct get then finds nothing
+	// yet), and a notice lost to a reconnect would never come again.
+	recheck backoff.Backoff
+	timer   *time.Timer
+	// sawFinal: the final event came; grace bounds the wait for it once
+	// the record is read.
+	sawFinal bool
+	grace    *time.Timer
 }
+
+// recheckFirst and recheckMax pace Watch's reads of a key without a record:
+// soon after a change (the store catches up within milliseconds), then
+// every recheckMax as a safety net.
+const (
+	recheckFirst = 10 * time.Millisecond
+	recheckMax   = 2 * time.Second
+)
+
+// finalGrace is how long a watch that has read the record waits for the
+// events still on their way, when the final event has not come (a daemon
+// publishes it just before the record; an older one does not).
+const finalGrace = 500 * time.Millisecond
 
 // Watch starts following a job. Subscribe before publishing or cancelling
 // the job, so that no event is missed. ctx bounds only the setup; the watch
@@ -60,7 +85,8 @@ func (c *Client) Watch(ctx context.Context, jobID string) (*Watch, error) {
 	if !ValidJobKey(jobID) {
 		return nil, fmt.Errorf("watch job %q: expected 1 to 128 letters, digits, '_' or '-'", jobID)
 	}
-	w := &Watch{c: c, jobID: jobID, events: make(chan *nats.Msg, eventBuffer), keys: make(chan *nats.Msg, 16)}
+	w := &Watch{c: c, jobID: jobID, events: make(chan *nats.Msg, eventBuffer), keys: make(chan *nats.Msg, 16),
+		recheck: backoff.Backoff{First: recheckFirst, Max: recheckMax}}
 	for _, s := range []struct {
 		subject string
 		ch      chan *nats.Msg
@@ -84,6 +110,9 @@ func (c *Client) Watch(ctx context.Context, jobID string) (*Watch, error) {
 		return nil, err
 	}
 	w.final = rec
+	if rec == nil {
+		w.timer = time.NewTimer(w.recheck.Next())
+	}
 	return w, nil
 }
 
@@ -175,6 +204,9 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 			if err != nil {
 				return Update{}, err
 			}
+			if rec == nil {
+				w.timer.Reset(w.recheck.Next())
+			}
 			if rec != nil {
 				// Events published before the record reached the server
 				// first; a round trip makes sure they are in our channel,
@@ -184,16 +216,42 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 			}
 		}
 		if w.final != nil {
+			// The daemon publishes its final event (HeaderFinal) before it
+			// stores the record, but an event can reach this connection
+			// after the record's direct get does (it crosses from the
+			// fleet's account on its own path): until the final event is
+			// here, events that come within finalGrace still go first.
+			var late <-chan time.Time
+			if !w.sawFinal {
+				if w.grace == nil {
+					w.grace = time.NewTimer(finalGrace)
+				}
+				late = w.grace.C
+			}
 			select {
 			case m := <-w.events:
 				if ev, ok := w.decodeEvent(m); ok {
+					w.sawFinal = w.sawFinal || ev.Final
 					return Update{Event: ev}, nil
 				}
+				continue
 			default:
-				w.done = true
-				return Update{Record: w.final}, nil
 			}
-			continue
+			if late != nil {
+				select {
+				case m := <-w.events:
+					if ev, ok := w.decodeEvent(m); ok {
+						w.sawFinal = w.sawFinal || ev.Final
+						return Update{Event: ev}, nil
+					}
+					continue
+				case <-late:
+				case <-ctx.Done():
+					return Update{}, ctx.Err()
+				}
+			}
+			w.done = true
+			return Update{Record: w.final}, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -203,7 +261,11 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 				return Update{Event: ev}, nil
 			}
 		case <-w.keys:
-			// Only a sign: what counts is the key's value, read anew.
+			// Only a sign: what counts is the key's value, read anew, and
+			// soon again if the store has not caught up yet.
+			w.check = true
+			w.recheck.Reset()
+		case <-w.timer.C:
 			w.check = true
 		}
 	}
@@ -229,6 +291,11 @@ func (w *Watch) decodeEvent(m *nats.Msg) (*Event, bool) {
 
 // Stop ends the watch. It may be called more than once.
 func (w *Watch) Stop() {
+	for _, t := range []*time.Timer{w.timer, w.grace} {
+		if t != nil {
+			t.Stop()
+		}
+	}
 	for _, sub := range w.subs {
 		_ = sub.Unsubscribe()
 	}
