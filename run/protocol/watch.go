@@ -228,27 +228,27 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 				}
 				late = w.grace.C
 			}
+			// Events already here go first; then, within the grace, those
+			// still on their way.
+			var m *nats.Msg
 			select {
-			case m := <-w.events:
+			case m = <-w.events:
+			default:
+				if late != nil {
+					select {
+					case m = <-w.events:
+					case <-late:
+					case <-ctx.Done():
+						return Update{}, ctx.Err()
+					}
+				}
+			}
+			if m != nil {
 				if ev, ok := w.decodeEvent(m); ok {
 					w.sawFinal = w.sawFinal || ev.Final
 					return Update{Event: ev}, nil
 				}
 				continue
-			default:
-			}
-			if late != nil {
-				select {
-				case m := <-w.events:
-					if ev, ok := w.decodeEvent(m); ok {
-						w.sawFinal = w.sawFinal || ev.Final
-						return Update{Event: ev}, nil
-					}
-					continue
-				case <-late:
-				case <-ctx.Done():
-					return Update{}, ctx.Err()
-				}
 			}
 			w.done = true
 			return Update{Record: w.final}, nil
