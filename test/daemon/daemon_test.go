@@ -529,10 +529,13 @@ func TestKill9MidJobRunsAgainElsewhereAndReapsTheInstance(t *testing.T) {
 	if res.RunID == firstRun {
 		t.Fatalf("the result is the killed run %s", firstRun)
 	}
-	c := o.claim(t, id)
-	if c == nil || c.State != protocol.ClaimFinished {
-		t.Errorf("claim = %+v, want finished", c)
-	}
+	// The result is stored first, then the claim marked finished
+	// (run/daemon finalize): wait for the second write, bounded.
+	var c *protocol.Claim
+	itest.WaitFor(t, "the claim to be finished", time.Minute, func() bool {
+		c = o.claim(t, id)
+		return c != nil && c.State == protocol.ClaimFinished
+	})
 	runs := diskRuns(t, a, b)[id]
 	checkOneFinal(t, id, res, runs)
 	ranOnSurvivor := false
