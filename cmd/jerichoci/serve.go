@@ -192,14 +192,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.catalog, "catalog", c.catalog, catalogFlagHelp)
 	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
-	hostsFromFlags := false
-	fs.Func("http-allowed-host", "`NAME` (host name or IP, no port) the status page, API and /metrics answer to besides localhost, the loopback addresses and --http-listen's host; other Host headers get 421 (repeatable, replacing JERICHOCI_HTTP_ALLOWED_HOSTS, a comma-separated list)", func(v string) error {
-		if !hostsFromFlags { // the flags replace the environment's list
-			c.httpAllowedHosts, hostsFromFlags = nil, true
-		}
-		c.httpAllowedHosts = append(c.httpAllowedHosts, splitNames(v)...)
-		return nil
-	})
+	listFlag(fs, "http-allowed-host", "`NAME` (host name or IP, no port) the status page, API and /metrics answer to besides localhost, the loopback addresses and --http-listen's host; other Host headers get 421 (repeatable, replacing JERICHOCI_HTTP_ALLOWED_HOSTS, a comma-separated list)", &c.httpAllowedHosts)
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
@@ -220,14 +213,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	})
 	fs.IntVar(&c.hostJobsMaxProcesses, "host-jobs-max-processes", c.hostJobsMaxProcesses, "`N` processes and threads the host-jobs user may have while one of its host-local jobs runs (RLIMIT_NPROC of the command and its nix, counted host-wide), so a fork bomb cannot take the host's PIDs; 0: no limit (env JERICHOCI_HOST_JOBS_MAX_PROCESSES). Jobs of one host-jobs user run one at a time on the host, across daemons, and every process of the user is killed when a job ends")
 	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix is evaluated (as an unprivileged user when serve runs as root) and built by the host's nix-daemon in its sandbox as build users; serve refuses to start when that Nix builds unsandboxed or as root, or its daemon does not answer (scripts/nix-up sets it up); without the flag those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
-	fromFlags := false
-	fs.Func("secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", func(v string) error {
-		if !fromFlags { // the flags replace the environment's list
-			c.secretEnv, fromFlags = nil, true
-		}
-		c.secretEnv = append(c.secretEnv, splitNames(v)...)
-		return nil
-	})
+	listFlag(fs, "secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", &c.secretEnv)
 	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
 	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
 	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
@@ -617,6 +603,20 @@ func (i daemonInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance,
 }
 
 // splitNames splits a comma-separated list, dropping blanks.
+// listFlag registers a repeatable flag of comma-separated names that
+// appends to *dst; the first use replaces what *dst held (the
+// environment's list).
+func listFlag(fs *flag.FlagSet, name, usage string, dst *[]string) {
+	fromFlags := false
+	fs.Func(name, usage, func(v string) error {
+		if !fromFlags {
+			*dst, fromFlags = nil, true
+		}
+		*dst = append(*dst, splitNames(v)...)
+		return nil
+	})
+}
+
 func splitNames(v string) []string {
 	var out []string
 	for _, f := range strings.Split(v, ",") {
