@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -32,17 +31,7 @@ import (
 // in one account. It is the control that shows what the accounts stop.
 func oneAccountServer(t *testing.T) usersServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
-	state := t.TempDir()
-	users, err := embeddedCredentials(state, "nats://"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
+	listen, state, users := testEmbeddedUsers(t)
 	host, port, _ := splitListen(listen)
 	opts := &server.Options{Host: host, Port: port, JetStream: true, StoreDir: filepath.Join(state, "nats"), NoSigs: true, NoLog: true,
 		Users: []*server.User{{Username: users.Admin.User, Password: users.Admin.Password}}}

@@ -21,9 +21,8 @@ import (
 // still has its queued job and its results once serve's server, with the
 // fleet's account, starts on it: nothing is lost on upgrade.
 func TestEmbeddedServerKeepsAnOlderVersionsData(t *testing.T) {
-	state := t.TempDir()
+	listen, state, users := testEmbeddedUsers(t)
 	store := filepath.Join(state, "nats")
-	listen := freeListen(t)
 
 	// The older version: one user, no accounts.
 	old, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store, NoSigs: true})
@@ -61,15 +60,7 @@ func TestEmbeddedServerKeepsAnOlderVersionsData(t *testing.T) {
 	}
 
 	// This version on the same store.
-	users, err := embeddedCredentials(state, "nats://"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: store, Users: users}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	srv := startTestEmbedded(t, listen, state, users)
 	wnc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(users.Roles[protocol.RoleWorker].User, users.Roles[protocol.RoleWorker].Password), nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
 	if err != nil {
 		t.Fatal(err)
@@ -99,13 +90,31 @@ func TestEmbeddedServerKeepsAnOlderVersionsData(t *testing.T) {
 	}
 }
 
-// freeListen is a free loopback HOST:PORT.
-func freeListen(t *testing.T) string {
+// testEmbeddedUsers returns a free loopback HOST:PORT, a state root and the
+// embedded server's users written under it, as serve makes them.
+func testEmbeddedUsers(t *testing.T) (listen, state string, users embeddedUsers) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	listen = l.Addr().String()
+	l.Close()
+	state = t.TempDir()
+	if users, err = embeddedCredentials(state, "nats://"+listen); err != nil {
+		t.Fatal(err)
+	}
+	return listen, state, users
+}
+
+// startTestEmbedded starts serve's embedded server on listen with its
+// store under state, until the test ends.
+func startTestEmbedded(t *testing.T, listen, state string, users embeddedUsers) *server.Server {
+	t.Helper()
+	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), Users: users}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv
 }

@@ -8,9 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap/zaptest"
 
 	"jerichoci/model"
 	"jerichoci/run/daemon"
@@ -43,23 +40,10 @@ func startUsersServer(t *testing.T) usersServer {
 // cfg.
 func startUsersServerWith(t *testing.T, cfg daemon.QueueConfig) usersServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
-	state := t.TempDir()
-	users, err := embeddedCredentials(state, "nats://"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), Users: users}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	listen, state, users := testEmbeddedUsers(t)
+	srv := startTestEmbedded(t, listen, state, users)
 	s := usersServer{url: srv.ClientURL(), users: users}
+	var err error
 	s.admin, err = nats.Connect(s.url, nats.UserInfo(users.Admin.User, users.Admin.Password))
 	if err != nil {
 		t.Fatal(err)

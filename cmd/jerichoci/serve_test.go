@@ -181,22 +181,8 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 // the server's credentials.
 func embeddedQueue(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
-	state := t.TempDir()
-	users, err := embeddedCredentials(state, "nats://"+listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), Users: users}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	listen, state, users := testEmbeddedUsers(t)
+	srv := startTestEmbedded(t, listen, state, users)
 	// As serve: the admin sets up, the worker runs the queue.
 	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(users.Admin.User, users.Admin.Password))
 	if err != nil {
