@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"strings"
 	"testing"
 
@@ -69,19 +68,11 @@ func TestGuestDiskSizeSetting(t *testing.T) {
 		{name: "bad", args: []string{"--guest-disk-size", "lots"}, wantErr: `--guest-disk-size "lots" (env JERICHOCI_GUEST_DISK_SIZE): root disk size: "lots" is not a size`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultExecConfig()
-			c.fromEnv(func(k string) (string, bool) {
-				if k == "JERICHOCI_GUEST_DISK_SIZE" && tc.env != "" {
-					return tc.env, true
-				}
-				return "", false
-			})
-			fs := flag.NewFlagSet("t", flag.ContinueOnError)
-			c.flags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
+			env := map[string]string{}
+			if tc.env != "" {
+				env["JERICHOCI_GUEST_DISK_SIZE"] = tc.env
 			}
-			err := c.Validate()
+			c, err := parseExec(t, env, tc.args...)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Validate() = %v, want %q", err, tc.wantErr)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,14 +32,7 @@ func TestGuestFlagsAndEnvironment(t *testing.T) {
 		{name: "too long", args: []string{"--guest-network", "a-very-long-bridge"}, wantErr: `guest network "a-very-long-bridge"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := defaultExecConfig()
-			c.fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			fs := flag.NewFlagSet("x", flag.ContinueOnError)
-			c.flags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			err := c.Validate()
+			c, err := parseExec(t, tc.env, tc.args...)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Validate: %v, want an error containing %q", err, tc.wantErr)

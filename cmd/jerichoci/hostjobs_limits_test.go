@@ -1,8 +1,6 @@
 package main
 
 import (
-	"flag"
-	"io"
 	"strings"
 	"testing"
 
@@ -32,16 +30,7 @@ func TestHostJobsMaxProcessesConfig(t *testing.T) {
 			wantErr: `JERICHOCI_HOST_JOBS_MAX_PROCESSES="many": expected an integer`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := defaultServeConfig()
-			cfg.fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			cfg.flags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg.finish()
-			err := cfg.Validate()
+			cfg, err := parseServe(t, tc.env, tc.args...)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Validate() = %v, want %q", err, tc.wantErr)

@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -83,16 +81,8 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 					{map[string]string{"JERICHOCI_REPLICAS": "3"}, []string{"--nats-url", "nats://a:4222,nats://b:4222", "--replicas", "2"}, 2},
 					{map[string]string{"JERICHOCI_REPLICAS": " "}, nil, 1},
 				} {
-					c := defaultServeConfig()
-					c.fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-					fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-					fs.SetOutput(io.Discard)
-					c.flags(fs)
-					if err := fs.Parse(tc.args); err != nil {
-						t.Fatal(err)
-					}
-					c.finish()
-					if err := c.Validate(); err != nil || c.queue.Replicas != tc.want {
+					c, err := parseServe(t, tc.env, tc.args...)
+					if err != nil || c.queue.Replicas != tc.want {
 						t.Errorf("env %v, args %q: replicas %d (Validate %v), want %d", tc.env, tc.args, c.queue.Replicas, err, tc.want)
 					}
 				}
@@ -143,16 +133,7 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := defaultServeConfig()
-			cfg.fromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
-			fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-			fs.SetOutput(io.Discard)
-			cfg.flags(fs)
-			if err := fs.Parse(tc.args); err != nil {
-				t.Fatal(err)
-			}
-			cfg.finish()
-			err := cfg.Validate()
+			cfg, err := parseServe(t, tc.env, tc.args...)
 			if len(tc.wantErr) == 0 {
 				if err != nil {
 					t.Fatalf("Validate() = %v", err)

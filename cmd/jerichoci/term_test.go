@@ -131,6 +131,20 @@ func parseServe(t *testing.T, env map[string]string, args ...string) (serveConfi
 	return c, c.Validate()
 }
 
+// parseExec is the executor settings from env and args, validated.
+func parseExec(t *testing.T, env map[string]string, args ...string) (execConfig, error) {
+	t.Helper()
+	c := defaultExecConfig()
+	c.fromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return c, c.Validate()
+}
+
 func TestServeHTTPAllowedHosts(t *testing.T) {
 	tests := []struct {
 		name    string
