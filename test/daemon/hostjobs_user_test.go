@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,12 +10,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 
 	"jerichoci/internal/itest"
 	"jerichoci/model"
@@ -135,17 +132,7 @@ true`
 		}
 	}
 
-	var mu sync.Mutex
-	var live []byte
-	sub, err := o.nc.Subscribe("jerichoci.logs.>", func(m *nats.Msg) {
-		mu.Lock()
-		defer mu.Unlock()
-		live = append(live, m.Data...)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
+	live := liveLogs(t, o.nc)
 	src = o.uploadSource(t, makeTarball(t, regEntry("paths.txt", []byte(strings.Join(targets, "\n")+"\n"))))
 	id := o.enqueue(t, "hj-snoop", src)
 	res = o.waitResults(t, []string{id}, 3*time.Minute)[id]
@@ -217,15 +204,11 @@ true`
 		}
 	}
 	itest.WaitFor(t, "the masked line on NATS", 30*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return bytes.Contains(live, []byte("declared=[MASKED]\n"))
+		return strings.Contains(live.String(), "declared=[MASKED]\n")
 	})
-	mu.Lock()
-	if bytes.Contains(live, []byte(declared)) || bytes.Contains(live, []byte(undeclared)) {
+	if got := live.String(); strings.Contains(got, declared) || strings.Contains(got, undeclared) {
 		t.Errorf("the live logs hold a secret value")
 	}
-	mu.Unlock()
 	checkNoSecretInFiles(t, stateRoot, declared)
 	checkNoSecretOnNATS(t, o.js, declared) // o reads as the worker
 }

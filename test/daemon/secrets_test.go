@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,17 +42,7 @@ func TestSecretEnvMaskedEverywhere(t *testing.T) {
 			url := startNATS(t)
 			d := startDaemon(t, url, "daemon-secret-"+warm, cat, 1, "--secret-env", "JCI_TEST_SECRET", "--warm", warm)
 			o := newOrchestrator(t, url)
-			var mu sync.Mutex
-			var live []byte
-			sub, err := o.nc.Subscribe("jerichoci.logs.>", func(m *nats.Msg) {
-				mu.Lock()
-				defer mu.Unlock()
-				live = append(live, m.Data...)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Unsubscribe()
+			live := liveLogs(t, o.nc)
 			id, refused := uuid.NewString(), uuid.NewString()
 			o.publish(t, protocol.JobSubject("secretive"), o.spec(id, "secretive"), id)
 			o.publish(t, protocol.JobSubject("greedy"), o.spec(refused, "greedy"), refused)
@@ -66,16 +55,12 @@ func TestSecretEnvMaskedEverywhere(t *testing.T) {
 				t.Errorf("job %s naming a variable the worker does not pass: %s %+v", refused, r.Status, r.Jobs)
 			}
 			itest.WaitFor(t, "the masked lines on NATS", 30*time.Second, func() bool {
-				mu.Lock()
-				defer mu.Unlock()
-				return bytes.Contains(live, []byte("[runner:stdout] tok=[MASKED]\n")) &&
-					bytes.Contains(live, []byte("[runner:stderr] err=[MASKED]\n"))
+				return strings.Contains(live.String(), "[runner:stdout] tok=[MASKED]\n") &&
+					strings.Contains(live.String(), "[runner:stderr] err=[MASKED]\n")
 			})
-			mu.Lock()
-			if bytes.Contains(live, []byte(secret)) {
+			if strings.Contains(live.String(), secret) {
 				t.Errorf("the live logs hold the secret")
 			}
-			mu.Unlock()
 			host, _ := os.ReadFile(filepath.Join(jobDir(d.stateRoot, res[id].RunID, "job"), "host.log"))
 			if !bytes.Contains(host, []byte("[runner:stdout] tok=[MASKED]\n")) {
 				t.Errorf("host.log lacks the masked line:\n%s", host)
@@ -113,6 +98,19 @@ func checkNoSecretInFiles(t *testing.T, root, secret string) {
 		t.Fatal(err)
 	}
 	t.Logf("%d files under the state root, none with the secret", n)
+}
+
+// liveLogs collects every live log chunk on NATS (jerichoci.logs.>) from
+// now until the test ends.
+func liveLogs(t *testing.T, nc *nats.Conn) *itest.SyncBuffer {
+	t.Helper()
+	var live itest.SyncBuffer
+	sub, err := nc.Subscribe(protocol.SubjectLogsPrefix+">", func(m *nats.Msg) { live.Write(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return &live
 }
 
 // checkNoSecretOnNATS reads every message of every stream of the
