@@ -60,7 +60,7 @@ nix_daemon_running() {
 	local pid bin
 	pid=$(cat "$nix_daemon_pid" 2>/dev/null || true)
 	case $pid in '' | *[!0-9]*) return 1 ;; esac
-	bin=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | head -n1 || true)
+	bin=$({ tr '\0' '\n' <"/proc/$pid/cmdline"; } 2>/dev/null | head -n1 || true)
 	case $bin in */nix-daemon) ;; *) return 1 ;; esac
 	[ "$(readlink -f "/proc/$pid/exe" 2>/dev/null || true)" = "$(readlink -f "$bin")" ] || return 1
 	echo "$pid"
