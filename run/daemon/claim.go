@@ -1,8 +1,8 @@
 package daemon
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -12,75 +12,75 @@ import (
 	"jerichoci/run/protocol"
 )
 
+// Reasons acquire writes no claim.
+var (
+	// errNotNeeded: the job is finished, or this is a copy of a running
+	// job's message.
+	errNotNeeded = errors.New("the job needs no worker")
+	// errHolderLive: another live worker holds the job.
+	errHolderLive = errors.New("the job is held by a live worker")
+)
+
 // acquire takes the job's claim. It returns false with the outcome when
 // the job is done already, or held by a live worker while this daemon
 // stops, or the bucket fails.
 func (a *attempt) acquire() (bool, result) {
 	d := a.d
-	conflicts := 0
 	for {
-		if conflicts > 20 {
-			return false, result{kind: outcomeInfra, cause: fmt.Errorf("claim %s: changed concurrently %d times", a.key, conflicts)}
-		}
+		var prev *claimEntry // the claim this one replaces
+		takeover := false
 		ctx, cancel := d.opCtx()
-		cur, err := getClaim(ctx, d.Jobs, a.key)
-		cancel()
-		if err != nil {
-			return false, result{kind: outcomeInfra, cause: err}
-		}
-		now := d.now()
-		next := protocol.Claim{JobID: a.key, State: protocol.ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
-			Worker: a.worker, Attempt: a.delivered, StreamSeq: a.seq, UpdatedAt: model.At(now)}
-		var got *claimEntry
-		ctx, cancel = d.opCtx()
-		switch {
-		case cur == nil:
-			got, err = createClaim(ctx, d.Jobs, next)
-		case cur.State == protocol.ClaimFinished:
-			cancel()
-			a.log.Info("job already finished", zap.String("run_id", cur.RunID))
-			return false, result{kind: outcomeDuplicate}
-		case cur.State == protocol.ClaimQueued || cur.State == protocol.ClaimCancelled:
-			next.CancelRequested = cur.CancelRequested || cur.State == protocol.ClaimCancelled
-			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
-		default: // running
-			live := d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter()
-			if live && cur.StreamSeq != 0 && a.seq != 0 && cur.StreamSeq != a.seq {
-				// A copy of a running job's message: the job's own message
-				// settles it (it comes back if that attempt fails or dies),
-				// so the copy takes no worker slot.
-				cancel()
-				a.log.Info("a copy of a running job's message; dropping it", zap.String("holder", cur.Worker),
-					zap.String("run_id", cur.RunID), zap.Uint64("holder_stream_seq", cur.StreamSeq))
-				return false, result{kind: outcomeDuplicate}
-			}
-			if live {
-				cancel()
-				a.log.Info("job held by a live worker; waiting for it", zap.String("holder", cur.Worker), zap.String("run_id", cur.RunID))
-				if !a.waitForHolder() {
-					return false, result{kind: outcomeBusy}
+		got, err := changeClaim(ctx, d.Jobs, a.key, func(cur *claimEntry) (*protocol.Claim, error) {
+			prev, takeover = cur, false
+			now := d.now()
+			next := protocol.Claim{JobID: a.key, State: protocol.ClaimRunning, RunID: model.NewRunID(now, d.newUUID()),
+				Worker: a.worker, Attempt: a.delivered, StreamSeq: a.seq, UpdatedAt: model.At(now)}
+			switch {
+			case cur == nil:
+			case cur.State == protocol.ClaimFinished:
+				a.log.Info("job already finished", zap.String("run_id", cur.RunID))
+				return nil, errNotNeeded
+			case cur.State == protocol.ClaimQueued || cur.State == protocol.ClaimCancelled:
+				next.CancelRequested = cur.CancelRequested || cur.State == protocol.ClaimCancelled
+			default: // running
+				live := d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter()
+				if live && cur.StreamSeq != 0 && a.seq != 0 && cur.StreamSeq != a.seq {
+					// A copy of a running job's message: the job's own message
+					// settles it (it comes back if that attempt fails or dies),
+					// so the copy takes no worker slot.
+					a.log.Info("a copy of a running job's message; dropping it", zap.String("holder", cur.Worker),
+						zap.String("run_id", cur.RunID), zap.Uint64("holder_stream_seq", cur.StreamSeq))
+					return nil, errNotNeeded
 				}
-				continue
+				if live {
+					a.log.Info("job held by a live worker; waiting for it", zap.String("holder", cur.Worker), zap.String("run_id", cur.RunID))
+					return nil, errHolderLive
+				}
+				next.CancelRequested = cur.CancelRequested
+				a.log.Warn("taking over a job whose worker stopped answering", zap.String("previous_worker", cur.Worker),
+					zap.String("previous_run_id", cur.RunID), zap.Duration("silent_for", time.Since(cur.written)))
+				takeover = true
 			}
-			next.CancelRequested = cur.CancelRequested
-			a.log.Warn("taking over a job whose worker stopped answering", zap.String("previous_worker", cur.Worker),
-				zap.String("previous_run_id", cur.RunID), zap.Duration("silent_for", time.Since(cur.written)))
-			got, err = updateClaim(ctx, d.Jobs, next, cur.rev)
-			if err == nil {
-				d.kickReaper() // the previous attempt's instance is an orphan now
-			}
-		}
+			return &next, nil
+		})
 		cancel()
 		switch {
-		case errors.Is(err, errClaimConflict):
-			conflicts++
+		case errors.Is(err, errNotNeeded):
+			return false, result{kind: outcomeDuplicate}
+		case errors.Is(err, errHolderLive):
+			if !a.waitForHolder() {
+				return false, result{kind: outcomeBusy}
+			}
 			continue
 		case err != nil:
 			return false, result{kind: outcomeInfra, cause: err}
 		}
+		if takeover {
+			d.kickReaper() // the previous attempt's instance is an orphan now
+		}
 		a.setClaim(got)
-		if cur != nil {
-			a.handedBack = cur.LastError
+		if prev != nil {
+			a.handedBack = prev.LastError
 		}
 		a.log = a.log.With(zap.String("run_id", got.RunID))
 		return true, result{}
@@ -149,30 +149,31 @@ func (a *attempt) startHeartbeat() func() {
 	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
+// refreshClaim marks the claim fresh, if still this attempt's; it cancels
+// the job when the claim changed hands or asks for a cancel.
 func (a *attempt) refreshClaim() {
 	ctx, cancel := a.d.opCtx()
 	defer cancel()
 	mine := a.getClaim()
-	cur, err := getClaim(ctx, a.d.Jobs, a.key)
-	if err != nil {
-		a.log.Warn("refresh claim", zap.Error(err))
-		return
-	}
-	if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
+	got, err := changeClaim(ctx, a.d.Jobs, a.key, func(cur *claimEntry) (*protocol.Claim, error) {
+		if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
+			return nil, lostClaim(cur)
+		}
+		if cur.CancelRequested {
+			a.cancel(errCancelRequested)
+		}
+		next := cur.Claim
+		next.UpdatedAt = model.At(a.d.now())
+		return &next, nil
+	})
+	switch {
+	case errors.Is(err, errLostClaim):
 		a.log.Warn("lost the job's claim; stopping this run")
-		a.cancel(lostClaim(cur))
-		return
-	}
-	if cur.CancelRequested {
-		a.cancel(errCancelRequested)
-	}
-	next := cur.Claim
-	next.UpdatedAt = model.At(a.d.now())
-	got, err := updateClaim(ctx, a.d.Jobs, next, cur.rev)
-	if err == nil {
-		a.setClaim(got)
-	} else if !errors.Is(err, errClaimConflict) {
+		a.cancel(err)
+	case err != nil:
 		a.log.Warn("refresh claim", zap.Error(err))
+	default:
+		a.setClaim(got)
 	}
 }
 
@@ -184,22 +185,32 @@ func (a *attempt) release(why string) {
 	}
 	ctx, cancel := a.d.opCtx()
 	defer cancel()
-	for i := 0; i < 5; i++ {
-		cur, err := getClaim(ctx, a.d.Jobs, a.key)
-		if err != nil {
-			a.log.Warn("release claim", zap.Error(err))
-			return
-		}
+	_, err := changeClaim(ctx, a.d.Jobs, a.key, func(cur *claimEntry) (*protocol.Claim, error) {
 		if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
-			return
+			return nil, nil
 		}
 		next := cur.Claim
 		next.State, next.UpdatedAt, next.LastError = protocol.ClaimQueued, model.At(a.d.now()), truncate(why, 4096)
-		if _, err = updateClaim(ctx, a.d.Jobs, next, cur.rev); !errors.Is(err, errClaimConflict) {
-			if err != nil {
-				a.log.Warn("release claim", zap.Error(err))
-			}
-			return
+		return &next, nil
+	})
+	if err != nil {
+		a.log.Warn("release claim", zap.Error(err))
+	}
+}
+
+// markFinished marks the claim finished with rec's run once rec is the
+// job's result: a republished spec is then acked without a look at the
+// results. The result is what counts, so a failure is only logged.
+func (a *attempt) markFinished(ctx context.Context, rec model.RunRecord) {
+	_, err := changeClaim(ctx, a.d.Jobs, a.key, func(cur *claimEntry) (*protocol.Claim, error) {
+		next := protocol.Claim{JobID: a.key, State: protocol.ClaimFinished, RunID: rec.RunID, Worker: a.worker, Attempt: a.delivered,
+			Status: rec.Status, UpdatedAt: model.At(a.d.now())}
+		if cur != nil {
+			next.CancelRequested = cur.CancelRequested
 		}
+		return &next, nil
+	})
+	if err != nil {
+		a.log.Warn("mark claim finished", zap.Error(err))
 	}
 }

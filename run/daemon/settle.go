@@ -165,28 +165,7 @@ func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
 	if err != nil || !created {
 		return false, err
 	}
-	// The result is what counts; marking the claim finished lets a
-	// republished spec be acked without a look at the results.
-	for i := 0; i < 5; i++ {
-		cur, err := getClaim(ctx, d.Jobs, a.key)
-		if err != nil {
-			break
-		}
-		next := protocol.Claim{JobID: a.key, State: protocol.ClaimFinished, RunID: rec.RunID, Worker: a.worker, Attempt: a.delivered,
-			Status: rec.Status, UpdatedAt: model.At(d.now())}
-		if cur == nil {
-			_, err = createClaim(ctx, d.Jobs, next)
-		} else {
-			next.CancelRequested = cur.CancelRequested
-			_, err = updateClaim(ctx, d.Jobs, next, cur.rev)
-		}
-		if !errors.Is(err, errClaimConflict) {
-			break
-		}
-	}
-	if err != nil && !errors.Is(err, errClaimConflict) {
-		a.log.Warn("mark claim finished", zap.Error(err))
-	}
+	a.markFinished(ctx, rec)
 	return true, nil
 }
 
