@@ -53,9 +53,9 @@ type result struct {
 	kind  outcomeKind
 	cause error
 	rec   *model.RunRecord // the attempt's record on disk, if one was written
-	// settled is the message the Runner already wrote into rec, as
-	// classify decided it when the run ended (no second write for it).
-	settled string
+	// dec is classify's decision on kind, once made (the run makes it
+	// when it settles its record, which then carries its message).
+	dec *decision
 }
 
 // process handles one delivery and returns how it ended.
@@ -138,10 +138,9 @@ func (a *attempt) runPlan() result {
 		},
 		Log: a.base.Named("run").With(zap.String("job_id", a.key)),
 		Settle: func(rec *model.RunRecord) {
-			res, settled = outcome(), true
-			if dec := classify(res.kind, res.cause, a.delivered, d.Config); dec.message != "" {
-				markFailed(rec, dec.message, a.d.now())
-				res.settled = dec.message
+			res, settled = a.classified(outcome()), true
+			if res.dec.message != "" {
+				markFailed(rec, res.dec.message, a.d.now())
 			}
 		},
 	})
@@ -149,7 +148,8 @@ func (a *attempt) runPlan() result {
 		res = outcome() // the run ended before its record was settled
 	}
 	if err != nil && ctx.Err() == nil {
-		res = result{kind: outcomeInfra, cause: fmt.Errorf("run %s: %w", runID, err), settled: res.settled}
+		// An outcome of its own: settle classifies it and amends the record.
+		res = result{kind: outcomeInfra, cause: fmt.Errorf("run %s: %w", runID, err)}
 	}
 	res.rec = &rec
 	return res

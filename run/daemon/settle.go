@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -12,52 +11,46 @@ import (
 	"jerichoci/run/protocol"
 )
 
-// settle classifies the outcome, makes the record durable, stores the
-// final one and only then answers JetStream.
+// settle answers for the attempt, in this order: decide (classify the
+// outcome, unless the run did when it settled its record), write (the
+// attempt's record under the state root, then, when the decision makes it
+// final, the job's result), publish (run_finished) and only then reply to
+// JetStream, as the decision says. Storing the result is an outcome of its
+// own: when it does not succeed (the claim lost, another record first, the
+// bucket failing), classify decides that outcome and its decision is the
+// one obeyed.
 func (a *attempt) settle(res result) {
 	d := a.d
 	defer d.unregister(a)
-	dec := classify(res.kind, res.cause, a.delivered, d.Config)
+	// Decide.
+	res = a.classified(res)
 	log := a.log.With(zap.Stringer("outcome", res.kind))
-	rec := res.rec
-	// A job refused before it ran keeps its record for a shorter time.
+	// Write. A job refused before it ran keeps its result for a shorter time.
 	a.unrun = res.rec == nil && res.kind == outcomeInvalid
-	if rec == nil && dec.final {
-		// The state root is not a precondition: a record that cannot be
-		// written there (a full disk) still goes to the results bucket.
-		r, err := a.writeTerminal(dec.message)
-		if err != nil {
-			log.Error("write the final record under the state root; storing it in the results bucket all the same", zap.Error(err))
-		}
-		rec = &r
-	} else if rec != nil && dec.message != "" && dec.message != res.settled {
-		a.amend(rec, dec.message, log)
-	}
+	rec := a.record(res, log)
 	final := false
-	if dec.final && rec != nil {
-		won, err := a.finalize(*rec)
-		switch {
-		case errors.Is(err, errLostClaim):
-			dec = classify(outcomeSuperseded, err, a.delivered, d.Config)
-			a.amend(rec, dec.message, log)
-		case err != nil:
-			log.Error("store the final record; the job goes back to the queue", zap.Error(err))
-			dec = decision{action: actNak, delay: retryDelay(a.delivered, d.Config), release: true}
-			a.amend(rec, "could not store the result, the job goes back to the queue: "+err.Error(), log)
-		case !won:
-			dec = decision{action: actAck}
-			a.amend(rec, "superseded: the job already has its final record; this run is not the job's result", log)
-		default:
+	if res.dec.final {
+		if stored, why := a.finalize(*rec); stored {
 			final = true
+		} else {
+			res = a.classified(why)
+			log = a.log.With(zap.Stringer("outcome", res.kind))
+			if res.kind == outcomeStoreFailed {
+				log.Error("store the final record", zap.Error(res.cause))
+			}
+			a.amend(rec, res.dec.message, log)
 		}
 	}
+	dec := *res.dec
+	// Publish.
 	if rec != nil {
 		a.sink.publishFinished(context.Background(), *rec, final)
 	}
+	// Reply.
 	if dec.release {
 		a.release(dec.message)
 	}
-	dead := dec.dead && final && rec != nil
+	dead := dec.dead && final
 	if dead {
 		a.deadLetter(*rec, res.cause)
 	}
@@ -88,7 +81,37 @@ func (a *attempt) settle(res result) {
 	log.Info("job settled", fields...)
 }
 
-// amend rewrites the attempt's run.json with a failed status and msg.
+// classified returns res with its decision: classify's, made once per
+// outcome.
+func (a *attempt) classified(res result) result {
+	if res.dec == nil {
+		dec := classify(res.kind, res.cause, a.delivered, a.d.Config)
+		res.dec = &dec
+	}
+	return res
+}
+
+// record returns the attempt's record as the decision has it: the run's
+// own (amended when the decision's message is not in it yet), or, for a
+// final decision on a run that never started, a terminal record written
+// now; nil when there is neither.
+func (a *attempt) record(res result, log *zap.Logger) *model.RunRecord {
+	dec := res.dec
+	switch {
+	case res.rec == nil && dec.final:
+		// The state root is not a precondition: a record that cannot be
+		// written there (a full disk) still goes to the results bucket.
+		r, err := a.writeTerminal(dec.message)
+		if err != nil {
+			log.Error("write the final record under the state root; storing it in the results bucket all the same", zap.Error(err))
+		}
+		return &r
+	case res.rec != nil && dec.message != "" && messageOf(*res.rec) != dec.message:
+		a.amend(res.rec, dec.message, log)
+	}
+	return res.rec
+}
+
 // amend rewrites the attempt's run.json with a failed status and msg: for
 // decisions taken after the run's own record was written (the result
 // could not be stored, or another attempt took the job over).
@@ -145,28 +168,32 @@ func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
 }
 
 // finalize stores rec as the job's result if this attempt still holds the
-// claim, then marks the claim finished. won is false when the job already
-// had a result; errLostClaim when another worker holds the job now.
-func (a *attempt) finalize(rec model.RunRecord) (bool, error) {
+// claim, then marks the claim finished. It returns true when rec is the
+// job's result, else false with how storing it ended: outcomeSuperseded
+// (another worker holds the job now), outcomeLostRace (the job had a
+// result already) or outcomeStoreFailed.
+func (a *attempt) finalize(rec model.RunRecord) (bool, result) {
 	d := a.d
 	ctx, cancel := d.opCtx()
 	defer cancel()
-	mine := a.getClaim()
-	if mine != nil {
+	if mine := a.getClaim(); mine != nil {
 		cur, err := getClaim(ctx, d.Jobs, a.key)
 		if err != nil {
-			return false, err
+			return false, result{kind: outcomeStoreFailed, cause: err}
 		}
 		if cur == nil || cur.RunID != mine.RunID {
-			return false, lostClaim(cur)
+			return false, result{kind: outcomeSuperseded, cause: lostClaim(cur)}
 		}
 	}
 	created, err := a.storeResult(ctx, rec)
-	if err != nil || !created {
-		return false, err
+	switch {
+	case err != nil:
+		return false, result{kind: outcomeStoreFailed, cause: err}
+	case !created:
+		return false, result{kind: outcomeLostRace}
 	}
 	a.markFinished(ctx, rec)
-	return true, nil
+	return true, result{}
 }
 
 // storeResult creates the job's result: the record, or, when it is too
