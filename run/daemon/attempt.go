@@ -13,6 +13,7 @@ import (
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
+	"jerichoci/sourcetar"
 	"jerichoci/targets"
 )
 
@@ -89,8 +90,8 @@ func (a *attempt) runPlan() result {
 		switch {
 		case ctx.Err() != nil:
 			return a.cancelled(nil)
-		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, run.ErrSourceUnusable),
-			errors.Is(err, run.ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
+		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, sourcetar.ErrSourceUnusable),
+			errors.Is(err, sourcetar.ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
 			return result{kind: outcomeInvalid, cause: err}
 		}
 		return result{kind: outcomeInfra, cause: err}

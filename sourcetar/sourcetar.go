@@ -1,4 +1,4 @@
-package run
+package sourcetar
 
 import (
 	"archive/tar"
