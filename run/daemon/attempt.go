@@ -90,8 +90,8 @@ func (a *attempt) runPlan() result {
 		switch {
 		case ctx.Err() != nil:
 			return a.cancelled(nil)
-		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, sourcetar.ErrSourceUnusable),
-			errors.Is(err, sourcetar.ErrSourceRefused), errors.Is(err, ErrHostPathRefused):
+		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, sourcetar.ErrUnusable),
+			errors.Is(err, sourcetar.ErrRefused), errors.Is(err, ErrHostPathRefused):
 			return result{kind: outcomeInvalid, cause: err}
 		}
 		return result{kind: outcomeInfra, cause: err}

@@ -69,7 +69,7 @@ type DaemonConfig struct {
 	// resolve under (symlinks included); empty refuses host_path sources.
 	HostPathRoot string
 	// SourceLimits bound what an uploaded source may unpack to.
-	SourceLimits sourcetar.SourceLimits
+	SourceLimits sourcetar.Limits
 	// SourceCacheMaxAge and SourceCacheMaxBytes prune the unpacked-source
 	// cache (least recently used first); 0 turns that bound off.
 	SourceCacheMaxAge   time.Duration
@@ -92,7 +92,7 @@ func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
 		Concurrency: 2, AckWait: 10 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second, StaleBeats: 3,
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
-		OpTimeout: 30 * time.Second, SourceLimits: sourcetar.DefaultSourceLimits(),
+		OpTimeout: 30 * time.Second, SourceLimits: sourcetar.DefaultLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
 		PrecancelTTL: 10 * time.Minute, UnrunResultTTL: time.Hour,
 	}
