@@ -20,6 +20,7 @@ import (
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
+	"jerichoci/sourcetar"
 )
 
 func init() {
@@ -161,7 +162,7 @@ func uploadSource(ctx context.Context, client *protocol.Client, dir string) (mod
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	if err := run.PackSource(ctx, dir, io.MultiWriter(f, h), gitFiles(ctx, dir)); err != nil {
+	if err := sourcetar.Pack(ctx, dir, io.MultiWriter(f, h), gitFiles(ctx, dir)); err != nil {
 		return model.SourceRef{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {

@@ -230,7 +230,7 @@ var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // finish derives the settings that follow from others.
 func (c *serveConfig) finish() {
-	c.daemon.AckWait, c.daemon.MaxDeliver = c.queue.AckWait, c.queue.MaxDeliver
+	c.daemon.Delivery = c.queue.Delivery
 	c.daemon.ID = strings.Trim(unsafeIDChars.ReplaceAllString(c.exec.Owner, "-"), "-")
 	if c.daemon.MaxRetryDelay < c.daemon.RetryDelay {
 		c.daemon.MaxRetryDelay = c.daemon.RetryDelay

@@ -32,18 +32,26 @@ const (
 	// outcomeBusy: not started because the daemon is stopping or because
 	// another live worker holds the job.
 	outcomeBusy
-	// outcomeSuperseded: this worker lost its claim; the new holder
-	// settles the message.
+	// outcomeSuperseded: this worker lost its claim (seen by the heartbeat,
+	// or when it came to store the result); the new holder settles the
+	// message.
 	outcomeSuperseded
 	// outcomeExhausted: the server stopped delivering the job (MaxDeliver)
 	// and no worker finished it.
 	outcomeExhausted
+	// outcomeLostRace: storing the result found the job's final record
+	// there already (another attempt stored it first).
+	outcomeLostRace
+	// outcomeStoreFailed: the result could not be stored (the claims or
+	// results bucket failed).
+	outcomeStoreFailed
 )
 
 var outcomeNames = map[outcomeKind]string{
 	outcomeRan: "ran", outcomeInvalid: "invalid", outcomeInfra: "infrastructure_error", outcomeCancelled: "cancelled",
 	outcomeDuplicate: "duplicate", outcomeInvalidRepeat: "invalid_repeat", outcomeInterrupted: "interrupted",
 	outcomeBusy: "busy", outcomeSuperseded: "superseded", outcomeExhausted: "exhausted",
+	outcomeLostRace: "lost_race", outcomeStoreFailed: "store_failed",
 }
 
 func (k outcomeKind) String() string { return outcomeNames[k] }
@@ -74,7 +82,12 @@ type decision struct {
 }
 
 // classify is the one place that maps an outcome to the JetStream reply
-// and to the fate of the record:
+// and to the fate of the record. The first outcome of an attempt is how
+// its run ended; when the decision makes the record final and storing it
+// does not succeed, that is a second outcome (superseded, lost race, store
+// failed) whose decision replaces the first. A decision's message goes
+// into the attempt's record; "final" means the record becomes the job's
+// result.
 //
 //	ran                 ack, final
 //	invalid             term with the reason, final failed record
@@ -84,9 +97,11 @@ type decision struct {
 //	infra, not last     nak with delay (doubling), claim released
 //	infra, last         ack, final failed record that says it gave up, dead letter
 //	interrupted         nak at once, claim released
-//	busy                nak at once (or after AckWait/3 for a live holder)
-//	superseded          nothing: the new holder settles the message
+//	busy                nak at once (while it waited for a live holder, InProgress every heartbeat)
+//	superseded          nothing, record failed `superseded`: the new holder settles the message
 //	exhausted           ack (delete), final failed record that says it gave up, dead letter
+//	lost race           ack, record failed `superseded` (the job has its result)
+//	store failed        nak with delay (doubling), claim released, record failed with the error
 func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig) decision {
 	switch kind {
 	case outcomeRan:
@@ -119,6 +134,11 @@ func classify(kind outcomeKind, cause error, delivered uint64, cfg DaemonConfig)
 			cause = errLostClaim
 		}
 		return decision{action: actNone, message: "superseded: " + errText(cause) + "; this run is not the job's result"}
+	case outcomeLostRace:
+		return decision{action: actAck, message: "superseded: the job already has its final record; this run is not the job's result"}
+	case outcomeStoreFailed:
+		return decision{action: actNak, delay: retryDelay(delivered, cfg), release: true,
+			message: "could not store the result, the job goes back to the queue: " + errText(cause)}
 	}
 	panic(fmt.Sprintf("classify: unknown outcome %d", kind))
 }

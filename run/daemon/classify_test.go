@@ -44,6 +44,19 @@ func TestClassify(t *testing.T) {
 		{outcomeSuperseded, 1, decision{action: actNone, message: "superseded: another worker took the job over; this run is not the job's result"}},
 		{outcomeExhausted, 4, decision{action: actAck, final: true, dead: true,
 			message: "gave up: the job was delivered 4 times and no worker finished it (its last worker stopped answering)"}},
+		{outcomeLostRace, 4, decision{action: actAck,
+			message: "superseded: the job already has its final record; this run is not the job's result"}},
+		{outcomeStoreFailed, 2, decision{action: actNak, delay: 20 * time.Second, release: true,
+			message: "could not store the result, the job goes back to the queue: incus: 500"}},
+	}
+	rows := map[outcomeKind]bool{}
+	for _, tc := range tests {
+		rows[tc.kind] = true
+	}
+	for name, k := range declaredOutcomes(t) {
+		if !rows[k] {
+			t.Errorf("%s has no row in this table", name)
+		}
 	}
 	for _, tc := range tests {
 		t.Run(tc.kind.String(), func(t *testing.T) {

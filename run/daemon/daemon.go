@@ -15,6 +15,7 @@ import (
 	"jerichoci/internal/backoff"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
+	"jerichoci/sourcetar"
 	"jerichoci/targets"
 )
 
@@ -41,10 +42,8 @@ type DaemonConfig struct {
 	PoolOwner   string
 	PoolMaxAge  time.Duration
 	Concurrency int
-	// AckWait must equal the consumer's: a message whose worker died is
-	// delivered again AckWait after its last InProgress.
-	AckWait    time.Duration
-	MaxDeliver int
+	// Delivery must be the consumer's (QueueConfig.Delivery).
+	Delivery
 	// Heartbeat is how often a running job sends InProgress and refreshes
 	// its claim (0: 2s, or AckWait/3 when that is shorter); a claim not
 	// refreshed for StaleBeats heartbeats belongs to a dead worker.
@@ -68,7 +67,7 @@ type DaemonConfig struct {
 	// resolve under (symlinks included); empty refuses host_path sources.
 	HostPathRoot string
 	// SourceLimits bound what an uploaded source may unpack to.
-	SourceLimits run.SourceLimits
+	SourceLimits sourcetar.Limits
 	// SourceCacheMaxAge and SourceCacheMaxBytes prune the unpacked-source
 	// cache (least recently used first); 0 turns that bound off.
 	SourceCacheMaxAge   time.Duration
@@ -89,15 +88,17 @@ type DaemonConfig struct {
 // DefaultDaemonConfig returns the defaults.
 func DefaultDaemonConfig() DaemonConfig {
 	return DaemonConfig{
-		Concurrency: 2, AckWait: 10 * time.Second, MaxDeliver: 4, RetryDelay: 10 * time.Second, StaleBeats: 3,
+		Concurrency: 2, Delivery: DefaultDelivery(), RetryDelay: 10 * time.Second, StaleBeats: 3,
 		MaxRetryDelay: 5 * time.Minute, DrainTimeout: 10 * time.Minute, ReapEvery: 2 * time.Minute,
-		OpTimeout: 30 * time.Second, SourceLimits: run.DefaultSourceLimits(),
+		OpTimeout: 30 * time.Second, SourceLimits: sourcetar.DefaultLimits(),
 		SourceCacheMaxAge: 24 * time.Hour, SourceCacheMaxBytes: 8 << 30, KeepRuns: 1000,
 		PrecancelTTL: 10 * time.Minute, UnrunResultTTL: time.Hour,
 	}
 }
 
-// Validate reports every problem at once.
+// Validate reports every problem at once, but for Delivery's own rules:
+// those are checked where Delivery is set, by QueueConfig.Validate (serve
+// validates the queue's and hands it over) and by Run.
 func (c DaemonConfig) Validate() error {
 	var errs []error
 	if !protocol.ValidJobKey(strings.ReplaceAll(c.ID, ".", "_")) {
@@ -106,17 +107,11 @@ func (c DaemonConfig) Validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be at least 1", c.Concurrency))
 	}
-	if c.AckWait < 3*time.Millisecond {
-		errs = append(errs, fmt.Errorf("ack wait %s: must be positive", c.AckWait))
-	}
 	if c.Heartbeat < 0 || (c.Heartbeat > 0 && 2*c.Heartbeat > c.AckWait) {
 		errs = append(errs, fmt.Errorf("heartbeat %s: must be positive and at most half the ack wait %s", c.Heartbeat, c.AckWait))
 	}
 	if c.StaleBeats < 2 {
 		errs = append(errs, fmt.Errorf("stale beats %d: must be at least 2", c.StaleBeats))
-	}
-	if c.MaxDeliver < 1 {
-		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 1", c.MaxDeliver))
 	}
 	if c.RetryDelay <= 0 || c.MaxRetryDelay < c.RetryDelay {
 		errs = append(errs, fmt.Errorf("retry delay %s (max %s): must be positive and at most the maximum", c.RetryDelay, c.MaxRetryDelay))
@@ -205,7 +200,7 @@ type Daemon struct {
 // within DrainTimeout (or until Kill) and returns. Jobs cut short by Kill
 // are handed back to the queue.
 func (d *Daemon) Run(ctx context.Context) error {
-	if err := d.Config.Validate(); err != nil {
+	if err := errors.Join(d.Config.Delivery.Validate(), d.Config.Validate()); err != nil {
 		return err
 	}
 	if d.Queue == nil || d.Jobs == nil || d.Results == nil || d.Catalog == nil || d.NewExecutor == nil {

@@ -21,6 +21,7 @@ import (
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
+	"jerichoci/sourcetar"
 )
 
 func TestDaemonSettlesEachOutcome(t *testing.T) {
@@ -324,7 +325,7 @@ func waitForBeats(t *testing.T, m *fakeMsg, done <-chan struct{}, n int) {
 func TestDaemonObjectStoreSource(t *testing.T) {
 	h := newHarness(t)
 	var buf bytes.Buffer
-	if err := run.PackSource(t.Context(), h.src, &buf, nil); err != nil {
+	if err := sourcetar.Pack(t.Context(), h.src, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(buf.Bytes())

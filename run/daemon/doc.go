@@ -3,14 +3,16 @@
 // each through run.Runner (docs/PROTOCOL.md, "The daemon on NATS
 // JetStream").
 //
-// One delivery is one attempt: the worker decodes the job spec and resolves
-// its lane or target, fences the job with a claim in the jobs bucket
-// (compare-and-swap, refreshed every heartbeat), fetches and unpacks the
+// One delivery is one attempt: the worker admits it (decodes the job spec
+// and resolves its lane or target; admit.go), fences the job with a claim
+// in the jobs bucket (every change one compare-and-swap under one retry
+// policy, refreshed every heartbeat; claim.go), fetches and unpacks the
 // source (an object-store tarball through a content-addressed cache, or a
-// host path under the allowed root), runs the plan, and settles: classify
-// decides between a final record and a retry, the final record goes to the
-// state root and to the results bucket, the run_finished event is
-// published, and only then is the message acknowledged. Around the attempts
+// host path under the allowed root), runs the plan (attempt.go), and
+// settles (settle.go): classify decides between a final record and a
+// retry, the record goes to the state root and the final one to the
+// results bucket (an outcome classify decides too when it fails), the
+// run_finished event is published, and only then is the message answered. Around the attempts
 // live cancellation, the dead letters of jobs out of deliveries, the reaper
 // of instances whose job is provably over, the closing of runs an earlier
 // process left running, and the live logs published as host.log grows.

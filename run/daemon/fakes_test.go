@@ -303,7 +303,8 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{jobs: newMemKV(), results: newMemKV(), pub: &pubRecorder{}, exec: &scriptExec{result: passed()},
 		store: memStore{}, src: src}
 	cfg := DefaultDaemonConfig()
-	cfg.ID, cfg.AckWait, cfg.MaxDeliver, cfg.RetryDelay = "test", 300*time.Millisecond, 3, time.Second
+	cfg.ID, cfg.AckWait, cfg.MaxDeliver, cfg.RetryDelay = "test", time.Second, 3, time.Second
+	cfg.Heartbeat = 100 * time.Millisecond
 	// Heartbeats every 100 ms keep the tests quick, but a claim written
 	// now must stay live however long a loaded machine stalls a test:
 	// stale only after 1000 beats (100 s). Stale claims in the tests are

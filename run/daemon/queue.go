@@ -68,8 +68,8 @@ var ErrSourceNotFound = errors.New("source not found")
 
 // QueueConfig is the JetStream layout the daemon creates or updates.
 type QueueConfig struct {
-	AckWait    time.Duration // consumer AckWait; running jobs send InProgress every heartbeat
-	MaxDeliver int           // deliveries before a job gives up
+	// Delivery is the consumer's ack wait and delivery limit.
+	Delivery
 	// MaxAckPending must cover every worker slot of the fleet.
 	MaxAckPending int
 	Duplicates    time.Duration // dedup window for Nats-Msg-Id
@@ -95,7 +95,7 @@ type QueueConfig struct {
 // DefaultQueueConfig returns the daemon's defaults.
 func DefaultQueueConfig() QueueConfig {
 	return QueueConfig{
-		AckWait: 10 * time.Second, MaxDeliver: 4, MaxAckPending: 1000, Duplicates: 10 * time.Minute,
+		Delivery: DefaultDelivery(), MaxAckPending: 1000, Duplicates: 10 * time.Minute,
 		EventsMaxAge: 24 * time.Hour, LogsMaxBytes: 1 << 30, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
 		ResultsMaxBytes: 1 << 30, Replicas: 1, PollWait: 2 * time.Second,
 	}
@@ -103,13 +103,7 @@ func DefaultQueueConfig() QueueConfig {
 
 // Validate reports every problem at once.
 func (c QueueConfig) Validate() error {
-	var errs []error
-	if c.AckWait < time.Second {
-		errs = append(errs, fmt.Errorf("ack wait %s: must be at least 1s", c.AckWait))
-	}
-	if c.MaxDeliver < 1 {
-		errs = append(errs, fmt.Errorf("max deliver %d: must be at least 1", c.MaxDeliver))
-	}
+	errs := []error{c.Delivery.Validate()}
 	if c.MaxAckPending < 1 {
 		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least 1", c.MaxAckPending))
 	}

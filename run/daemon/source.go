@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"jerichoci/run"
+	"jerichoci/sourcetar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,7 +66,7 @@ func noRelease() {}
 // while it is hashed, and only bytes with the spec's digest are unpacked.
 // Two workers fetching the same source each work in their own temporary
 // directory; the first rename wins.
-func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim run.SourceLimits, bucket, object, digest string) (string, func(), error) {
+func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim sourcetar.Limits, bucket, object, digest string) (string, func(), error) {
 	lim = lim.WithDefaults()
 	if !isDigest(digest) {
 		return "", noRelease, fmt.Errorf("source %s from %s: sha256 %q is not 64 lowercase hex digits: %w", object, bucket, digest, ErrSourceDigest)
@@ -77,7 +77,7 @@ func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim
 	}
 	if info.Size > lim.MaxBytes {
 		return "", noRelease, fmt.Errorf("%w: object %s in %s is %d bytes, more than %d (--max-source-bytes)",
-			run.ErrSourceRefused, object, bucket, info.Size, lim.MaxBytes)
+			sourcetar.ErrRefused, object, bucket, info.Size, lim.MaxBytes)
 	}
 	if info.SHA256 != "" && info.SHA256 != digest {
 		return "", noRelease, fmt.Errorf("source %s from %s: sha256 is %s, the job spec says %s: %w", object, bucket, info.SHA256, digest, ErrSourceDigest)
@@ -95,13 +95,13 @@ func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim
 		if err != nil {
 			return fmt.Errorf("source cache: %w", err)
 		}
-		err = run.UnpackSource(ctx, f, filepath.Join(tmp, "tree"), lim)
+		err = sourcetar.Unpack(ctx, f, filepath.Join(tmp, "tree"), lim)
 		f.Close()
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return err
-		case errors.Is(err, run.ErrSourceRefused):
+		case errors.Is(err, sourcetar.ErrRefused):
 			return fmt.Errorf("%w (object %s in %s)", err, object, bucket)
 		default:
 			return fmt.Errorf("source %s from %s: %w", object, bucket, err)
@@ -115,7 +115,7 @@ func fetchSource(ctx context.Context, store SourceStore, cache *SourceCache, lim
 
 // download copies the object to file, at most lim.MaxBytes of it,
 // checking the spec's digest.
-func download(ctx context.Context, store SourceStore, lim run.SourceLimits, bucket, object, digest, file string) error {
+func download(ctx context.Context, store SourceStore, lim sourcetar.Limits, bucket, object, digest, file string) error {
 	rc, err := store.Open(ctx, bucket, object)
 	if err != nil {
 		return err
@@ -134,7 +134,7 @@ func download(ctx context.Context, store SourceStore, lim run.SourceLimits, buck
 		return fmt.Errorf("download source %s from %s: %w", object, bucket, err)
 	}
 	if n > lim.MaxBytes {
-		return fmt.Errorf("%w: object %s in %s is more than %d bytes (--max-source-bytes)", run.ErrSourceRefused, object, bucket, lim.MaxBytes)
+		return fmt.Errorf("%w: object %s in %s is more than %d bytes (--max-source-bytes)", sourcetar.ErrRefused, object, bucket, lim.MaxBytes)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("source %s from %s: sha256 is %s, the job spec says %s: %w", object, bucket, got, digest, ErrSourceDigest)

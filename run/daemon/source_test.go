@@ -9,7 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"jerichoci/run"
+	"jerichoci/sourcetar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +29,7 @@ func TestFetchSourceErrors(t *testing.T) {
 		{"not-gzip", "../../etc", ErrSourceDigest},
 	}
 	for _, tc := range tests {
-		_, release, err := fetchSource(t.Context(), store, cache, run.SourceLimits{}, "b", tc.object, tc.digest)
+		_, release, err := fetchSource(t.Context(), store, cache, sourcetar.Limits{}, "b", tc.object, tc.digest)
 		release()
 		if !errors.Is(err, tc.want) {
 			t.Errorf("fetchSource(%s, %s) = %v, want %v", tc.object, tc.digest, err, tc.want)
@@ -41,9 +41,9 @@ func TestFetchSourceUnusable(t *testing.T) {
 	body := []byte("plain text")
 	store := memStore{"b/o": body}
 	digest := sha256hex(body)
-	_, _, err := fetchSource(t.Context(), store, &SourceCache{Dir: t.TempDir()}, run.SourceLimits{}, "b", "o", digest)
-	if !errors.Is(err, run.ErrSourceUnusable) || errors.Is(err, run.ErrSourceRefused) {
-		t.Errorf("fetchSource of a non-tarball = %v, want %v", err, run.ErrSourceUnusable)
+	_, _, err := fetchSource(t.Context(), store, &SourceCache{Dir: t.TempDir()}, sourcetar.Limits{}, "b", "o", digest)
+	if !errors.Is(err, sourcetar.ErrUnusable) || errors.Is(err, sourcetar.ErrRefused) {
+		t.Errorf("fetchSource of a non-tarball = %v, want %v", err, sourcetar.ErrUnusable)
 	}
 }
 
@@ -104,7 +104,7 @@ func TestFetchSourceAsksTheStoreFirst(t *testing.T) {
 		name      string
 		objects   map[string][]byte
 		stat      func(ObjectInfo) ObjectInfo
-		lim       run.SourceLimits
+		lim       sourcetar.Limits
 		digest    string
 		cached    bool // fetched once before, while the object was there
 		want      error
@@ -120,12 +120,12 @@ func TestFetchSourceAsksTheStoreFirst(t *testing.T) {
 		{name: "stored digest differs from a cached tree", digest: digest, cached: true,
 			stat: func(i ObjectInfo) ObjectInfo { i.SHA256 = strings.Repeat("0", 64); return i }, want: ErrSourceDigest, downloads: 1},
 		{name: "unknown stored digest", digest: digest, stat: func(i ObjectInfo) ObjectInfo { i.SHA256 = ""; return i }, downloads: 1},
-		{name: "too large", digest: digest, lim: run.SourceLimits{MaxBytes: 10}, want: run.ErrSourceRefused,
+		{name: "too large", digest: digest, lim: sourcetar.Limits{MaxBytes: 10}, want: sourcetar.ErrRefused,
 			wantText: fmt.Sprintf("source refused: object o in b is %d bytes, more than 10 (--max-source-bytes)", len(tarball))},
-		{name: "larger than the store says", digest: digest, lim: run.SourceLimits{MaxBytes: 10},
-			stat: func(i ObjectInfo) ObjectInfo { i.Size = 5; return i }, want: run.ErrSourceRefused,
+		{name: "larger than the store says", digest: digest, lim: sourcetar.Limits{MaxBytes: 10},
+			stat: func(i ObjectInfo) ObjectInfo { i.Size = 5; return i }, want: sourcetar.ErrRefused,
 			wantText: "source refused: object o in b is more than 10 bytes (--max-source-bytes)", downloads: 1},
-		{name: "refused tree", objects: map[string][]byte{"b/o": refused}, digest: sha256hex(refused), want: run.ErrSourceRefused,
+		{name: "refused tree", objects: map[string][]byte{"b/o": refused}, digest: sha256hex(refused), want: sourcetar.ErrRefused,
 			wantText: `source refused: entry "esc": symlink to "/etc" points outside the tree (object o in b)`, downloads: 1},
 	}
 	for _, tc := range tests {
@@ -151,7 +151,7 @@ func TestFetchSourceAsksTheStoreFirst(t *testing.T) {
 			if err != nil && !strings.Contains(err.Error(), tc.wantText) {
 				t.Errorf("fetchSource = %v, want it to say %q", err, tc.wantText)
 			}
-			if err != nil && errors.Is(err, run.ErrSourceRefused) && errors.Is(err, run.ErrSourceUnusable) {
+			if err != nil && errors.Is(err, sourcetar.ErrRefused) && errors.Is(err, sourcetar.ErrUnusable) {
 				t.Errorf("fetchSource = %v: refused and unusable at once", err)
 			}
 			if err == nil {
@@ -178,7 +178,7 @@ func TestFetchSourceConcurrently(t *testing.T) {
 	errs := make(chan error, 4)
 	for range 4 {
 		wg.Go(func() {
-			dir, release, err := fetchSource(t.Context(), store, cache, run.SourceLimits{}, "b", "o", digest)
+			dir, release, err := fetchSource(t.Context(), store, cache, sourcetar.Limits{}, "b", "o", digest)
 			if err == nil {
 				_, err = os.Stat(filepath.Join(dir, "README.md"))
 			}
@@ -204,7 +204,7 @@ func sha256hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// packTree packs a tree of files and symlinks with run.PackSource.
+// packTree packs a tree of files and symlinks with sourcetar.Pack.
 func packTree(t *testing.T, files, links map[string]string) []byte {
 	t.Helper()
 	dir := t.TempDir()
@@ -219,7 +219,7 @@ func packTree(t *testing.T, files, links map[string]string) []byte {
 		}
 	}
 	var buf bytes.Buffer
-	if err := run.PackSource(t.Context(), dir, &buf, nil); err != nil {
+	if err := sourcetar.Pack(t.Context(), dir, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -1,4 +1,11 @@
-package run
+// Package sourcetar is the format of an uploaded source: the gzipped
+// tarball that `jerichoci enqueue` packs from a working tree (Pack) into
+// the sources object store, and that the daemon unpacks, an untrusted
+// upload, within Limits (Unpack). The client and the daemon use it; the
+// run lifecycle does not. It knows no NATS, no wire protocol, no daemon and
+// no executor (scripts/check-imports): the standard library, and model for
+// the snapshot skip rule a tarball shares with snapshots.
+package sourcetar
 
 import (
 	"archive/tar"
@@ -14,16 +21,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"jerichoci/model"
 )
 
-// PackSource writes dir as a gzipped tarball to w, the format of the
+// Pack writes dir as a gzipped tarball to w, the format of the
 // sources object store: regular files, directories and symlinks, in
 // lexical order, with fixed times and owners, so equal trees give equal
 // bytes. The snapshot skip names (.git, target, …) are left out, as in a
 // snapshot. only, when not nil, selects the files to pack by their
 // slash-separated path relative to dir (say, the files git knows);
 // directories then only come as the parents of those files.
-func PackSource(ctx context.Context, dir string, w io.Writer, only map[string]bool) error {
+func Pack(ctx context.Context, dir string, w io.Writer, only map[string]bool) error {
 	parents := map[string]bool{}
 	for f := range only {
 		for p := path.Dir(f); p != "." && p != "/" && !parents[p]; p = path.Dir(p) {
@@ -48,7 +57,7 @@ func PackSource(ctx context.Context, dir string, w io.Writer, only map[string]bo
 			return err
 		}
 		slash := filepath.ToSlash(rel)
-		if SkipInSnapshot(d.Name()) {
+		if model.SnapshotSkipsAnywhere(d.Name()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
@@ -111,19 +120,19 @@ func PackSource(ctx context.Context, dir string, w io.Writer, only map[string]bo
 	return nil
 }
 
-// ErrSourceRefused is wrapped when a source breaks a rule of what a source
+// ErrRefused is wrapped when a source breaks a rule of what a source
 // may hold (an entry or a link outside the tree, a device, a hard link, a
-// bound of SourceLimits): retrying cannot help. The text of such an error
+// bound of Limits): retrying cannot help. The text of such an error
 // starts with "source refused: ".
-var ErrSourceRefused = errors.New("source refused")
+var ErrRefused = errors.New("source refused")
 
-// ErrSourceUnusable is wrapped when a source matches its digest but is not
+// ErrUnusable is wrapped when a source matches its digest but is not
 // a source tarball: retrying cannot help.
-var ErrSourceUnusable = errors.New("source is not a usable tarball")
+var ErrUnusable = errors.New("source is not a usable tarball")
 
 // refusedEntry is the refusal of one tarball entry.
 func refusedEntry(name, format string, args ...any) error {
-	return fmt.Errorf("%w: entry %q: %s", ErrSourceRefused, name, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: entry %q: %s", ErrRefused, name, fmt.Sprintf(format, args...))
 }
 
 const (
@@ -132,7 +141,7 @@ const (
 	maxPathBytes = 4095 // a whole path or link target
 )
 
-// UnpackSource extracts a source tarball (gzipped tar, as PackSource
+// Unpack extracts a source tarball (gzipped tar, as Pack
 // writes it) from r, an untrusted upload, into dst (created if missing).
 // Every write goes through an os.Root on dst and never through a symlink:
 //
@@ -151,9 +160,9 @@ const (
 //     headers say, and the number of entries; reading stops at the bound
 //     (a zero field takes its default).
 //
-// Refusals wrap ErrSourceRefused and a corrupt stream ErrSourceUnusable;
+// Refusals wrap ErrRefused and a corrupt stream ErrUnusable;
 // a failure of the disk (ENOSPC, EDQUOT, …) or of r wraps neither.
-func UnpackSource(ctx context.Context, r io.Reader, dst string, lim SourceLimits) error {
+func Unpack(ctx context.Context, r io.Reader, dst string, lim Limits) error {
 	return unpackSource(ctx, r, dst, lim, createInRoot)
 }
 
@@ -172,7 +181,7 @@ func createInRoot(root *os.Root, name string, perm fs.FileMode) (io.WriteCloser,
 	return f, nil
 }
 
-func unpackSource(ctx context.Context, r io.Reader, dst string, lim SourceLimits, create createFunc) error {
+func unpackSource(ctx context.Context, r io.Reader, dst string, lim Limits, create createFunc) error {
 	_, err := os.Lstat(dst)
 	created := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dst, 0o755); err != nil {
@@ -203,11 +212,11 @@ const (
 	kindLink
 )
 
-// unpacker is one run of UnpackSource.
+// unpacker is one run of Unpack.
 type unpacker struct {
 	ctx      context.Context
 	root     *os.Root
-	lim      SourceLimits
+	lim      Limits
 	create   createFunc
 	kinds    map[string]entryKind   // by cleaned slash path
 	dirs     []string               // directories to chmod, parents first
@@ -236,7 +245,7 @@ func (u *unpacker) unpack(r io.Reader) error {
 			return u.streamErr(err)
 		}
 		if u.entries++; u.entries > u.lim.MaxEntries {
-			return fmt.Errorf("%w: the tarball has more than %d entries (--max-source-entries)", ErrSourceRefused, u.lim.MaxEntries)
+			return fmt.Errorf("%w: the tarball has more than %d entries (--max-source-entries)", ErrRefused, u.lim.MaxEntries)
 		}
 		if err := u.entry(hdr, tr); err != nil {
 			return err
@@ -413,7 +422,7 @@ func (u *unpacker) file(name string, perm fs.FileMode, data io.Reader) error {
 	case cerr != nil:
 		return u.fsErr(name, cerr)
 	case n > remaining:
-		return fmt.Errorf("%w: the tarball unpacks to more than %d bytes (--max-source-bytes)", ErrSourceRefused, u.lim.MaxBytes)
+		return fmt.Errorf("%w: the tarball unpacks to more than %d bytes (--max-source-bytes)", ErrRefused, u.lim.MaxBytes)
 	}
 	return nil
 }
@@ -486,7 +495,7 @@ func (u *unpacker) streamErr(err error) error {
 	if errors.As(err, &rerr) || isOutOfSpace(err) {
 		return fmt.Errorf("unpack source: read the tarball: %w", err)
 	}
-	return fmt.Errorf("%w: %w", ErrSourceUnusable, err)
+	return fmt.Errorf("%w: %w", ErrUnusable, err)
 }
 
 // fsErr is a failure of the disk: the infrastructure's, never a refusal.
@@ -540,9 +549,9 @@ func (t *errTracker) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SourceLimits bound an uploaded source tree; a zero field takes its
+// Limits bound an uploaded source tree; a zero field takes its
 // default.
-type SourceLimits struct {
+type Limits struct {
 	// MaxBytes bounds the bytes of the downloaded object and, separately,
 	// the bytes of the regular files it unpacks to.
 	MaxBytes int64
@@ -550,14 +559,14 @@ type SourceLimits struct {
 	MaxEntries int
 }
 
-// DefaultSourceLimits: 4 GiB and a million entries.
-func DefaultSourceLimits() SourceLimits {
-	return SourceLimits{MaxBytes: 4 << 30, MaxEntries: 1_000_000}
+// DefaultLimits: 4 GiB and a million entries.
+func DefaultLimits() Limits {
+	return Limits{MaxBytes: 4 << 30, MaxEntries: 1_000_000}
 }
 
-// WithDefaults fills the zero fields of l from DefaultSourceLimits.
-func (l SourceLimits) WithDefaults() SourceLimits {
-	d := DefaultSourceLimits()
+// WithDefaults fills the zero fields of l from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits()
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = d.MaxBytes
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jerichoci/internal/backoff"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -71,6 +72,56 @@ func updateClaim(ctx context.Context, kv KV, c protocol.Claim, prev uint64) (*cl
 		return nil, fmt.Errorf("update claim %s: %w", c.JobID, err)
 	}
 	return &claimEntry{Claim: c, rev: rev, written: time.Now()}, nil
+}
+
+// Every change to a claim goes through changeClaim, under one retry
+// policy: a compare-and-swap that loses to another writer reads the claim
+// again and retries, at most claimTries writes in all, pausing between
+// them with claimBackoff (5ms doubling to 200ms, about 1.5s over the nine
+// pauses); ctx bounds the whole change, pauses included. The writers race
+// only briefly (a heartbeat, a cancel, a release, a takeover), so losing
+// every try means something is wrong and is reported as errClaimConflict.
+const claimTries = 10
+
+var claimBackoff = backoff.Backoff{First: 5 * time.Millisecond, Max: 200 * time.Millisecond}
+
+// claimEdit is one change to a job's claim: given the claim as it is now
+// (nil when the job has none), the claim to write, or nil to write
+// nothing, or an error to stop with. changeClaim may call it once per try.
+type claimEdit func(cur *claimEntry) (*protocol.Claim, error)
+
+// changeClaim reads the job's claim, asks edit for the next one and writes
+// it with compare-and-swap: created (with opts) when the job has none, else
+// updated at the revision read. It returns the claim written, or nil when
+// edit wrote nothing; edit's error as it is; errClaimConflict (wrapped)
+// when every try lost the race.
+func changeClaim(ctx context.Context, kv KV, jobID string, edit claimEdit, opts ...jetstream.KVCreateOpt) (*claimEntry, error) {
+	pause := claimBackoff
+	for try := 1; ; try++ {
+		cur, err := getClaim(ctx, kv, jobID)
+		if err != nil {
+			return nil, err
+		}
+		next, err := edit(cur)
+		if err != nil || next == nil {
+			return nil, err
+		}
+		var got *claimEntry
+		if cur == nil {
+			got, err = createClaim(ctx, kv, *next, opts...)
+		} else {
+			got, err = updateClaim(ctx, kv, *next, cur.rev)
+		}
+		if !errors.Is(err, errClaimConflict) {
+			return got, err
+		}
+		if try == claimTries {
+			return nil, fmt.Errorf("claim %s: %w %d times in a row", jobID, errClaimConflict, claimTries)
+		}
+		if err := pause.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("claim %s: %w", jobID, err)
+		}
+	}
 }
 
 // getResult returns the job's final record, or nil when it has none.

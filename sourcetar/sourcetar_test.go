@@ -1,4 +1,4 @@
-package run
+package sourcetar
 
 import (
 	"archive/tar"
@@ -32,24 +32,24 @@ func writeSourceTree(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func TestPackSourceRoundTrip(t *testing.T) {
+func TestPackRoundTrip(t *testing.T) {
 	src := writeSourceTree(t, map[string]string{"README.md": "hi\n", "rust/src/lib.rs": "fn x() {}\n",
 		".git/HEAD": "ref\n", "target/debug/x": "bin", "a/target/y": "bin"})
 	if err := os.Symlink("README.md", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
 	var one, two bytes.Buffer
-	if err := PackSource(t.Context(), src, &one, nil); err != nil {
+	if err := Pack(t.Context(), src, &one, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := PackSource(t.Context(), src, &two, nil); err != nil {
+	if err := Pack(t.Context(), src, &two, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(one.Bytes(), two.Bytes()) {
 		t.Error("packing the same tree twice gave different bytes")
 	}
 	dst := filepath.Join(t.TempDir(), "out")
-	if err := UnpackSource(t.Context(), bytes.NewReader(one.Bytes()), dst, DefaultSourceLimits()); err != nil {
+	if err := Unpack(t.Context(), bytes.NewReader(one.Bytes()), dst, DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"README.md": "hi\n", "rust/src/lib.rs": "fn x() {}\n"} {
@@ -67,7 +67,7 @@ func TestPackSourceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestUnpackSourceRefusesEscapes(t *testing.T) {
+func TestUnpackRefusesEscapes(t *testing.T) {
 	for _, name := range []string{"../evil", "/etc/evil", "a/../../evil"} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -79,19 +79,19 @@ func TestUnpackSourceRefusesEscapes(t *testing.T) {
 			tw.Write([]byte("x"))
 			tw.Close()
 			gz.Close()
-			err := UnpackSource(t.Context(), &buf, t.TempDir(), DefaultSourceLimits())
-			if !errors.Is(err, ErrSourceRefused) || !strings.Contains(err.Error(), "outside the tree") {
-				t.Errorf("UnpackSource(%q) = %v, want an outside-the-tree error", name, err)
+			err := Unpack(t.Context(), &buf, t.TempDir(), DefaultLimits())
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "outside the tree") {
+				t.Errorf("Unpack(%q) = %v, want an outside-the-tree error", name, err)
 			}
 		})
 	}
 }
 
-func TestPackSourceOnly(t *testing.T) {
+func TestPackOnly(t *testing.T) {
 	src := writeSourceTree(t, map[string]string{"README.md": "hi\n", "rust/src/lib.rs": "x\n", "rust/big.bin": "junk",
 		"build/out.o": "junk"})
 	var buf bytes.Buffer
-	if err := PackSource(t.Context(), src, &buf, map[string]bool{"README.md": true, "rust/src/lib.rs": true, "gone.txt": true}); err != nil {
+	if err := Pack(t.Context(), src, &buf, map[string]bool{"README.md": true, "rust/src/lib.rs": true, "gone.txt": true}); err != nil {
 		t.Fatal(err)
 	}
 	gz, err := gzip.NewReader(&buf)
@@ -158,7 +158,7 @@ func makeTarball(t *testing.T, entries ...tarEntry) []byte {
 	return buf.Bytes()
 }
 
-func TestUnpackSourceRefuses(t *testing.T) {
+func TestUnpackRefuses(t *testing.T) {
 	outside := t.TempDir() // a host directory an archive must never reach
 	tests := []struct {
 		name    string
@@ -221,9 +221,9 @@ func TestUnpackSourceRefuses(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := filepath.Join(t.TempDir(), "tree")
-			err := UnpackSource(t.Context(), bytes.NewReader(makeTarball(t, tc.entries...)), dst, DefaultSourceLimits())
-			if !errors.Is(err, ErrSourceRefused) || errors.Is(err, ErrSourceUnusable) || err.Error() != tc.want {
-				t.Errorf("UnpackSource = %v\nwant %s", err, tc.want)
+			err := Unpack(t.Context(), bytes.NewReader(makeTarball(t, tc.entries...)), dst, DefaultLimits())
+			if !errors.Is(err, ErrRefused) || errors.Is(err, ErrUnusable) || err.Error() != tc.want {
+				t.Errorf("Unpack = %v\nwant %s", err, tc.want)
 			}
 			if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 				t.Errorf("the archive wrote %d entries outside the tree", len(ents))
@@ -232,7 +232,7 @@ func TestUnpackSourceRefuses(t *testing.T) {
 	}
 }
 
-func TestUnpackSourceKeeps(t *testing.T) {
+func TestUnpackKeeps(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "tree")
 	tarball := makeTarball(t,
 		tarEntry{name: "pax", typ: tar.TypeXGlobalHeader},
@@ -249,7 +249,7 @@ func TestUnpackSourceKeeps(t *testing.T) {
 		tarEntry{name: "dangling", typ: tar.TypeSymlink, link: "nowhere/../x"},
 		tarEntry{name: "through-file", typ: tar.TypeSymlink, link: "private/.."},
 	)
-	if err := UnpackSource(t.Context(), bytes.NewReader(tarball), dst, DefaultSourceLimits()); err != nil {
+	if err := Unpack(t.Context(), bytes.NewReader(tarball), dst, DefaultLimits()); err != nil {
 		t.Fatal(err)
 	}
 	modes := map[string]os.FileMode{
@@ -276,7 +276,7 @@ func TestUnpackSourceKeeps(t *testing.T) {
 	}
 }
 
-func TestUnpackSourceLimits(t *testing.T) {
+func TestUnpackLimits(t *testing.T) {
 	files := func(n, size int) []tarEntry {
 		var es []tarEntry
 		for i := range n {
@@ -287,37 +287,37 @@ func TestUnpackSourceLimits(t *testing.T) {
 	tests := []struct {
 		name    string
 		entries []tarEntry
-		lim     SourceLimits
+		lim     Limits
 		want    string // "" = no error
 	}{
-		{"entries at the bound", files(10, 1), SourceLimits{MaxEntries: 10}, ""},
-		{"entries over the bound", files(11, 1), SourceLimits{MaxEntries: 10},
+		{"entries at the bound", files(10, 1), Limits{MaxEntries: 10}, ""},
+		{"entries over the bound", files(11, 1), Limits{MaxEntries: 10},
 			"source refused: the tarball has more than 10 entries (--max-source-entries)"},
 		{"directories count", append(files(9, 1), tarEntry{name: "d/", typ: tar.TypeDir}, tarEntry{name: "l", typ: tar.TypeSymlink, link: "d"}),
-			SourceLimits{MaxEntries: 10}, "source refused: the tarball has more than 10 entries (--max-source-entries)"},
-		{"bytes at the bound", files(2, 500), SourceLimits{MaxBytes: 1000}, ""},
-		{"bytes over the bound across files", files(3, 500), SourceLimits{MaxBytes: 1000},
+			Limits{MaxEntries: 10}, "source refused: the tarball has more than 10 entries (--max-source-entries)"},
+		{"bytes at the bound", files(2, 500), Limits{MaxBytes: 1000}, ""},
+		{"bytes over the bound across files", files(3, 500), Limits{MaxBytes: 1000},
 			"source refused: the tarball unpacks to more than 1000 bytes (--max-source-bytes)"},
-		{"one file over the bound", files(1, 1001), SourceLimits{MaxBytes: 1000},
+		{"one file over the bound", files(1, 1001), Limits{MaxBytes: 1000},
 			"source refused: the tarball unpacks to more than 1000 bytes (--max-source-bytes)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := UnpackSource(t.Context(), bytes.NewReader(makeTarball(t, tc.entries...)), t.TempDir(), tc.lim)
+			err := Unpack(t.Context(), bytes.NewReader(makeTarball(t, tc.entries...)), t.TempDir(), tc.lim)
 			switch {
 			case tc.want == "" && err != nil:
-				t.Errorf("UnpackSource = %v", err)
-			case tc.want != "" && (!errors.Is(err, ErrSourceRefused) || err.Error() != tc.want):
-				t.Errorf("UnpackSource = %v, want %s", err, tc.want)
+				t.Errorf("Unpack = %v", err)
+			case tc.want != "" && (!errors.Is(err, ErrRefused) || err.Error() != tc.want):
+				t.Errorf("Unpack = %v, want %s", err, tc.want)
 			}
 		})
 	}
 }
 
-// TestUnpackSourceStopsAGzipBomb feeds a file whose header claims 1 TiB of
+// TestUnpackStopsAGzipBomb feeds a file whose header claims 1 TiB of
 // zeros, generated as it is read: unpacking must stop at the bound, with
 // the disk usage and the bytes generated bounded.
-func TestUnpackSourceStopsAGzipBomb(t *testing.T) {
+func TestUnpackStopsAGzipBomb(t *testing.T) {
 	const limit = 8 << 20
 	pr, pw := io.Pipe()
 	var produced atomic.Int64
@@ -341,11 +341,11 @@ func TestUnpackSourceStopsAGzipBomb(t *testing.T) {
 		}
 	}()
 	dst := t.TempDir()
-	err := UnpackSource(t.Context(), pr, dst, SourceLimits{MaxBytes: limit})
+	err := Unpack(t.Context(), pr, dst, Limits{MaxBytes: limit})
 	pr.Close() // stops the generator
 	<-done
-	if want := "source refused: the tarball unpacks to more than 8388608 bytes (--max-source-bytes)"; !errors.Is(err, ErrSourceRefused) || err.Error() != want {
-		t.Errorf("UnpackSource = %v, want %s", err, want)
+	if want := "source refused: the tarball unpacks to more than 8388608 bytes (--max-source-bytes)"; !errors.Is(err, ErrRefused) || err.Error() != want {
+		t.Errorf("Unpack = %v, want %s", err, want)
 	}
 	if used := diskUsage(t, dst); used > limit+1<<20 {
 		t.Errorf("%d bytes on disk, want at most %d", used, limit+1<<20)
@@ -400,7 +400,7 @@ func (f *failReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func TestUnpackSourceClassifiesFailures(t *testing.T) {
+func TestUnpackClassifiesFailures(t *testing.T) {
 	good := makeTarball(t, tarEntry{name: "a", body: strings.Repeat("a", 4096)}, tarEntry{name: "b", body: "b"})
 	writeFails := func(errno syscall.Errno) createFunc {
 		return func(*os.Root, string, fs.FileMode) (io.WriteCloser, error) { return failWriter{errno}, nil }
@@ -427,16 +427,16 @@ func TestUnpackSourceClassifiesFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := unpackSource(t.Context(), tc.r, t.TempDir(), DefaultSourceLimits(), tc.create)
+			err := unpackSource(t.Context(), tc.r, t.TempDir(), DefaultLimits(), tc.create)
 			if err == nil {
-				t.Fatal("UnpackSource succeeded")
+				t.Fatal("Unpack succeeded")
 			}
-			if errors.Is(err, ErrSourceRefused) || errors.Is(err, ErrSourceUnusable) != tc.unusable {
-				t.Errorf("UnpackSource = %v: refused %v, unusable %v; want refused false, unusable %v",
-					err, errors.Is(err, ErrSourceRefused), errors.Is(err, ErrSourceUnusable), tc.unusable)
+			if errors.Is(err, ErrRefused) || errors.Is(err, ErrUnusable) != tc.unusable {
+				t.Errorf("Unpack = %v: refused %v, unusable %v; want refused false, unusable %v",
+					err, errors.Is(err, ErrRefused), errors.Is(err, ErrUnusable), tc.unusable)
 			}
 			if tc.errno != nil && !errors.Is(err, tc.errno) {
-				t.Errorf("UnpackSource = %v, want it to wrap %v", err, tc.errno)
+				t.Errorf("Unpack = %v, want it to wrap %v", err, tc.errno)
 			}
 		})
 	}
@@ -453,11 +453,11 @@ func gzipped(t *testing.T, b []byte) []byte {
 	return buf.Bytes()
 }
 
-func TestUnpackSourceStopsWithTheContext(t *testing.T) {
+func TestUnpackStopsWithTheContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err := UnpackSource(ctx, bytes.NewReader(makeTarball(t, tarEntry{name: "a", body: "x"})), t.TempDir(), SourceLimits{})
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrSourceUnusable) {
-		t.Errorf("UnpackSource = %v, want %v", err, context.Canceled)
+	err := Unpack(ctx, bytes.NewReader(makeTarball(t, tarEntry{name: "a", body: "x"})), t.TempDir(), Limits{})
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnusable) {
+		t.Errorf("Unpack = %v, want %v", err, context.Canceled)
 	}
 }
