@@ -322,9 +322,9 @@ func specReport(errs *[]error) func(StrictProblem) {
 		case StrictMissing:
 			err = &FieldError{Field: p.Field, Expected: p.Expected, Problem: "missing"}
 		case StrictInvalid:
-			err = &FieldError{Field: p.Field, Value: shown(p.Value), Expected: p.Expected, Problem: "invalid"}
+			err = &FieldError{Field: p.Field, Value: wording.Value(p.Value), Expected: p.Expected, Problem: "invalid"}
 		case StrictUnknown:
-			err = &FieldError{Field: p.Field, Value: shown(p.Value), Expected: wording.OneOf(p.Known), Problem: "unknown"}
+			err = &FieldError{Field: p.Field, Value: wording.Value(p.Value), Expected: wording.OneOf(p.Known), Problem: "unknown"}
 		case StrictRepeated:
 			err = errors.New(wording.Repeated(p.Field))
 		default:
@@ -376,6 +376,3 @@ func specDone(o *StrictObject) {
 		o.FailUnknown(f)
 	}
 }
-
-// shown renders a JSON value for a job spec error, shortened.
-func shown(raw json.RawMessage) string { return wording.Value(raw) }
