@@ -297,6 +297,26 @@ type SnapshotMetadata struct {
 // SnapshotMetadataFile is the name of SnapshotMetadata inside a snapshot.
 const SnapshotMetadataFile = "pikaci-snapshot.json"
 
+// skippedAnywhere are left out of every snapshot at any depth, skippedNested
+// below the root only (docs/CONTRACTS.md, "Snapshots"): the one list.
+var (
+	skippedAnywhere = map[string]bool{".git": true, ".pikaci": true, ".direnv": true, "target": true}
+	skippedNested   = map[string]bool{"node_modules": true, ".gradle": true, "DerivedData": true, "build": true}
+)
+
+// SnapshotSkips reports whether every snapshot leaves out an entry called
+// name, a directory with all below it; root says the entry is directly in
+// the tree's root (a root build/ is kept, a nested one is not). A snapshot
+// profile may leave out more at the root (run.SnapshotProfile); a copy of
+// a snapshot (a host-local workspace) leaves out this much.
+func SnapshotSkips(name string, root bool) bool {
+	return skippedAnywhere[name] || !root && skippedNested[name]
+}
+
+// SnapshotSkipsAnywhere reports whether every snapshot leaves out an entry
+// called name wherever it is: what a source tarball leaves out too.
+func SnapshotSkipsAnywhere(name string) bool { return skippedAnywhere[name] }
+
 // JobLogMetadata and RunLogsMetadata are `logs --metadata-json`.
 type JobLogMetadata struct {
 	ID             string `json:"id"`

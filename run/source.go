@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"jerichoci/model"
 )
 
 // PackSource writes dir as a gzipped tarball to w, the format of the
@@ -48,7 +50,7 @@ func PackSource(ctx context.Context, dir string, w io.Writer, only map[string]bo
 			return err
 		}
 		slash := filepath.ToSlash(rel)
-		if SkipInSnapshot(d.Name()) {
+		if model.SnapshotSkipsAnywhere(d.Name()) {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
