@@ -261,7 +261,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 
 	jobArtifacts := artifacts
 	if x.Isolate != nil {
-		if jobArtifacts, err = j.isolate(artifacts); err != nil {
+		if jobArtifacts, err = j.isolate(ctx, artifacts); err != nil {
 			return executor.Result{}, err
 		}
 		defer func() {

@@ -321,14 +321,15 @@ func (j *jobRun) flakeSource(ctx context.Context) (string, error) {
 // another user, its staged artifacts directory, all the user's, and opens
 // the scope's cache to that user until finishIsolated. It returns the
 // artifacts directory the job writes.
-func (j *jobRun) isolate(artifacts string) (string, error) {
+func (j *jobRun) isolate(ctx context.Context, artifacts string) (string, error) {
 	j.home, j.tmp = filepath.Join(j.cacheDir, "home"), filepath.Join(j.cacheDir, "tmp")
 	for _, d := range []string{j.home, j.tmp} {
 		if err := j.freshDir(d); err != nil {
 			return "", err
 		}
 	}
-	j.finish = sync.OnceValue(func() error { return j.closeScope(artifacts) })
+	reap := context.WithoutCancel(ctx) // what the job left dies however it ended
+	j.finish = sync.OnceValue(func() error { return j.closeScope(reap, artifacts) })
 	if j.x.user() == nil {
 		return artifacts, nil
 	}
@@ -351,12 +352,12 @@ func (j *jobRun) finishIsolated() error {
 	return j.finish()
 }
 
-func (j *jobRun) closeScope(artifacts string) error {
+func (j *jobRun) closeScope(ctx context.Context, artifacts string) error {
 	var errs []error
 	if j.x.user() != nil {
 		// Nothing of the job's may run on while its artifacts are handed
 		// back (nor reach the next job: lockUser reaps again).
-		if err := j.reapUser("after the job"); err != nil {
+		if err := j.reapUser(ctx, "after the job"); err != nil {
 			errs = append(errs, err)
 		}
 		if err := os.Chmod(j.cacheDir, scopeIdle); err != nil {

@@ -49,7 +49,7 @@ func TestParseStatus(t *testing.T) {
 // daemon's own user.
 func TestKillUserRefusesRootAndSelf(t *testing.T) {
 	for _, uid := range []uint32{0, uint32(os.Getuid()), uint32(os.Geteuid())} {
-		if n, err := killUser(uid); err == nil || n != 0 {
+		if n, err := killUser(t.Context(), uid); err == nil || n != 0 {
 			t.Errorf("killUser(%d) = %d, %v; want a refusal", uid, n, err)
 		}
 	}
