@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -33,7 +34,7 @@ const isoUser = "jerichoci-jobs-test"
 func isolationUser(t *testing.T) *user.User {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("host-local jobs run as another user only under a daemon running as root")
+		testenv.Missing(t, "host-local jobs run as another user only under a daemon running as root")
 	}
 	u, err := user.Lookup(isoUser)
 	if err != nil {
