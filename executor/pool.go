@@ -4,19 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
 	"jerichoci/internal/atomicfile"
+	"jerichoci/internal/treecopy"
 	"jerichoci/model"
 )
 
@@ -446,13 +444,12 @@ func (p *Pool) drainAll() {
 
 // fillWorkspace makes the job's snapshot the instance's workspace: hard
 // links where the two are on one filesystem (the snapshot is never written
-// again), copies otherwise.
-func (p *Pool) fillWorkspace(name, snapshot string) error {
-	dst := p.workspaceDir(name)
+// again), copies otherwise (internal/treecopy).
+func (p *Pool) fillWorkspace(ctx context.Context, name, snapshot string) error {
 	if snapshot == "" {
 		return nil
 	}
-	return linkTree(snapshot, dst)
+	return treecopy.Copy(ctx, snapshot, p.workspaceDir(name), treecopy.Options{Link: true})
 }
 
 // writeRequest writes the guest request where the instance sees it, at
@@ -461,84 +458,6 @@ func (p *Pool) writeRequest(name string, req []byte) error {
 	// Written whole, then renamed: a runner started ahead polls for the
 	// name and must never read a half-written file.
 	return atomicfile.WriteFile(filepath.Join(p.requestDir(name), "guest-request.json"), req, 0o644)
-}
-
-// linkTree fills dst (an existing directory) with src's tree: directories
-// with their modes, files hard-linked (copied across filesystems),
-// symlinks recreated.
-func linkTree(src, dst string) error {
-	var dirs []struct {
-		path string
-		perm fs.FileMode
-	}
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			dirs = append(dirs, struct {
-				path string
-				perm fs.FileMode
-			}{target, info.Mode().Perm()})
-			if rel == "." {
-				return nil
-			}
-			return os.Mkdir(target, 0o700)
-		case info.Mode()&fs.ModeSymlink != 0:
-			link, err := os.Readlink(path)
-			if err != nil {
-				return err
-			}
-			return os.Symlink(link, target)
-		case info.Mode().IsRegular():
-			err := os.Link(path, target)
-			if errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) {
-				return copyRegular(path, target, info.Mode().Perm())
-			}
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := os.Chmod(dirs[i].path, dirs[i].perm); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// copyRegular copies the regular file src to a new file dst of mode perm.
-func copyRegular(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	err = out.Chmod(perm) // exactly perm, whatever the umask
-	if err == nil {
-		_, err = io.Copy(out, in)
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Prewarm starts keeping instances of alias ready, of the type a job of

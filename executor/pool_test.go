@@ -124,8 +124,11 @@ func TestPoolMissesAndDrains(t *testing.T) {
 	}
 }
 
-func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
-	src, dst := t.TempDir(), t.TempDir()
+// A pool instance's workspace is the snapshot, hard-linked where it can
+// be, with its modes and symlinks (internal/treecopy tests the rest).
+func TestFillWorkspaceLinksTheSnapshot(t *testing.T) {
+	pool := newPool(t, &fakeBackend{})
+	src := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(src, "a", "b"), 0o750); err != nil {
 		t.Fatal(err)
 	}
@@ -135,12 +138,19 @@ func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
 	if err := os.Symlink("b/f", filepath.Join(src, "a", "l")); err != nil {
 		t.Fatal(err)
 	}
-	if err := linkTree(src, dst); err != nil {
+	if err := os.MkdirAll(pool.workspaceDir("i1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	if err := pool.fillWorkspace(t.Context(), "i1", src); err != nil {
+		t.Fatal(err)
+	}
+	dst := pool.workspaceDir("i1")
 	fi, err := os.Stat(filepath.Join(dst, "a", "b", "f"))
 	if err != nil || fi.Mode().Perm() != 0o640 {
 		t.Errorf("file: %v %v", fi, err)
+	}
+	if si, _ := os.Stat(filepath.Join(src, "a", "b", "f")); fi != nil && !os.SameFile(fi, si) {
+		t.Error("file copied, want a hard link to the snapshot's")
 	}
 	di, _ := os.Stat(filepath.Join(dst, "a"))
 	if di == nil || di.Mode().Perm() != 0o750 {
@@ -148,26 +158,6 @@ func TestLinkTreeKeepsModesAndLinks(t *testing.T) {
 	}
 	if l, err := os.Readlink(filepath.Join(dst, "a", "l")); err != nil || l != "b/f" {
 		t.Errorf("symlink = %q, %v", l, err)
-	}
-}
-
-// A copy (linkTree across filesystems) has its source's mode exactly,
-// whatever the umask: 0o777 survives the usual 022.
-func TestCopyRegularSetsTheModeExactly(t *testing.T) {
-	dir := t.TempDir()
-	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
-	if err := os.WriteFile(src, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := copyRegular(src, dst, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(dst)
-	if err != nil || fi.Mode().Perm() != 0o777 {
-		t.Errorf("copy: %v %v", fi, err)
-	}
-	if b, err := os.ReadFile(dst); err != nil || string(b) != "x" {
-		t.Errorf("copy holds %q, %v", b, err)
 	}
 }
 

@@ -443,7 +443,7 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	if err := resetDir(artifacts); err != nil {
 		return fmt.Errorf("reset artifacts: %w", err)
 	}
-	if err := j.x.Pool.fillWorkspace(name, j.job.SnapshotDir); err != nil {
+	if err := j.x.Pool.fillWorkspace(ctx, name, j.job.SnapshotDir); err != nil {
 		return fmt.Errorf("fill the workspace of pool instance %q: %w", name, err)
 	}
 	// The job's keys go on the instance while the runner starts: until

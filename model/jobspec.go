@@ -1,16 +1,19 @@
 package model
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
 
 	"jerichoci/internal/names"
+	"jerichoci/internal/wording"
 )
 
 // JobSpecVersion is the only job spec schema version this build reads.
@@ -288,4 +291,88 @@ func ParseJobID(s string) (uuid.UUID, error) {
 		return uuid.UUID{}, fmt.Errorf("job id %q: expected a lowercase UUID of 36 characters such as \"0b6f6c1e-3c3a-4d7e-9a53-5f0a8f0e2b11\"", s)
 	}
 	return u, nil
+}
+
+// The job spec's problems, in the decoders' one wording (internal/wording).
+
+// FieldError is one problem with one field of a decoded document.
+type FieldError struct {
+	Field    string // dotted path, e.g. "source.path"
+	Value    string // the offending JSON value as written, "" when missing
+	Expected string // what was expected
+	Problem  string // "missing", "unknown", "invalid"
+}
+
+func (e *FieldError) Error() string {
+	switch e.Problem {
+	case "missing":
+		return wording.Missing(e.Field, e.Expected)
+	case "unknown":
+		return wording.Unknown(e.Field, e.Value, e.Expected)
+	}
+	return wording.Invalid(e.Field, e.Expected, e.Value)
+}
+
+// specReport returns the report function of a job spec's objects: it
+// appends each problem, worded, to errs.
+func specReport(errs *[]error) func(StrictProblem) {
+	return func(p StrictProblem) {
+		var err error
+		switch p.Kind {
+		case StrictMissing:
+			err = &FieldError{Field: p.Field, Expected: p.Expected, Problem: "missing"}
+		case StrictInvalid:
+			err = &FieldError{Field: p.Field, Value: wording.Value(p.Value), Expected: p.Expected, Problem: "invalid"}
+		case StrictUnknown:
+			err = &FieldError{Field: p.Field, Value: wording.Value(p.Value), Expected: wording.OneOf(p.Known), Problem: "unknown"}
+		case StrictRepeated:
+			err = errors.New(wording.Repeated(p.Field))
+		default:
+			err = errors.New(wording.About(p.Field, p.Msg))
+		}
+		*errs = append(*errs, err)
+	}
+}
+
+// specObject starts decoding a job spec; nil when it is not an object or
+// repeats a key (the problem is in errs).
+func specObject(raw []byte, expected string, errs *[]error) *StrictObject {
+	o, err := NewStrictObject(raw, specReport(errs))
+	if err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			err = fmt.Errorf("expected %s, got invalid JSON (%v at byte %d)", expected, syn, syn.Offset)
+		} else {
+			err = fmt.Errorf("expected %s, got %s", expected, describeJSON(raw))
+		}
+		*errs = append(*errs, err)
+		return nil
+	}
+	if r := o.Repeated(); len(r) > 0 {
+		*errs = append(*errs, errors.New(wording.Repeated(r[0])))
+		return nil
+	}
+	return o
+}
+
+// specSub returns an object field of a job spec; nil when absent, not an
+// object, or repeating a key (the problem is reported).
+func specSub(o *StrictObject, field string, required bool, expected string) *StrictObject {
+	s := o.Sub(field, required, expected)
+	if s != nil {
+		if r := s.Repeated(); len(r) > 0 {
+			s.FailRepeated(r[0])
+			return nil
+		}
+	}
+	return s
+}
+
+// specDone reports the fields of a job spec object nobody asked for, sorted.
+func specDone(o *StrictObject) {
+	unknown := o.Unknown()
+	sort.Strings(unknown)
+	for _, f := range unknown {
+		o.FailUnknown(f)
+	}
 }

@@ -379,7 +379,7 @@ func objectFields(b []byte, what string) (map[string]json.RawMessage, error) {
 		key, _ := tok.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, fmt.Errorf("%s: field %q: %w", what, key, err)
+			return nil, fmt.Errorf("%s: %s: %w", what, wording.Field(key), err)
 		}
 		if _, dup := fields[key]; dup {
 			return nil, fmt.Errorf("%s: %s", what, wording.Repeated(key))

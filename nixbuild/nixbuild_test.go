@@ -21,10 +21,7 @@ func needNix(t *testing.T) {
 	t.Helper()
 	testenv.Needs(t, "nix (scripts/nix-up)")
 	if _, err := exec.LookPath("nix"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("nix is missing in CI (make test runs scripts/nix-up): %v", err)
-		}
-		t.Skipf("nix is not installed (sudo scripts/nix-up installs it): %v", err)
+		testenv.Missing(t, "nix is not installed (sudo scripts/nix-up installs it): %v", err)
 	}
 }
 
@@ -182,7 +179,7 @@ func TestPathInfo(t *testing.T) {
 func TestRealizeCannotReadRootFiles(t *testing.T) {
 	needNix(t)
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: as another user nix runs as that user, which is the point")
+		testenv.Missing(t, "needs root: as another user nix runs as that user, which is the point")
 	}
 	secretDir := t.TempDir() // 0700, root's
 	marker := "root-only " + strconv.FormatInt(time.Now().UnixNano(), 10)

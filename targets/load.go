@@ -116,7 +116,7 @@ func Parse(name string, data []byte) (*Catalog, error) {
 	if raw, ok := top.Raw("schema_version", false, ""); ok {
 		var v int
 		if json.Unmarshal(raw, &v) != nil || v != SchemaVersion {
-			top.Failf("schema_version", "must be %d, got %s", SchemaVersion, shown(raw))
+			top.Failf("schema_version", "must be %d, got %s", SchemaVersion, wording.Value(raw))
 		}
 	} else {
 		top.FailMissing("schema_version", strconv.Itoa(SchemaVersion))
@@ -270,7 +270,7 @@ func (p *parser) job(targetEntry string, k int, raw json.RawMessage) (Job, bool)
 		}
 		switch {
 		case err != nil:
-			o.Failf("timeout_secs", "expected a whole number of seconds, got %s", shown(raw))
+			o.Failf("timeout_secs", "expected a whole number of seconds, got %s", wording.Value(raw))
 		case v <= 0:
 			o.Failf("timeout_secs", "must be > 0, got %d", v)
 		default:
@@ -535,9 +535,9 @@ func (p *parser) report(entry string) func(model.StrictProblem) {
 		case model.StrictMissing:
 			p.addWorded(entry, pr.Field, wording.Missing(pr.Field, pr.Expected))
 		case model.StrictInvalid:
-			p.addWorded(entry, pr.Field, wording.Invalid(pr.Field, pr.Expected, shown(pr.Value)))
+			p.addWorded(entry, pr.Field, wording.Invalid(pr.Field, pr.Expected, wording.Value(pr.Value)))
 		case model.StrictUnknown:
-			p.addWorded(entry, pr.Field, wording.Unknown(pr.Field, shown(pr.Value), wording.OneOf(pr.Known)))
+			p.addWorded(entry, pr.Field, wording.Unknown(pr.Field, wording.Value(pr.Value), wording.OneOf(pr.Known)))
 		case model.StrictRepeated:
 			p.addWorded(entry, pr.Field, wording.Repeated(pr.Field))
 		default:
@@ -579,7 +579,3 @@ func nameField(o *model.StrictObject, field string, required bool) (string, bool
 	}
 	return s, ok
 }
-
-// shown renders a JSON value for an error message, shortened
-// (internal/wording).
-func shown(raw json.RawMessage) string { return wording.Value(raw) }

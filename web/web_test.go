@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"jerichoci/internal/treecopy"
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
@@ -50,7 +50,9 @@ const (
 func fixtureRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	copyTree(t, filepath.Join(fixtures, "cli", "state"), root)
+	if err := treecopy.Copy(t.Context(), filepath.Join(fixtures, "cli", "state"), root, treecopy.Options{}); err != nil {
+		t.Fatal(err)
+	}
 	put := func(id string, b []byte) {
 		t.Helper()
 		dir := filepath.Join(root, "runs", id)
@@ -80,27 +82,6 @@ func fixtureRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(from, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func readFile(t *testing.T, p string) []byte {

@@ -100,7 +100,7 @@ func (j *jobRun) prepareMode(ctx context.Context, workspace string, hash *string
 		return m, nil, nil
 	}
 
-	src, err := j.flakeSource()
+	src, err := j.flakeSource(ctx)
 	if err != nil {
 		return m, nil, err
 	}

@@ -249,7 +249,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 	}
 	j.workspace = filepath.Join(j.cacheDir, "workspace")
 	j.hash = snap.ContentHash
-	refresh, err := j.refreshWorkspace()
+	refresh, err := j.refreshWorkspace(ctx)
 	if err != nil {
 		return executor.Result{}, fmt.Errorf("refresh host-local workspace for job `%s`: %w", job.ID, err)
 	}
@@ -261,7 +261,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 
 	jobArtifacts := artifacts
 	if x.Isolate != nil {
-		if jobArtifacts, err = j.isolate(artifacts); err != nil {
+		if jobArtifacts, err = j.isolate(ctx, artifacts); err != nil {
 			return executor.Result{}, err
 		}
 		defer func() {

@@ -508,7 +508,7 @@ func TestWorkspaceReuseAndRefresh(t *testing.T) {
 	}
 }
 
-func TestMaterializeKeepsModesAndLinks(t *testing.T) {
+func TestMaterializeKeepsPermissionsAndLinks(t *testing.T) {
 	t.Parallel()
 	src, dst := filepath.Join(t.TempDir(), "s"), filepath.Join(t.TempDir(), "w")
 	writeFile(t, filepath.Join(src, "run.sh"), "#!/bin/sh\n")
@@ -527,9 +527,11 @@ func TestMaterializeKeepsModesAndLinks(t *testing.T) {
 	must(os.Symlink("run.sh", filepath.Join(src, "link")))
 	must(os.Symlink("/nonexistent/target", filepath.Join(src, "dangling")))
 	must(os.Chmod(filepath.Join(src, "ro"), 0o555))
-	must(materialize(src, dst))
+	writeFile(t, filepath.Join(src, "suid"), "no setuid bit survives a copy")
+	must(os.Chmod(filepath.Join(src, "suid"), 0o755|os.ModeSetuid|os.ModeSetgid))
+	must(materialize(t.Context(), src, dst))
 
-	for p, want := range map[string]os.FileMode{"run.sh": 0o750, "ro": os.ModeDir | 0o555, "ro/f": 0o644} {
+	for p, want := range map[string]os.FileMode{"run.sh": 0o750, "ro": os.ModeDir | 0o555, "ro/f": 0o644, "suid": 0o755} {
 		fi, err := os.Lstat(filepath.Join(dst, p))
 		must(err)
 		if fi.Mode() != want {

@@ -1,6 +1,7 @@
 package hostlocal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -258,10 +259,10 @@ const workspaceRecord = "workspace.hash"
 // refreshWorkspace brings <cache>/workspace to the run snapshot's content,
 // as the package's refreshWorkspace does; for a job run as another user
 // the workspace is that user's and its reuse is decided by workspaceRecord.
-func (j *jobRun) refreshWorkspace() (string, error) {
+func (j *jobRun) refreshWorkspace(ctx context.Context) (string, error) {
 	u := j.x.user()
 	if u == nil {
-		r, err := refreshWorkspace(j.job.SnapshotDir, j.hash, j.workspace)
+		r, err := refreshWorkspace(ctx, j.job.SnapshotDir, j.hash, j.workspace)
 		j.freshWorkspace = r == workspaceRematerialized
 		return r, err
 	}
@@ -269,7 +270,7 @@ func (j *jobRun) refreshWorkspace() (string, error) {
 	if err == nil && j.hash != nil && string(b) == *j.hash && ownedBy(j.workspace, u.UID) {
 		return workspaceReused, nil
 	}
-	if err := j.rematerialize(); err != nil {
+	if err := j.rematerialize(ctx); err != nil {
 		return "", err
 	}
 	return workspaceRematerialized, nil
@@ -277,7 +278,7 @@ func (j *jobRun) refreshWorkspace() (string, error) {
 
 // rematerialize copies the snapshot to the workspace afresh and gives the
 // copy to the job user.
-func (j *jobRun) rematerialize() error {
+func (j *jobRun) rematerialize(ctx context.Context) error {
 	u := j.x.user()
 	record := filepath.Join(j.cacheDir, workspaceRecord)
 	if err := os.Remove(record); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -286,7 +287,7 @@ func (j *jobRun) rematerialize() error {
 	if err := removeAll(j.workspace); err != nil {
 		return err
 	}
-	if err := materialize(j.job.SnapshotDir, j.workspace); err != nil {
+	if err := materialize(ctx, j.job.SnapshotDir, j.workspace); err != nil {
 		return fmt.Errorf("materialize host-local workspace %s from %s: %w", j.workspace, j.job.SnapshotDir, err)
 	}
 	if err := chownTree(j.workspace, int(u.UID), int(u.GID)); err != nil {
@@ -303,12 +304,12 @@ func (j *jobRun) rematerialize() error {
 // snapshot, or, for a job run as another user (who cannot reach the run's
 // directory), the workspace, copied afresh from the snapshot when this job
 // reused it, so that nix sees the snapshot's content.
-func (j *jobRun) flakeSource() (string, error) {
+func (j *jobRun) flakeSource(ctx context.Context) (string, error) {
 	if j.x.user() == nil {
 		return j.job.SnapshotDir, nil
 	}
 	if !j.freshWorkspace {
-		if err := j.rematerialize(); err != nil {
+		if err := j.rematerialize(ctx); err != nil {
 			return "", fmt.Errorf("refresh host-local workspace for job `%s`: %w", j.job.ID, err)
 		}
 		j.hostf("host-local workspace %s for the nix environment refresh", workspaceRematerialized)
@@ -320,14 +321,15 @@ func (j *jobRun) flakeSource() (string, error) {
 // another user, its staged artifacts directory, all the user's, and opens
 // the scope's cache to that user until finishIsolated. It returns the
 // artifacts directory the job writes.
-func (j *jobRun) isolate(artifacts string) (string, error) {
+func (j *jobRun) isolate(ctx context.Context, artifacts string) (string, error) {
 	j.home, j.tmp = filepath.Join(j.cacheDir, "home"), filepath.Join(j.cacheDir, "tmp")
 	for _, d := range []string{j.home, j.tmp} {
 		if err := j.freshDir(d); err != nil {
 			return "", err
 		}
 	}
-	j.finish = sync.OnceValue(func() error { return j.closeScope(artifacts) })
+	reap := context.WithoutCancel(ctx) // what the job left dies however it ended
+	j.finish = sync.OnceValue(func() error { return j.closeScope(reap, artifacts) })
 	if j.x.user() == nil {
 		return artifacts, nil
 	}
@@ -350,12 +352,12 @@ func (j *jobRun) finishIsolated() error {
 	return j.finish()
 }
 
-func (j *jobRun) closeScope(artifacts string) error {
+func (j *jobRun) closeScope(ctx context.Context, artifacts string) error {
 	var errs []error
 	if j.x.user() != nil {
 		// Nothing of the job's may run on while its artifacts are handed
 		// back (nor reach the next job: lockUser reaps again).
-		if err := j.reapUser("after the job"); err != nil {
+		if err := j.reapUser(ctx, "after the job"); err != nil {
 			errs = append(errs, err)
 		}
 		if err := os.Chmod(j.cacheDir, scopeIdle); err != nil {

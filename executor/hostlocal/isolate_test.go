@@ -27,7 +27,7 @@ func jobUser(t *testing.T) *User {
 	t.Helper()
 	testenv.Needs(t, "root and the user "+testUser+" (scripts/hostjobs-up)")
 	if os.Geteuid() != 0 {
-		t.Skip("running a host-local job as another user needs root")
+		testenv.Missing(t, "running a host-local job as another user needs root")
 	}
 	u, err := LookupUser(testUser)
 	if err != nil {

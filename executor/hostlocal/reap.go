@@ -1,6 +1,7 @@
 package hostlocal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"jerichoci/internal/backoff"
 )
 
 // Every host-local job of a daemon running as root runs as one
@@ -33,8 +36,11 @@ const (
 // processes it signalled and, when processes were still alive after the
 // last round, an error naming them. Zombies are dead (they run nothing)
 // and are left to their parent. It refuses uid 0 and this process's own
-// uids: it would kill the daemon and the host.
-func killUser(uid uint32) (int, error) {
+// uids: it would kill the daemon and the host. The pause between rounds
+// ends with ctx, and so does the reaping, with ctx's error: callers pass a
+// ctx that outlives the job (context.WithoutCancel), since what a job left
+// must die however the job ended.
+func killUser(ctx context.Context, uid uint32) (int, error) {
 	if uid == 0 || int(uid) == os.Getuid() || int(uid) == os.Geteuid() {
 		return 0, fmt.Errorf("refusing to kill every process of uid %d: it is root or this daemon's own user", uid)
 	}
@@ -53,7 +59,9 @@ func killUser(uid uint32) (int, error) {
 				signalled[pid] = true
 			}
 		}
-		time.Sleep(reapPause)
+		if err := backoff.Sleep(ctx, reapPause); err != nil {
+			return len(signalled), fmt.Errorf("kill the processes of uid %d: %w", uid, err)
+		}
 	}
 	pids, err := userProcesses(uid)
 	if err != nil || len(pids) == 0 {

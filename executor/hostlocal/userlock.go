@@ -71,13 +71,14 @@ func (j *jobRun) lockUser(ctx context.Context) (release func(), err error) {
 		j.hostf("acquired host-jobs user lock %s after %.3fs", path, time.Since(started).Seconds())
 	}
 	j.log.Info("acquired the host-jobs user lock", zap.String("lock", path), zap.Bool("waited", waited))
+	reap := context.WithoutCancel(ctx) // what the job left dies however it ended
 	release = func() {
-		j.reapUser("after the job")
+		j.reapUser(reap, "after the job")
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		_ = f.Close()
 		j.log.Debug("released the host-jobs user lock", zap.String("lock", path))
 	}
-	if err := j.reapUser("left by an earlier job"); err != nil {
+	if err := j.reapUser(reap, "left by an earlier job"); err != nil {
 		release()
 		return nil, err
 	}
@@ -87,12 +88,12 @@ func (j *jobRun) lockUser(ctx context.Context) (release func(), err error) {
 // reapUser kills every process of the job user (killUser) and says so in
 // the host log and the daemon's log when it found any, with why: when.
 // Processes that outlived every round are an error.
-func (j *jobRun) reapUser(when string) error {
+func (j *jobRun) reapUser(ctx context.Context, when string) error {
 	u := j.x.user()
 	if u == nil {
 		return nil
 	}
-	n, err := killUser(u.UID)
+	n, err := killUser(ctx, u.UID)
 	if n > 0 {
 		j.hostf("killed %d leftover process(es) of %s (uid %d) %s", n, u.Name, u.UID, when)
 		j.log.Warn("killed leftover processes of the host-jobs user", zap.Int("processes", n), zap.String("user", u.Name), zap.String("when", when))

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/executor"
+	"jerichoci/internal/itest"
 	"jerichoci/internal/mask"
 	"jerichoci/model"
 )
@@ -48,36 +49,10 @@ func TestParseStatus(t *testing.T) {
 // daemon's own user.
 func TestKillUserRefusesRootAndSelf(t *testing.T) {
 	for _, uid := range []uint32{0, uint32(os.Getuid()), uint32(os.Geteuid())} {
-		if n, err := killUser(uid); err == nil || n != 0 {
+		if n, err := killUser(t.Context(), uid); err == nil || n != 0 {
 			t.Errorf("killUser(%d) = %d, %v; want a refusal", uid, n, err)
 		}
 	}
-}
-
-// marked lists the live processes whose command line holds marker.
-func marked(t *testing.T, marker string) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !strings.Contains(string(cmdline), marker) {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/status"); err == nil {
-			if st, ok := parseStatus(string(b)); ok && st.live {
-				pids = append(pids, pid)
-			}
-		}
-	}
-	return pids
 }
 
 // sleepMarker is a sleep duration unique to one test (sleep takes
@@ -142,7 +117,7 @@ w=started; echo "leftovers $w"
 				t.Fatalf("the command did not start its leftovers:\n%s", log)
 			}
 			// killUser checked that none was alive before Execute returned.
-			if pids := marked(t, marker); len(pids) > 0 {
+			if pids := itest.LiveWithMarker(t, marker); len(pids) > 0 {
 				t.Errorf("processes the job left are still running: %v", pids)
 			}
 			if !strings.Contains(log, "leftover process(es) of "+u.Name+" (uid "+strconv.Itoa(int(u.UID))+") after the job") {
@@ -273,7 +248,7 @@ echo end-b >> `+shared+`/order`)
 	if !strings.Contains(blog, "acquired host-jobs user lock "+lockPath+" after ") {
 		t.Errorf("job b's host log does not say it got the user lock:\n%s", blog)
 	}
-	if pids := marked(t, marker); len(pids) > 0 {
+	if pids := itest.LiveWithMarker(t, marker); len(pids) > 0 {
 		t.Errorf("the process job a left is still running: %v", pids)
 	}
 }
@@ -347,7 +322,7 @@ perl -e '$n = 0; while ($n < 200) { my $p = fork(); if (!defined $p) { print "fo
 	if forked == 0 || forked >= 40 {
 		t.Errorf("forked %d children, want some and fewer than the limit 40", forked)
 	}
-	if pids := marked(t, marker); len(pids) > 0 {
+	if pids := itest.LiveWithMarker(t, marker); len(pids) > 0 {
 		t.Errorf("the job's children are still running: %v", pids)
 	}
 }

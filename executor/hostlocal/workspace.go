@@ -1,13 +1,15 @@
 package hostlocal
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"jerichoci/internal/atomicfile"
+	"jerichoci/internal/treecopy"
 	"jerichoci/model"
 )
 
@@ -20,14 +22,14 @@ const (
 // refreshWorkspace keeps workspace when its pikaci-snapshot.json has the
 // snapshot's content hash (a snapshot without one never matches), else
 // removes it and copies the snapshot there again.
-func refreshWorkspace(snapshot string, hash *string, workspace string) (string, error) {
+func refreshWorkspace(ctx context.Context, snapshot string, hash *string, workspace string) (string, error) {
 	if hash != nil && workspaceHash(workspace) == *hash {
 		return workspaceReused, nil
 	}
 	if err := removeAll(workspace); err != nil {
 		return "", err
 	}
-	if err := materialize(snapshot, workspace); err != nil {
+	if err := materialize(ctx, snapshot, workspace); err != nil {
 		return "", fmt.Errorf("materialize host-local workspace %s from %s: %w", workspace, snapshot, err)
 	}
 	return workspaceRematerialized, nil
@@ -58,104 +60,27 @@ func workspaceHash(workspace string) string {
 	return *m.ContentHash
 }
 
-// materialize copies the snapshot to dst (the original's Full profile:
-// it skips what a snapshot never holds anyway). The snapshot's metadata is
-// copied last, so a copy cut short never looks complete.
-func materialize(src, dst string) error {
-	if err := copyTree(src, dst, true); err != nil {
-		return err
+// materialize copies the snapshot to dst, leaving out what every snapshot
+// leaves out (a snapshot holds none of it anyway), the way internal/treecopy
+// copies: no setuid, setgid or sticky bit survives. The snapshot's
+// metadata is copied last, so a copy cut short never looks complete.
+func materialize(ctx context.Context, src, dst string) error {
+	skip := func(name string, root bool) bool {
+		return model.SnapshotSkips(name, root) || root && name == model.SnapshotMetadataFile
 	}
-	meta := filepath.Join(src, model.SnapshotMetadataFile)
-	fi, err := os.Lstat(meta)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return copyEntry(meta, filepath.Join(dst, model.SnapshotMetadataFile), fi)
-}
-
-// skip is the original's Full-profile filter.
-func skip(name string, root bool) bool {
-	switch name {
-	case ".git", ".pikaci", ".direnv", "target":
-		return true
-	case "node_modules", ".gradle", "DerivedData", "build":
-		return !root
-	}
-	return false
-}
-
-// copyTree copies the directory src into dst, which it creates: files with
-// their mode, symlinks as links, directories recursively with their mode
-// set once their contents are in.
-func copyTree(src, dst string, root bool) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if skip(name, root) || (root && name == model.SnapshotMetadataFile) {
-			continue
+	return treecopy.Copy(ctx, src, dst, treecopy.Options{Skip: skip, Finish: func() error {
+		meta := filepath.Join(src, model.SnapshotMetadataFile)
+		fi, err := os.Stat(meta)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
 		}
-		fi, err := os.Lstat(filepath.Join(src, name))
 		if err != nil {
 			return err
 		}
-		if err := copyEntry(filepath.Join(src, name), filepath.Join(dst, name), fi); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func copyEntry(src, dst string, fi fs.FileInfo) error {
-	mode := fi.Mode()
-	switch {
-	case mode&fs.ModeSymlink != 0:
-		target, err := os.Readlink(src)
+		b, err := os.ReadFile(meta)
 		if err != nil {
 			return err
 		}
-		return os.Symlink(target, dst)
-	case mode.IsDir():
-		if err := copyTree(src, dst, false); err != nil {
-			return err
-		}
-		return os.Chmod(dst, keptMode(mode))
-	case mode.IsRegular():
-		return copyFile(src, dst, mode)
-	}
-	return fmt.Errorf("unsupported file type %v at %s", mode.Type(), src)
-}
-
-func keptMode(m fs.FileMode) fs.FileMode {
-	return m & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-}
-
-func copyFile(src, dst string, mode fs.FileMode) (err error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	if _, err := io.Copy(out, in); err != nil {
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	// Chmod, not the open mode: the umask must not change it.
-	return out.Chmod(keptMode(mode))
+		return atomicfile.WriteFile(filepath.Join(dst, model.SnapshotMetadataFile), b, fi.Mode()&treecopy.Kept)
+	}})
 }

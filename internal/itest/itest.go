@@ -1,7 +1,8 @@
-// Package itest is the harness the integration test packages share
-// (test/daemon, test/incusfault): free ports, a separate nats-server
-// process, output buffers safe to read while a process writes them, and
-// polling with a bound. Only tests import it.
+// Package itest is the harness the integration tests share (test/daemon,
+// test/incusfault, executor/hostlocal's): free ports, a separate
+// nats-server process, output buffers safe to read while a process writes
+// them, polling with a bound, and the processes a test's jobs left running
+// (LiveWithMarker). Only tests import it.
 package itest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -127,4 +129,41 @@ func GoBuild(root, out, pkg string) ([]byte, error) {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = root
 	return cmd.CombinedOutput()
+}
+
+// LiveWithMarker lists the live processes (neither zombie nor dead) whose
+// command line holds marker, a string unique to the test: what a job left
+// running, found by a marker its command carries.
+func LiveWithMarker(t testing.TB, marker string) []int {
+	t.Helper()
+	if marker == "" {
+		t.Fatal("empty marker")
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmdline), marker) {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(string(status)) {
+			if st, ok := strings.CutPrefix(line, "State:"); ok {
+				if st = strings.TrimSpace(st); st != "" && st[0] != 'Z' && st[0] != 'X' {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	}
+	return pids
 }

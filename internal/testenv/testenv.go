@@ -3,7 +3,8 @@
 // chromium, root, the host-jobs users. Only tests import it.
 //
 // `make check` (CI) runs every such test; a prerequisite that is missing
-// fails the test when CI is set and skips it, saying why, elsewhere.
+// fails the test when CI is set and skips it, saying why, elsewhere
+// (Missing).
 // `make unit` runs `go test -short`: the fast tests only, which need none
 // of these. Needs leaves the others out of it, and a TestMain asks Short
 // before it takes the incusd test lock (internal/testlock) or builds a
@@ -42,4 +43,16 @@ func Needs(t testing.TB, what string) {
 		return
 	}
 	t.Skipf("needs %s: left out of the fast run (-short, make unit); make check runs it", what)
+}
+
+// Missing ends a test whose prerequisite this host lacks, saying why (the
+// message, from format and a): it fails the test when CI is set (make check
+// provides every prerequisite) and skips it elsewhere.
+func Missing(t testing.TB, format string, a ...any) {
+	t.Helper()
+	if CI() {
+		t.Fatalf(format+" (CI is set: make check provides this, so the test must run)", a...)
+		return
+	}
+	t.Skipf(format, a...)
 }

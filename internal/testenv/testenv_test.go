@@ -47,3 +47,25 @@ func TestNeeds(t *testing.T) {
 		})
 	}
 }
+
+func TestMissing(t *testing.T) {
+	for _, tc := range []struct {
+		ci            string
+		skip, failure string
+	}{
+		{ci: "", skip: "no nix on PATH"},
+		{ci: "true", failure: "no nix on PATH (CI is set"},
+	} {
+		t.Run("CI="+tc.ci, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			r := &recorder{TB: t}
+			Missing(r, "no nix on %s", "PATH")
+			if r.skipped != "" && tc.skip == "" || !strings.Contains(r.skipped, tc.skip) {
+				t.Errorf("skipped %q, want %q", r.skipped, tc.skip)
+			}
+			if r.failed != "" && tc.failure == "" || !strings.Contains(r.failed, tc.failure) {
+				t.Errorf("failed %q, want %q", r.failed, tc.failure)
+			}
+		})
+	}
+}

@@ -12,12 +12,15 @@ import (
 	"strings"
 )
 
+// Field names a field by its dotted path: field `runtime.kind`.
+func Field(path string) string { return "field `" + path + "`" }
+
 // About is a problem with field in the caller's own words: field `f`: msg.
-func About(field, msg string) string { return "field `" + field + "`: " + msg }
+func About(field, msg string) string { return Field(field) + ": " + msg }
 
 // Missing is a required field that is absent (or null).
 func Missing(field, expected string) string {
-	return "field `" + field + "` is missing: expected " + expected
+	return Field(field) + " is missing: expected " + expected
 }
 
 // Invalid is a field whose value (as Value shows it, or as the caller
@@ -29,7 +32,7 @@ func Invalid(field, expected, value string) string {
 // Unknown is a field the decoder does not know, with its value (as Value
 // shows it) and what it expected instead (OneOf the fields it knows).
 func Unknown(field, value, expected string) string {
-	return "field `" + field + "` is not known (value " + value + "): expected " + expected
+	return Field(field) + " is not known (value " + value + "): expected " + expected
 }
 
 // OneOf lists names to choose from: one of "a", "b".
@@ -42,7 +45,7 @@ func OneOf(names []string) string {
 }
 
 // Repeated is a key an object writes more than once.
-func Repeated(field string) string { return "field `" + field + "` appears more than once" }
+func Repeated(field string) string { return Field(field) + " appears more than once" }
 
 // Described names the kind of a JSON value and shows it (as Value does),
 // for a value that is not the kind of JSON expected: an array ([1, 2]).

@@ -10,6 +10,7 @@ func TestWording(t *testing.T) {
 	tests := []struct {
 		name, got, want string
 	}{
+		{"field", Field("source.path"), "field `source.path`"},
 		{"about", About("runtime.kind", "tart runtimes are refused"), "field `runtime.kind`: tart runtimes are refused"},
 		{"missing", Missing("job_id", "a UUID string"), "field `job_id` is missing: expected a UUID string"},
 		{"invalid", Invalid("schema_version", "1", `"1"`), "field `schema_version`: expected 1, got \"1\""},

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -33,7 +34,7 @@ const isoUser = "jerichoci-jobs-test"
 func isolationUser(t *testing.T) *user.User {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("host-local jobs run as another user only under a daemon running as root")
+		testenv.Missing(t, "host-local jobs run as another user only under a daemon running as root")
 	}
 	u, err := user.Lookup(isoUser)
 	if err != nil {
@@ -96,42 +97,6 @@ func passableTempDir(t *testing.T) string {
 		}
 	}
 	return d
-}
-
-// liveWithMarker lists the live processes whose command line holds
-// marker (a string unique to the test).
-func liveWithMarker(t *testing.T, marker string) []int {
-	t.Helper()
-	if marker == "" {
-		t.Fatal("empty marker")
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !strings.Contains(string(cmdline), marker) {
-			continue
-		}
-		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
-		if err != nil {
-			continue
-		}
-		for line := range strings.Lines(string(status)) {
-			if st, ok := strings.CutPrefix(line, "State:"); ok {
-				if st = strings.TrimSpace(st); st != "" && st[0] != 'Z' && st[0] != 'X' {
-					pids = append(pids, pid)
-				}
-			}
-		}
-	}
-	return pids
 }
 
 // hostLogsWith says whether a host.log below one of the state roots holds
@@ -273,7 +238,7 @@ echo "end $me" >> "$ARTIFACTS/marks"; echo "end $me" >> "$s/order"
 	if !strings.Contains(logs[1], "acquired host-jobs user lock /run/jerichoci/host-jobs-"+u.Uid+".lock after ") {
 		t.Errorf("the second job's host.log does not say it got the lock after waiting")
 	}
-	if pids := liveWithMarker(t, marker); len(pids) > 0 {
+	if pids := itest.LiveWithMarker(t, marker); len(pids) > 0 {
 		t.Errorf("processes the jobs left still run: %v", pids)
 	}
 }
@@ -317,7 +282,7 @@ $| = 1; for (1..11) { my $p = fork(); if (!defined $p) { print "fork failed: $!\
 	if !strings.Contains(log, "\nnproc 64\n") || !strings.Contains(log, "\nfork failed: Resource temporarily unavailable\n") {
 		t.Errorf("the fork bomb's host.log does not show it stopped at the limit of 64")
 	}
-	if pids := liveWithMarker(t, marker); len(pids) > 0 {
+	if pids := itest.LiveWithMarker(t, marker); len(pids) > 0 {
 		t.Errorf("processes of the fork bomb still run: %v", pids)
 	}
 	// The host forks, and the user runs the next job.

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -39,10 +40,7 @@ func requireNix(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("nix"); err != nil {
 		msg := "needs nix on the worker host (sudo scripts/nix-up installs it): " + err.Error()
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Missing(t, "%s", msg)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -29,7 +30,7 @@ import (
 func hostJobsUser(t *testing.T) *user.User {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("host-local jobs run as another user only under a daemon running as root")
+		testenv.Missing(t, "host-local jobs run as another user only under a daemon running as root")
 	}
 	u, err := user.Lookup("jerichoci-jobs")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"jerichoci/executor"
 	"jerichoci/internal/itest"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -102,7 +103,7 @@ func waitQuiet(t *testing.T, api incusAPI, keys ...string) time.Duration {
 	}
 	msg := fmt.Sprintf("incusd still serves something else after 3m, not killing it: %d instances running or created in the last 15 minutes: %s",
 		len(busy), strings.Join(busy, ", "))
-	if os.Getenv("CI") != "" {
+	if testenv.CI() {
 		// In CI the lock has kept every test package away: these are
 		// leftovers of earlier tests, not users.
 		t.Log(msg + " (CI: going on)")
