@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -218,18 +215,8 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		if err != nil {
 			return fmt.Errorf("compile job command: %w", err)
 		}
-		if len(job.SecretEnv) > 0 {
-			// Into the guest only, root's alone; the runner deletes it.
-			// The request (which may sit on the host) just names it.
-			b, err := json.Marshal(job.SecretEnv)
-			if err != nil {
-				return fmt.Errorf("encode secret environment: %w", err)
-			}
-			if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
-				return fmt.Errorf("write secret environment to %s: %w", j.name, err)
-			}
-			req.SecretEnvFile = GuestSecretEnvPath
-			j.hostf("passing secret_env %s into the guest (values masked in logs)", strings.Join(slices.Sorted(maps.Keys(job.SecretEnv)), ", "))
+		if err := j.passSecretEnv(ctx, &req); err != nil {
+			return err
 		}
 		if reqJSON, err = req.Encode(); err != nil {
 			return err
