@@ -9,12 +9,12 @@ import (
 	"jerichoci/model"
 )
 
-// instanceSpec is an instance of the executor's project, profiles, limits,
+// instanceSpec is an instance of the executor's profiles, limits,
 // root disk and fleet, without a job's keys or disks.
 func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, itype model.InstanceType, alias string) (InstanceSpec, error) {
 	profiles := cfg.profiles()
 	spec := InstanceSpec{
-		Project: cfg.Project, Name: name, Type: itype, Alias: alias, Profiles: profiles,
+		Name: name, Type: itype, Alias: alias, Profiles: profiles,
 		Config: map[string]string{
 			"limits.cpu": "2", "limits.memory": "4096MiB",
 			// No /dev/incus in the guest: a job cannot talk to incusd
@@ -28,7 +28,7 @@ func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, ityp
 		spec.Config[ConfigFleet] = cfg.Fleet
 	}
 	if cfg.RootDiskSize != "" {
-		root, err := be.RootDisk(ctx, cfg.Project, profiles)
+		root, err := be.RootDisk(ctx, profiles)
 		if err != nil {
 			return spec, fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
 		}

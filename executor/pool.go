@@ -279,7 +279,7 @@ func (p *Pool) checkImages(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	for _, k := range keys {
-		img, err := p.Backend.Image(ctx, p.Config.Project, k.alias)
+		img, err := p.Backend.Image(ctx, k.alias)
 		if err != nil {
 			continue
 		}
@@ -355,7 +355,7 @@ func (p *Pool) destroy(w *warmInstance) {
 	if w.pre != nil {
 		defer w.pre.cancel()
 	}
-	if err := p.Backend.DeleteInstance(ctx, p.Config.Project, name); err != nil {
+	if err := p.Backend.DeleteInstance(ctx, name); err != nil {
 		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
 		return
 	}
@@ -482,7 +482,7 @@ func copyRegular(src, dst string, perm fs.FileMode) error {
 // for a VM image where the server runs VMs. An image or server that gives
 // no such type prewarms nothing (jobs then say why when they run).
 func (p *Pool) Prewarm(ctx context.Context, alias string) error {
-	img, err := p.Backend.Image(ctx, p.Config.Project, alias)
+	img, err := p.Backend.Image(ctx, alias)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (p *Pool) startRunner(name string) *preExec {
 	pe := &preExec{stdout: &switchWriter{}, stderr: &switchWriter{}, cancel: cancel, done: make(chan execResult, 1)}
 	cmd := []string{p.Config.RunnerPath, "--wait-for-request", PoolRequestGuestPath}
 	go func() {
-		code, err := p.Backend.Exec(ctx, p.Config.Project, name, ExecRequest{Command: cmd, Cwd: "/"}, pe.stdout, pe.stderr)
+		code, err := p.Backend.Exec(ctx, name, ExecRequest{Command: cmd, Cwd: "/"}, pe.stdout, pe.stderr)
 		pe.done <- execResult{code, err}
 	}()
 	return pe

@@ -131,7 +131,7 @@ func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
 	if ok && time.Since(img.at) < imageCacheTTL {
 		return img.ImageInfo, nil
 	}
-	info, err := x.Backend.Image(ctx, cfg.Project, alias)
+	info, err := x.Backend.Image(ctx, alias)
 	if errors.Is(err, ErrNotFound) {
 		//lint:ignore ST1005 the original's exact message (docs/CONTRACTS.md, "Exact messages")
 		return ImageInfo{}, fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
@@ -187,7 +187,7 @@ func (j *jobRun) phase(p model.Phase, fn func() error) error {
 }
 
 func (j *jobRun) execute(ctx context.Context) (Result, error) {
-	cfg, job := j.x.Config, j.job
+	job := j.job
 	artifacts := filepath.Join(job.JobDir, "artifacts")
 	if err := j.phase(model.PhasePrepareDirectories, func() error {
 		return os.MkdirAll(artifacts, 0o755)
@@ -229,7 +229,7 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 			}
 			return nil
 		}
-		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
+		if err := j.x.Backend.PushFile(ctx, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
 			return fmt.Errorf("write guest request to %s: %w", j.name, err)
 		}
 		return nil
@@ -300,7 +300,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		j.hostf("storage pool %s (dir) cannot enforce the guest disk size %s", spec.RootDisk.Pool, cfg.RootDiskSize)
 	}
 	// Stale instance of the same name: delete first, ignoring errors.
-	if err := j.x.Backend.DeleteInstance(ctx, cfg.Project, j.name); err != nil {
+	if err := j.x.Backend.DeleteInstance(ctx, j.name); err != nil {
 		j.log.Warn("delete stale instance", zap.Error(err))
 	}
 	if err := resetDir(artifacts); err != nil {
@@ -355,7 +355,7 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 		// Detached, as the teardown is, and bounded alike: Execute waits for it.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
 		defer cancel()
-		err := j.x.Backend.SetInstanceConfig(sctx, j.x.Config.Project, name, keys)
+		err := j.x.Backend.SetInstanceConfig(sctx, name, keys)
 		if err != nil {
 			err = fmt.Errorf("take pool instance %q: %w", name, err)
 		}
@@ -376,7 +376,7 @@ func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 	deadline := time.Now().Add(readyTimeout(cfg))
 	pause := backoff.Backoff{First: 20 * time.Millisecond, Max: time.Second}
 	for {
-		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
+		code, err := be.Exec(ctx, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
 		if err == nil && code == 0 {
 			return nil
 		}
@@ -430,7 +430,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		}
 		code, err = r.code, r.err
 	} else {
-		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
+		code, err = j.x.Backend.Exec(tctx, j.name,
 			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.requestPath()}, Cwd: "/"}, stdout, stderr)
 	}
 	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
@@ -472,7 +472,7 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 	for _, name := range []string{"events.jsonl", "status.json", "result.json"} {
 		guestPath := GuestDir + "/" + name
 		var buf bytes.Buffer
-		if _, err := j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, &buf, smallArtifactLimit); err != nil {
+		if _, err := j.x.Backend.PullFile(ctx, j.name, guestPath, &buf, smallArtifactLimit); err != nil {
 			if name == "result.json" {
 				return Result{}, fmt.Errorf("read Incus guest path `%s` from %s failed with %v", guestPath, j.x.Config.Host, err)
 			}
@@ -507,7 +507,7 @@ func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 	defer f.Abort()
 	w := &fileWriter{f: f.File}
 	mw := j.job.Mask.Writer(w)
-	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, mw, 0)
+	_, err = j.x.Backend.PullFile(ctx, j.name, guestPath, mw, 0)
 	_ = mask.Flush(mw) // a write error stays in w.err
 	switch {
 	case w.err != nil:
@@ -531,7 +531,7 @@ func (j *jobRun) cleanup(ctx context.Context) error {
 
 // delete force-stops and deletes the job's instance; a missing one is done.
 func (j *jobRun) delete(ctx context.Context) error {
-	if err := j.x.Backend.DeleteInstance(ctx, j.x.Config.Project, j.name); err != nil {
+	if err := j.x.Backend.DeleteInstance(ctx, j.name); err != nil {
 		j.log.Error("delete instance", zap.Error(err))
 		return fmt.Errorf("delete instance %q: %w", j.name, err)
 	}

@@ -53,7 +53,7 @@ type fakeBackend struct {
 	runnerWait func(ctx context.Context, instance string) error
 }
 
-func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
+func (f *fakeBackend) Image(_ context.Context, alias string) (ImageInfo, error) {
 	if fp, ok := f.images[alias]; ok {
 		t := model.InstanceContainer
 		if f.vmImage {
@@ -61,7 +61,7 @@ func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo
 		}
 		return ImageInfo{Fingerprint: fp, Type: t}, nil
 	}
-	return ImageInfo{}, fmt.Errorf("image alias %q in project %q: %w", alias, project, ErrNotFound)
+	return ImageInfo{}, fmt.Errorf("image alias %q: %w", alias, ErrNotFound)
 }
 
 func (f *fakeBackend) VirtualMachines(context.Context) (bool, string, error) {
@@ -75,7 +75,7 @@ func (f *fakeBackend) CreateInstance(_ context.Context, spec InstanceSpec) error
 	return f.createErr
 }
 
-func (f *fakeBackend) SetInstanceConfig(_ context.Context, _, name string, config map[string]string) error {
+func (f *fakeBackend) SetInstanceConfig(_ context.Context, name string, config map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.configSets == nil {
@@ -85,7 +85,7 @@ func (f *fakeBackend) SetInstanceConfig(_ context.Context, _, name string, confi
 	return nil
 }
 
-func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error {
+func (f *fakeBackend) DeleteInstance(ctx context.Context, name string) error {
 	f.mu.Lock()
 	gate, created := f.teardownGate, len(f.created) > 0
 	f.mu.Unlock()
@@ -106,7 +106,7 @@ func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error 
 	return f.deleteErr
 }
 
-func (f *fakeBackend) Exec(ctx context.Context, _, name string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+func (f *fakeBackend) Exec(ctx context.Context, name string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
 	if req.Command[0] == "true" {
 		return 0, nil
 	}
@@ -134,7 +134,7 @@ func (f *fakeBackend) Exec(ctx context.Context, _, name string, req ExecRequest,
 	return f.runnerCode, nil
 }
 
-func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte, _, _ int, _ os.FileMode) error {
+func (f *fakeBackend) PushFile(_ context.Context, _, path string, data []byte, _, _ int, _ os.FileMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.files == nil {
@@ -144,7 +144,7 @@ func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte
 	return nil
 }
 
-func (f *fakeBackend) PullFile(_ context.Context, _, _, path string, w io.Writer, limit int64) (int64, error) {
+func (f *fakeBackend) PullFile(_ context.Context, _, path string, w io.Writer, limit int64) (int64, error) {
 	f.mu.Lock()
 	if f.pullLimits == nil {
 		f.pullLimits = map[string]int64{}
@@ -173,7 +173,7 @@ func (f *fakeBackend) PullFile(_ context.Context, _, _, path string, w io.Writer
 	return int64(n), err
 }
 
-func (f *fakeBackend) RootDisk(_ context.Context, _ string, _ []string) (RootDisk, error) {
+func (f *fakeBackend) RootDisk(_ context.Context, _ []string) (RootDisk, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rootCalls++

@@ -24,7 +24,7 @@ func (j *jobRun) passSecretEnv(ctx context.Context, req *model.GuestRequest) err
 	if err != nil {
 		return fmt.Errorf("encode secret environment: %w", err)
 	}
-	if err := j.x.Backend.PushFile(ctx, j.x.Config.Project, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
+	if err := j.x.Backend.PushFile(ctx, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
 		return fmt.Errorf("write secret environment to %s: %w", j.name, err)
 	}
 	req.SecretEnvFile = GuestSecretEnvPath
