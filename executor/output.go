@@ -1,11 +1,12 @@
 package executor
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"sync"
+
+	"jerichoci/internal/writers"
 )
 
 // fileWriter writes to f and keeps its first error, so that a failure on
@@ -37,9 +38,9 @@ func (j *jobRun) outputSummary() {
 	}
 }
 
-// maxLine is the longest line a prefixWriter holds, newline included: a
-// longer one goes to host.log in pieces of this size.
-const maxLine = 64 << 10
+// maxLine is the longest line of runner output held for host.log,
+// newline included: a longer one goes there in pieces of this size.
+const maxLine = writers.DefaultMaxLine
 
 // runnerOutput takes the runner's stdout and stderr: all of it goes to raw
 // (artifacts/guest.log) as it comes, and prefixed lines go to host until
@@ -57,8 +58,9 @@ type runnerOutput struct {
 
 // writer returns a writer for one stream, whose lines get prefix.
 func (o *runnerOutput) writer(prefix string) *prefixWriter {
-	line := make([]byte, 0, len(prefix)+maxLine+1)
-	return &prefixWriter{out: o, start: len(prefix), line: append(line, prefix...)}
+	return &prefixWriter{out: o, lines: writers.NewLines(prefix, maxLine, func(line []byte, n int) error {
+		return o.show(line, int64(n)) // under o.mu: Write and flush hold it
+	})}
 }
 
 // omitted returns the bytes of output seen and those not in host.log.
@@ -85,13 +87,10 @@ func (o *runnerOutput) show(line []byte, n int64) error {
 }
 
 // prefixWriter writes one stream unchanged to the output's raw writer and
-// as prefixed lines to its host log. A line without a newline is held
-// until it ends, up to maxLine bytes: then that much is written as a line
-// of its own and the rest follows as the next one.
+// as prefixed lines, at most maxLine bytes each, to its host log.
 type prefixWriter struct {
 	out   *runnerOutput
-	start int    // the prefix's length
-	line  []byte // the prefix, then the current line (at most maxLine bytes)
+	lines *writers.Lines
 }
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
@@ -102,40 +101,12 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	o.total += int64(len(b))
-	n := len(b)
-	for len(b) > 0 {
-		chunk := b[:min(len(b), maxLine-(len(p.line)-p.start))]
-		if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
-			chunk = chunk[:i+1]
-		}
-		p.line = append(p.line, chunk...)
-		b = b[len(chunk):]
-		if chunk[len(chunk)-1] == '\n' || len(p.line)-p.start == maxLine {
-			if err := p.emit(); err != nil {
-				return n - len(b), err
-			}
-		}
-	}
-	return n, nil
-}
-
-// emit writes the held line, ending it with a newline if it has none.
-// The caller holds p.out.mu.
-func (p *prefixWriter) emit() error {
-	n := int64(len(p.line) - p.start)
-	if p.line[len(p.line)-1] != '\n' {
-		p.line = append(p.line, '\n')
-	}
-	err := p.out.show(p.line, n)
-	p.line = p.line[:p.start]
-	return err
+	return p.lines.Write(b)
 }
 
 // flush writes a last line that has no newline.
 func (p *prefixWriter) flush() {
 	p.out.mu.Lock()
 	defer p.out.mu.Unlock()
-	if len(p.line) > p.start {
-		p.emit()
-	}
+	_ = p.lines.Flush() // a host.log error is the host log's, seen by its close
 }

@@ -53,40 +53,6 @@ func TestPrefixWriterLines(t *testing.T) {
 	}
 }
 
-// lineCounter counts the lines written to it and their longest.
-type lineCounter struct {
-	lines   int
-	longest int
-}
-
-func (c *lineCounter) Write(b []byte) (int, error) {
-	c.lines++
-	c.longest = max(c.longest, len(b))
-	return len(b), nil
-}
-
-// A 50 MB line without a newline never makes the buffer grow.
-func TestPrefixWriterBoundedMemory(t *testing.T) {
-	var host lineCounter
-	o := &runnerOutput{host: &host, raw: io.Discard, hostCap: -1}
-	p := o.writer("[runner:stdout] ")
-	capBefore := cap(p.line)
-	chunk := bytes.Repeat([]byte("x"), 1<<20)
-	const size = 50 << 20
-	for range size / len(chunk) {
-		if _, err := p.Write(chunk); err != nil {
-			t.Fatal(err)
-		}
-		if held := len(p.line) - p.start; held > maxLine || cap(p.line) != capBefore {
-			t.Fatalf("buffer holds %d bytes with capacity %d, want at most %d and capacity %d", held, cap(p.line), maxLine, capBefore)
-		}
-	}
-	p.flush()
-	if want := size / maxLine; host.lines != want || host.longest != len("[runner:stdout] ")+maxLine+1 {
-		t.Errorf("host log got %d lines, the longest %d bytes; want %d lines of %d", host.lines, host.longest, want, len("[runner:stdout] ")+maxLine+1)
-	}
-}
-
 func TestHostLogRunnerCap(t *testing.T) {
 	lines := func(n int, s string) string { return strings.Repeat(s, n) }
 	const notice = "[pikaci] runner output past %d bytes is not repeated in host.log; artifacts/guest.log has all of it\n"
