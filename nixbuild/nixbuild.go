@@ -34,12 +34,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
+	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run"
 )
@@ -259,7 +259,7 @@ func (b *Builder) nix(ctx context.Context, prog string, as *evalIdentity, log io
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout bytes.Buffer
-	lw := &lockedWriter{w: log} // stdout and stderr are copied from two goroutines
+	lw := writers.NewLocked(log) // stdout and stderr are copied from two goroutines
 	cmd.Stdout = io.MultiWriter(&stdout, lw)
 	cmd.Stderr = lw
 	start := time.Now()
@@ -297,17 +297,6 @@ func evalEnv(home string) []string {
 		}
 	}
 	return env
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func quoteArgs(args []string) []string {
