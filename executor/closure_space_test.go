@@ -16,8 +16,8 @@ type fakeSpace struct {
 	asked    []string
 }
 
-func (f *fakeSpace) RootDisk(_ context.Context, project string, profiles []string) (RootDisk, error) {
-	f.asked = append(f.asked, project+":"+strings.Join(profiles, ","))
+func (f *fakeSpace) RootDisk(_ context.Context, profiles []string) (RootDisk, error) {
+	f.asked = append(f.asked, strings.Join(profiles, ","))
 	return f.root, f.rootErr
 }
 
@@ -69,7 +69,7 @@ func TestCheckPoolSpace(t *testing.T) {
 			if err != nil || got != tc.want || got.Short() != tc.wantShort {
 				t.Fatalf("CheckPoolSpace() = %+v (short %v), %v; want %+v (short %v)", got, got.Short(), err, tc.want, tc.wantShort)
 			}
-			if want := "pika-managed-agents:default,pika-agent-dev pool:" + tc.want.Pool; strings.Join(tc.be.asked, " ") != want {
+			if want := "default,pika-agent-dev pool:" + tc.want.Pool; strings.Join(tc.be.asked, " ") != want {
 				t.Errorf("asked %q, want %q", tc.be.asked, want)
 			}
 		})

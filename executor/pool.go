@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -88,58 +87,6 @@ type warmInstance struct {
 type Taken struct {
 	Name string
 	pre  *preExec
-}
-
-// preExec is a guest runner started ahead of its job.
-type preExec struct {
-	stdout, stderr *switchWriter
-	cancel         context.CancelFunc
-	done           chan execResult
-}
-
-type execResult struct {
-	code int
-	err  error
-}
-
-// ended reports whether the runner already ended (before any job).
-func (p *preExec) ended() bool {
-	select {
-	case r := <-p.done:
-		p.done <- r
-		return true
-	default:
-		return false
-	}
-}
-
-// switchWriter holds what is written until attach gives it its writer.
-type switchWriter struct {
-	mu  sync.Mutex
-	buf []byte
-	w   io.Writer
-}
-
-func (s *switchWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.w != nil {
-		return s.w.Write(b)
-	}
-	if len(s.buf) < 1<<20 { // a runner waiting for its request prints little
-		s.buf = append(s.buf, b...)
-	}
-	return len(b), nil
-}
-
-func (s *switchWriter) attach(w io.Writer) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.buf) > 0 {
-		_, _ = w.Write(s.buf)
-		s.buf = nil
-	}
-	s.w = w
 }
 
 // PoolStats counts the pool's work.
@@ -329,7 +276,7 @@ func (p *Pool) checkImages(ctx context.Context) {
 	}
 	p.mu.Unlock()
 	for _, k := range keys {
-		img, err := p.Backend.Image(ctx, p.Config.Project, k.alias)
+		img, err := p.Backend.Image(ctx, k.alias)
 		if err != nil {
 			continue
 		}
@@ -390,19 +337,6 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 	return w, nil
 }
 
-// startRunner starts the guest runner, waiting for its request, with its
-// output held until a job attaches to it.
-func (p *Pool) startRunner(name string) *preExec {
-	ctx, cancel := context.WithCancel(context.Background())
-	pe := &preExec{stdout: &switchWriter{}, stderr: &switchWriter{}, cancel: cancel, done: make(chan execResult, 1)}
-	cmd := []string{p.Config.RunnerPath, "--wait-for-request", PoolRequestGuestPath}
-	go func() {
-		code, err := p.Backend.Exec(ctx, p.Config.Project, name, ExecRequest{Command: cmd, Cwd: "/"}, pe.stdout, pe.stderr)
-		pe.done <- execResult{code, err}
-	}()
-	return pe
-}
-
 func (p *Pool) workspaceDir(name string) string { return filepath.Join(p.Dir, name, "workspace") }
 func (p *Pool) requestDir(name string) string   { return filepath.Join(p.Dir, name, "request") }
 
@@ -418,7 +352,7 @@ func (p *Pool) destroy(w *warmInstance) {
 	if w.pre != nil {
 		defer w.pre.cancel()
 	}
-	if err := p.Backend.DeleteInstance(ctx, p.Config.Project, name); err != nil {
+	if err := p.Backend.DeleteInstance(ctx, name); err != nil {
 		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
 		return
 	}
@@ -466,7 +400,7 @@ func (p *Pool) writeRequest(name string, req []byte) error {
 // for a VM image where the server runs VMs. An image or server that gives
 // no such type prewarms nothing (jobs then say why when they run).
 func (p *Pool) Prewarm(ctx context.Context, alias string) error {
-	img, err := p.Backend.Image(ctx, p.Config.Project, alias)
+	img, err := p.Backend.Image(ctx, alias)
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +17,6 @@ import (
 	"jerichoci/internal/atomicfile"
 	"jerichoci/internal/backoff"
 	"jerichoci/internal/mask"
-	"jerichoci/internal/units"
 	"jerichoci/model"
 )
 
@@ -47,91 +42,6 @@ const (
 	ConfigFleet     = "user.jerichoci.fleet"
 	ConfigGuestRole = "user.pika.guest_role"
 )
-
-// Config configures the remote Linux VM executor.
-type Config struct {
-	Project      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT
-	Profile      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE
-	Host         string // the Incus host named in messages ("localhost")
-	RunnerPath   string // the guest runner
-	Owner        string // the worker that owns the instances
-	Fleet        string // the daemon fleet, "" for jerichoci run
-	InstanceType model.InstanceType
-	// ReadyTimeout bounds the wait for the guest to accept exec.
-	ReadyTimeout time.Duration
-	// CleanupTimeout bounds teardown, which runs on a detached context.
-	CleanupTimeout time.Duration
-	// HostLogRunnerBytes caps the runner output repeated in host.log
-	// (artifacts/guest.log keeps all of it): 0 means the default, 1 MiB;
-	// negative means no cap.
-	HostLogRunnerBytes int64
-	// RootDiskSize is the size of each guest's root disk, an Incus size
-	// (20GiB, 512MiB, or bytes); empty leaves the profiles' root disk as
-	// it is.
-	RootDiskSize string
-	// GuestNetwork is the managed bridge each instance gets its one NIC
-	// on, eth0, with MAC, IPv4 and IPv6 filtering and port isolation, in
-	// place of the profiles' NICs; "" leaves the NICs to the profiles
-	// (docs/INCUS.md, "The jobs' network").
-	GuestNetwork string
-	// MaxProcesses is limits.processes of each instance (the pids cgroup
-	// of a container: processes and threads); 0 sets no limit.
-	MaxProcesses int
-}
-
-// profiles are the profiles of every instance, in order.
-func (c Config) profiles() []string { return []string{"default", c.Profile} }
-
-// DefaultHostLogRunnerBytes is the default of Config.HostLogRunnerBytes.
-const DefaultHostLogRunnerBytes = 1 << 20
-
-// DefaultConfig returns the original's defaults.
-func DefaultConfig() Config {
-	return Config{
-		Project: "pika-managed-agents", Profile: "pika-agent-dev", Host: "localhost",
-		RunnerPath: DefaultRunnerPath, InstanceType: model.InstanceAuto,
-		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
-		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "20GiB",
-		GuestNetwork: DefaultGuestNetwork, MaxProcesses: DefaultMaxProcesses,
-	}
-}
-
-// Validate reports every problem at once.
-func (c Config) Validate() error {
-	var errs []error
-	if c.Project == "" {
-		errs = append(errs, errors.New("runtime spec field `project` must be non-empty"))
-	}
-	if c.Profile == "" {
-		errs = append(errs, errors.New("runtime spec field `profile` must be non-empty"))
-	}
-	if c.RunnerPath == "" || c.RunnerPath[0] != '/' {
-		errs = append(errs, fmt.Errorf("guest runner path %q must be absolute", c.RunnerPath))
-	}
-	if c.InstanceType != "" && !c.InstanceType.Valid() {
-		errs = append(errs, fmt.Errorf("instance type %q: expected auto, virtual-machine or container", c.InstanceType))
-	}
-	if c.RootDiskSize != "" {
-		if _, err := rootDiskSize(c.RootDiskSize); err != nil {
-			errs = append(errs, fmt.Errorf("root disk size: %w", err))
-		}
-	}
-	errs = append(errs, validateGuestLimits(c.GuestNetwork, c.MaxProcesses))
-	return errors.Join(errs...)
-}
-
-// rootDiskSize reads a guest root disk size, an Incus size
-// (units.ParseSize): a disk of no bytes is refused.
-func rootDiskSize(s string) (int64, error) {
-	n, err := units.ParseSize(s)
-	if err != nil {
-		return 0, err
-	}
-	if n == 0 {
-		return 0, fmt.Errorf("size %q is not positive", s)
-	}
-	return n, nil
-}
 
 // RemoteLinuxVM runs Incus jobs: one throwaway instance per job.
 type RemoteLinuxVM struct {
@@ -221,7 +131,7 @@ func (x *RemoteLinuxVM) image(ctx context.Context, job Job) (ImageInfo, error) {
 	if ok && time.Since(img.at) < imageCacheTTL {
 		return img.ImageInfo, nil
 	}
-	info, err := x.Backend.Image(ctx, cfg.Project, alias)
+	info, err := x.Backend.Image(ctx, alias)
 	if errors.Is(err, ErrNotFound) {
 		//lint:ignore ST1005 the original's exact message (docs/CONTRACTS.md, "Exact messages")
 		return ImageInfo{}, fmt.Errorf("Incus image `%s` is not available in project `%s` on %s; import it first (for example with `jerichoci image build-import --role %s --project %s`)",
@@ -277,7 +187,7 @@ func (j *jobRun) phase(p model.Phase, fn func() error) error {
 }
 
 func (j *jobRun) execute(ctx context.Context) (Result, error) {
-	cfg, job := j.x.Config, j.job
+	job := j.job
 	artifacts := filepath.Join(job.JobDir, "artifacts")
 	if err := j.phase(model.PhasePrepareDirectories, func() error {
 		return os.MkdirAll(artifacts, 0o755)
@@ -305,18 +215,8 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		if err != nil {
 			return fmt.Errorf("compile job command: %w", err)
 		}
-		if len(job.SecretEnv) > 0 {
-			// Into the guest only, root's alone; the runner deletes it.
-			// The request (which may sit on the host) just names it.
-			b, err := json.Marshal(job.SecretEnv)
-			if err != nil {
-				return fmt.Errorf("encode secret environment: %w", err)
-			}
-			if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
-				return fmt.Errorf("write secret environment to %s: %w", j.name, err)
-			}
-			req.SecretEnvFile = GuestSecretEnvPath
-			j.hostf("passing secret_env %s into the guest (values masked in logs)", strings.Join(slices.Sorted(maps.Keys(job.SecretEnv)), ", "))
+		if err := j.passSecretEnv(ctx, &req); err != nil {
+			return err
 		}
 		if reqJSON, err = req.Encode(); err != nil {
 			return err
@@ -329,7 +229,7 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 			}
 			return nil
 		}
-		if err := j.x.Backend.PushFile(ctx, cfg.Project, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
+		if err := j.x.Backend.PushFile(ctx, j.name, GuestRequestPath, reqJSON, 0, 0, 0o644); err != nil {
 			return fmt.Errorf("write guest request to %s: %w", j.name, err)
 		}
 		return nil
@@ -400,7 +300,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		j.hostf("storage pool %s (dir) cannot enforce the guest disk size %s", spec.RootDisk.Pool, cfg.RootDiskSize)
 	}
 	// Stale instance of the same name: delete first, ignoring errors.
-	if err := j.x.Backend.DeleteInstance(ctx, cfg.Project, j.name); err != nil {
+	if err := j.x.Backend.DeleteInstance(ctx, j.name); err != nil {
 		j.log.Warn("delete stale instance", zap.Error(err))
 	}
 	if err := resetDir(artifacts); err != nil {
@@ -455,7 +355,7 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 		// Detached, as the teardown is, and bounded alike: Execute waits for it.
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
 		defer cancel()
-		err := j.x.Backend.SetInstanceConfig(sctx, j.x.Config.Project, name, keys)
+		err := j.x.Backend.SetInstanceConfig(sctx, name, keys)
 		if err != nil {
 			err = fmt.Errorf("take pool instance %q: %w", name, err)
 		}
@@ -463,144 +363,6 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	}()
 	j.hostf("instance %s (%s) taken from the warm pool, started from %s@%s", name, itype, alias, fp)
 	return nil
-}
-
-// instanceSpec is an instance of the executor's project, profiles, limits,
-// root disk and fleet, without a job's keys or disks.
-func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, itype model.InstanceType, alias string) (InstanceSpec, error) {
-	profiles := cfg.profiles()
-	spec := InstanceSpec{
-		Project: cfg.Project, Name: name, Type: itype, Alias: alias, Profiles: profiles,
-		Config: map[string]string{
-			"limits.cpu": "2", "limits.memory": "4096MiB",
-			// No /dev/incus in the guest: a job cannot talk to incusd
-			// through the guest API.
-			"security.guestapi": "false",
-		},
-		RootDiskSize: cfg.RootDiskSize,
-	}
-	guestIsolation(&spec, cfg)
-	if cfg.Fleet != "" {
-		spec.Config[ConfigFleet] = cfg.Fleet
-	}
-	if cfg.RootDiskSize != "" {
-		root, err := be.RootDisk(ctx, cfg.Project, profiles)
-		if err != nil {
-			return spec, fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
-		}
-		spec.RootDisk = root
-	}
-	return spec, nil
-}
-
-// ReadPayloadManifest reads <root>/share/pikaci/payload-manifest.json of a
-// staged output: a read error is the file's (*fs.PathError), a decode
-// error names the file.
-func ReadPayloadManifest(root string) (model.PayloadManifest, error) {
-	p := filepath.Join(root, model.PayloadManifestRelativePath)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return model.PayloadManifest{}, err
-	}
-	var m model.PayloadManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		return model.PayloadManifest{}, fmt.Errorf("decode %s: %w", p, err)
-	}
-	return m, nil
-}
-
-// NixStoreGuestPath is where a staged job's guest sees the store paths
-// of its outputs' closure, read-only, so the store paths its payloads
-// refer to resolve; the host's store directory is the same path.
-const NixStoreGuestPath = "/nix/store"
-
-// payloadDisks are the read-only disks of a staged job's payloads: each
-// manifest mount of each payload (docs/CONTRACTS.md, "Staged payload
-// devices"), then one per store path of the payloads' closure
-// (closureDisks).
-func (j *jobRun) payloadDisks(ctx context.Context) ([]Disk, error) {
-	if len(j.job.StagedPayloads) == 0 {
-		return nil, nil
-	}
-	var (
-		disks          []Disk
-		roots, sources []string
-	)
-	seen := map[string]string{}
-	for _, p := range j.job.StagedPayloads {
-		root, err := filepath.EvalSymlinks(p.MountPath)
-		if err != nil {
-			return nil, fmt.Errorf("resolve staged output %s: %w", p.MountPath, err)
-		}
-		roots = append(roots, root)
-		m, err := ReadPayloadManifest(root)
-		var pe *fs.PathError
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("missing payload manifest for staged output %s", root)
-		case errors.As(err, &pe):
-			return nil, fmt.Errorf("read payload manifest of staged output %s: %w", root, err)
-		case err != nil:
-			return nil, err
-		}
-		for _, mount := range m.Mounts {
-			if err := model.ValidatePayloadMount(root, mount); err != nil {
-				return nil, err
-			}
-			name := model.PayloadDeviceName(m.Kind, mount.Name)
-			if prev, dup := seen[name]; dup {
-				return nil, fmt.Errorf("payload mounts %s and %s of staged output %s share the Incus device name %s", prev, mount.Name, root, name)
-			}
-			seen[name] = mount.Name
-			source := model.PayloadMountSource(root, mount)
-			sources = append(sources, source)
-			disks = append(disks, Disk{Name: name, Source: source, Path: mount.GuestPath, ReadOnly: mount.ReadOnly})
-			j.hostf("staged payload %s: %s -> %s (device %s)", p.Role, source, mount.GuestPath, name)
-		}
-	}
-	closure, err := j.closureDisks(ctx, roots, sources)
-	if err != nil {
-		return nil, err
-	}
-	return append(disks, closure...), nil
-}
-
-// instanceType resolves the instance type: auto takes a VM where the server
-// runs VMs and the image is a VM image, else a container, and says why in
-// the host log; an explicit type must fit both the server and the image.
-func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model.InstanceType) (model.InstanceType, error) {
-	want := j.x.Config.InstanceType
-	if in := j.job.Runtime.Incus; in != nil && in.InstanceType != "" && in.InstanceType != model.InstanceAuto {
-		want = in.InstanceType
-	}
-	if want == model.InstanceContainer {
-		if imageType != model.InstanceContainer {
-			return "", fmt.Errorf("instance type `container` was asked for, but image `%s` is a %s image", alias, imageType)
-		}
-		return want, nil
-	}
-	vms, reason, err := j.x.Backend.VirtualMachines(ctx)
-	if err != nil {
-		return "", fmt.Errorf("ask the Incus server which instance types it runs: %w", err)
-	}
-	switch {
-	case !vms && (want == model.InstanceVirtualMachine || imageType == model.InstanceVirtualMachine):
-		return "", fmt.Errorf("instance type `%s` needs a virtual machine, but the Incus server on %s cannot run virtual machines: %s (use a container image with instance type `container` or `auto`)",
-			want, j.x.Config.Host, reason)
-	case want == model.InstanceVirtualMachine && imageType != model.InstanceVirtualMachine:
-		return "", fmt.Errorf("instance type `virtual-machine` was asked for, but image `%s` is a %s image", alias, imageType)
-	case imageType == model.InstanceVirtualMachine:
-		if want != model.InstanceVirtualMachine {
-			j.hostf("instance type auto: this Incus server runs virtual machines and image `%s` is a VM image; using a virtual machine", alias)
-		}
-		return model.InstanceVirtualMachine, nil
-	case vms:
-		j.hostf("instance type auto: image `%s` is a container image; using a container", alias)
-	default:
-		j.hostf("instance type auto: this Incus server cannot run virtual machines (%s); using a container", reason)
-	}
-	j.log.Info("instance type auto resolved to container", zap.String("image_type", string(imageType)), zap.Bool("server_runs_vms", vms))
-	return model.InstanceContainer, nil
 }
 
 // waitReady polls `true` in the guest with a growing interval (no fixed
@@ -614,7 +376,7 @@ func waitReady(ctx context.Context, be Backend, cfg Config, name string) error {
 	deadline := time.Now().Add(readyTimeout(cfg))
 	pause := backoff.Backoff{First: 20 * time.Millisecond, Max: time.Second}
 	for {
-		code, err := be.Exec(ctx, cfg.Project, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
+		code, err := be.Exec(ctx, name, ExecRequest{Command: []string{"true"}}, io.Discard, io.Discard)
 		if err == nil && code == 0 {
 			return nil
 		}
@@ -668,7 +430,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		}
 		code, err = r.code, r.err
 	} else {
-		code, err = j.x.Backend.Exec(tctx, j.x.Config.Project, j.name,
+		code, err = j.x.Backend.Exec(tctx, j.name,
 			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.requestPath()}, Cwd: "/"}, stdout, stderr)
 	}
 	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
@@ -710,7 +472,7 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 	for _, name := range []string{"events.jsonl", "status.json", "result.json"} {
 		guestPath := GuestDir + "/" + name
 		var buf bytes.Buffer
-		if _, err := j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, &buf, smallArtifactLimit); err != nil {
+		if _, err := j.x.Backend.PullFile(ctx, j.name, guestPath, &buf, smallArtifactLimit); err != nil {
 			if name == "result.json" {
 				return Result{}, fmt.Errorf("read Incus guest path `%s` from %s failed with %v", guestPath, j.x.Config.Host, err)
 			}
@@ -745,7 +507,7 @@ func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 	defer f.Abort()
 	w := &fileWriter{f: f.File}
 	mw := j.job.Mask.Writer(w)
-	_, err = j.x.Backend.PullFile(ctx, j.x.Config.Project, j.name, guestPath, mw, 0)
+	_, err = j.x.Backend.PullFile(ctx, j.name, guestPath, mw, 0)
 	_ = mask.Flush(mw) // a write error stays in w.err
 	switch {
 	case w.err != nil:
@@ -760,24 +522,6 @@ func (j *jobRun) collectGuestLog(ctx context.Context, artifacts string) error {
 	return nil
 }
 
-// fileWriter writes to f and keeps its first error, so that a failure on
-// the host is told apart from one of the backend.
-type fileWriter struct {
-	f   *os.File
-	err error
-}
-
-func (w *fileWriter) Write(b []byte) (int, error) {
-	if w.err != nil {
-		return 0, w.err
-	}
-	n, err := w.f.Write(b)
-	if err != nil {
-		w.err = fmt.Errorf("write %s: %w", w.f.Name(), err)
-	}
-	return n, w.err
-}
-
 // cleanup deletes the instance on a detached context with its own timeout.
 func (j *jobRun) cleanup(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), j.x.cleanupTimeout())
@@ -787,7 +531,7 @@ func (j *jobRun) cleanup(ctx context.Context) error {
 
 // delete force-stops and deletes the job's instance; a missing one is done.
 func (j *jobRun) delete(ctx context.Context) error {
-	if err := j.x.Backend.DeleteInstance(ctx, j.x.Config.Project, j.name); err != nil {
+	if err := j.x.Backend.DeleteInstance(ctx, j.name); err != nil {
 		j.log.Error("delete instance", zap.Error(err))
 		return fmt.Errorf("delete instance %q: %w", j.name, err)
 	}
@@ -801,140 +545,11 @@ func (j *jobRun) delete(ctx context.Context) error {
 
 func (x *RemoteLinuxVM) cleanupTimeout() time.Duration { return cleanupTimeout(x.Config) }
 
-func cleanupTimeout(cfg Config) time.Duration {
-	if cfg.CleanupTimeout <= 0 {
-		return 2 * time.Minute
-	}
-	return cfg.CleanupTimeout
-}
-
-// readyTimeout is how long a new instance has to accept exec (Config.ReadyTimeout).
-func readyTimeout(cfg Config) time.Duration {
-	if cfg.ReadyTimeout <= 0 {
-		return 120 * time.Second
-	}
-	return cfg.ReadyTimeout
-}
-
 func resetDir(dir string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
 	return os.MkdirAll(dir, 0o755)
-}
-
-// outputSummary tells host.log how much runner output it did not repeat,
-// when the cap was hit.
-func (j *jobRun) outputSummary() {
-	if j.output == nil {
-		return
-	}
-	if total, omitted := j.output.omitted(); omitted > 0 {
-		j.hostf("runner output: %d bytes, %d not repeated in host.log", total, omitted)
-	}
-}
-
-// maxLine is the longest line a prefixWriter holds, newline included: a
-// longer one goes to host.log in pieces of this size.
-const maxLine = 64 << 10
-
-// runnerOutput takes the runner's stdout and stderr: all of it goes to raw
-// (artifacts/guest.log) as it comes, and prefixed lines go to host until
-// hostCap bytes of output went there (negative: no cap); then one line
-// says that the rest is only in guest.log.
-type runnerOutput struct {
-	mu      sync.Mutex
-	host    io.Writer
-	raw     io.Writer
-	hostCap int64
-	total   int64 // bytes of output seen
-	shown   int64 // bytes of output repeated in host.log
-	capped  bool
-}
-
-// writer returns a writer for one stream, whose lines get prefix.
-func (o *runnerOutput) writer(prefix string) *prefixWriter {
-	line := make([]byte, 0, len(prefix)+maxLine+1)
-	return &prefixWriter{out: o, start: len(prefix), line: append(line, prefix...)}
-}
-
-// omitted returns the bytes of output seen and those not in host.log.
-func (o *runnerOutput) omitted() (total, omitted int64) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.total, o.total - o.shown
-}
-
-// show writes one prefixed line holding n bytes of output to host, unless
-// the cap is reached. The caller holds o.mu.
-func (o *runnerOutput) show(line []byte, n int64) error {
-	if o.capped {
-		return nil
-	}
-	if o.hostCap >= 0 && o.shown+n > o.hostCap {
-		o.capped = true
-		_, err := fmt.Fprintf(o.host, "[pikaci] runner output past %d bytes is not repeated in host.log; artifacts/guest.log has all of it\n", o.hostCap)
-		return err
-	}
-	o.shown += n
-	_, err := o.host.Write(line)
-	return err
-}
-
-// prefixWriter writes one stream unchanged to the output's raw writer and
-// as prefixed lines to its host log. A line without a newline is held
-// until it ends, up to maxLine bytes: then that much is written as a line
-// of its own and the rest follows as the next one.
-type prefixWriter struct {
-	out   *runnerOutput
-	start int    // the prefix's length
-	line  []byte // the prefix, then the current line (at most maxLine bytes)
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	o := p.out
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, err := o.raw.Write(b); err != nil {
-		return 0, err
-	}
-	o.total += int64(len(b))
-	n := len(b)
-	for len(b) > 0 {
-		chunk := b[:min(len(b), maxLine-(len(p.line)-p.start))]
-		if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
-			chunk = chunk[:i+1]
-		}
-		p.line = append(p.line, chunk...)
-		b = b[len(chunk):]
-		if chunk[len(chunk)-1] == '\n' || len(p.line)-p.start == maxLine {
-			if err := p.emit(); err != nil {
-				return n - len(b), err
-			}
-		}
-	}
-	return n, nil
-}
-
-// emit writes the held line, ending it with a newline if it has none.
-// The caller holds p.out.mu.
-func (p *prefixWriter) emit() error {
-	n := int64(len(p.line) - p.start)
-	if p.line[len(p.line)-1] != '\n' {
-		p.line = append(p.line, '\n')
-	}
-	err := p.out.show(p.line, n)
-	p.line = p.line[:p.start]
-	return err
-}
-
-// flush writes a last line that has no newline.
-func (p *prefixWriter) flush() {
-	p.out.mu.Lock()
-	defer p.out.mu.Unlock()
-	if len(p.line) > p.start {
-		p.emit()
-	}
 }
 
 func (x *RemoteLinuxVM) now() time.Time {

@@ -53,7 +53,7 @@ type fakeBackend struct {
 	runnerWait func(ctx context.Context, instance string) error
 }
 
-func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo, error) {
+func (f *fakeBackend) Image(_ context.Context, alias string) (ImageInfo, error) {
 	if fp, ok := f.images[alias]; ok {
 		t := model.InstanceContainer
 		if f.vmImage {
@@ -61,7 +61,7 @@ func (f *fakeBackend) Image(_ context.Context, project, alias string) (ImageInfo
 		}
 		return ImageInfo{Fingerprint: fp, Type: t}, nil
 	}
-	return ImageInfo{}, fmt.Errorf("image alias %q in project %q: %w", alias, project, ErrNotFound)
+	return ImageInfo{}, fmt.Errorf("image alias %q: %w", alias, ErrNotFound)
 }
 
 func (f *fakeBackend) VirtualMachines(context.Context) (bool, string, error) {
@@ -75,7 +75,7 @@ func (f *fakeBackend) CreateInstance(_ context.Context, spec InstanceSpec) error
 	return f.createErr
 }
 
-func (f *fakeBackend) SetInstanceConfig(_ context.Context, _, name string, config map[string]string) error {
+func (f *fakeBackend) SetInstanceConfig(_ context.Context, name string, config map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.configSets == nil {
@@ -85,7 +85,7 @@ func (f *fakeBackend) SetInstanceConfig(_ context.Context, _, name string, confi
 	return nil
 }
 
-func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error {
+func (f *fakeBackend) DeleteInstance(ctx context.Context, name string) error {
 	f.mu.Lock()
 	gate, created := f.teardownGate, len(f.created) > 0
 	f.mu.Unlock()
@@ -106,7 +106,7 @@ func (f *fakeBackend) DeleteInstance(ctx context.Context, _, name string) error 
 	return f.deleteErr
 }
 
-func (f *fakeBackend) Exec(ctx context.Context, _, name string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
+func (f *fakeBackend) Exec(ctx context.Context, name string, req ExecRequest, stdout, stderr io.Writer) (int, error) {
 	if req.Command[0] == "true" {
 		return 0, nil
 	}
@@ -134,7 +134,7 @@ func (f *fakeBackend) Exec(ctx context.Context, _, name string, req ExecRequest,
 	return f.runnerCode, nil
 }
 
-func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte, _, _ int, _ os.FileMode) error {
+func (f *fakeBackend) PushFile(_ context.Context, _, path string, data []byte, _, _ int, _ os.FileMode) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.files == nil {
@@ -144,7 +144,7 @@ func (f *fakeBackend) PushFile(_ context.Context, _, _, path string, data []byte
 	return nil
 }
 
-func (f *fakeBackend) PullFile(_ context.Context, _, _, path string, w io.Writer, limit int64) (int64, error) {
+func (f *fakeBackend) PullFile(_ context.Context, _, path string, w io.Writer, limit int64) (int64, error) {
 	f.mu.Lock()
 	if f.pullLimits == nil {
 		f.pullLimits = map[string]int64{}
@@ -173,7 +173,7 @@ func (f *fakeBackend) PullFile(_ context.Context, _, _, path string, w io.Writer
 	return int64(n), err
 }
 
-func (f *fakeBackend) RootDisk(_ context.Context, _ string, _ []string) (RootDisk, error) {
+func (f *fakeBackend) RootDisk(_ context.Context, _ []string) (RootDisk, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rootCalls++
@@ -356,49 +356,81 @@ func TestExecuteCleanupOnCancelledContext(t *testing.T) {
 	}
 }
 
-func TestConfigValidateReportsEverything(t *testing.T) {
-	err := Config{RunnerPath: "relative", InstanceType: "vm"}.Validate()
-	for _, w := range []string{"runtime spec field `project` must be non-empty", "`profile` must be non-empty", "must be absolute", `instance type "vm"`} {
-		if err == nil || !strings.Contains(err.Error(), w) {
-			t.Errorf("Validate() = %v, want %q", err, w)
-		}
-	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Errorf("DefaultConfig().Validate() = %v", err)
-	}
-}
-
-func TestInstanceTypeResolution(t *testing.T) {
+func TestCollect(t *testing.T) {
+	big := strings.Repeat("e", smallArtifactLimit+1)
 	tests := []struct {
-		name     string
-		vms      bool
-		vmImage  bool
-		want     model.InstanceType // job's instance type; "" = auto
-		got      model.InstanceType
-		hostLine string
+		name        string
+		be          fakeBackend
+		wantErr     string
+		wantGuest   string // artifacts/guest.log
+		wantFiles   map[string]string
+		wantMissing []string // artifacts not written
+		wantHost    []string
 	}{
-		{"auto, no VMs, container image", false, false, "", model.InstanceContainer, "cannot run virtual machines (vhost_vsock kernel module not loaded); using a container"},
-		{"auto, VMs, container image", true, false, "", model.InstanceContainer, "image `pikaci/dev` is a container image; using a container"},
-		{"auto, VMs, VM image", true, true, "", model.InstanceVirtualMachine, "runs virtual machines and image `pikaci/dev` is a VM image; using a virtual machine"},
-		{"virtual-machine, VMs, VM image", true, true, model.InstanceVirtualMachine, model.InstanceVirtualMachine, ""},
-		{"container", true, false, model.InstanceContainer, model.InstanceContainer, ""},
+		{name: "all artifacts",
+			be: fakeBackend{guestFiles: map[string]string{GuestDir + "/logs/guest.log": "the guest's log\n",
+				GuestDir + "/events.jsonl": "{}\n", GuestDir + "/status.json": `{"state":"completed"}`}},
+			wantGuest: "the guest's log\n",
+			wantFiles: map[string]string{"events.jsonl": "{}\n", "status.json": `{"state":"completed"}`, "result.json": passedResult}},
+		{name: "guest log pull fails half-way",
+			be:        fakeBackend{guestLogErr: true, guestFiles: map[string]string{GuestDir + "/logs/guest.log": "partial log from the guest\n"}},
+			wantGuest: "line one\nline twowarning\n",
+			wantHost:  []string{"[pikaci] could not collect /run/pika-cloud/logs/guest.log: connection reset by peer"}},
+		{name: "events too large",
+			be:          fakeBackend{guestFiles: map[string]string{GuestDir + "/events.jsonl": big}},
+			wantGuest:   "guest log\n",
+			wantMissing: []string{"events.jsonl"},
+			wantHost:    []string{"[pikaci] could not collect /run/pika-cloud/events.jsonl: pull /run/pika-cloud/events.jsonl: file is larger than the limit of 1048576 bytes"}},
+		{name: "result too large",
+			be:      fakeBackend{guestFiles: map[string]string{GuestDir + "/result.json": big}},
+			wantErr: "read Incus guest path `/run/pika-cloud/result.json` from localhost failed with pull /run/pika-cloud/result.json: file is larger than the limit of 1048576 bytes"},
 	}
-	for _, tc := range tests {
+	for i := range tests {
+		tc := &tests[i]
 		t.Run(tc.name, func(t *testing.T) {
-			be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, result: passedResult, vms: tc.vms, vmImage: tc.vmImage}
+			be := &tc.be
+			be.images, be.result = map[string]string{"pikaci/dev": "fp1"}, passedResult
 			var log syncBuf
 			job := newJob(t, &log)
-			if tc.want != "" {
-				job.Runtime.Incus.InstanceType = tc.want
-			}
-			if _, err := (&RemoteLinuxVM{Backend: be, Config: DefaultConfig()}).Execute(t.Context(), job); err != nil {
+			_, err := (&RemoteLinuxVM{Backend: be, Config: DefaultConfig()}).Execute(t.Context(), job)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tc.wantErr)
+				}
+			} else if err != nil {
 				t.Fatal(err)
 			}
-			if be.created[0].Type != tc.got {
-				t.Errorf("created a %s, want %s", be.created[0].Type, tc.got)
+			artifacts := filepath.Join(job.JobDir, "artifacts")
+			if tc.wantGuest != "" {
+				if b, err := os.ReadFile(filepath.Join(artifacts, "guest.log")); err != nil || string(b) != tc.wantGuest {
+					t.Errorf("guest.log = %q, %v; want %q", b, err, tc.wantGuest)
+				}
 			}
-			if tc.hostLine != "" && !strings.Contains(log.String(), tc.hostLine) {
-				t.Errorf("host log lacks %q:\n%s", tc.hostLine, log.String())
+			// atomicfile writes guest.log under a hidden temporary name.
+			if left, _ := filepath.Glob(filepath.Join(artifacts, ".guest.log.tmp-*")); len(left) > 0 {
+				t.Errorf("guest.log's temporary file left behind: %q", left)
+			}
+			for name, want := range tc.wantFiles {
+				if b, err := os.ReadFile(filepath.Join(artifacts, name)); err != nil || string(b) != want {
+					t.Errorf("%s = %q, %v; want %q", name, b, err, want)
+				}
+			}
+			for _, name := range tc.wantMissing {
+				if _, err := os.Stat(filepath.Join(artifacts, name)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s was written: %v", name, err)
+				}
+			}
+			for _, w := range tc.wantHost {
+				if !strings.Contains(log.String(), w) {
+					t.Errorf("host log lacks %q:\n%s", w, log.String())
+				}
+			}
+			want := map[string]int64{GuestDir + "/logs/guest.log": 0, GuestDir + "/events.jsonl": smallArtifactLimit,
+				GuestDir + "/status.json": smallArtifactLimit, GuestDir + "/result.json": smallArtifactLimit}
+			for path, limit := range be.pullLimits {
+				if want[path] != limit {
+					t.Errorf("pulled %s with limit %d, want %d", path, limit, want[path])
+				}
 			}
 		})
 	}

@@ -14,7 +14,7 @@ type PoolSpace struct {
 // SpaceBackend is what CheckPoolSpace asks of the instance manager; the
 // Incus backend is one.
 type SpaceBackend interface {
-	RootDisk(ctx context.Context, project string, profiles []string) (RootDisk, error)
+	RootDisk(ctx context.Context, profiles []string) (RootDisk, error)
 	PoolSpace(ctx context.Context, pool string) (PoolSpace, error)
 }
 
@@ -46,7 +46,7 @@ func CheckPoolSpace(ctx context.Context, b SpaceBackend, cfg Config, guests int)
 		return SpaceCheck{}, fmt.Errorf("guest root disk size: %w", err)
 	}
 	profiles := cfg.profiles()
-	root, err := b.RootDisk(ctx, cfg.Project, profiles)
+	root, err := b.RootDisk(ctx, profiles)
 	if err != nil {
 		return SpaceCheck{}, fmt.Errorf("look up the root disk of profiles %q in project `%s`: %w", profiles, cfg.Project, err)
 	}

@@ -39,7 +39,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"jerichoci/internal/syncwriter"
+	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run"
 )
@@ -259,7 +259,7 @@ func (b *Builder) nix(ctx context.Context, prog string, as *evalIdentity, log io
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var stdout bytes.Buffer
-	lw := syncwriter.New(log) // stdout and stderr are copied from two goroutines
+	lw := writers.NewLocked(log) // stdout and stderr are copied from two goroutines
 	cmd.Stdout = io.MultiWriter(&stdout, lw)
 	cmd.Stderr = lw
 	start := time.Now()

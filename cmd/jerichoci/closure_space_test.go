@@ -16,7 +16,7 @@ type fakeSpace struct {
 	err   error
 }
 
-func (f fakeSpace) RootDisk(context.Context, string, []string) (executor.RootDisk, error) {
+func (f fakeSpace) RootDisk(context.Context, []string) (executor.RootDisk, error) {
 	return executor.RootDisk{Device: "root", Pool: "default", Driver: "btrfs"}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
@@ -104,7 +105,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		}
 	}
 	var w *protocol.Watch
-	out := &lockedWriter{w: c.stdout} // events and live output come from two goroutines
+	out := writers.NewLocked(c.stdout) // events and live output come from two goroutines
 	if *wait {
 		// Subscribe before publishing, so no event is missed.
 		if w, err = client.Watch(opCtx, id); err != nil {
@@ -187,18 +188,6 @@ func gitFiles(ctx context.Context, dir string) map[string]bool {
 	return files
 }
 
-// lockedWriter serialises writes of several goroutines.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
 // logLines prints live log chunks as "    <job> | <line>", whole lines only,
 // noting a gap in the chunk numbers (chunks the stream's cap dropped).
 type logLines struct {
@@ -214,7 +203,7 @@ type logKey struct{ runID, job string }
 // unterminated line.
 type chunkLines struct {
 	seq   uint64
-	lines *linePrefixer
+	lines *writers.Lines
 }
 
 func (l *logLines) chunk(ch protocol.LogChunk) {
@@ -230,7 +219,7 @@ func (l *logLines) chunk(ch protocol.LogChunk) {
 		l.jobs[key] = j
 	}
 	if last := j.seq; ch.Seq > last+1 && last > 0 {
-		fmt.Fprintf(l.out, "%s[jerichoci] %d chunks of output are not in the logs stream any more (its size cap)\n", j.lines.prefix, ch.Seq-last-1)
+		fmt.Fprintf(l.out, "%s[jerichoci] %d chunks of output are not in the logs stream any more (its size cap)\n", j.lines.Prefix(), ch.Seq-last-1)
 	}
 	j.seq = ch.Seq
 	_, _ = j.lines.Write(ch.Data)
@@ -241,7 +230,7 @@ func (l *logLines) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, j := range l.jobs {
-		j.lines.flush()
+		_ = j.lines.Flush()
 	}
 	l.jobs = nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -46,7 +47,7 @@ func (c *cli) followLogs(ctx context.Context, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer w.Stop()
-	out := &lockedWriter{w: c.stdout}
+	out := writers.NewLocked(c.stdout)
 	lines := &logLines{out: out}
 	stop, err := client.FollowLogs(opCtx, id, true, lines.chunk)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"jerichoci/executor"
+	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run"
 )
@@ -307,7 +307,7 @@ func (v *liveView) jobOutput(jobID string) io.Writer {
 // the view's lock.
 type viewLines struct {
 	v     *liveView
-	lines *linePrefixer
+	lines *writers.Lines
 }
 
 func (o *viewLines) Write(p []byte) (int, error) {
@@ -316,37 +316,11 @@ func (o *viewLines) Write(p []byte) (int, error) {
 	return o.lines.Write(p)
 }
 
-// linePrefixer writes a job's output to w as "    <job> | <line>", whole
-// lines only; the caller serialises its use.
-type linePrefixer struct {
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func newLinePrefixer(w io.Writer, job string) *linePrefixer {
-	return &linePrefixer{w: w, prefix: "    " + job + " | "}
-}
-
-func (l *linePrefixer) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-// flush writes the last unterminated line, if any, as a whole line.
-func (l *linePrefixer) flush() {
-	if len(l.buf) > 0 {
-		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
-	}
-	l.buf = nil
+// newLinePrefixer writes a job's output to w as "    <job> | <line>",
+// whole lines of at most writers.DefaultMaxLine bytes; the caller
+// serialises its use.
+func newLinePrefixer(w io.Writer, job string) *writers.Lines {
+	return writers.NewPrefixer(w, "    "+job+" | ", writers.DefaultMaxLine)
 }
 
 func deref(s *string) string {

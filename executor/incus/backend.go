@@ -17,12 +17,10 @@ import (
 	"jerichoci/model"
 )
 
-// Backend adapts a Client to executor.Backend. Calls name their project;
-// the Backend keeps one Client per project over the same connection pool.
+// Backend adapts a Client to executor.Backend, in the Client's project:
+// every call addresses that one project (docs/INCUS.md).
 type Backend struct {
-	c        *Client
-	mu       sync.Mutex
-	projects map[string]*Client
+	c *Client
 
 	vmMu     sync.Mutex
 	vmKnown  bool
@@ -30,30 +28,18 @@ type Backend struct {
 	vmReason string
 
 	rootMu sync.Mutex
-	roots  map[string]executor.RootDisk // by project and profiles
+	roots  map[string]executor.RootDisk // by profiles
 
 	nicMu sync.Mutex
-	nics  map[string][]string // the profiles' NIC device names, by project and profiles
+	nics  map[string][]string // the profiles' NIC device names, by profiles
 }
 
 var _ executor.Backend = (*Backend)(nil)
 
-// NewBackend returns an executor backend over c.
+// NewBackend returns an executor backend over c, bound to c's project
+// (WithProject): the project jerichoci's config names.
 func NewBackend(c *Client) *Backend {
-	return &Backend{c: c, projects: map[string]*Client{c.project: c}, roots: map[string]executor.RootDisk{}, nics: map[string][]string{}}
-}
-
-// in returns a client addressing project, sharing c's transport.
-func (b *Backend) in(project string) *Client {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if cl, ok := b.projects[project]; ok {
-		return cl
-	}
-	cl := *b.c
-	cl.project = project
-	b.projects[project] = &cl
-	return &cl
+	return &Backend{c: c, roots: map[string]executor.RootDisk{}, nics: map[string][]string{}}
 }
 
 // notFound marks 404s as executor.ErrNotFound, keeping the message and chain.
@@ -70,8 +56,8 @@ func (e notFoundError) Is(target error) bool { return target == executor.ErrNotF
 func (e notFoundError) Unwrap() error        { return e.error }
 
 // Image resolves an alias to its image's full fingerprint and type.
-func (b *Backend) Image(ctx context.Context, project, alias string) (executor.ImageInfo, error) {
-	a, err := b.in(project).GetImageAlias(ctx, alias)
+func (b *Backend) Image(ctx context.Context, alias string) (executor.ImageInfo, error) {
+	a, err := b.c.GetImageAlias(ctx, alias)
 	if err != nil {
 		return executor.ImageInfo{}, notFound(err)
 	}
@@ -146,7 +132,7 @@ func (b *Backend) CreateInstance(ctx context.Context, spec executor.InstanceSpec
 		root := spec.RootDisk
 		if root.Pool == "" {
 			var err error
-			if root, err = b.RootDisk(ctx, spec.Project, spec.Profiles); err != nil {
+			if root, err = b.RootDisk(ctx, spec.Profiles); err != nil {
 				return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
 			}
 		}
@@ -160,31 +146,31 @@ func (b *Backend) CreateInstance(ctx context.Context, spec executor.InstanceSpec
 			return fmt.Errorf("incus: create instance %q: %w", spec.Name, err)
 		}
 	}
-	return b.in(spec.Project).CreateInstance(ctx, InstancesPost{
+	return b.c.CreateInstance(ctx, InstancesPost{
 		Name: spec.Name, Type: string(spec.Type), Source: InstanceSource{Type: "image", Alias: spec.Alias},
 		Config: spec.Config, Devices: devices, Profiles: spec.Profiles, Start: true,
 	})
 }
 
 // SetInstanceConfig sets config keys of an instance.
-func (b *Backend) SetInstanceConfig(ctx context.Context, project, name string, config map[string]string) error {
-	return b.in(project).SetInstanceConfig(ctx, name, config)
+func (b *Backend) SetInstanceConfig(ctx context.Context, name string, config map[string]string) error {
+	return b.c.SetInstanceConfig(ctx, name, config)
 }
 
 // DeleteInstance force-stops and deletes; a missing instance is done.
-func (b *Backend) DeleteInstance(ctx context.Context, project, name string) error {
-	return b.in(project).DeleteInstance(ctx, name)
+func (b *Backend) DeleteInstance(ctx context.Context, name string) error {
+	return b.c.DeleteInstance(ctx, name)
 }
 
 // Exec runs a command and follows its output live.
-func (b *Backend) Exec(ctx context.Context, project, name string, req executor.ExecRequest, stdout, stderr io.Writer) (int, error) {
-	return b.in(project).Exec(ctx, name, ExecRequest{Command: req.Command, Env: req.Env, Cwd: req.Cwd,
+func (b *Backend) Exec(ctx context.Context, name string, req executor.ExecRequest, stdout, stderr io.Writer) (int, error) {
+	return b.c.Exec(ctx, name, ExecRequest{Command: req.Command, Env: req.Env, Cwd: req.Cwd,
 		User: uint32(req.UID), Group: uint32(req.GID)}, stdout, stderr)
 }
 
 // PushFile writes a file, creating its parent directories first.
-func (b *Backend) PushFile(ctx context.Context, project, name, guestPath string, data []byte, uid, gid int, mode os.FileMode) error {
-	cl := b.in(project)
+func (b *Backend) PushFile(ctx context.Context, name, guestPath string, data []byte, uid, gid int, mode os.FileMode) error {
+	cl := b.c
 	if err := cl.MkdirAll(ctx, name, path.Dir(guestPath), FileOwner{UID: 0, GID: 0, Mode: 0o755}); err != nil {
 		return err
 	}
@@ -193,9 +179,9 @@ func (b *Backend) PushFile(ctx context.Context, project, name, guestPath string,
 
 // PullFile streams a file from the instance to w; a positive limit caps
 // its size.
-func (b *Backend) PullFile(ctx context.Context, project, name, guestPath string, w io.Writer, limit int64) (int64, error) {
+func (b *Backend) PullFile(ctx context.Context, name, guestPath string, w io.Writer, limit int64) (int64, error) {
 	lw := &limitWriter{w: w, limit: limit}
-	if _, err := b.in(project).PullFile(ctx, name, guestPath, lw); err != nil {
+	if _, err := b.c.PullFile(ctx, name, guestPath, lw); err != nil {
 		return lw.n, notFound(err)
 	}
 	return lw.n, nil
@@ -223,18 +209,18 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 }
 
 // RootDisk returns the root disk device (type disk, path /) that the
-// profiles give an instance in project, the last profile with one winning,
-// and its pool's driver. The answer is kept per project and profiles for
-// the life of the Backend (a changed profile is seen after a restart); a
-// failed lookup is tried again next time.
-func (b *Backend) RootDisk(ctx context.Context, project string, profiles []string) (executor.RootDisk, error) {
+// profiles give an instance, the last profile with one winning, and its
+// pool's driver. The answer is kept per profiles for the life of the
+// Backend (a changed profile is seen after a restart); a failed lookup is
+// tried again next time.
+func (b *Backend) RootDisk(ctx context.Context, profiles []string) (executor.RootDisk, error) {
 	b.rootMu.Lock()
 	defer b.rootMu.Unlock()
-	key := project + "\x00" + strings.Join(profiles, "\x00")
+	key := strings.Join(profiles, "\x00")
 	if d, ok := b.roots[key]; ok {
 		return d, nil
 	}
-	d, err := b.lookupRootDisk(ctx, project, profiles)
+	d, err := b.lookupRootDisk(ctx, profiles)
 	if err != nil {
 		return executor.RootDisk{}, err
 	}
@@ -252,8 +238,8 @@ func (b *Backend) PoolSpace(ctx context.Context, pool string) (executor.PoolSpac
 	return executor.PoolSpace{Used: r.Space.Used, Total: r.Space.Total}, nil
 }
 
-func (b *Backend) lookupRootDisk(ctx context.Context, project string, profiles []string) (executor.RootDisk, error) {
-	cl := b.in(project)
+func (b *Backend) lookupRootDisk(ctx context.Context, profiles []string) (executor.RootDisk, error) {
+	cl, project := b.c, b.c.project
 	var root executor.RootDisk
 	for _, name := range profiles {
 		p, err := cl.GetProfile(ctx, name)

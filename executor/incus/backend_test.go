@@ -60,7 +60,7 @@ func TestBackendRootDisk(t *testing.T) {
 			f.handle("GET", "/1.0/storage-pools/fast", syncJSON(`{"name":"fast","driver":"btrfs","status":"Created","config":{}}`))
 			b := NewBackend(f.client())
 			for i := range 2 {
-				got, err := b.RootDisk(t.Context(), "p", []string{"default", "agent"})
+				got, err := b.RootDisk(t.Context(), []string{"default", "agent"})
 				if tc.wantErr != "" {
 					if err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.Is(err, executor.ErrNotFound) != tc.wantNotFound {
 						t.Fatalf("RootDisk() error = %v, want %q (not found: %v)", err, tc.wantErr, tc.wantNotFound)
@@ -85,13 +85,13 @@ func TestBackendRootDisk(t *testing.T) {
 		})
 	}
 
-	t.Run("cached per project and profiles", func(t *testing.T) {
+	t.Run("each backend in its own project, cached per profiles", func(t *testing.T) {
 		f := newFake(t)
 		f.handle("GET", "/1.0/profiles/default", syncJSON(defaultProfile))
 		f.handle("GET", "/1.0/profiles/agent", syncJSON(agentRoot))
 		f.handle("GET", "/1.0/storage-pools/default", syncJSON(`{"name":"default","driver":"dir"}`))
 		f.handle("GET", "/1.0/storage-pools/fast", syncJSON(`{"name":"fast","driver":"btrfs"}`))
-		b := NewBackend(f.client())
+		backends := map[string]*Backend{"p": NewBackend(f.client()), "other": NewBackend(f.client(WithProject("other")))}
 		for _, c := range []struct {
 			project  string
 			profiles []string
@@ -103,7 +103,7 @@ func TestBackendRootDisk(t *testing.T) {
 			{"p", []string{"default"}, "default"},
 			{"other", []string{"default"}, "default"},
 		} {
-			got, err := b.RootDisk(t.Context(), c.project, c.profiles)
+			got, err := backends[c.project].RootDisk(t.Context(), c.profiles)
 			if err != nil || got.Pool != c.pool {
 				t.Fatalf("RootDisk(%s, %q) = %+v, %v; want pool %s", c.project, c.profiles, got, err, c.pool)
 			}
@@ -155,7 +155,7 @@ func TestBackendCreateInstanceBody(t *testing.T) {
 			f.handle("GET", "/1.0/profiles/pika-agent-dev", syncJSON(`{"name":"pika-agent-dev","devices":{}}`))
 			f.handle("GET", "/1.0/storage-pools/default", syncJSON(`{"name":"default","driver":"dir"}`))
 			spec := tc.spec
-			spec.Project, spec.Name, spec.Type, spec.Alias = "p", "r1", model.InstanceContainer, "pikaci/dev"
+			spec.Name, spec.Type, spec.Alias = "r1", model.InstanceContainer, "pikaci/dev"
 			spec.Profiles = []string{"default", "pika-agent-dev"}
 			spec.Config = map[string]string{"security.guestapi": "false"}
 			if err := NewBackend(f.client()).CreateInstance(t.Context(), spec); err != nil {
@@ -210,7 +210,7 @@ func TestBackendPullFileLimit(t *testing.T) {
 				w.Write([]byte(content))
 			})
 			var buf bytes.Buffer
-			n, err := NewBackend(f.client()).PullFile(t.Context(), "p", "r1", tc.path, &buf, tc.limit)
+			n, err := NewBackend(f.client()).PullFile(t.Context(), "r1", tc.path, &buf, tc.limit)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || errors.Is(err, executor.ErrNotFound) != tc.wantNotFound {
 					t.Fatalf("PullFile() error = %v, want %q (not found: %v)", err, tc.wantErr, tc.wantNotFound)

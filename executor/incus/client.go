@@ -65,7 +65,7 @@ type Client struct {
 	log     *zap.Logger
 
 	// waitLimits counts long polls that ended at their limit
-	// (WaitLimits); shared with the copies Backend.in makes per project.
+	// (WaitLimits); a pointer, so a copy of the Client counts into it too.
 	waitLimits *atomic.Uint64
 }
 

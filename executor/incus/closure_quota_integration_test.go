@@ -89,7 +89,7 @@ func TestIntegrationFullGuestDeletedOnFirstTeardown(t *testing.T) {
 			if err != nil || len(left) != 0 {
 				t.Errorf("instances of owner %s left: %d, %v", owner, len(left), err)
 			}
-			root, err := NewBackend(c).RootDisk(t.Context(), itProject, []string{"default", itProfile})
+			root, err := NewBackend(c).RootDisk(t.Context(), []string{"default", itProfile})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -53,7 +53,7 @@ func TestIntegrationCheckPoolSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := NewBackend(c).RootDisk(t.Context(), itProject, []string{"default", itProfile})
+	root, err := NewBackend(c).RootDisk(t.Context(), []string{"default", itProfile})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func GuestNIC(network string) map[string]string {
 // other NIC device of the profiles (type none), so the instance has that
 // one NIC only.
 func (b *Backend) guestNIC(ctx context.Context, spec executor.InstanceSpec, devices map[string]map[string]string) error {
-	names, err := b.profileNICs(ctx, spec.Project, spec.Profiles)
+	names, err := b.profileNICs(ctx, spec.Profiles)
 	if err != nil {
 		return err
 	}
@@ -45,16 +45,16 @@ func (b *Backend) guestNIC(ctx context.Context, spec executor.InstanceSpec, devi
 }
 
 // profileNICs returns the names of the NIC devices the profiles give an
-// instance in project. The answer is kept per project and profiles for the
-// life of the Backend, as RootDisk's; a failed lookup is tried again.
-func (b *Backend) profileNICs(ctx context.Context, project string, profiles []string) ([]string, error) {
+// instance. The answer is kept per profiles for the life of the Backend,
+// as RootDisk's; a failed lookup is tried again.
+func (b *Backend) profileNICs(ctx context.Context, profiles []string) ([]string, error) {
 	b.nicMu.Lock()
 	defer b.nicMu.Unlock()
-	key := project + "\x00" + strings.Join(profiles, "\x00")
+	key := strings.Join(profiles, "\x00")
 	if n, ok := b.nics[key]; ok {
 		return n, nil
 	}
-	cl := b.in(project)
+	cl := b.c
 	found := map[string]bool{}
 	for _, name := range profiles {
 		p, err := cl.GetProfile(ctx, name)

@@ -685,7 +685,7 @@ func TestIntegrationBackendInstance(t *testing.T) {
 	ctx := t.Context()
 	b := NewBackend(c)
 	profiles := []string{"default", itProfile}
-	root, err := b.RootDisk(ctx, itProject, profiles)
+	root, err := b.RootDisk(ctx, profiles)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -709,11 +709,11 @@ func TestIntegrationBackendInstance(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(detached, 2*time.Minute)
 		defer cancel()
-		if err := b.DeleteInstance(ctx, itProject, name); err != nil {
+		if err := b.DeleteInstance(ctx, name); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	err = b.CreateInstance(ctx, executor.InstanceSpec{Project: itProject, Name: name, Type: model.InstanceContainer, Alias: itAlias,
+	err = b.CreateInstance(ctx, executor.InstanceSpec{Name: name, Type: model.InstanceContainer, Alias: itAlias,
 		Profiles: profiles, Config: map[string]string{"security.guestapi": "false"}, RootDiskSize: "3GiB", RootDisk: root})
 	if err != nil {
 		t.Fatal(err)
@@ -745,7 +745,7 @@ func TestIntegrationBackendInstance(t *testing.T) {
 
 	t.Run("pull with a limit", func(t *testing.T) {
 		data := bytes.Repeat([]byte("0123456789abcdef"), 8<<10) // 128 KiB
-		if err := b.PushFile(ctx, itProject, name, "/run/pika-cloud/events.jsonl", data, 0, 0, 0o644); err != nil {
+		if err := b.PushFile(ctx, name, "/run/pika-cloud/events.jsonl", data, 0, 0, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -764,7 +764,7 @@ func TestIntegrationBackendInstance(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				var buf bytes.Buffer
-				n, err := b.PullFile(ctx, itProject, name, tc.path, &buf, tc.limit)
+				n, err := b.PullFile(ctx, name, tc.path, &buf, tc.limit)
 				if tc.wantErr != "" {
 					if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 						t.Fatalf("PullFile() error = %v, want %q", err, tc.wantErr)
@@ -812,7 +812,7 @@ func TestIntegrationExecuteJob(t *testing.T) {
 	hl := hostLog.String()
 	// The size is enforced on btrfs (scripts/incus-up's choice on a fresh
 	// machine), not on dir, where host.log says so.
-	root, err := NewBackend(c).RootDisk(t.Context(), itProject, []string{"default", itProfile})
+	root, err := NewBackend(c).RootDisk(t.Context(), []string{"default", itProfile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -991,7 +991,7 @@ func (p *probeBackend) CreateInstance(ctx context.Context, spec executor.Instanc
 	return err
 }
 
-func (p *probeBackend) DeleteInstance(ctx context.Context, project, name string) error {
+func (p *probeBackend) DeleteInstance(ctx context.Context, name string) error {
 	p.mu.Lock()
 	probe := p.created && p.probe == ""
 	p.mu.Unlock()
@@ -1006,7 +1006,7 @@ func (p *probeBackend) DeleteInstance(ctx context.Context, project, name string)
 		}
 		p.mu.Unlock()
 	}
-	return p.Backend.DeleteInstance(ctx, project, name)
+	return p.Backend.DeleteInstance(ctx, name)
 }
 
 // TestIntegrationCancelAndTimeoutStopTheGuestCommand shows, on the real
