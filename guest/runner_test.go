@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"jerichoci/internal/atomicfile"
 	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
@@ -242,7 +243,9 @@ func TestRunnerWaitsForItsRequest(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(reqPath), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(reqPath, req, 0o644); err != nil {
+	// As the pool writes it (executor/pool.go): atomically, so the waiting
+	// runner never reads a half-written request.
+	if err := atomicfile.WriteFile(reqPath, req, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if code := <-done; code != 0 || !strings.Contains(o.String(), "from-the-request") {
