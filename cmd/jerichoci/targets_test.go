@@ -123,7 +123,7 @@ func TestTargetsShow(t *testing.T) {
 			"lane         check-pika-followup (trigger branch, concurrency group staged-linux:pre-merge-pika-followup)",
 			"source       built-in",
 			"filters      24",
-			"  AGENTS.md",
+			"  flake.nix",
 			"jobs         6",
 			"job pikachat-build",
 			"  timeout      1800s",
