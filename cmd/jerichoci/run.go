@@ -275,7 +275,7 @@ func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
 	}
 	switch ev.Event {
 	case model.EventRunStarted:
-		fmt.Fprintf(v.w, "run %s: %s (%d jobs)\n", ev.RunID, deref(ev.TargetID), len(v.jobs))
+		fmt.Fprintf(v.w, "run %s: %s (%d jobs)\n", ev.RunID, model.Value(ev.TargetID), len(v.jobs))
 		for _, id := range v.jobs {
 			fmt.Fprintf(v.w, "  %-8s %s\n", "queued", id)
 		}
@@ -288,11 +288,11 @@ func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
 		if ev.Job.FinishedAt != nil {
 			took = ev.Job.FinishedAt.Sub(ev.Job.StartedAt.Time)
 		}
-		fmt.Fprintf(v.w, "  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), deref(ev.Job.Message))
+		fmt.Fprintf(v.w, "  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), model.Value(ev.Job.Message))
 	case model.EventRunFinished:
 		for _, j := range ev.Run.Jobs {
 			if j.Status == model.StatusSkipped {
-				fmt.Fprintf(v.w, "  %-8s %s %s\n", "skipped", j.ID, deref(j.Message))
+				fmt.Fprintf(v.w, "  %-8s %s %s\n", "skipped", j.ID, model.Value(j.Message))
 			}
 		}
 	}
@@ -347,11 +347,4 @@ func (l *linePrefixer) flush() {
 		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
 	}
 	l.buf = nil
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

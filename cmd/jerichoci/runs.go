@@ -66,7 +66,7 @@ func runRunsList(c *cli, args []string) int {
 		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "RUN ID\tSTATUS\tTARGET\tJOBS\tCREATED\tDURATION")
 		for _, r := range runs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.RunID, r.Status, deref(r.TargetID), len(r.Jobs), r.CreatedAt, runDuration(r))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.RunID, r.Status, model.Value(r.TargetID), len(r.Jobs), r.CreatedAt, runDuration(r))
 		}
 		tw.Flush()
 	}
@@ -93,7 +93,7 @@ func runRunsShow(c *cli, args []string) int {
 	if *asJSON {
 		return c.writeJSON(r)
 	}
-	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, deref(r.TargetID))
+	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, model.Value(r.TargetID))
 	if r.TargetDescription != nil {
 		fmt.Fprintf(c.stdout, "  %s\n", *r.TargetDescription)
 	}
@@ -114,7 +114,7 @@ func runRunsShow(c *cli, args []string) int {
 		if e := j.RemoteLinuxVMExecution; e != nil && e.IncusImage != nil {
 			img = e.IncusImage.Project + "/" + e.IncusImage.Alias
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exit, took, img, deref(j.Message))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exit, took, img, model.Value(j.Message))
 	}
 	tw.Flush()
 	return exitOK
