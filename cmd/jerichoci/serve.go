@@ -63,7 +63,7 @@ type serveConfig struct {
 	daemon  daemon.DaemonConfig
 	catalog string
 	// allowHostJobs lets host-local jobs (host_shell commands) run on the
-	// worker itself; without it they fail with MsgHostJobsRefused.
+	// worker itself; without it they fail with run.MsgHostJobsRefused.
 	allowHostJobs bool
 	// hostJobsUser is the unprivileged user a daemon running as root runs
 	// host-local jobs as; hostJobsUserSet says the environment or a flag
@@ -75,7 +75,7 @@ type serveConfig struct {
 	hostJobsMaxProcesses int
 	// allowStagedBuilds lets staged jobs' outputs be built from the job's
 	// source with the host's Nix; without it their prepare nodes fail with
-	// MsgStagedBuildsRefused.
+	// run.MsgStagedBuildsRefused.
 	allowStagedBuilds bool
 	// secretEnv lists the variables of this worker's environment that a
 	// catalog job's secret_env may name; none by default.
@@ -439,7 +439,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	allowedSecrets := cfg.secretEnv
 	daemonRunner.SecretEnvAllowed = func(name string) bool { return slices.Contains(allowedSecrets, name) }
 	if !cfg.allowStagedBuilds {
-		daemonRunner.Outputs = refuseStagedBuilds{}
+		daemonRunner.Outputs = run.RefuseStagedBuilds{}
 	}
 	d := &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
@@ -447,13 +447,13 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner, ec.Fleet = owner, q.Fleet
-			var host run.JobExecutor = refuseHostJobs{}
+			var host run.JobExecutor = run.RefuseHostJobs{}
 			if cfg.allowHostJobs {
 				x := hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
 				x.Isolate = isolation
 				host = x
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, host: host}
+			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, Host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,
