@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -28,6 +29,7 @@ import (
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
+	"jerichoci/targets"
 	"jerichoci/web"
 )
 
@@ -64,133 +66,273 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	if err := cfg.Validate(); err != nil {
 		return c.fail(exitUsage, "invalid configuration:\n%v", err)
 	}
-	cat, err := c.loadCatalog(cfg.catalog)
-	if err != nil {
+	if err := c.serve(ctx, cfg); err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	if cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
-		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
-			return c.fail(exitUsage, "--allow-staged-builds: %v", err)
+	return exitOK
+}
+
+// serve runs the daemon until ctx ends and its jobs are done. Each step
+// opens what it names and pushes its close on a stack, which closes all in
+// reverse order when serve returns, on success and failure alike; every
+// error of a step or of a close is in the error returned.
+func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
+	// Teardown outlives the first signal (which ends ctx): its contexts
+	// are ctx's values without its cancellation, each with a timeout.
+	s := &serving{cli: c, cfg: cfg, teardown: context.WithoutCancel(ctx)}
+	defer func() { err = errors.Join(err, s.open.close()) }()
+	cat, isolation, err := s.preflight(ctx)
+	if err != nil {
+		return err
+	}
+	s.log = cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
+	s.open.push("", func() error { _ = s.log.Sync(); return nil }) // stderr: nowhere left to report it
+	sigs := s.notifySignals()
+	conns, err := s.openNATS(ctx)
+	if err != nil {
+		return err
+	}
+	cl, err := s.openIncus(ctx)
+	if err != nil {
+		return err
+	}
+	d, pool := s.newDaemon(ctx, cat, isolation, conns.queue, cl)
+	if cfg.httpListen != "" {
+		if err := s.startStatusPage(conns, cl, pool, d); err != nil {
+			return err
 		}
 	}
-	stateRoot, err := filepath.Abs(cfg.exec.StateRoot)
+	if err := s.subscribe(conns.queue, d); err != nil {
+		return err
+	}
+	go s.countSignals(sigs, d)
+	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
+		conns.worker.ConnectedUrlRedacted(), s.stateRoot, cfg.daemon.ID, conns.queue.Fleet)
+	s.startPool(ctx, pool)
+	return d.Run(ctx)
+}
+
+// serving is one `serve`: its settings and what it has opened so far.
+type serving struct {
+	*cli
+	cfg       serveConfig
+	stateRoot string
+	log       *zap.Logger
+	open      closers
+	// teardown is the context of closing: serve's, without its
+	// cancellation.
+	teardown context.Context
+}
+
+// preflight checks what serve needs before it opens anything: the
+// catalog, a sandboxed Nix for --allow-staged-builds, the state root (made
+// absolute and created) and, with --allow-host-jobs, the host-jobs user.
+func (s *serving) preflight(ctx context.Context) (*targets.Catalog, *hostlocal.Isolation, error) {
+	cat, err := s.loadCatalog(s.cfg.catalog)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
+		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
+			return nil, nil, fmt.Errorf("--allow-staged-builds: %w", err)
+		}
+	}
+	s.stateRoot, err = filepath.Abs(s.cfg.exec.StateRoot)
 	if err == nil {
-		err = os.MkdirAll(run.NewStore(stateRoot).RunsDir(), 0o755)
+		err = os.MkdirAll(run.NewStore(s.stateRoot).RunsDir(), 0o755)
 	}
 	if err != nil {
-		return c.fail(exitUsage, "--state-root %q: %v", cfg.exec.StateRoot, err)
+		return nil, nil, fmt.Errorf("--state-root %q: %w", s.cfg.exec.StateRoot, err)
 	}
 	var isolation *hostlocal.Isolation
-	if cfg.allowHostJobs {
-		if isolation, err = hostJobsIsolation(cfg, stateRoot); err != nil {
-			return c.fail(exitUsage, "%v", err)
+	if s.cfg.allowHostJobs {
+		if isolation, err = hostJobsIsolation(s.cfg, s.stateRoot); err != nil {
+			return nil, nil, err
 		}
 	}
-	log := cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
-	defer log.Sync() //nolint:errcheck // stderr
+	return cat, isolation, nil
+}
 
-	// Count signals ourselves: main's context ends at the first one (stop
-	// pulling); the second one cancels the running jobs.
+// notifySignals counts signals itself: main's context ends at the first
+// one (stop pulling); the second one cancels the running jobs
+// (countSignals).
+func (s *serving) notifySignals() <-chan os.Signal {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	s.open.push("", func() error { signal.Stop(sigs); close(sigs); return nil })
+	return sigs
+}
 
-	url, ncfg := cfg.nats.URL, cfg.nats
+// countSignals reads serve's signals until they stop: the first one (which
+// also ends serve's context) stops pulling, the second cancels the running
+// jobs.
+func (s *serving) countSignals(sigs <-chan os.Signal, d *daemon.Daemon) {
+	n := 0
+	for range sigs {
+		n++
+		if n == 1 {
+			fmt.Fprintf(s.stderr, "jerichoci serve: stopping: no more jobs taken; running jobs may finish within %s (signal again to cancel them)\n", s.cfg.daemon.DrainTimeout)
+			continue
+		}
+		fmt.Fprintln(s.stderr, "jerichoci serve: cancelling running jobs and handing them back to the queue")
+		d.Kill()
+	}
+}
+
+// serveConns are serve's NATS connections: the worker's, with the opened
+// queue, and, on the embedded server, the reader's settings for the status
+// page (nil with --nats-url: the page then reads on the worker's).
+type serveConns struct {
+	url       string
+	worker    *nats.Conn
+	queue     *daemon.Queue
+	reader    *natsConfig
+	inProcess *server.Server // the embedded server, nil with --nats-url
+}
+
+// openNATS starts the embedded server when no --nats-url is given (setting
+// up the queue there as its admin), connects as the worker and opens the
+// queue.
+func (s *serving) openNATS(ctx context.Context) (serveConns, error) {
+	conns := serveConns{url: s.cfg.nats.URL}
+	ncfg := s.cfg.nats
 	var connOpts []nats.Option
-	var readerCfg *natsConfig // the status page's user on the embedded server
-	var natsServer *server.Server
-	if url == "" {
-		host, port, _ := splitListen(cfg.nats.Listen) // validated
-		if !loopbackHost(host) {
-			fmt.Fprintf(c.stderr, "jerichoci serve: warning: the embedded NATS server listens on %s, reachable from other hosts and from guests on the Incus bridge; clients need the credentials in %s\n",
-				cfg.nats.Listen, credentialsPath(stateRoot))
-			if cfg.nats.ServerTLSCert == "" {
-				fmt.Fprintln(c.stderr, "jerichoci serve: warning: --nats-insecure-listen: the credentials and every job spec cross the network in clear text")
-			}
-		}
-		clientHost := host
-		if clientHost == "" || clientHost == "0.0.0.0" || clientHost == "::" {
-			clientHost = "127.0.0.1"
-		}
-		scheme := "nats"
-		if cfg.nats.ServerTLSCert != "" {
-			scheme = "tls"
-		}
-		users, err := embeddedCredentials(stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
+	if conns.url == "" {
+		srv, users, err := s.startEmbedded()
 		if err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return conns, err
 		}
-		srv, err := startEmbedded(embeddedOptions{Listen: cfg.nats.Listen, StoreDir: filepath.Join(stateRoot, "nats"),
-			Users: users, TLSCert: cfg.nats.ServerTLSCert, TLSKey: cfg.nats.ServerTLSKey}, log.Named("nats-server"))
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
-		}
-		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		url, natsServer = srv.ClientURL(), srv
+		s.open.push("", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
+		conns.url, conns.inProcess = srv.ClientURL(), srv
 		// The daemon talks to its own server in process: no socket, no TLS.
 		// The admin, whose password exists only in this process, sets up the
 		// streams, buckets and the workers' consumer; the daemon then runs as
 		// the worker, and the status page reads as the reader.
 		connOpts = append(connOpts, nats.InProcessServer(srv))
 		admin := natsConfig{User: users.Admin.User, Password: users.Admin.Password}
-		anc, _, err := admin.connect(url, "jerichoci serve "+cfg.daemon.ID+" setup", log.Named("nats"), connOpts...)
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
-		}
-		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = daemon.OpenQueue(setup, anc, cfg.queue)
-		cancel()
-		anc.Close()
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
+		if err := s.setUpQueue(ctx, admin, conns.url, connOpts...); err != nil {
+			return conns, err
 		}
 		w, r := users.Roles[protocol.RoleWorker], users.Roles[protocol.RoleReader]
 		ncfg = natsConfig{User: w.User, Password: w.Password}
-		readerCfg = &natsConfig{User: r.User, Password: r.Password}
+		conns.reader = &natsConfig{User: r.User, Password: r.Password}
 	}
 	// The worker's replies (pulled jobs among them) come to an inbox no
 	// client or reader may subscribe to (docs/PROTOCOL.md).
 	connOpts = append(connOpts, nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
-	nc, closed, err := ncfg.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"), connOpts...)
+	nc, closed, err := ncfg.connect(conns.url, "jerichoci serve "+s.cfg.daemon.ID, s.log.Named("nats"), connOpts...)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return conns, err
 	}
+	s.open.push("NATS connection", func() error { return drainConn(nc, closed) })
+	conns.worker = nc
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	q, err := daemon.OpenQueue(setup, nc, cfg.queue)
-	cancel()
+	defer cancel()
+	conns.queue, err = daemon.OpenQueue(setup, nc, s.cfg.queue)
+	return conns, err
+}
+
+// startEmbedded starts the embedded NATS server with its users'
+// credentials, warning when it listens beyond this host.
+func (s *serving) startEmbedded() (*server.Server, embeddedUsers, error) {
+	cfg := s.cfg.nats
+	host, port, _ := splitListen(cfg.Listen) // validated
+	if !loopbackHost(host) {
+		fmt.Fprintf(s.stderr, "jerichoci serve: warning: the embedded NATS server listens on %s, reachable from other hosts and from guests on the Incus bridge; clients need the credentials in %s\n",
+			cfg.Listen, credentialsPath(s.stateRoot))
+		if cfg.ServerTLSCert == "" {
+			fmt.Fprintln(s.stderr, "jerichoci serve: warning: --nats-insecure-listen: the credentials and every job spec cross the network in clear text")
+		}
+	}
+	clientHost := host
+	if clientHost == "" || clientHost == "0.0.0.0" || clientHost == "::" {
+		clientHost = "127.0.0.1"
+	}
+	scheme := "nats"
+	if cfg.ServerTLSCert != "" {
+		scheme = "tls"
+	}
+	users, err := embeddedCredentials(s.stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return nil, users, err
 	}
-	cl, err := cfg.exec.incusClient(c.env, log.Named("incus"))
+	srv, err := startEmbedded(embeddedOptions{Listen: cfg.Listen, StoreDir: filepath.Join(s.stateRoot, "nats"),
+		Users: users, TLSCert: cfg.ServerTLSCert, TLSKey: cfg.ServerTLSKey}, s.log.Named("nats-server"))
+	return srv, users, err
+}
+
+// setUpQueue creates the streams, buckets and the workers' consumer as the
+// admin, on a connection of its own that it closes.
+func (s *serving) setUpQueue(ctx context.Context, admin natsConfig, url string, opts ...nats.Option) error {
+	anc, _, err := admin.connect(url, "jerichoci serve "+s.cfg.daemon.ID+" setup", s.log.Named("nats"), opts...)
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	defer cl.Close()
-	setup, cancel = context.WithTimeout(ctx, 30*time.Second)
-	err = checkGuestNetwork(setup, cl, cfg.exec.GuestNetwork)
-	cancel()
+	defer anc.Close()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = daemon.OpenQueue(setup, anc, s.cfg.queue)
+	return err
+}
+
+// drainConn flushes and drains nc and waits (30 s at most) until it is
+// closed; past that it closes it at once.
+func drainConn(nc *nats.Conn, closed <-chan struct{}) error {
+	flushErr := nc.Flush()
+	if flushErr != nil {
+		flushErr = fmt.Errorf("flush: %w", flushErr)
+	}
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return errors.Join(flushErr, fmt.Errorf("drain: %w", err))
+	}
+	select {
+	case <-closed:
+		return flushErr
+	case <-time.After(30 * time.Second):
+		nc.Close()
+		return errors.Join(flushErr, errors.New("drain: not done within 30s; closed"))
+	}
+}
+
+// openIncus connects to Incus and checks the guests' network.
+func (s *serving) openIncus(ctx context.Context) (*incus.Client, error) {
+	cl, err := s.cfg.exec.incusClient(s.env, s.log.Named("incus"))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return nil, err
 	}
-	warmSize := cfg.warm
-	if warmSize < 0 {
-		warmSize = cfg.daemon.Concurrency
+	s.open.push("incus client", cl.Close)
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return cl, checkGuestNetwork(setup, cl, s.cfg.exec.GuestNetwork)
+}
+
+// newDaemon wires the daemon: its executors over cl (routed by runtime),
+// the warm pool (nil when --warm is 0; not started yet) and the run
+// lifecycle. Waiting for the instances' teardowns is pushed on the stack.
+func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation *hostlocal.Isolation, q *daemon.Queue, cl *incus.Client) (*daemon.Daemon, *executor.Pool) {
+	cfg, log, stateRoot := s.cfg, s.log, s.stateRoot
+	warm := cfg.warm
+	if warm < 0 {
+		warm = cfg.daemon.Concurrency
 	}
-	guestWarnings(c.stderr, cfg.exec, cfg.daemon.Concurrency+warmSize, "/proc/sys/kernel/pid_max")
+	guestWarnings(s.stderr, cfg.exec, cfg.daemon.Concurrency+warm, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	cfg.daemon.Fleet = q.Fleet
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
-	warm := cfg.warm
-	if warm < 0 {
-		warm = cfg.daemon.Concurrency
-	}
-	warnPoolSpace(ctx, c.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
+	s.open.push("", func() error {
+		wait, cancel := context.WithTimeout(s.teardown, cfg.exec.executorConfig().CleanupTimeout)
+		defer cancel()
+		if err := teardowns.Wait(wait); err != nil {
+			// Not serve's failure: the reaper deletes what is left.
+			log.Warn("instance teardowns still running at exit; the reaper will delete them", zap.Int("pending", teardowns.Stats().Pending))
+		}
+		return nil
+	})
+	warnPoolSpace(ctx, s.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
 	// The warm pool: started instances ready for the next jobs.
 	var pool *executor.Pool
 	if warm != 0 {
@@ -201,13 +343,13 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		pool = &executor.Pool{Backend: be, Config: pc, Size: warm, Dir: filepath.Join(stateRoot, "pool"),
 			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
 	}
-	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
+	daemonRunner := newRunner(s.env, cfg.exec, stateRoot, log)
 	allowedSecrets := cfg.secretEnv
 	daemonRunner.SecretEnvAllowed = func(name string) bool { return slices.Contains(allowedSecrets, name) }
 	if !cfg.allowStagedBuilds {
 		daemonRunner.Outputs = run.RefuseStagedBuilds{}
 	}
-	d := &daemon.Daemon{
+	return &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
 		Records: q, DeadLetters: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
@@ -215,7 +357,7 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 			ec.Owner, ec.Fleet = owner, q.Fleet
 			var host run.JobExecutor = run.RefuseHostJobs{}
 			if cfg.allowHostJobs {
-				x := hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
+				x := hostExecutor(s.env, stateRoot, log.Named("hostlocal"))
 				x.Isolate = isolation
 				host = x
 			}
@@ -224,135 +366,124 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		Instances: insts,
 		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
-	}
-	if cfg.httpListen != "" {
-		incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
-		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected, IncusWaitLimits: cl.WaitLimits,
-			Incus: func() bool {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				return incusReady(ctx) == nil
-			}}
-		if pool != nil {
-			g.PoolReady = func() int { return pool.Stats().Ready }
-		}
-		m := metrics.New(g)
-		d.Observer = m
-		// The status page and JSON API: live logs come from NATS, read as
-		// the reader on the embedded server (else on the daemon's connection).
-		logsConn := nc
-		if readerCfg != nil {
-			rnc, _, err := readerCfg.connect(url, "jerichoci serve "+cfg.daemon.ID+" page", log.Named("nats"), nats.InProcessServer(natsServer))
-			if err != nil {
-				nc.Close()
-				return c.fail(exitUsage, "%v", err)
-			}
-			defer rnc.Close()
-			logsConn = rnc
-		}
-		logs, err := protocol.NewClient(logsConn)
-		if err != nil {
-			nc.Close()
-			return c.fail(exitUsage, "%v", err)
-		}
-		ln, err := net.Listen("tcp", cfg.httpListen)
-		if err != nil {
-			nc.Close()
-			return c.fail(exitUsage, "--http-listen %s: %v (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
-		}
-		health := m.Handler(
-			metrics.Check{Name: "nats", Fn: q.Ready},
-			metrics.Check{Name: "incus", Fn: incusReady},
-		)
-		status := web.New(web.Config{StateRoot: stateRoot, Logs: logs, Log: log.Named("web")})
-		mux := http.NewServeMux()
-		for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
-			mux.Handle(p, health)
-		}
-		mux.Handle("/", status.Handler())
-		// Every route checks Host, /metrics and the health checks too
-		// (docs/SECURITY.md).
-		hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
-		if err != nil {
-			ln.Close()
-			nc.Close()
-			return c.fail(exitUsage, "--http-allowed-host: %v", err)
-		}
-		srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
-		srv.RegisterOnShutdown(status.Close) // live log streams end
-		go func() { _ = srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		log.Info("status page, metrics and health", zap.String("url", "http://"+ln.Addr().String()+"/"))
-	}
+	}, pool
+}
+
+// subscribe takes the cancel requests and the queue's give-ups for d.
+func (s *serving) subscribe(q *daemon.Queue, d *daemon.Daemon) error {
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, log.Named("giveup"))
+	s.open.push("cancel subscription", cancelSub.Unsubscribe)
+	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, s.log.Named("giveup"))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	go func() {
-		n := 0
-		for range sigs {
-			n++
-			if n == 1 {
-				fmt.Fprintf(c.stderr, "jerichoci serve: stopping: no more jobs taken; running jobs may finish within %s (signal again to cancel them)\n", cfg.daemon.DrainTimeout)
-				continue
-			}
-			fmt.Fprintln(c.stderr, "jerichoci serve: cancelling running jobs and handing them back to the queue")
-			d.Kill()
-		}
-	}()
-	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
-		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID, q.Fleet)
+	s.open.push("give-up subscription", giveUpSub.Unsubscribe)
+	return nil
+}
 
+// startPool fills the warm pool (nil: none) and keeps it until serve
+// stops, past the first signal; stopping it deletes the idle instances.
+func (s *serving) startPool(ctx context.Context, pool *executor.Pool) {
+	if pool == nil {
+		return
+	}
+	poolCtx, stopPool := context.WithCancel(s.teardown)
 	poolDone := make(chan struct{})
-	poolCtx, stopPool := context.WithCancel(context.Background())
-	if pool != nil {
-		go func() {
-			defer close(poolDone)
-			if err := pool.Prewarm(ctx, model.RolePikaciRunner.DefaultImageAlias()); err != nil {
-				log.Warn("warm pool: prewarm", zap.Error(err))
-			}
-			pool.Run(poolCtx)
-		}()
-	} else {
-		close(poolDone)
-	}
-	runErr := d.Run(ctx)
-	stopPool() // deletes the idle instances
-	<-poolDone
-	wait, cancelWait := context.WithTimeout(context.Background(), cfg.exec.executorConfig().CleanupTimeout)
-	if err := teardowns.Wait(wait); err != nil {
-		st := teardowns.Stats()
-		log.Warn("instance teardowns still running at exit; the reaper will delete them", zap.Int("pending", st.Pending))
-	}
-	cancelWait()
-	_ = cancelSub.Unsubscribe()
-	_ = giveUpSub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		log.Warn("flush NATS", zap.Error(err))
-	}
-	if err := nc.Drain(); err == nil {
-		select {
-		case <-closed:
-		case <-time.After(30 * time.Second):
-			nc.Close()
+	go func() {
+		defer close(poolDone)
+		if err := pool.Prewarm(ctx, model.RolePikaciRunner.DefaultImageAlias()); err != nil {
+			s.log.Warn("warm pool: prewarm", zap.Error(err))
 		}
-	} else {
-		nc.Close()
+		pool.Run(poolCtx)
+	}()
+	s.open.push("", func() error { stopPool(); <-poolDone; return nil })
+}
+
+// startStatusPage serves the status page, its JSON API, /metrics and the
+// health checks on --http-listen until serve stops; they answer past the
+// first signal, while running jobs drain.
+func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *executor.Pool, d *daemon.Daemon) error {
+	cfg, log := s.cfg, s.log
+	incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
+	g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: conns.worker.IsConnected, IncusWaitLimits: cl.WaitLimits,
+		Incus: func() bool {
+			ctx, cancel := context.WithTimeout(s.teardown, 2*time.Second)
+			defer cancel()
+			return incusReady(ctx) == nil
+		}}
+	if pool != nil {
+		g.PoolReady = func() int { return pool.Stats().Ready }
 	}
-	if runErr != nil {
-		return c.fail(exitUsage, "%v", runErr)
+	m := metrics.New(g)
+	d.Observer = m
+	// The status page and JSON API: live logs come from NATS, read as
+	// the reader on the embedded server (else on the daemon's connection).
+	logsConn := conns.worker
+	if conns.reader != nil {
+		rnc, _, err := conns.reader.connect(conns.url, "jerichoci serve "+cfg.daemon.ID+" page", log.Named("nats"), nats.InProcessServer(conns.inProcess))
+		if err != nil {
+			return err
+		}
+		s.open.push("", func() error { rnc.Close(); return nil })
+		logsConn = rnc
 	}
-	return exitOK
+	logs, err := protocol.NewClient(logsConn)
+	if err != nil {
+		return err
+	}
+	// Every route checks Host, /metrics and the health checks too
+	// (docs/SECURITY.md).
+	hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
+	if err != nil {
+		return fmt.Errorf("--http-allowed-host: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.httpListen)
+	if err != nil {
+		return fmt.Errorf("--http-listen %s: %w (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
+	}
+	health := m.Handler(
+		metrics.Check{Name: "nats", Fn: conns.queue.Ready},
+		metrics.Check{Name: "incus", Fn: incusReady},
+	)
+	status := web.New(web.Config{StateRoot: s.stateRoot, Logs: logs, Log: log.Named("web")})
+	mux := http.NewServeMux()
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		mux.Handle(p, health)
+	}
+	mux.Handle("/", status.Handler())
+	srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(status.Close) // live log streams end
+	addr := ln.Addr().String()
+	s.open.push("status page on "+addr, serveHTTP(s.teardown, srv, ln, log))
+	log.Info("status page, metrics and health", zap.String("url", "http://"+addr+"/"))
+	return nil
+}
+
+// serveHTTP serves srv on ln in the background. The function it returns
+// shuts srv down (within 5 s of ctx) and returns the shutdown's error and
+// the one Serve stopped with, unless that is the shutdown itself; such an
+// error is logged when it happens, too.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *zap.Logger) func() error {
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped serving", zap.String("addr", ln.Addr().String()), zap.Error(err))
+		}
+		served <- err
+	}()
+	return func() error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("serve: %w", serr))
+		}
+		return err
+	}
 }
 
 // daemonInstances is the reaper's daemon.InstanceManager: the Incus
