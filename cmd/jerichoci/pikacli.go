@@ -21,15 +21,6 @@ import (
 	"jerichoci/targets"
 )
 
-func init() {
-	register("status", command{summary: "print a run's status lines (pikaci's status)", run: runStatus})
-	register("logs", command{summary: "print a job's host and guest logs (pikaci's logs)", run: runLogs})
-	register("list", command{summary: "list runs, newest first: id, status, target, created_at (pikaci's list)", run: runList})
-	register("gc", command{summary: "keep the newest runs (--keep-runs N, default 10), remove the rest (pikaci's gc)", run: runGC})
-	register("prepared-outputs", command{summary: "print a run's prepared outputs (pikaci's prepared-outputs)", run: runPreparedOutputs})
-	register("staged-linux-target-info", command{summary: "print a staged target's shared prepare node and Nix outputs (pikaci's)", run: runStagedLinuxTargetInfo})
-}
-
 const stateRootNote = `The state root is --state-root DIR (here or before the command), else
 $PIKACI_STATE_ROOT, else ./.pikaci. Log and record paths that a run.json
 names but that do not exist on this host (records copied from another

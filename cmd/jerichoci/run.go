@@ -15,10 +15,6 @@ import (
 	"jerichoci/run"
 )
 
-func init() {
-	register("run", command{summary: "run one lane or target locally in throwaway Incus instances", run: runRun})
-}
-
 const runUsage = `run LANE|TARGET [--source DIR] [--state-root DIR] [--output text|jsonl|human|json] [--catalog FILE]
 
 Runs every job of the lane (by its CI title, e.g. check-pika-rust) or target

@@ -14,10 +14,6 @@ import (
 	"jerichoci/run"
 )
 
-func init() {
-	register("runs", command{summary: "list, show, read the logs of and clean up run records", run: runRuns})
-}
-
 func runRuns(_ context.Context, c *cli, args []string) int {
 	return c.runGroup("runs", runsHelp, args, []subcommand{
 		{"list", "list runs, newest first", runRunsList},

@@ -33,10 +33,6 @@ import (
 	"jerichoci/web"
 )
 
-func init() {
-	register("serve", command{summary: "run the daemon: workers pull job specs from NATS JetStream and run them", run: runServe})
-}
-
 const serveUsage = `serve [--nats-url URL] [--concurrency N] [--state-root DIR] [--catalog FILE] [flags]
 
 Runs the daemon in the foreground. Workers pull job specs from the JetStream
