@@ -11,6 +11,11 @@ import (
 	"jerichoci/run"
 )
 
+// The runs group reads the state root's run records. Its list, show, logs
+// and gc are the same reads as pikaci's list, status, logs and gc, printed
+// as tables and plain logs instead of the original's lines (runlist.go,
+// runshow.go, runlogs.go and gc below).
+
 func runRuns(_ context.Context, c *cli, args []string) int {
 	return c.runGroup("runs", runsHelp, args, []subcommand{
 		{"list", "list runs, newest first", runRunsList},
@@ -23,7 +28,8 @@ func runRuns(_ context.Context, c *cli, args []string) int {
 const runsHelp = `Runs are read from the state root: --state-root DIR, else $PIKACI_STATE_ROOT,
 else ./.pikaci. Each run is runs/<run_id>/ with run.json and, per job,
 jobs/<job>/{status.json,host.log,artifacts/guest.log}; records written by
-the original pikaci read the same.`
+the original pikaci read the same. pikaci's list, status, logs and gc read
+the same records and print them as the original does.`
 
 // stateRootFlag registers --state-root with PIKACI_STATE_ROOT as default.
 func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {

@@ -8,7 +8,9 @@ import (
 	"jerichoci/model"
 )
 
-// status and runs show: one run and its jobs.
+// status and runs show: one run and its jobs. Both are one read
+// (showRun); status prints pikaci's lines, runs show a table, and --json
+// run.json.
 
 const statusUsage = `status RUN_ID [--json] [--state-root DIR]
 
@@ -19,18 +21,40 @@ the run's message, changed_files=<n> when there are any, and
 
 ` + stateRootNote
 
+// showFormat is how showRun prints a run.
+type showFormat int
+
+const (
+	showStatus showFormat = iota // pikaci's status lines
+	showTable                    // runs show: a summary and a table of the jobs
+)
+
 func runStatus(_ context.Context, c *cli, args []string) int {
-	fs, root := c.stateRootFlag("status", statusUsage)
+	return c.showRun("status", statusUsage, showStatus, args)
+}
+
+func runRunsShow(c *cli, args []string) int {
+	return c.showRun("runs show", "runs show RUN_ID [--state-root DIR] [--json]", showTable, args)
+}
+
+// showRun is the one read behind status and runs show; --json prints
+// run.json for both.
+func (c *cli) showRun(name, usage string, format showFormat, args []string) int {
+	fs, root := c.stateRootFlag(name, usage)
 	asJSON := fs.Bool("json", false, "print the run record (run.json) as JSON")
 	r, code, done := c.oneRunArg(fs, root, args)
 	if done {
 		return code
 	}
-	if *asJSON {
+	switch {
+	case *asJSON:
 		return c.writeJSON(r)
-	}
-	for _, l := range statusLines(r) {
-		fmt.Fprintln(c.stdout, l)
+	case format == showStatus:
+		for _, l := range statusLines(r) {
+			fmt.Fprintln(c.stdout, l)
+		}
+	default:
+		c.printRunTable(r)
 	}
 	return exitOK
 }
@@ -86,16 +110,8 @@ func runDuration(r model.RunRecord) string {
 	return roundDuration(r.FinishedAt.Sub(r.CreatedAt.Time)).String()
 }
 
-func runRunsShow(c *cli, args []string) int {
-	fs, root := c.stateRootFlag("runs show", "runs show RUN_ID [--state-root DIR] [--json]")
-	asJSON := fs.Bool("json", false, "print run.json as written")
-	r, code, done := c.oneRunArg(fs, root, args)
-	if done {
-		return code
-	}
-	if *asJSON {
-		return c.writeJSON(r)
-	}
+// printRunTable is runs show's view: the run, then a table of its jobs.
+func (c *cli) printRunTable(r model.RunRecord) {
 	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, model.Value(r.TargetID))
 	if r.TargetDescription != nil {
 		fmt.Fprintf(c.stdout, "  %s\n", *r.TargetDescription)
@@ -120,5 +136,4 @@ func runRunsShow(c *cli, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exit, took, img, model.Value(j.Message))
 	}
 	tw.Flush()
-	return exitOK
 }

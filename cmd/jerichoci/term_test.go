@@ -86,7 +86,7 @@ func TestPrintedOutputIsSafeForTerminals(t *testing.T) {
 		{[]string{"status", id}, escaped + "\uFFFD2J"},
 		{[]string{"runs", "list"}, "target" + escaped},
 		{[]string{"list"}, "target" + escaped},
-		{[]string{"runs", "logs", id, "no\x1b[2Jjob"}, `"no\x1b[2Jjob"`},
+		{[]string{"runs", "logs", id, "no\x1b[2Jjob"}, "job `no\\u001b[2Jjob` not found"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, errs, _ := runCLI(t, append([]string{"--state-root", root}, tc.args...)...)
