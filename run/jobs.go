@@ -346,10 +346,3 @@ func (st *runState) executorJob(js *jobState, snapshot string) executor.Job {
 		StagedPayloads: js.payloads, HostCacheScope: st.hostScope,
 	}
 }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}

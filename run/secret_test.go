@@ -57,7 +57,7 @@ func TestSecretEnvMaskedEverywhere(t *testing.T) {
 	if got := ex.got["a"]["API_TOKEN"]; got != secretValue {
 		t.Fatalf("the executor got secret_env %q, want the worker's value", got)
 	}
-	if m := deref(rec.Jobs[0].Message); m != "command printed [MASKED]" {
+	if m := model.Value(rec.Jobs[0].Message); m != "command printed [MASKED]" {
 		t.Errorf("job message = %q", m)
 	}
 	host, _ := os.ReadFile(rec.Jobs[0].HostLogPath)
@@ -112,8 +112,8 @@ func TestSecretEnvRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rec.Status != model.StatusFailed || deref(rec.Jobs[0].Message) != tc.want || rec.Jobs[1].Status != model.StatusSkipped {
-				t.Errorf("record: %s; jobs %s %q, %s", rec.Status, rec.Jobs[0].Status, deref(rec.Jobs[0].Message), rec.Jobs[1].Status)
+			if rec.Status != model.StatusFailed || model.Value(rec.Jobs[0].Message) != tc.want || rec.Jobs[1].Status != model.StatusSkipped {
+				t.Errorf("record: %s; jobs %s %q, %s", rec.Status, rec.Jobs[0].Status, model.Value(rec.Jobs[0].Message), rec.Jobs[1].Status)
 			}
 			if len(ex.ran) != 0 {
 				t.Errorf("the executor ran %v", ex.ran)

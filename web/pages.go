@@ -74,7 +74,7 @@ func (s *Server) row(e runEntry) runRow {
 		return runRow{ID: e.ID, Err: e.Err.Error()}
 	}
 	r := e.Rec
-	row := runRow{ID: e.ID, Status: string(r.Status), Title: title(r), Target: deref(r.TargetID),
+	row := runRow{ID: e.ID, Status: string(r.Status), Title: title(r), Target: model.Value(r.TargetID),
 		Jobs: jobsText(countJobs(r.Jobs)), Head: shortHead(r.GitHead), Dirty: r.GitDirty != nil && *r.GitDirty,
 		Created: fmtTime(r.CreatedAt.Time), Queued: "–", Ran: "–"}
 	if q, rn, ok := runTimes(r, e.Job, s.cfg.Now()); ok {
@@ -191,7 +191,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		Job      *jobFileView
 		Live     bool
 		Refresh  int
-	}{ID: id, Rec: rec, Row: s.row(e), Title: title(rec), Head: deref(rec.GitHead), Message: deref(rec.Message)}
+	}{ID: id, Rec: rec, Row: s.row(e), Title: title(rec), Head: model.Value(rec.GitHead), Message: model.Value(rec.Message)}
 	if rec.FinishedAt != nil {
 		data.Finished = fmtTime(rec.FinishedAt.Time)
 	}
@@ -205,7 +205,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	for i, j := range rec.Jobs {
 		v := jobView{Index: i, ID: j.ID, Description: j.Description, Status: string(j.Status), Executor: j.Executor,
-			Message: deref(j.Message), Started: fmtTime(j.StartedAt.Time), Live: live(rec, j), Timeout: fmtDuration(time.Duration(j.TimeoutSecs) * time.Second)}
+			Message: model.Value(j.Message), Started: fmtTime(j.StartedAt.Time), Live: live(rec, j), Timeout: fmtDuration(time.Duration(j.TimeoutSecs) * time.Second)}
 		if j.ExitCode != nil {
 			v.ExitCode = strconv.Itoa(int(*j.ExitCode))
 		}

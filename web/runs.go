@@ -218,19 +218,12 @@ func shortHead(h *string) string {
 	return *h
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // title is a run's lane title: its target description, else its target id.
 func title(r model.RunRecord) string {
-	if d := deref(r.TargetDescription); d != "" {
+	if d := model.Value(r.TargetDescription); d != "" {
 		return d
 	}
-	if id := deref(r.TargetID); id != "" {
+	if id := model.Value(r.TargetID); id != "" {
 		return id
 	}
 	return "(no target)"

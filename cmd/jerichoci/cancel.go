@@ -9,10 +9,6 @@ import (
 	"jerichoci/run/protocol"
 )
 
-func init() {
-	register("cancel", command{summary: "cancel a queued or running daemon job", run: runCancel})
-}
-
 const cancelUsage = `cancel JOB_ID [--wait] [--timeout D] [nats flags]
 
 Asks the daemons to cancel the job (a request on jerichoci.cancel.JOB_ID): a

@@ -24,10 +24,6 @@ import (
 	"jerichoci/sourcetar"
 )
 
-func init() {
-	register("enqueue", command{summary: "queue a lane or target for the daemon; --wait follows it to its result", run: runEnqueue})
-}
-
 const enqueueUsage = `enqueue LANE|TARGET [--source DIR] [--host-path] [--job-id UUID] [--wait] [--timeout D] [nats flags]
 
 Queues one run of the lane (by CI title) or target (by id) on the daemon's

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"time"
 
 	"jerichoci/internal/writers"
@@ -9,22 +10,11 @@ import (
 	"jerichoci/run/protocol"
 )
 
-const followUsage = `logs --follow JOB_ID [nats flags]
-
-Follows a daemon job's output as it is written, from the start of what the
-logs stream still holds (a job someone else enqueued), until its final
-record: the lines of its host.log as "    <job> | <line>", then the result.
-Exit status: 0 passed (or skipped), 1 failed, 2 bad usage or NATS errors.`
-
-// followLogs is `logs --follow JOB_ID`.
-func (c *cli) followLogs(ctx context.Context, args []string) int {
-	fs, ncfg := c.clientFlagSet("logs --follow", followUsage)
+// followLogs is `logs --follow JOB_ID`, its flags parsed into fs and
+// ncfg by runLogs.
+func (c *cli) followLogs(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfig, pos []string) int {
 	// It only reads: on this host's embedded server, as the reader.
 	ncfg.role = protocol.RoleReader
-	pos, code, done := c.parseArgs(fs, args)
-	if done {
-		return code
-	}
 	if len(pos) != 1 {
 		return c.usageErr(fs, "expected one JOB_ID, got %d arguments", len(pos))
 	}

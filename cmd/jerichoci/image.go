@@ -13,10 +13,6 @@ import (
 	"jerichoci/model"
 )
 
-func init() {
-	register("image", command{summary: "build and import the runner image of a guest role", run: runImage})
-}
-
 const (
 	defaultIncusProject = "pika-managed-agents"
 	defaultArtifactDir  = "result"

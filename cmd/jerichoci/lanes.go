@@ -15,10 +15,6 @@ import (
 // lanesStdin is what `lanes select --changed-from -` reads; tests replace it.
 var lanesStdin io.Reader = os.Stdin
 
-func init() {
-	register("lanes", command{summary: "list the CI lanes or select those a change needs", run: runLanes})
-}
-
 func runLanes(_ context.Context, c *cli, args []string) int {
 	return c.runGroup("lanes", catalogHelp, args, []subcommand{
 		{"list", "list every lane: title, target id, trigger, job count, concurrency group", runLanesList},

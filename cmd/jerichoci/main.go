@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -33,17 +32,6 @@ type cli struct {
 	stderr io.Writer
 	env    func(string) (string, bool)
 }
-
-// command is one subcommand. run returns the process exit code.
-type command struct {
-	summary string
-	run     func(ctx context.Context, c *cli, args []string) int
-}
-
-// commands is filled by each command's file in init, so files stay independent.
-var commands = map[string]command{}
-
-func register(name string, cmd command) { commands[name] = cmd }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -73,7 +61,7 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		c.usage(c.stdout)
 		return exitOK
 	}
-	cmd, ok := commands[name]
+	cmd, ok := lookupCommand(name)
 	if !ok {
 		fmt.Fprintf(c.stderr, "jerichoci: unknown command %q\n\n", name)
 		c.usage(c.stderr)
@@ -130,15 +118,13 @@ func (c *cli) usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: jerichoci [--state-root DIR] COMMAND [ARGS]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
-	names := make([]string, 0, len(commands))
+	cmds := commandTable()
 	width := 0
-	for n := range commands {
-		names = append(names, n)
-		width = max(width, len(n))
+	for _, cmd := range cmds {
+		width = max(width, len(cmd.name))
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-*s  %s\n", width, n, commands[n].summary)
+	for _, cmd := range cmds {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, cmd.name, cmd.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "--state-root DIR before the command is the state root of every command that")

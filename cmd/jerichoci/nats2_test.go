@@ -604,8 +604,8 @@ func TestGiveUpAndOversizedRecordAsTheWorker(t *testing.T) {
 		if err != nil || rec == nil {
 			t.Fatalf("job %s: result %v, %v", tc.id, rec, err)
 		}
-		if rec.Status != model.StatusFailed || !strings.HasPrefix(deref(rec.Message), "gave up: the job was delivered 1 times") {
-			t.Errorf("job %s: result %s %q, want the failed give-up record", tc.id, rec.Status, deref(rec.Message))
+		if rec.Status != model.StatusFailed || !strings.HasPrefix(model.Value(rec.Message), "gave up: the job was delivered 1 times") {
+			t.Errorf("job %s: result %s %q, want the failed give-up record", tc.id, rec.Status, model.Value(rec.Message))
 		}
 		results, _ := admin.KeyValue(t.Context(), protocol.BucketResults)
 		e, err := results.Get(t.Context(), tc.id.String())

@@ -15,10 +15,6 @@ import (
 	"jerichoci/targets"
 )
 
-func init() {
-	register("rerun", command{summary: "run an earlier run's target again on its snapshot (pikaci's rerun)", run: runRerun})
-}
-
 const rerunUsage = `rerun RUN_ID [--state-root DIR] [--output text|jsonl|human|json] [--catalog FILE]
 
 Runs the target of an earlier run again, as pikaci rerun does. The target is

@@ -67,8 +67,8 @@ func TestRerunSkippedRun(t *testing.T) {
 			}
 			r := recs[0]
 			prev := loadFixtureRun(t, root, skippedRun)
-			if r.Status != model.StatusSkipped || deref(r.RerunOf) != skippedRun || deref(r.Message) != "rerun of "+skippedRun ||
-				deref(r.TargetID) != "pre-merge-pikachat-rust" || deref(r.TargetDescription) != deref(prev.TargetDescription) ||
+			if r.Status != model.StatusSkipped || model.Value(r.RerunOf) != skippedRun || model.Value(r.Message) != "rerun of "+skippedRun ||
+				model.Value(r.TargetID) != "pre-merge-pikachat-rust" || model.Value(r.TargetDescription) != model.Value(prev.TargetDescription) ||
 				!reflect.DeepEqual(r.Filters, prev.Filters) || !reflect.DeepEqual(r.ChangedFiles, prev.ChangedFiles) ||
 				len(r.Jobs) != 0 || r.FinishedAt == nil || !r.FinishedAt.Equal(r.CreatedAt.Time) || r.SnapshotDir != "" {
 				t.Errorf("rerun record = %+v", r)
@@ -144,13 +144,13 @@ func TestRerunRunsTheEarlierSnapshot(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("stdout is not a run record: %v\n%s", err, out)
 	}
-	if deref(r.RerunOf) != prevID || deref(r.Message) != "rerun of "+prevID || r.Status != model.StatusFailed ||
-		deref(r.TargetID) != target || deref(r.TargetDescription) != desc || r.SourceRoot != src ||
-		deref(r.GitHead) != head || r.GitDirty == nil || !*r.GitDirty ||
+	if model.Value(r.RerunOf) != prevID || model.Value(r.Message) != "rerun of "+prevID || r.Status != model.StatusFailed ||
+		model.Value(r.TargetID) != target || model.Value(r.TargetDescription) != desc || r.SourceRoot != src ||
+		model.Value(r.GitHead) != head || r.GitDirty == nil || !*r.GitDirty ||
 		!reflect.DeepEqual(r.ChangedFiles, prev.ChangedFiles) || !reflect.DeepEqual(r.Filters, prev.Filters) {
 		t.Errorf("rerun record:\n%s", out)
 	}
-	if len(r.Jobs) != 1 || r.Jobs[0].ID != "hello" || r.Jobs[0].Status != model.StatusFailed || !strings.Contains(deref(r.Jobs[0].Message), "unix.socket") {
+	if len(r.Jobs) != 1 || r.Jobs[0].ID != "hello" || r.Jobs[0].Status != model.StatusFailed || !strings.Contains(model.Value(r.Jobs[0].Message), "unix.socket") {
 		t.Errorf("jobs = %+v", r.Jobs)
 	}
 	if got, _ := os.ReadFile(filepath.Join(r.SnapshotDir, "README.md")); string(got) != "# the source then\n" || r.SnapshotDir == snap {

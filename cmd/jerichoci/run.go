@@ -15,10 +15,6 @@ import (
 	"jerichoci/run"
 )
 
-func init() {
-	register("run", command{summary: "run one lane or target locally in throwaway Incus instances", run: runRun})
-}
-
 const runUsage = `run LANE|TARGET [--source DIR] [--state-root DIR] [--output text|jsonl|human|json] [--catalog FILE]
 
 Runs every job of the lane (by its CI title, e.g. check-pika-rust) or target
@@ -275,7 +271,7 @@ func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
 	}
 	switch ev.Event {
 	case model.EventRunStarted:
-		fmt.Fprintf(v.w, "run %s: %s (%d jobs)\n", ev.RunID, deref(ev.TargetID), len(v.jobs))
+		fmt.Fprintf(v.w, "run %s: %s (%d jobs)\n", ev.RunID, model.Value(ev.TargetID), len(v.jobs))
 		for _, id := range v.jobs {
 			fmt.Fprintf(v.w, "  %-8s %s\n", "queued", id)
 		}
@@ -288,11 +284,11 @@ func (v *liveView) Emit(_ context.Context, ev model.LifecycleEvent) {
 		if ev.Job.FinishedAt != nil {
 			took = ev.Job.FinishedAt.Sub(ev.Job.StartedAt.Time)
 		}
-		fmt.Fprintf(v.w, "  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), deref(ev.Job.Message))
+		fmt.Fprintf(v.w, "  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), model.Value(ev.Job.Message))
 	case model.EventRunFinished:
 		for _, j := range ev.Run.Jobs {
 			if j.Status == model.StatusSkipped {
-				fmt.Fprintf(v.w, "  %-8s %s %s\n", "skipped", j.ID, deref(j.Message))
+				fmt.Fprintf(v.w, "  %-8s %s %s\n", "skipped", j.ID, model.Value(j.Message))
 			}
 		}
 	}
@@ -321,11 +317,4 @@ func (o *viewLines) Write(p []byte) (int, error) {
 // serialises its use.
 func newLinePrefixer(w io.Writer, job string) *writers.Lines {
 	return writers.NewPrefixer(w, "    "+job+" | ", writers.DefaultMaxLine)
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }

@@ -5,18 +5,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
-	"text/tabwriter"
 
 	"jerichoci/model"
 	"jerichoci/run"
 )
 
-func init() {
-	register("runs", command{summary: "list, show, read the logs of and clean up run records", run: runRuns})
-}
+// The runs group reads the state root's run records. Its list, show, logs
+// and gc are the same reads as pikaci's list, status, logs and gc, printed
+// as tables and plain logs instead of the original's lines (runlist.go,
+// runshow.go, runlogs.go and gc below).
 
 func runRuns(_ context.Context, c *cli, args []string) int {
 	return c.runGroup("runs", runsHelp, args, []subcommand{
@@ -30,7 +28,8 @@ func runRuns(_ context.Context, c *cli, args []string) int {
 const runsHelp = `Runs are read from the state root: --state-root DIR, else $PIKACI_STATE_ROOT,
 else ./.pikaci. Each run is runs/<run_id>/ with run.json and, per job,
 jobs/<job>/{status.json,host.log,artifacts/guest.log}; records written by
-the original pikaci read the same.`
+the original pikaci read the same. pikaci's list, status, logs and gc read
+the same records and print them as the original does.`
 
 // stateRootFlag registers --state-root with PIKACI_STATE_ROOT as default.
 func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {
@@ -41,9 +40,50 @@ func (c *cli) stateRootFlag(fsName, usage string) (*flag.FlagSet, *string) {
 	return fs, root
 }
 
-func runRunsList(c *cli, args []string) int {
-	fs, root := c.stateRootFlag("runs list", "runs list [--state-root DIR] [--json]")
-	asJSON := fs.Bool("json", false, "print the run records as a JSON array")
+const stateRootNote = `The state root is --state-root DIR (here or before the command), else
+$PIKACI_STATE_ROOT, else ./.pikaci. Log and record paths that a run.json
+names but that do not exist on this host (records copied from another
+machine) are looked for under STATE/runs/<run_id>/ instead.`
+
+// oneRunArg parses `CMD RUN_ID [flags]` and loads the run.
+func (c *cli) oneRunArg(fs *flag.FlagSet, root *string, args []string) (model.RunRecord, int, bool) {
+	pos, code, done := c.parseArgs(fs, args)
+	if done {
+		return model.RunRecord{}, code, true
+	}
+	if len(pos) != 1 {
+		return model.RunRecord{}, c.usageErr(fs, "expected one RUN_ID, got %d arguments", len(pos)), true
+	}
+	r, err := run.LoadRun(*root, pos[0])
+	if err != nil {
+		return r, c.fail(exitUsage, "%v", notFoundRun(err, *root, pos[0])), true
+	}
+	return r, 0, false
+}
+
+func (c *cli) writeJSON(v any) int {
+	b, err := model.EncodeFile(v)
+	if err != nil {
+		return c.fail(exitUsage, "encode JSON: %v", err)
+	}
+	c.stdout.Write(b)
+	return exitOK
+}
+
+const gcUsage = `gc [--keep-runs N] [--state-root DIR]
+
+Removes old runs as pikaci gc does: sorts the directories under STATE/runs
+by name, newest first, keeps the first N and removes the rest, with or
+without run.json. Prints removed_runs=<count>, then the removed run ids.
+
+` + stateRootNote
+
+func runGC(_ context.Context, c *cli, args []string) int { return c.gc("gc", gcUsage, args) }
+
+// gc is `gc` and its alias `runs gc`.
+func (c *cli) gc(name, usage string, args []string) int {
+	fs, root := c.stateRootFlag(name, usage)
+	keep := fs.Int("keep-runs", 10, "how many of the newest runs to keep")
 	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return code
@@ -51,124 +91,18 @@ func runRunsList(c *cli, args []string) int {
 	if len(pos) > 0 {
 		return c.usageErr(fs, "unexpected argument %q", pos[0])
 	}
-	runs, err := run.ListRuns(*root)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "jerichoci: some run records could not be read:\n%v\n", err)
+	if *keep < 0 {
+		return c.usageErr(fs, "--keep-runs: expected a number >= 0, got %d", *keep)
 	}
-	if *asJSON {
-		if runs == nil {
-			runs = []model.RunRecord{}
-		}
-		if code := c.writeJSON(runs); code != exitOK {
-			return code
-		}
-	} else {
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "RUN ID\tSTATUS\tTARGET\tJOBS\tCREATED\tDURATION")
-		for _, r := range runs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.RunID, r.Status, deref(r.TargetID), len(r.Jobs), r.CreatedAt, runDuration(r))
-		}
-		tw.Flush()
+	removed, err := run.GC(*root, *keep)
+	fmt.Fprintf(c.stdout, "removed_runs=%d\n", len(removed))
+	for _, id := range removed {
+		fmt.Fprintln(c.stdout, id)
 	}
 	if err != nil {
-		return exitUsage
+		return c.fail(exitUsage, "%v", err)
 	}
 	return exitOK
-}
-
-func runDuration(r model.RunRecord) string {
-	if r.FinishedAt == nil {
-		return "-"
-	}
-	return roundDuration(r.FinishedAt.Sub(r.CreatedAt.Time)).String()
-}
-
-func runRunsShow(c *cli, args []string) int {
-	fs, root := c.stateRootFlag("runs show", "runs show RUN_ID [--state-root DIR] [--json]")
-	asJSON := fs.Bool("json", false, "print run.json as written")
-	r, code, done := c.oneRunArg(fs, root, args)
-	if done {
-		return code
-	}
-	if *asJSON {
-		return c.writeJSON(r)
-	}
-	fmt.Fprintf(c.stdout, "run %s  %s  %s\n", r.RunID, r.Status, deref(r.TargetID))
-	if r.TargetDescription != nil {
-		fmt.Fprintf(c.stdout, "  %s\n", *r.TargetDescription)
-	}
-	fmt.Fprintf(c.stdout, "  created %s, took %s, source %s\n", r.CreatedAt, runDuration(r), r.SourceRoot)
-	if r.Message != nil {
-		fmt.Fprintf(c.stdout, "  message: %s\n", *r.Message)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "JOB\tSTATUS\tEXIT\tDURATION\tIMAGE\tMESSAGE")
-	for _, j := range r.Jobs {
-		exit, took, img := "-", "-", "-"
-		if j.ExitCode != nil {
-			exit = fmt.Sprint(*j.ExitCode)
-		}
-		if j.FinishedAt != nil {
-			took = roundDuration(j.FinishedAt.Sub(j.StartedAt.Time)).String()
-		}
-		if e := j.RemoteLinuxVMExecution; e != nil && e.IncusImage != nil {
-			img = e.IncusImage.Project + "/" + e.IncusImage.Alias
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Status, exit, took, img, deref(j.Message))
-	}
-	tw.Flush()
-	return exitOK
-}
-
-func runRunsLogs(c *cli, args []string) int {
-	fs, root := c.stateRootFlag("runs logs", "runs logs RUN_ID [JOB_ID] [--guest] [--state-root DIR]")
-	guest := fs.Bool("guest", false, "print the guest log (artifacts/guest.log) instead of the host log")
-	pos, code, done := c.parseArgs(fs, args)
-	if done {
-		return code
-	}
-	if len(pos) < 1 || len(pos) > 2 {
-		return c.usageErr(fs, "expected RUN_ID [JOB_ID], got %d arguments", len(pos))
-	}
-	r, err := run.LoadRun(*root, pos[0])
-	if err != nil {
-		return c.fail(exitUsage, "%v", notFoundRun(err, *root, pos[0]))
-	}
-	jobs := r.Jobs
-	if len(pos) == 2 {
-		jobs = nil
-		for _, j := range r.Jobs {
-			if j.ID == pos[1] {
-				jobs = append(jobs, j)
-			}
-		}
-		if len(jobs) == 0 {
-			return c.fail(exitUsage, "run %s has no job %q", r.RunID, pos[1])
-		}
-	}
-	store := run.NewStore(*root)
-	code = exitOK
-	for _, j := range jobs {
-		// Paths of records copied from another host are looked for here.
-		p := localPath(j.HostLogPath, store.HostLogPath(r.RunID, j.ID))
-		if *guest {
-			p = localPath(j.GuestLogPath, store.GuestLogPath(r.RunID, j.ID))
-		}
-		if len(jobs) > 1 {
-			fmt.Fprintf(c.stdout, "==> %s (%s) <==\n", j.ID, p)
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			code = c.fail(exitUsage, "%v", err)
-			continue
-		}
-		_, err = io.Copy(c.stdout, f)
-		f.Close()
-		if err != nil {
-			code = c.fail(exitUsage, "read %s: %v", p, err)
-		}
-	}
-	return code
 }
 
 func runRunsGC(c *cli, args []string) int {

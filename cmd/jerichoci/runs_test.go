@@ -50,7 +50,7 @@ func TestRunsCommandsReadTheOriginalsRecords(t *testing.T) {
 			[]string{"pika-cloud-unit", "server-agent-api-tests", "pika-managed-agents/pikaci/dev", "test passed"}},
 		{[]string{"runs", "show", "nope", "--state-root", root}, 2, []string{`no run "nope" under ` + filepath.Join(root, "runs")}},
 		{[]string{"runs", "show", "--state-root", root}, 2, []string{"expected one RUN_ID, got 0 arguments"}},
-		{[]string{"runs", "logs", "20260319T010203Z-deadbeef", "no-such-job", "--state-root", root}, 2, []string{`has no job "no-such-job"`}},
+		{[]string{"runs", "logs", "20260319T010203Z-deadbeef", "no-such-job", "--state-root", root}, 2, []string{"job `no-such-job` not found in run `20260319T010203Z-deadbeef` (its jobs: pika-cloud-unit, server-agent-api-tests)"}},
 		{[]string{"runs", "gc", "--keep-runs", "-1", "--state-root", root}, 2, []string{"--keep-runs: expected a number >= 0, got -1"}},
 		{[]string{"runs", "frob"}, 2, []string{`unknown command "frob"`}},
 	}
@@ -97,6 +97,91 @@ func TestGroupHelpIsTheGroupsOwn(t *testing.T) {
 		if code != exitOK || !strings.Contains(stdout, "usage: jerichoci "+tc.group+" COMMAND") ||
 			!strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.notWant) {
 			t.Errorf("jerichoci %s --help: exit %d\n%s\nwant %q and not %q", tc.group, code, stdout, tc.want, tc.notWant)
+		}
+	}
+}
+
+// TestReadsAreOneImplementation: pikaci's name and ours of each read print
+// the same records; only the framing differs, and --json is the same.
+func TestReadsAreOneImplementation(t *testing.T) {
+	root := fixtureState(t)
+	same := []struct{ pikaci, ours []string }{
+		{[]string{"status", stagedRun, "--json"}, []string{"runs", "show", stagedRun, "--json"}},
+		{[]string{"list", "--json"}, []string{"runs", "list", "--json"}},
+		{[]string{"gc", "--keep-runs", "10"}, []string{"runs", "gc", "--keep-runs", "10"}},
+	}
+	for _, tc := range same {
+		p, perr, pcode := inState(t, root, tc.pikaci...)
+		o, oerr, ocode := inState(t, root, tc.ours...)
+		if p != o || perr != oerr || pcode != ocode || pcode != exitOK || p == "" {
+			t.Errorf("%q and %q differ:\n%d %s%s\n%d %s%s", tc.pikaci, tc.ours, pcode, p, perr, ocode, o, oerr)
+		}
+	}
+	// logs frames the same bytes that runs logs prints as they are.
+	for _, kind := range []struct{ pikaci, ours string }{{"host", ""}, {"guest", "--guest"}} {
+		ours := []string{"runs", "logs", failedRun, failedJob}
+		if kind.ours != "" {
+			ours = append(ours, kind.ours)
+		}
+		raw, errs, code := inState(t, root, ours...)
+		framed, errs2, code2 := inState(t, root, "logs", failedRun, "--job", failedJob, "--kind", kind.pikaci)
+		if code != exitOK || code2 != exitOK || raw == "" || framed != "== "+kind.pikaci+" ==\n"+raw+"\n" {
+			t.Errorf("%s log: runs logs (exit %d) %q%s\nlogs (exit %d) %q%s", kind.pikaci, code, raw, errs, code2, framed, errs2)
+		}
+	}
+}
+
+// TestListOfUnreadableRecords: pikaci's list prints nothing when a record
+// cannot be read (as the original); runs list prints the others, then the
+// error. Both exit 2.
+func TestListOfUnreadableRecords(t *testing.T) {
+	root := fixtureState(t)
+	if err := os.WriteFile(filepath.Join(root, "runs", noRecordRun, "run.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args      []string
+		wantEmpty bool
+	}{
+		{[]string{"list"}, true},
+		{[]string{"list", "--json"}, true},
+		{[]string{"runs", "list"}, false},
+		{[]string{"runs", "list", "--json"}, false},
+	} {
+		out, errs, code := inState(t, root, tc.args...)
+		if code != exitUsage || !strings.Contains(errs, "some run records could not be read:") || !strings.Contains(errs, noRecordRun) {
+			t.Errorf("%q: exit %d, stderr %s", tc.args, code, errs)
+		}
+		if (out == "") != tc.wantEmpty || !tc.wantEmpty && !strings.Contains(out, stagedRun) {
+			t.Errorf("%q printed %q, want empty: %v", tc.args, out, tc.wantEmpty)
+		}
+	}
+}
+
+// TestLogsFollowIsAFlag: --follow is parsed by logs' flag set, in any
+// spelling and place, and its flags and the run flags do not mix.
+func TestLogsFollowIsAFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		// A bad JOB_ID is refused before anything is dialled: proof the
+		// follow path was taken.
+		{[]string{"logs", "--follow", "nope"}, "job id"},
+		{[]string{"logs", "-follow", "nope"}, "job id"},
+		{[]string{"logs", "--follow=true", "nope"}, "job id"},
+		{[]string{"logs", "nope", "--follow"}, "job id"},
+		{[]string{"logs", "--follow"}, "expected one JOB_ID, got 0 arguments"},
+		{[]string{"logs", "--follow", "--job", "x", "nope"}, "--job reads a run's records; --follow takes a JOB_ID"},
+		{[]string{"logs", "--follow", "--metadata-json", "nope"}, "--metadata-json reads a run's records"},
+		{[]string{"logs", "run", "--nats-url", "nats://x:4222"}, "--nats-url goes with --follow"},
+		// Without --follow it is a run's logs.
+		{[]string{"logs", "--follow=false", "nope"}, `no run "nope"`},
+	}
+	for _, tc := range tests {
+		_, errs, code := runCLI(t, tc.args...)
+		if code != exitUsage || !strings.Contains(strings.ToLower(errs), strings.ToLower(tc.want)) {
+			t.Errorf("%q: exit %d\n%s\nwant %q", tc.args, code, errs, tc.want)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,10 +10,8 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,19 +23,15 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/hostlocal"
 	"jerichoci/executor/incus"
-	"jerichoci/internal/units"
 	"jerichoci/metrics"
 	"jerichoci/model"
 	"jerichoci/nixbuild"
 	"jerichoci/run"
 	"jerichoci/run/daemon"
 	"jerichoci/run/protocol"
+	"jerichoci/targets"
 	"jerichoci/web"
 )
-
-func init() {
-	register("serve", command{summary: "run the daemon: workers pull job specs from NATS JetStream and run them", run: runServe})
-}
 
 const serveUsage = `serve [--nats-url URL] [--concurrency N] [--state-root DIR] [--catalog FILE] [flags]
 
@@ -53,235 +46,6 @@ The first SIGTERM/SIGINT stops pulling and lets running jobs finish within
 --drain-timeout; a second one cancels them, deletes their instances and hands
 their messages back to the queue. Exit status: 0 after a clean stop, 2 on bad
 usage or when NATS or the state directory cannot be set up.`
-
-// serveConfig is everything `serve` takes: defaults, then the environment,
-// then flags; Validate reports every problem at once.
-type serveConfig struct {
-	exec    execConfig
-	nats    natsConfig
-	queue   daemon.QueueConfig
-	daemon  daemon.DaemonConfig
-	catalog string
-	// allowHostJobs lets host-local jobs (host_shell commands) run on the
-	// worker itself; without it they fail with MsgHostJobsRefused.
-	allowHostJobs bool
-	// hostJobsUser is the unprivileged user a daemon running as root runs
-	// host-local jobs as; hostJobsUserSet says the environment or a flag
-	// named it.
-	hostJobsUser    string
-	hostJobsUserSet bool
-	// hostJobsMaxProcesses is the RLIMIT_NPROC of host-local jobs run as
-	// the host-jobs user; 0 sets none.
-	hostJobsMaxProcesses int
-	// allowStagedBuilds lets staged jobs' outputs be built from the job's
-	// source with the host's Nix; without it their prepare nodes fail with
-	// MsgStagedBuildsRefused.
-	allowStagedBuilds bool
-	// secretEnv lists the variables of this worker's environment that a
-	// catalog job's secret_env may name; none by default.
-	secretEnv []string
-	// warm is the warm pool's size per image; -1 means the concurrency.
-	warm int
-	// httpListen serves the status page, its JSON API, /metrics, /healthz
-	// and /readyz; "" disables it.
-	httpListen string
-	// httpAllowedHosts are the names the status page answers to besides
-	// the loopback names and the listen address (web.HostCheck).
-	httpAllowedHosts []string
-	envErrs          []error // unparsable environment values
-}
-
-func defaultServeConfig() serveConfig {
-	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
-		warm: -1, httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser,
-		hostJobsMaxProcesses: hostlocal.DefaultMaxProcesses}
-	c.exec.LogLevel = "info"
-	return c
-}
-
-func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
-	c.exec.fromEnv(env)
-	c.nats.fromEnv(env)
-	if v, ok := env(envCatalog); ok && strings.TrimSpace(v) != "" {
-		c.catalog = v
-	}
-	intVar := func(key string, dst *int) {
-		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected an integer", key, v))
-				return
-			}
-			*dst = n
-		}
-	}
-	durVar := func(key string, dst *time.Duration) {
-		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
-			d, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected a duration such as 60s", key, v))
-				return
-			}
-			*dst = d
-		}
-	}
-	sizeVar := func(key string, dst *int64) {
-		if v, ok := env(key); ok && strings.TrimSpace(v) != "" {
-			n, err := units.ParseSize(strings.TrimSpace(v))
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s: %w", key, err))
-				return
-			}
-			*dst = n
-		}
-	}
-	if v, ok := env("JERICHOCI_FLEET"); ok && v != "" {
-		c.queue.Fleet = v
-	}
-	durVar("JERICHOCI_HEARTBEAT", &c.daemon.Heartbeat)
-	if v, ok := env("JERICHOCI_HOST_PATH_ROOT"); ok {
-		c.daemon.HostPathRoot = v
-	}
-	boolVar := func(key string, dst *bool) {
-		if v, ok := env(key); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected true or false", key, v))
-			}
-			*dst = b
-		}
-	}
-	boolVar("JERICHOCI_ALLOW_HOST_JOBS", &c.allowHostJobs)
-	boolVar("JERICHOCI_ALLOW_STAGED_BUILDS", &c.allowStagedBuilds)
-	if v, ok := env("JERICHOCI_HOST_JOBS_USER"); ok && v != "" {
-		c.hostJobsUser, c.hostJobsUserSet = v, true
-	}
-	intVar("JERICHOCI_HOST_JOBS_MAX_PROCESSES", &c.hostJobsMaxProcesses)
-	sizeVar("JERICHOCI_MAX_SOURCE_BYTES", &c.daemon.SourceLimits.MaxBytes)
-	intVar("JERICHOCI_MAX_SOURCE_ENTRIES", &c.daemon.SourceLimits.MaxEntries)
-	sizeVar("JERICHOCI_SOURCE_CACHE_MAX_BYTES", &c.daemon.SourceCacheMaxBytes)
-	durVar("JERICHOCI_SOURCE_CACHE_MAX_AGE", &c.daemon.SourceCacheMaxAge)
-	durVar("JERICHOCI_KEEP_RESULTS", &c.queue.KeepResults)
-	durVar("JERICHOCI_KEEP_UNRUN_RESULTS", &c.daemon.UnrunResultTTL)
-	sizeVar("JERICHOCI_RESULTS_MAX_BYTES", &c.queue.ResultsMaxBytes)
-	durVar("JERICHOCI_PRECANCEL_TTL", &c.daemon.PrecancelTTL)
-	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
-	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
-	intVar("JERICHOCI_WARM", &c.warm)
-	if v, ok := env("JERICHOCI_HTTP_LISTEN"); ok {
-		c.httpListen = v
-	}
-	if v, ok := env("JERICHOCI_HTTP_ALLOWED_HOSTS"); ok {
-		c.httpAllowedHosts = splitNames(v)
-	}
-	if v, ok := env("JERICHOCI_SECRET_ENV"); ok {
-		c.secretEnv = splitNames(v)
-	}
-	intVar("JERICHOCI_MAX_DELIVER", &c.queue.MaxDeliver)
-	intVar("JERICHOCI_MAX_ACK_PENDING", &c.queue.MaxAckPending)
-	intVar("JERICHOCI_REPLICAS", &c.queue.Replicas)
-	durVar("JERICHOCI_ACK_WAIT", &c.queue.AckWait)
-	durVar("JERICHOCI_RETRY_DELAY", &c.daemon.RetryDelay)
-	durVar("JERICHOCI_DRAIN_TIMEOUT", &c.daemon.DrainTimeout)
-	durVar("JERICHOCI_REAP_INTERVAL", &c.daemon.ReapEvery)
-}
-
-func (c *serveConfig) flags(fs *flag.FlagSet) {
-	c.exec.flags(fs)
-	c.nats.flags(fs, true)
-	fs.StringVar(&c.catalog, "catalog", c.catalog, catalogFlagHelp)
-	fs.IntVar(&c.daemon.Concurrency, "concurrency", c.daemon.Concurrency, "`N` workers, each running one job at a time (env JERICHOCI_CONCURRENCY)")
-	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
-	listFlag(fs, "http-allowed-host", "`NAME` (host name or IP, no port) the status page, API and /metrics answer to besides localhost, the loopback addresses and --http-listen's host; other Host headers get 421 (repeatable, replacing JERICHOCI_HTTP_ALLOWED_HOSTS, a comma-separated list)", &c.httpAllowedHosts)
-	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
-	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
-	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
-	fs.IntVar(&c.queue.MaxAckPending, "max-ack-pending", c.queue.MaxAckPending, "jobs in flight across the fleet; at least every worker slot (env JERICHOCI_MAX_ACK_PENDING)")
-	fs.IntVar(&c.queue.Replicas, "replicas", c.queue.Replicas, "JetStream replicas (`N`, 1 to 5) of the work stream and its consumer, the events and dead-letter streams, the buckets and object stores; more than 1 needs --nats-url naming a NATS cluster (env JERICHOCI_REPLICAS)")
-	fs.DurationVar(&c.daemon.RetryDelay, "retry-delay", c.daemon.RetryDelay, "delay before an infrastructure failure is retried, doubled per delivery (env JERICHOCI_RETRY_DELAY)")
-	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
-	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
-	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
-	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
-	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
-	fs.Func("host-jobs-user", "`NAME` of the unprivileged user host-local jobs run as when serve runs as root, with a scrubbed environment and no access to the state root but their own cache (default "+hostlocal.DefaultUser+", which scripts/hostjobs-up creates; env JERICHOCI_HOST_JOBS_USER)", func(v string) error {
-		if v == "" {
-			return errors.New("expected a user name")
-		}
-		c.hostJobsUser, c.hostJobsUserSet = v, true
-		return nil
-	})
-	fs.IntVar(&c.hostJobsMaxProcesses, "host-jobs-max-processes", c.hostJobsMaxProcesses, "`N` processes and threads the host-jobs user may have while one of its host-local jobs runs (RLIMIT_NPROC of the command and its nix, counted host-wide), so a fork bomb cannot take the host's PIDs; 0: no limit (env JERICHOCI_HOST_JOBS_MAX_PROCESSES). Jobs of one host-jobs user run one at a time on the host, across daemons, and every process of the user is killed when a job ends")
-	fs.BoolVar(&c.allowStagedBuilds, "allow-staged-builds", c.allowStagedBuilds, "build staged jobs' outputs from the job's source with this host's nix, as the original does: the source's flake.nix is evaluated (as an unprivileged user when serve runs as root) and built by the host's nix-daemon in its sandbox as build users; serve refuses to start when that Nix builds unsandboxed or as root, or its daemon does not answer (scripts/nix-up sets it up); without the flag those prepare nodes fail with a message saying so (env JERICHOCI_ALLOW_STAGED_BUILDS)")
-	listFlag(fs, "secret-env", "`NAME[,NAME…]` of this worker's environment variables that a catalog job's secret_env may name: passed into its guest, masked in its logs (repeatable, replacing JERICHOCI_SECRET_ENV); a job naming another fails unrun", &c.secretEnv)
-	fs.StringVar(&c.daemon.HostPathRoot, "host-path-root", c.daemon.HostPathRoot, "accept host_path sources that resolve (symlinks included) under `DIR`; without it they are refused (env JERICHOCI_HOST_PATH_ROOT)")
-	fs.Var(sizeFlag{&c.daemon.SourceLimits.MaxBytes}, "max-source-bytes", "largest uploaded source, packed and unpacked, such as 4GiB (env JERICHOCI_MAX_SOURCE_BYTES)")
-	fs.IntVar(&c.daemon.SourceLimits.MaxEntries, "max-source-entries", c.daemon.SourceLimits.MaxEntries, "most entries in an uploaded source (env JERICHOCI_MAX_SOURCE_ENTRIES)")
-	fs.Var(sizeFlag{&c.daemon.SourceCacheMaxBytes}, "source-cache-max-bytes", "unpacked-source cache size kept, least recently used out first; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_BYTES)")
-	fs.DurationVar(&c.daemon.SourceCacheMaxAge, "source-cache-max-age", c.daemon.SourceCacheMaxAge, "unpacked sources unused this long are removed; 0: no bound (env JERICHOCI_SOURCE_CACHE_MAX_AGE)")
-	fs.DurationVar(&c.queue.KeepResults, "keep-results", c.queue.KeepResults, "how long final records and claims are kept in NATS (env JERICHOCI_KEEP_RESULTS)")
-	fs.DurationVar(&c.daemon.UnrunResultTTL, "keep-unrun-results", c.daemon.UnrunResultTTL, "how long the final record of a job refused before it ran (spec, target or source refused) is kept in NATS; at most --keep-results (env JERICHOCI_KEEP_UNRUN_RESULTS)")
-	fs.Var(sizeFlag{&c.queue.ResultsMaxBytes}, "results-max-bytes", "size cap of the results bucket, such as 1GiB; at the cap the oldest records are dropped (env JERICHOCI_RESULTS_MAX_BYTES)")
-	fs.DurationVar(&c.daemon.PrecancelTTL, "precancel-ttl", c.daemon.PrecancelTTL, "how long a cancel for a job no worker has seen is kept (env JERICHOCI_PRECANCEL_TTL)")
-	fs.IntVar(&c.daemon.KeepRuns, "keep-runs", c.daemon.KeepRuns, "keep the newest `N` run directories, as 'runs gc'; 0 keeps all (env JERICHOCI_KEEP_RUNS)")
-}
-
-var unsafeIDChars = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
-
-// finish derives the settings that follow from others.
-func (c *serveConfig) finish() {
-	c.daemon.Delivery = c.queue.Delivery
-	c.daemon.ID = strings.Trim(unsafeIDChars.ReplaceAllString(c.exec.Owner, "-"), "-")
-	if c.daemon.MaxRetryDelay < c.daemon.RetryDelay {
-		c.daemon.MaxRetryDelay = c.daemon.RetryDelay
-	}
-}
-
-// Validate reports every problem at once.
-func (c serveConfig) Validate() error {
-	errs := append([]error{}, c.envErrs...)
-	// --replicas is reported here, naming the flag, not again by the queue.
-	queue := c.queue
-	switch {
-	case c.queue.Replicas < 1 || c.queue.Replicas > 5:
-		errs = append(errs, fmt.Errorf("--replicas %d (env JERICHOCI_REPLICAS): expected 1 to 5", c.queue.Replicas))
-		queue.Replicas = 1
-	case c.queue.Replicas > 1 && c.nats.URL == "":
-		errs = append(errs, fmt.Errorf("--replicas %d: the embedded NATS server is a single server, which keeps 1 replica; more need --nats-url naming a NATS cluster of at least %d servers", c.queue.Replicas, c.queue.Replicas))
-	}
-	if c.exec.Project == "" {
-		errs = append(errs, errors.New("runtime spec field `project` must be non-empty (PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT)"))
-	}
-	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
-	if c.httpListen != "" {
-		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
-			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
-		}
-	}
-	if c.daemon.UnrunResultTTL > c.queue.KeepResults {
-		errs = append(errs, fmt.Errorf("--keep-unrun-results %s (env JERICHOCI_KEEP_UNRUN_RESULTS): expected at most --keep-results %s", c.daemon.UnrunResultTTL, c.queue.KeepResults))
-	}
-	for _, name := range c.httpAllowedHosts {
-		if _, err := web.AllowedHostName(name); err != nil {
-			errs = append(errs, fmt.Errorf("--http-allowed-host (env JERICHOCI_HTTP_ALLOWED_HOSTS): %w", err))
-		}
-	}
-	for _, name := range c.secretEnv {
-		if msg := model.SecretEnvProblem(name); msg != "" {
-			errs = append(errs, fmt.Errorf("--secret-env %q (env JERICHOCI_SECRET_ENV): %s", name, msg))
-		}
-	}
-	if c.hostJobsMaxProcesses < 0 {
-		errs = append(errs, fmt.Errorf("--host-jobs-max-processes %d (env JERICHOCI_HOST_JOBS_MAX_PROCESSES): expected a number >= 0 (0: no limit)", c.hostJobsMaxProcesses))
-	}
-	if c.warm < -1 {
-		errs = append(errs, fmt.Errorf("warm pool size %d: expected a number >= 0 (or -1 for the concurrency)", c.warm))
-	}
-	if c.queue.MaxAckPending < c.daemon.Concurrency {
-		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.queue.MaxAckPending, c.daemon.Concurrency))
-	}
-	return errors.Join(errs...)
-}
 
 func runServe(ctx context.Context, c *cli, args []string) int {
 	cfg := defaultServeConfig()
@@ -298,133 +62,273 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 	if err := cfg.Validate(); err != nil {
 		return c.fail(exitUsage, "invalid configuration:\n%v", err)
 	}
-	cat, err := c.loadCatalog(cfg.catalog)
-	if err != nil {
+	if err := c.serve(ctx, cfg); err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	if cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
-		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
-			return c.fail(exitUsage, "--allow-staged-builds: %v", err)
+	return exitOK
+}
+
+// serve runs the daemon until ctx ends and its jobs are done. Each step
+// opens what it names and pushes its close on a stack, which closes all in
+// reverse order when serve returns, on success and failure alike; every
+// error of a step or of a close is in the error returned.
+func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
+	// Teardown outlives the first signal (which ends ctx): its contexts
+	// are ctx's values without its cancellation, each with a timeout.
+	s := &serving{cli: c, cfg: cfg, teardown: context.WithoutCancel(ctx)}
+	defer func() { err = errors.Join(err, s.open.close()) }()
+	cat, isolation, err := s.preflight(ctx)
+	if err != nil {
+		return err
+	}
+	s.log = cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
+	s.open.push("", func() error { _ = s.log.Sync(); return nil }) // stderr: nowhere left to report it
+	sigs := s.notifySignals()
+	conns, err := s.openNATS(ctx)
+	if err != nil {
+		return err
+	}
+	cl, err := s.openIncus(ctx)
+	if err != nil {
+		return err
+	}
+	d, pool := s.newDaemon(ctx, cat, isolation, conns.queue, cl)
+	if cfg.httpListen != "" {
+		if err := s.startStatusPage(conns, cl, pool, d); err != nil {
+			return err
 		}
 	}
-	stateRoot, err := filepath.Abs(cfg.exec.StateRoot)
+	if err := s.subscribe(conns.queue, d); err != nil {
+		return err
+	}
+	go s.countSignals(sigs, d)
+	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
+		conns.worker.ConnectedUrlRedacted(), s.stateRoot, cfg.daemon.ID, conns.queue.Fleet)
+	s.startPool(ctx, pool)
+	return d.Run(ctx)
+}
+
+// serving is one `serve`: its settings and what it has opened so far.
+type serving struct {
+	*cli
+	cfg       serveConfig
+	stateRoot string
+	log       *zap.Logger
+	open      closers
+	// teardown is the context of closing: serve's, without its
+	// cancellation.
+	teardown context.Context
+}
+
+// preflight checks what serve needs before it opens anything: the
+// catalog, a sandboxed Nix for --allow-staged-builds, the state root (made
+// absolute and created) and, with --allow-host-jobs, the host-jobs user.
+func (s *serving) preflight(ctx context.Context) (*targets.Catalog, *hostlocal.Isolation, error) {
+	cat, err := s.loadCatalog(s.cfg.catalog)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
+		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
+			return nil, nil, fmt.Errorf("--allow-staged-builds: %w", err)
+		}
+	}
+	s.stateRoot, err = filepath.Abs(s.cfg.exec.StateRoot)
 	if err == nil {
-		err = os.MkdirAll(run.NewStore(stateRoot).RunsDir(), 0o755)
+		err = os.MkdirAll(run.NewStore(s.stateRoot).RunsDir(), 0o755)
 	}
 	if err != nil {
-		return c.fail(exitUsage, "--state-root %q: %v", cfg.exec.StateRoot, err)
+		return nil, nil, fmt.Errorf("--state-root %q: %w", s.cfg.exec.StateRoot, err)
 	}
 	var isolation *hostlocal.Isolation
-	if cfg.allowHostJobs {
-		if isolation, err = hostJobsIsolation(cfg, stateRoot); err != nil {
-			return c.fail(exitUsage, "%v", err)
+	if s.cfg.allowHostJobs {
+		if isolation, err = hostJobsIsolation(s.cfg, s.stateRoot); err != nil {
+			return nil, nil, err
 		}
 	}
-	log := cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
-	defer log.Sync() //nolint:errcheck // stderr
+	return cat, isolation, nil
+}
 
-	// Count signals ourselves: main's context ends at the first one (stop
-	// pulling); the second one cancels the running jobs.
+// notifySignals counts signals itself: main's context ends at the first
+// one (stop pulling); the second one cancels the running jobs
+// (countSignals).
+func (s *serving) notifySignals() <-chan os.Signal {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	s.open.push("", func() error { signal.Stop(sigs); close(sigs); return nil })
+	return sigs
+}
 
-	url, ncfg := cfg.nats.URL, cfg.nats
+// countSignals reads serve's signals until they stop: the first one (which
+// also ends serve's context) stops pulling, the second cancels the running
+// jobs.
+func (s *serving) countSignals(sigs <-chan os.Signal, d *daemon.Daemon) {
+	n := 0
+	for range sigs {
+		n++
+		if n == 1 {
+			fmt.Fprintf(s.stderr, "jerichoci serve: stopping: no more jobs taken; running jobs may finish within %s (signal again to cancel them)\n", s.cfg.daemon.DrainTimeout)
+			continue
+		}
+		fmt.Fprintln(s.stderr, "jerichoci serve: cancelling running jobs and handing them back to the queue")
+		d.Kill()
+	}
+}
+
+// serveConns are serve's NATS connections: the worker's, with the opened
+// queue, and, on the embedded server, the reader's settings for the status
+// page (nil with --nats-url: the page then reads on the worker's).
+type serveConns struct {
+	url       string
+	worker    *nats.Conn
+	queue     *daemon.Queue
+	reader    *natsConfig
+	inProcess *server.Server // the embedded server, nil with --nats-url
+}
+
+// openNATS starts the embedded server when no --nats-url is given (setting
+// up the queue there as its admin), connects as the worker and opens the
+// queue.
+func (s *serving) openNATS(ctx context.Context) (serveConns, error) {
+	conns := serveConns{url: s.cfg.nats.URL}
+	ncfg := s.cfg.nats
 	var connOpts []nats.Option
-	var readerCfg *natsConfig // the status page's user on the embedded server
-	var natsServer *server.Server
-	if url == "" {
-		host, port, _ := splitListen(cfg.nats.Listen) // validated
-		if !loopbackHost(host) {
-			fmt.Fprintf(c.stderr, "jerichoci serve: warning: the embedded NATS server listens on %s, reachable from other hosts and from guests on the Incus bridge; clients need the credentials in %s\n",
-				cfg.nats.Listen, credentialsPath(stateRoot))
-			if cfg.nats.ServerTLSCert == "" {
-				fmt.Fprintln(c.stderr, "jerichoci serve: warning: --nats-insecure-listen: the credentials and every job spec cross the network in clear text")
-			}
-		}
-		clientHost := host
-		if clientHost == "" || clientHost == "0.0.0.0" || clientHost == "::" {
-			clientHost = "127.0.0.1"
-		}
-		scheme := "nats"
-		if cfg.nats.ServerTLSCert != "" {
-			scheme = "tls"
-		}
-		users, err := embeddedCredentials(stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
+	if conns.url == "" {
+		srv, users, err := s.startEmbedded()
 		if err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return conns, err
 		}
-		srv, err := startEmbedded(embeddedOptions{Listen: cfg.nats.Listen, StoreDir: filepath.Join(stateRoot, "nats"),
-			Users: users, TLSCert: cfg.nats.ServerTLSCert, TLSKey: cfg.nats.ServerTLSKey}, log.Named("nats-server"))
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
-		}
-		defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-		url, natsServer = srv.ClientURL(), srv
+		s.open.push("", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
+		conns.url, conns.inProcess = srv.ClientURL(), srv
 		// The daemon talks to its own server in process: no socket, no TLS.
 		// The admin, whose password exists only in this process, sets up the
 		// streams, buckets and the workers' consumer; the daemon then runs as
 		// the worker, and the status page reads as the reader.
 		connOpts = append(connOpts, nats.InProcessServer(srv))
 		admin := natsConfig{User: users.Admin.User, Password: users.Admin.Password}
-		anc, _, err := admin.connect(url, "jerichoci serve "+cfg.daemon.ID+" setup", log.Named("nats"), connOpts...)
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
-		}
-		setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err = daemon.OpenQueue(setup, anc, cfg.queue)
-		cancel()
-		anc.Close()
-		if err != nil {
-			return c.fail(exitUsage, "%v", err)
+		if err := s.setUpQueue(ctx, admin, conns.url, connOpts...); err != nil {
+			return conns, err
 		}
 		w, r := users.Roles[protocol.RoleWorker], users.Roles[protocol.RoleReader]
 		ncfg = natsConfig{User: w.User, Password: w.Password}
-		readerCfg = &natsConfig{User: r.User, Password: r.Password}
+		conns.reader = &natsConfig{User: r.User, Password: r.Password}
 	}
 	// The worker's replies (pulled jobs among them) come to an inbox no
 	// client or reader may subscribe to (docs/PROTOCOL.md).
 	connOpts = append(connOpts, nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
-	nc, closed, err := ncfg.connect(url, "jerichoci serve "+cfg.daemon.ID, log.Named("nats"), connOpts...)
+	nc, closed, err := ncfg.connect(conns.url, "jerichoci serve "+s.cfg.daemon.ID, s.log.Named("nats"), connOpts...)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return conns, err
 	}
+	s.open.push("NATS connection", func() error { return drainConn(nc, closed) })
+	conns.worker = nc
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	q, err := daemon.OpenQueue(setup, nc, cfg.queue)
-	cancel()
+	defer cancel()
+	conns.queue, err = daemon.OpenQueue(setup, nc, s.cfg.queue)
+	return conns, err
+}
+
+// startEmbedded starts the embedded NATS server with its users'
+// credentials, warning when it listens beyond this host.
+func (s *serving) startEmbedded() (*server.Server, embeddedUsers, error) {
+	cfg := s.cfg.nats
+	host, port, _ := splitListen(cfg.Listen) // validated
+	if !loopbackHost(host) {
+		fmt.Fprintf(s.stderr, "jerichoci serve: warning: the embedded NATS server listens on %s, reachable from other hosts and from guests on the Incus bridge; clients need the credentials in %s\n",
+			cfg.Listen, credentialsPath(s.stateRoot))
+		if cfg.ServerTLSCert == "" {
+			fmt.Fprintln(s.stderr, "jerichoci serve: warning: --nats-insecure-listen: the credentials and every job spec cross the network in clear text")
+		}
+	}
+	clientHost := host
+	if clientHost == "" || clientHost == "0.0.0.0" || clientHost == "::" {
+		clientHost = "127.0.0.1"
+	}
+	scheme := "nats"
+	if cfg.ServerTLSCert != "" {
+		scheme = "tls"
+	}
+	users, err := embeddedCredentials(s.stateRoot, scheme+"://"+net.JoinHostPort(clientHost, strconv.Itoa(port)))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return nil, users, err
 	}
-	cl, err := cfg.exec.incusClient(c.env, log.Named("incus"))
+	srv, err := startEmbedded(embeddedOptions{Listen: cfg.Listen, StoreDir: filepath.Join(s.stateRoot, "nats"),
+		Users: users, TLSCert: cfg.ServerTLSCert, TLSKey: cfg.ServerTLSKey}, s.log.Named("nats-server"))
+	return srv, users, err
+}
+
+// setUpQueue creates the streams, buckets and the workers' consumer as the
+// admin, on a connection of its own that it closes.
+func (s *serving) setUpQueue(ctx context.Context, admin natsConfig, url string, opts ...nats.Option) error {
+	anc, _, err := admin.connect(url, "jerichoci serve "+s.cfg.daemon.ID+" setup", s.log.Named("nats"), opts...)
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	defer cl.Close()
-	setup, cancel = context.WithTimeout(ctx, 30*time.Second)
-	err = checkGuestNetwork(setup, cl, cfg.exec.GuestNetwork)
-	cancel()
+	defer anc.Close()
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err = daemon.OpenQueue(setup, anc, s.cfg.queue)
+	return err
+}
+
+// drainConn flushes and drains nc and waits (30 s at most) until it is
+// closed; past that it closes it at once.
+func drainConn(nc *nats.Conn, closed <-chan struct{}) error {
+	flushErr := nc.Flush()
+	if flushErr != nil {
+		flushErr = fmt.Errorf("flush: %w", flushErr)
+	}
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return errors.Join(flushErr, fmt.Errorf("drain: %w", err))
+	}
+	select {
+	case <-closed:
+		return flushErr
+	case <-time.After(30 * time.Second):
+		nc.Close()
+		return errors.Join(flushErr, errors.New("drain: not done within 30s; closed"))
+	}
+}
+
+// openIncus connects to Incus and checks the guests' network.
+func (s *serving) openIncus(ctx context.Context) (*incus.Client, error) {
+	cl, err := s.cfg.exec.incusClient(s.env, s.log.Named("incus"))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return nil, err
 	}
-	warmSize := cfg.warm
-	if warmSize < 0 {
-		warmSize = cfg.daemon.Concurrency
+	s.open.push("incus client", cl.Close)
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return cl, checkGuestNetwork(setup, cl, s.cfg.exec.GuestNetwork)
+}
+
+// newDaemon wires the daemon: its executors over cl (routed by runtime),
+// the warm pool (nil when --warm is 0; not started yet) and the run
+// lifecycle. Waiting for the instances' teardowns is pushed on the stack.
+func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation *hostlocal.Isolation, q *daemon.Queue, cl *incus.Client) (*daemon.Daemon, *executor.Pool) {
+	cfg, log, stateRoot := s.cfg, s.log, s.stateRoot
+	warm := cfg.warm
+	if warm < 0 {
+		warm = cfg.daemon.Concurrency
 	}
-	guestWarnings(c.stderr, cfg.exec, cfg.daemon.Concurrency+warmSize, "/proc/sys/kernel/pid_max")
+	guestWarnings(s.stderr, cfg.exec, cfg.daemon.Concurrency+warm, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
 	cfg.daemon.Fleet = q.Fleet
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
-	warm := cfg.warm
-	if warm < 0 {
-		warm = cfg.daemon.Concurrency
-	}
-	warnPoolSpace(ctx, c.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
+	s.open.push("", func() error {
+		wait, cancel := context.WithTimeout(s.teardown, cfg.exec.executorConfig().CleanupTimeout)
+		defer cancel()
+		if err := teardowns.Wait(wait); err != nil {
+			// Not serve's failure: the reaper deletes what is left.
+			log.Warn("instance teardowns still running at exit; the reaper will delete them", zap.Int("pending", teardowns.Stats().Pending))
+		}
+		return nil
+	})
+	warnPoolSpace(ctx, s.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
 	// The warm pool: started instances ready for the next jobs.
 	var pool *executor.Pool
 	if warm != 0 {
@@ -435,158 +339,147 @@ func runServe(ctx context.Context, c *cli, args []string) int {
 		pool = &executor.Pool{Backend: be, Config: pc, Size: warm, Dir: filepath.Join(stateRoot, "pool"),
 			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
 	}
-	daemonRunner := newRunner(c.env, cfg.exec, stateRoot, log)
+	daemonRunner := newRunner(s.env, cfg.exec, stateRoot, log)
 	allowedSecrets := cfg.secretEnv
 	daemonRunner.SecretEnvAllowed = func(name string) bool { return slices.Contains(allowedSecrets, name) }
 	if !cfg.allowStagedBuilds {
-		daemonRunner.Outputs = refuseStagedBuilds{}
+		daemonRunner.Outputs = run.RefuseStagedBuilds{}
 	}
-	d := &daemon.Daemon{
+	return &daemon.Daemon{
 		Config: cfg.daemon, Queue: q, Jobs: q.Jobs, Results: q.Results, Sources: q, Events: q, Catalog: cat,
 		Records: q, DeadLetters: q, RecordLimit: int(min(protocol.MaxResultValue, q.MaxPayload())) - 16<<10,
 		NewExecutor: func(owner string) run.JobExecutor {
 			ec := cfg.exec.executorConfig()
 			ec.Owner, ec.Fleet = owner, q.Fleet
-			var host run.JobExecutor = refuseHostJobs{}
+			var host run.JobExecutor = run.RefuseHostJobs{}
 			if cfg.allowHostJobs {
-				x := hostExecutor(c.env, stateRoot, log.Named("hostlocal"))
+				x := hostExecutor(s.env, stateRoot, log.Named("hostlocal"))
 				x.Isolate = isolation
 				host = x
 			}
-			return jobRouter{incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, host: host}
+			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, Host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
-	}
-	if cfg.httpListen != "" {
-		incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
-		g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: nc.IsConnected, IncusWaitLimits: cl.WaitLimits,
-			Incus: func() bool {
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				defer cancel()
-				return incusReady(ctx) == nil
-			}}
-		if pool != nil {
-			g.PoolReady = func() int { return pool.Stats().Ready }
-		}
-		m := metrics.New(g)
-		d.Observer = m
-		// The status page and JSON API: live logs come from NATS, read as
-		// the reader on the embedded server (else on the daemon's connection).
-		logsConn := nc
-		if readerCfg != nil {
-			rnc, _, err := readerCfg.connect(url, "jerichoci serve "+cfg.daemon.ID+" page", log.Named("nats"), nats.InProcessServer(natsServer))
-			if err != nil {
-				nc.Close()
-				return c.fail(exitUsage, "%v", err)
-			}
-			defer rnc.Close()
-			logsConn = rnc
-		}
-		logs, err := protocol.NewClient(logsConn)
-		if err != nil {
-			nc.Close()
-			return c.fail(exitUsage, "%v", err)
-		}
-		ln, err := net.Listen("tcp", cfg.httpListen)
-		if err != nil {
-			nc.Close()
-			return c.fail(exitUsage, "--http-listen %s: %v (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
-		}
-		health := m.Handler(
-			metrics.Check{Name: "nats", Fn: q.Ready},
-			metrics.Check{Name: "incus", Fn: incusReady},
-		)
-		status := web.New(web.Config{StateRoot: stateRoot, Logs: logs, Log: log.Named("web")})
-		mux := http.NewServeMux()
-		for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
-			mux.Handle(p, health)
-		}
-		mux.Handle("/", status.Handler())
-		// Every route checks Host, /metrics and the health checks too
-		// (docs/SECURITY.md).
-		hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
-		if err != nil {
-			ln.Close()
-			nc.Close()
-			return c.fail(exitUsage, "--http-allowed-host: %v", err)
-		}
-		srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
-		srv.RegisterOnShutdown(status.Close) // live log streams end
-		go func() { _ = srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		log.Info("status page, metrics and health", zap.String("url", "http://"+ln.Addr().String()+"/"))
-	}
+	}, pool
+}
+
+// subscribe takes the cancel requests and the queue's give-ups for d.
+func (s *serving) subscribe(q *daemon.Queue, d *daemon.Daemon) error {
 	cancelSub, err := q.SubscribeCancels(d, 30*time.Second)
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, log.Named("giveup"))
+	s.open.push("cancel subscription", cancelSub.Unsubscribe)
+	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, s.log.Named("giveup"))
 	if err != nil {
-		nc.Close()
-		return c.fail(exitUsage, "%v", err)
+		return err
 	}
-	go func() {
-		n := 0
-		for range sigs {
-			n++
-			if n == 1 {
-				fmt.Fprintf(c.stderr, "jerichoci serve: stopping: no more jobs taken; running jobs may finish within %s (signal again to cancel them)\n", cfg.daemon.DrainTimeout)
-				continue
-			}
-			fmt.Fprintln(c.stderr, "jerichoci serve: cancelling running jobs and handing them back to the queue")
-			d.Kill()
-		}
-	}()
-	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
-		nc.ConnectedUrlRedacted(), stateRoot, cfg.daemon.ID, q.Fleet)
+	s.open.push("give-up subscription", giveUpSub.Unsubscribe)
+	return nil
+}
 
+// startPool fills the warm pool (nil: none) and keeps it until serve
+// stops, past the first signal; stopping it deletes the idle instances.
+func (s *serving) startPool(ctx context.Context, pool *executor.Pool) {
+	if pool == nil {
+		return
+	}
+	poolCtx, stopPool := context.WithCancel(s.teardown)
 	poolDone := make(chan struct{})
-	poolCtx, stopPool := context.WithCancel(context.Background())
-	if pool != nil {
-		go func() {
-			defer close(poolDone)
-			if err := pool.Prewarm(ctx, model.RolePikaciRunner.DefaultImageAlias()); err != nil {
-				log.Warn("warm pool: prewarm", zap.Error(err))
-			}
-			pool.Run(poolCtx)
-		}()
-	} else {
-		close(poolDone)
-	}
-	runErr := d.Run(ctx)
-	stopPool() // deletes the idle instances
-	<-poolDone
-	wait, cancelWait := context.WithTimeout(context.Background(), cfg.exec.executorConfig().CleanupTimeout)
-	if err := teardowns.Wait(wait); err != nil {
-		st := teardowns.Stats()
-		log.Warn("instance teardowns still running at exit; the reaper will delete them", zap.Int("pending", st.Pending))
-	}
-	cancelWait()
-	_ = cancelSub.Unsubscribe()
-	_ = giveUpSub.Unsubscribe()
-	if err := nc.Flush(); err != nil {
-		log.Warn("flush NATS", zap.Error(err))
-	}
-	if err := nc.Drain(); err == nil {
-		select {
-		case <-closed:
-		case <-time.After(30 * time.Second):
-			nc.Close()
+	go func() {
+		defer close(poolDone)
+		if err := pool.Prewarm(ctx, model.RolePikaciRunner.DefaultImageAlias()); err != nil {
+			s.log.Warn("warm pool: prewarm", zap.Error(err))
 		}
-	} else {
-		nc.Close()
+		pool.Run(poolCtx)
+	}()
+	s.open.push("", func() error { stopPool(); <-poolDone; return nil })
+}
+
+// startStatusPage serves the status page, its JSON API, /metrics and the
+// health checks on --http-listen until serve stops; they answer past the
+// first signal, while running jobs drain.
+func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *executor.Pool, d *daemon.Daemon) error {
+	cfg, log := s.cfg, s.log
+	incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
+	g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: conns.worker.IsConnected, IncusWaitLimits: cl.WaitLimits,
+		Incus: func() bool {
+			ctx, cancel := context.WithTimeout(s.teardown, 2*time.Second)
+			defer cancel()
+			return incusReady(ctx) == nil
+		}}
+	if pool != nil {
+		g.PoolReady = func() int { return pool.Stats().Ready }
 	}
-	if runErr != nil {
-		return c.fail(exitUsage, "%v", runErr)
+	m := metrics.New(g)
+	d.Observer = m
+	// The status page and JSON API: live logs come from NATS, read as
+	// the reader on the embedded server (else on the daemon's connection).
+	logsConn := conns.worker
+	if conns.reader != nil {
+		rnc, _, err := conns.reader.connect(conns.url, "jerichoci serve "+cfg.daemon.ID+" page", log.Named("nats"), nats.InProcessServer(conns.inProcess))
+		if err != nil {
+			return err
+		}
+		s.open.push("", func() error { rnc.Close(); return nil })
+		logsConn = rnc
 	}
-	return exitOK
+	logs, err := protocol.NewClient(logsConn)
+	if err != nil {
+		return err
+	}
+	// Every route checks Host, /metrics and the health checks too
+	// (docs/SECURITY.md).
+	hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
+	if err != nil {
+		return fmt.Errorf("--http-allowed-host: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.httpListen)
+	if err != nil {
+		return fmt.Errorf("--http-listen %s: %w (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
+	}
+	health := m.Handler(
+		metrics.Check{Name: "nats", Fn: conns.queue.Ready},
+		metrics.Check{Name: "incus", Fn: incusReady},
+	)
+	status := web.New(web.Config{StateRoot: s.stateRoot, Logs: logs, Log: log.Named("web")})
+	mux := http.NewServeMux()
+	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
+		mux.Handle(p, health)
+	}
+	mux.Handle("/", status.Handler())
+	srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(status.Close) // live log streams end
+	addr := ln.Addr().String()
+	s.open.push("status page on "+addr, serveHTTP(s.teardown, srv, ln, log))
+	log.Info("status page, metrics and health", zap.String("url", "http://"+addr+"/"))
+	return nil
+}
+
+// serveHTTP serves srv on ln in the background. The function it returns
+// shuts srv down (within 5 s of ctx) and returns the shutdown's error and
+// the one Serve stopped with, unless that is the shutdown itself; such an
+// error is logged when it happens, too.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *zap.Logger) func() error {
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped serving", zap.String("addr", ln.Addr().String()), zap.Error(err))
+		}
+		served <- err
+	}()
+	return func() error {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, fmt.Errorf("serve: %w", serr))
+		}
+		return err
+	}
 }
 
 // daemonInstances is the reaper's daemon.InstanceManager: the Incus
@@ -600,31 +493,6 @@ func (i daemonInstances) ListOwned(ctx context.Context) ([]daemon.OwnedInstance,
 		out = append(out, daemon.OwnedInstance(in))
 	}
 	return out, err
-}
-
-// splitNames splits a comma-separated list, dropping blanks.
-// listFlag registers a repeatable flag of comma-separated names that
-// appends to *dst; the first use replaces what *dst held (the
-// environment's list).
-func listFlag(fs *flag.FlagSet, name, usage string, dst *[]string) {
-	fromFlags := false
-	fs.Func(name, usage, func(v string) error {
-		if !fromFlags {
-			*dst, fromFlags = nil, true
-		}
-		*dst = append(*dst, splitNames(v)...)
-		return nil
-	})
-}
-
-func splitNames(v string) []string {
-	var out []string
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // hostJobsIsolation is how this daemon runs host-local jobs: as root, as

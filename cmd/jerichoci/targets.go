@@ -23,10 +23,6 @@ const catalogHelp = `The catalog is the built-in one (the original pikaci's targ
 with a project catalog file merged over it: --catalog FILE, else $` + envCatalog + `,
 else ./` + targets.DefaultFile + ` when it exists. docs/CATALOG.md describes it.`
 
-func init() {
-	register("targets", command{summary: "list the catalog's targets or show one", run: runTargets})
-}
-
 // subcommand is a subcommand of a group such as `targets`, `lanes` or `runs`.
 type subcommand struct {
 	name, summary string

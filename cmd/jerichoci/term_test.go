@@ -86,7 +86,7 @@ func TestPrintedOutputIsSafeForTerminals(t *testing.T) {
 		{[]string{"status", id}, escaped + "\uFFFD2J"},
 		{[]string{"runs", "list"}, "target" + escaped},
 		{[]string{"list"}, "target" + escaped},
-		{[]string{"runs", "logs", id, "no\x1b[2Jjob"}, `"no\x1b[2Jjob"`},
+		{[]string{"runs", "logs", id, "no\x1b[2Jjob"}, "job `no\\u001b[2Jjob` not found"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			out, errs, _ := runCLI(t, append([]string{"--state-root", root}, tc.args...)...)
@@ -106,8 +106,8 @@ func TestPrintedOutputIsSafeForTerminals(t *testing.T) {
 			t.Fatalf("%v: exit %d, %v\n%s%s", args, code, err, out, errs)
 		}
 		// json.Marshal made the stray byte U+FFFD; the rest is as written.
-		if want := "failed: " + hostileUTF8 + "\uFFFD2J"; deref(rec.Message) != want {
-			t.Errorf("%v: message %q, want %q", args, deref(rec.Message), want)
+		if want := "failed: " + hostileUTF8 + "\uFFFD2J"; model.Value(rec.Message) != want {
+			t.Errorf("%v: message %q, want %q", args, model.Value(rec.Message), want)
 		}
 	}
 	// The files keep their bytes: artifacts are evidence.

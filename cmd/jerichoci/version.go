@@ -10,10 +10,6 @@ import (
 // version is set at link time: -ldflags "-X main.version=…".
 var version = "dev"
 
-func init() {
-	register("version", command{summary: "print the version", run: runVersion})
-}
-
 func runVersion(_ context.Context, c *cli, args []string) int {
 	fs := c.flagSet("version", "version")
 	if code, done := c.parse(fs, args); done {

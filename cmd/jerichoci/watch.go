@@ -101,7 +101,7 @@ func (v jobView) show(ev *protocol.Event) {
 	}
 	switch ev.Event {
 	case model.EventRunStarted:
-		v.printf("run %s: %s started\n", ev.RunID, deref(ev.TargetID))
+		v.printf("run %s: %s started\n", ev.RunID, model.Value(ev.TargetID))
 	case model.EventJobStarted:
 		v.printf("  %-8s %s\n", "running", ev.Job.ID)
 	case model.EventJobFinished:
@@ -109,10 +109,10 @@ func (v jobView) show(ev *protocol.Event) {
 		if ev.Job.FinishedAt != nil {
 			took = ev.Job.FinishedAt.Sub(ev.Job.StartedAt.Time)
 		}
-		v.printf("  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), deref(ev.Job.Message))
+		v.printf("  %-8s %s (%s) %s\n", ev.Job.Status, ev.Job.ID, roundDuration(took), model.Value(ev.Job.Message))
 	case model.EventRunFinished:
 		if !ev.Final {
-			v.printf("run %s: %s, not the job's result: %s\n", ev.Run.RunID, ev.Run.Status, deref(ev.Run.Message))
+			v.printf("run %s: %s, not the job's result: %s\n", ev.Run.RunID, ev.Run.Status, model.Value(ev.Run.Message))
 		}
 	}
 }

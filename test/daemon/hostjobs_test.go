@@ -16,6 +16,7 @@ import (
 	"jerichoci/internal/itest"
 	"jerichoci/internal/testenv"
 	"jerichoci/model"
+	"jerichoci/run"
 	"jerichoci/run/protocol"
 )
 
@@ -23,15 +24,6 @@ import (
 // targets (Nix outputs built on the worker, mounted read-only in the guest)
 // through `jerichoci serve`, on the staged fixture repository and its
 // catalog (testdata/fixtures/staged-repo).
-
-// msgHostJobsRefused is cmd/jerichoci's MsgHostJobsRefused (package main,
-// not importable): the result of a host-local job on a daemon started
-// without --allow-host-jobs.
-const msgHostJobsRefused = "host-local job refused: this daemon runs host_shell commands on the worker itself only when started with --allow-host-jobs"
-
-// msgStagedBuildsRefused is why a daemon without --allow-staged-builds
-// fails a staged output's prepare node.
-const msgStagedBuildsRefused = "refused: this daemon builds staged outputs (the Nix flake of the job's source, on the worker host) only when started with --allow-staged-builds"
 
 // requireNix skips (or fails in CI, where scripts/nix-up installs it) when
 // the host has no nix, which staged outputs and the fixture's flake dev
@@ -225,13 +217,13 @@ func TestHostJobsRefusedWithoutFlag(t *testing.T) {
 		t.Errorf("job %s: %d job records, want 1", id, len(res.Jobs))
 	}
 	j := jobOf(t, id, res, "host-pass")
-	checkJob(t, id, j, model.StatusFailed, msgHostJobsRefused, nil)
+	checkJob(t, id, j, model.StatusFailed, run.MsgHostJobsRefused, nil)
 	if j.ExitCode != nil {
 		t.Errorf("job %s: the refused job has exit code %d, want none (the command never ran)", id, *j.ExitCode)
 	}
 	dir := jobDir(d.stateRoot, res.RunID, "host-pass")
 	hostLog := readText(t, filepath.Join(dir, "host.log"))
-	checkContains(t, "host.log", hostLog, msgHostJobsRefused)
+	checkContains(t, "host.log", hostLog, run.MsgHostJobsRefused)
 	if strings.Contains(hostLog, "host-local ok") || strings.Contains(hostLog, "host-local command:") {
 		t.Errorf("host.log shows the command running:\n%s", hostLog)
 	}
@@ -250,7 +242,7 @@ func TestHostJobsRefusedWithoutFlag(t *testing.T) {
 	staged := o.enqueue(t, "pika-actionlint", src)
 	res = o.waitResults(t, []string{staged}, 3*time.Minute)[staged]
 	j = jobOf(t, staged, res, "pika-actionlint")
-	want := "prepare node `prepare-pika-followup-linux-rust-workspace-deps` failed before execute: run staged prepare `ci.x86_64-linux.pikaFollowupWorkspaceDeps`: " + msgStagedBuildsRefused
+	want := "prepare node `prepare-pika-followup-linux-rust-workspace-deps` failed before execute: run staged prepare `ci.x86_64-linux.pikaFollowupWorkspaceDeps`: " + run.MsgStagedBuildsRefused
 	checkJob(t, staged, j, model.StatusFailed, want, nil)
 	if len(res.PrepareTimings) != 1 {
 		t.Errorf("job %s: prepare timings %+v, want only the refused node", staged, res.PrepareTimings)
