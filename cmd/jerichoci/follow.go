@@ -5,6 +5,7 @@ import (
 	"flag"
 	"time"
 
+	"jerichoci/internal/backoff"
 	"jerichoci/internal/writers"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
@@ -46,7 +47,7 @@ func (c *cli) followLogs(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfig
 	view := jobView{out: out, name: "logs"}
 	rec, err := view.await(ctx, w, 0)
 	// Chunks sent before the record may still be on their way.
-	time.Sleep(300 * time.Millisecond)
+	_ = backoff.Sleep(ctx, 300*time.Millisecond)
 	stop()
 	lines.flush()
 	if err != nil {

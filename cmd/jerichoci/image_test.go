@@ -86,11 +86,7 @@ func imageNeedHost(t *testing.T, what string, err error) {
 	if err == nil {
 		return
 	}
-	msg := what + ": " + err.Error()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s (CI is set: make test runs scripts/incus-up first)", msg)
-	}
-	t.Skipf("%s; run scripts/incus-up", msg)
+	testenv.Missing(t, "%s: %v; run scripts/incus-up (make test does)", what, err)
 }
 
 var imageFingerprintRE = regexp.MustCompile(`fingerprint ([0-9a-f]{64})`)

@@ -3,12 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"jerichoci/internal/treecopy"
 	"jerichoci/model"
 )
 
@@ -36,21 +36,7 @@ func fixtureState(t *testing.T) string {
 	t.Helper()
 	src := filepath.Join(cliFixtures, "state")
 	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
+	if err := treecopy.Copy(t.Context(), src, dst, treecopy.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	return dst
