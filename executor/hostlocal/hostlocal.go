@@ -238,7 +238,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 
 	unlock, lres, err := j.lock(ctx)
 	if err != nil || lres != nil {
-		return deref(lres), err
+		return model.Value(lres), err
 	}
 	defer unlock()
 
@@ -358,13 +358,6 @@ func timedOut(job executor.Job) executor.Result {
 
 func failed(msg string) executor.Result {
 	return executor.Result{Status: model.StatusFailed, Message: msg}
-}
-
-func deref(r *executor.Result) executor.Result {
-	if r == nil {
-		return executor.Result{}
-	}
-	return *r
 }
 
 // openclawDir resolves OPENCLAW_DIR as the original does: the worker's

@@ -114,7 +114,7 @@ func TestDaemonSettlesEachOutcome(t *testing.T) {
 				t.Errorf("result status = %s, want %s", res.Status, tc.status)
 			}
 			if tc.message != "" && (res.Message == nil || !strings.Contains(*res.Message, tc.message)) {
-				t.Errorf("result message = %v, want it to contain %q", deref(res.Message), tc.message)
+				t.Errorf("result message = %v, want it to contain %q", model.Value(res.Message), tc.message)
 			}
 			disk := h.diskRecord(t, res.RunID)
 			if !reflect.DeepEqual(disk, *res) {
@@ -131,13 +131,6 @@ func TestDaemonSettlesEachOutcome(t *testing.T) {
 	}
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return "<nil>"
-	}
-	return *s
-}
-
 func TestDaemonInfraRetryReleasesTheClaim(t *testing.T) {
 	h := newHarness(t)
 	h.exec.err = &executor.Error{Err: errBoom}
@@ -151,7 +144,7 @@ func TestDaemonInfraRetryReleasesTheClaim(t *testing.T) {
 	}
 	first := h.diskRecord(t, c.RunID)
 	if first.Message == nil || !strings.HasPrefix(*first.Message, "infrastructure error on delivery 1 of 3, the job goes back to the queue") {
-		t.Errorf("first attempt's record message = %v", deref(first.Message))
+		t.Errorf("first attempt's record message = %v", model.Value(first.Message))
 	}
 	if evs := h.pub.events(id.String()); evs[len(evs)-1] != model.EventRunFinished+":final=false" {
 		t.Errorf("events = %q, want a non-final run_finished last", evs)
@@ -202,7 +195,7 @@ func TestDaemonCancelRunningJob(t *testing.T) {
 		t.Fatalf("replies = %q, want ack", got)
 	}
 	res := h.results.result(t, id.String())
-	if res == nil || res.Status != model.StatusFailed || deref(res.Message) != run.MsgCancelled {
+	if res == nil || res.Status != model.StatusFailed || model.Value(res.Message) != run.MsgCancelled {
 		t.Fatalf("result = %+v, want failed with message cancelled", res)
 	}
 	// A second cancel changes nothing.
@@ -225,7 +218,7 @@ func TestDaemonCancelFoundInClaimByHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	if res := h.results.result(t, id.String()); res == nil || deref(res.Message) != run.MsgCancelled {
+	if res := h.results.result(t, id.String()); res == nil || model.Value(res.Message) != run.MsgCancelled {
 		t.Fatalf("result = %+v, want cancelled", res)
 	}
 	if m.progress == 0 {
@@ -247,8 +240,8 @@ func TestDaemonKillHandsTheJobBack(t *testing.T) {
 	if c := h.jobs.claim(t, id.String()); c == nil || c.State != protocol.ClaimQueued {
 		t.Errorf("claim = %+v, want queued", c)
 	}
-	if r := h.diskRecord(t, runID); r.Status != model.StatusFailed || !strings.HasPrefix(deref(r.Message), "interrupted") {
-		t.Errorf("run.json = %s %v, want failed interrupted", r.Status, deref(r.Message))
+	if r := h.diskRecord(t, runID); r.Status != model.StatusFailed || !strings.HasPrefix(model.Value(r.Message), "interrupted") {
+		t.Errorf("run.json = %s %v, want failed interrupted", r.Status, model.Value(r.Message))
 	}
 }
 
@@ -374,14 +367,14 @@ func TestDaemonGiveUpRecordsAndDeletes(t *testing.T) {
 		t.Errorf("deleted %d times, want 1", deleted)
 	}
 	res := h.results.result(t, id.String())
-	if res == nil || res.Status != model.StatusFailed || !strings.HasPrefix(deref(res.Message), "gave up: the job was delivered 3 times") {
+	if res == nil || res.Status != model.StatusFailed || !strings.HasPrefix(model.Value(res.Message), "gave up: the job was delivered 3 times") {
 		t.Fatalf("result = %+v, want a failed give-up record", res)
 	}
 	if h.exec.callCount() != 0 {
 		t.Error("give-up ran the job")
 	}
 	want := protocol.DeadLetter{JobID: id.String(), StreamSeq: 4, Deliveries: 3, MaxDeliver: h.d.Config.MaxDeliver, RunID: res.RunID,
-		LastError: "infrastructure error on delivery 2 of 3, the job goes back to the queue: incus: 500", Message: deref(res.Message)}
+		LastError: "infrastructure error on delivery 2 of 3, the job goes back to the queue: incus: 500", Message: model.Value(res.Message)}
 	if got := dead.all(); len(got) != 1 || withoutTime(got[0]) != want {
 		t.Errorf("dead letters = %+v, want one: %+v", got, want)
 	}
@@ -396,7 +389,7 @@ func TestDaemonInfraOnTheLastDeliveryIsADeadLetter(t *testing.T) {
 	m := newMsg(h.spec(t, id, "demo-pass"), uint64(h.d.Config.MaxDeliver), 11)
 	h.process(t, m)
 	res := h.results.result(t, id.String())
-	if res == nil || !strings.HasPrefix(deref(res.Message), "infrastructure error on the last delivery") {
+	if res == nil || !strings.HasPrefix(model.Value(res.Message), "infrastructure error on the last delivery") {
 		t.Fatalf("result = %+v, want the give-up record", res)
 	}
 	got := dead.all()

@@ -88,8 +88,8 @@ func TestDaemonSettlesTheStoreOutcome(t *testing.T) {
 				t.Fatalf("runs = %v, %v; want the attempt's one", runs, err)
 			}
 			disk := h.diskRecord(t, runs[0].RunID)
-			if disk.Status != model.StatusFailed || !strings.HasPrefix(deref(disk.Message), tc.message) {
-				t.Errorf("run.json = %s %q, want failed %q…", disk.Status, deref(disk.Message), tc.message)
+			if disk.Status != model.StatusFailed || !strings.HasPrefix(model.Value(disk.Message), tc.message) {
+				t.Errorf("run.json = %s %q, want failed %q…", disk.Status, model.Value(disk.Message), tc.message)
 			}
 			if tc.claim == protocol.ClaimQueued && !strings.HasPrefix(c.LastError, tc.message) {
 				t.Errorf("released claim's last error = %q, want %q…", c.LastError, tc.message)

@@ -493,11 +493,11 @@ func TestClusterThreeNodesKill9OneNode(t *testing.T) {
 		finals := 0
 		for _, r := range runs[k] {
 			attempts++
-			msg := deref(r.rec.Message)
+			msg := model.Value(r.rec.Message)
 			if r.rec.RunID == res.RunID {
 				finals++
-				if r.rec.Status != res.Status || msg != deref(res.Message) {
-					t.Errorf("job %s: run.json on %s (%s %q) differs from the result (%s %q)", k, r.daemon, r.rec.Status, msg, res.Status, deref(res.Message))
+				if r.rec.Status != res.Status || msg != model.Value(res.Message) {
+					t.Errorf("job %s: run.json on %s (%s %q) differs from the result (%s %q)", k, r.daemon, r.rec.Status, msg, res.Status, model.Value(res.Message))
 				}
 				continue
 			}

@@ -387,9 +387,9 @@ func checkOneFinal(t *testing.T, key string, res model.RunRecord, runs []diskRun
 	for _, r := range runs {
 		if r.rec.RunID == res.RunID {
 			finals++
-			if r.rec.Status != res.Status || deref(r.rec.Message) != deref(res.Message) {
+			if r.rec.Status != res.Status || model.Value(r.rec.Message) != model.Value(res.Message) {
 				t.Errorf("job %s: run.json on %s (%s %q) differs from the result (%s %q)", key, r.daemon,
-					r.rec.Status, deref(r.rec.Message), res.Status, deref(res.Message))
+					r.rec.Status, model.Value(r.rec.Message), res.Status, model.Value(res.Message))
 			}
 			continue
 		}
@@ -398,11 +398,11 @@ func checkOneFinal(t *testing.T, key string, res model.RunRecord, runs []diskRun
 		}
 		marked := false
 		for _, p := range nonFinalPrefixes {
-			marked = marked || strings.HasPrefix(deref(r.rec.Message), p)
+			marked = marked || strings.HasPrefix(model.Value(r.rec.Message), p)
 		}
 		if !marked {
 			t.Errorf("job %s: run %s on %s looks final (%s %q) but the result is run %s", key, r.rec.RunID, r.daemon,
-				r.rec.Status, deref(r.rec.Message), res.RunID)
+				r.rec.Status, model.Value(r.rec.Message), res.RunID)
 		}
 	}
 	if finals != 1 {
@@ -414,16 +414,9 @@ func checkOneFinal(t *testing.T, key string, res model.RunRecord, runs []diskRun
 // for it: passed, its one job "test passed".
 func checkPassed(t *testing.T, key string, res model.RunRecord) {
 	t.Helper()
-	if res.Status != model.StatusPassed || len(res.Jobs) != 1 || deref(res.Jobs[0].Message) != "test passed" {
-		t.Errorf("job %s: result %s %q with jobs %+v, want passed with its job's \"test passed\"", key, res.Status, deref(res.Message), res.Jobs)
+	if res.Status != model.StatusPassed || len(res.Jobs) != 1 || model.Value(res.Jobs[0].Message) != "test passed" {
+		t.Errorf("job %s: result %s %q with jobs %+v, want passed with its job's \"test passed\"", key, res.Status, model.Value(res.Message), res.Jobs)
 	}
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // instancesOf lists the daemon-owned instances of the given job keys.
@@ -573,8 +566,8 @@ func TestPoisonMessagesAreTerminatedWithAFailedRecord(t *testing.T) {
 	runs := diskRuns(t, a)
 	for _, tc := range tests {
 		res := results[tc.key]
-		if res.Status != model.StatusFailed || !strings.HasPrefix(deref(res.Message), tc.message) {
-			t.Errorf("job %s: result %s %q, want failed %q", tc.key, res.Status, deref(res.Message), tc.message)
+		if res.Status != model.StatusFailed || !strings.HasPrefix(model.Value(res.Message), tc.message) {
+			t.Errorf("job %s: result %s %q, want failed %q", tc.key, res.Status, model.Value(res.Message), tc.message)
 		}
 		if n := len(runs[tc.key]); n != 1 {
 			t.Errorf("job %s: %d runs on disk, want 1 (no redelivery)", tc.key, n)
@@ -650,9 +643,9 @@ func TestCancelRunningJob(t *testing.T) {
 	if res == nil {
 		t.Fatalf("no result after cancel --wait (%v):\n%s", err, out)
 	}
-	if res.Status != model.StatusFailed || deref(res.Message) != run.MsgCancelled {
+	if res.Status != model.StatusFailed || model.Value(res.Message) != run.MsgCancelled {
 		// The job may end by itself just before the cancel lands.
-		t.Fatalf("result %s %q, want failed %q; cancel said:\n%s", res.Status, deref(res.Message), run.MsgCancelled, out)
+		t.Fatalf("result %s %q, want failed %q; cancel said:\n%s", res.Status, model.Value(res.Message), run.MsgCancelled, out)
 	}
 	if err != nil {
 		t.Errorf("jerichoci cancel --wait: %v\n%s", err, out)
@@ -740,11 +733,11 @@ func TestTwoFleetsOnOneIncusProjectLeaveEachOtherAlone(t *testing.T) {
 		for _, k := range f.keys {
 			res := results[k]
 			if res.Status != model.StatusPassed {
-				t.Errorf("%s job %s: %s %q, want passed", f.d.name, k, res.Status, deref(res.Message))
+				t.Errorf("%s job %s: %s %q, want passed", f.d.name, k, res.Status, model.Value(res.Message))
 			}
 			for _, r := range runs[k] {
-				if strings.HasPrefix(deref(r.rec.Message), "infrastructure error") {
-					t.Errorf("%s job %s: run %s failed on infrastructure: %s", f.d.name, k, r.rec.RunID, deref(r.rec.Message))
+				if strings.HasPrefix(model.Value(r.rec.Message), "infrastructure error") {
+					t.Errorf("%s job %s: run %s failed on infrastructure: %s", f.d.name, k, r.rec.RunID, model.Value(r.rec.Message))
 				}
 			}
 			if len(runs[k]) != 1 {

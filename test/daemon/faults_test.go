@@ -250,12 +250,12 @@ func natsKillMidJob(t *testing.T, sleep int, down time.Duration) {
 func checkPassedAny(t *testing.T, key string, res model.RunRecord) {
 	t.Helper()
 	if res.Status != model.StatusPassed || len(res.Jobs) == 0 {
-		t.Errorf("job %s: result %s %q, want passed", key, res.Status, deref(res.Message))
+		t.Errorf("job %s: result %s %q, want passed", key, res.Status, model.Value(res.Message))
 		return
 	}
 	for _, j := range res.Jobs {
-		if deref(j.Message) != "test passed" {
-			t.Errorf("job %s: job %s %q, want \"test passed\"", key, j.ID, deref(j.Message))
+		if model.Value(j.Message) != "test passed" {
+			t.Errorf("job %s: job %s %q, want \"test passed\"", key, j.ID, model.Value(j.Message))
 		}
 	}
 }
@@ -299,15 +299,15 @@ func TestFullStateRootLeavesTheFleetServing(t *testing.T) {
 	id := uuid.NewString()
 	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
-	if res.Status != model.StatusFailed || !strings.Contains(deref(res.Message), "no space left on device") {
-		t.Errorf("job on the full daemon: %s %q, want failed with \"no space left on device\"", res.Status, deref(res.Message))
+	if res.Status != model.StatusFailed || !strings.Contains(model.Value(res.Message), "no space left on device") {
+		t.Errorf("job on the full daemon: %s %q, want failed with \"no space left on device\"", res.Status, model.Value(res.Message))
 	}
 	o.streamEmpty(t)
 	if n := kvHistory(t, o.results, id); n != 1 {
 		t.Errorf("%d values of %s in %s, want 1", n, id, protocol.BucketResults)
 	}
 	fullAttempts := itest.LinesWith(bad.log.String(), "job settled", id)
-	t.Logf("the job on the full daemon: %d deliveries, final %q", fullAttempts, deref(res.Message))
+	t.Logf("the job on the full daemon: %d deliveries, final %q", fullAttempts, model.Value(res.Message))
 
 	good := startDaemon(t, url, "daemon-ok", cat, 1, flags...)
 	var keys []string
@@ -332,7 +332,7 @@ func TestFullStateRootLeavesTheFleetServing(t *testing.T) {
 		perDaemon["daemon-ok"] += len(runs[k])
 		if res.Status != model.StatusPassed {
 			t.Errorf("job %s: %s %q after %d deliveries to the full daemon and %d to the healthy one: want passed, "+
-				"served by the healthy daemon", k, res.Status, deref(res.Message), onFull, len(runs[k]))
+				"served by the healthy daemon", k, res.Status, model.Value(res.Message), onFull, len(runs[k]))
 			continue
 		}
 		checkPassed(t, k, res)

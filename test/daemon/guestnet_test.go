@@ -410,7 +410,7 @@ func TestGuestsReachNeitherEachOtherNorTheHost(t *testing.T) {
 	res := o.waitResults(t, []string{idA, idB}, 5*time.Minute)
 	for _, id := range []string{idA, idB} {
 		if res[id].Status != model.StatusPassed {
-			t.Errorf("job %s: %s %q, want passed", id, res[id].Status, deref(res[id].Message))
+			t.Errorf("job %s: %s %q, want passed", id, res[id].Status, model.Value(res[id].Message))
 		}
 	}
 	checkNoInstances(t, cl, idA, idB)
@@ -515,7 +515,7 @@ exec sleep 100000`
 	cmd.Env = append(os.Environ(), "JERICHOCI_NATS_URL="+url)
 	out, err := cmd.CombinedOutput()
 	res := o.result(t, id)
-	if res == nil || res.Status != model.StatusFailed || deref(res.Message) != run.MsgCancelled {
+	if res == nil || res.Status != model.StatusFailed || model.Value(res.Message) != run.MsgCancelled {
 		t.Errorf("bomb job after cancel: %+v (cancel: %v)\n%s", res, err, out)
 	}
 	checkNoInstances(t, cl, id)

@@ -255,7 +255,7 @@ func waitKeyGone(t *testing.T, kv jetstream.KeyValue, key string, bound time.Dur
 // quotes (none given: no entry check).
 func checkRefused(t *testing.T, key string, res model.RunRecord, prefix string, entries []string, want ...string) {
 	t.Helper()
-	msg := deref(res.Message)
+	msg := model.Value(res.Message)
 	if res.Status != model.StatusFailed || !strings.HasPrefix(msg, prefix) {
 		t.Errorf("job %s: result %s %q, want failed starting with %q", key, res.Status, msg, prefix)
 		return
@@ -616,7 +616,7 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	time.Sleep(2 * time.Second)
 	peak, samples, errs := rss.Stop()
 	t.Logf("daemon VmRSS: peak %s over %d samples (%d unreadable); job %s %q", mib(peak), samples, errs,
-		res.Status, deref(res.Message))
+		res.Status, model.Value(res.Message))
 	if samples == 0 {
 		t.Fatalf("no VmRSS sample of the daemon (pid %d)", d.cmd.Process.Pid)
 	}

@@ -205,7 +205,7 @@ echo "end $me" >> "$ARTIFACTS/marks"; echo "end $me" >> "$s/order"
 	for _, id := range []string{first, second} {
 		r := res[id]
 		if r.Status != model.StatusPassed {
-			t.Fatalf("job %s: %s %q, want passed", id, r.Status, deref(r.Message))
+			t.Fatalf("job %s: %s %q, want passed", id, r.Status, model.Value(r.Message))
 		}
 		dir := jobDir(stateRoots[ranOn(t, stateRoots, r.RunID)], r.RunID, "iso-order")
 		me := strings.TrimSpace(readText(t, filepath.Join(dir, "artifacts", "me")))
@@ -271,13 +271,13 @@ $| = 1; for (1..11) { my $p = fork(); if (!defined $p) { print "fork failed: $!\
 	res := o.waitResults(t, []string{bombID, guestID}, 5*time.Minute)
 
 	if r := res[guestID]; r.Status != model.StatusPassed {
-		t.Errorf("the guest job beside the fork bomb: %s %q, want passed", r.Status, deref(r.Message))
+		t.Errorf("the guest job beside the fork bomb: %s %q, want passed", r.Status, model.Value(r.Message))
 	}
 	r := res[bombID]
 	log := readText(t, filepath.Join(jobDir(sr, r.RunID, "iso-bomb"), "host.log"))
 	t.Logf("fork bomb host.log:\n%s", itest.Tail(log, 12))
-	if j := jobOf(t, bombID, r, "iso-bomb"); r.Status != model.StatusFailed || deref(j.Message) != "timed out after 30s" {
-		t.Errorf("the fork bomb: %s, job %s %q, want failed, timed out after 30s", r.Status, j.Status, deref(j.Message))
+	if j := jobOf(t, bombID, r, "iso-bomb"); r.Status != model.StatusFailed || model.Value(j.Message) != "timed out after 30s" {
+		t.Errorf("the fork bomb: %s, job %s %q, want failed, timed out after 30s", r.Status, j.Status, model.Value(j.Message))
 	}
 	if !strings.Contains(log, "\nnproc 64\n") || !strings.Contains(log, "\nfork failed: Resource temporarily unavailable\n") {
 		t.Errorf("the fork bomb's host.log does not show it stopped at the limit of 64")
@@ -291,6 +291,6 @@ $| = 1; for (1..11) { my $p = fork(); if (!defined $p) { print "fork failed: $!\
 	}
 	after := o.enqueue(t, "iso-after", src)
 	if r := o.waitResults(t, []string{after}, 3*time.Minute)[after]; r.Status != model.StatusPassed {
-		t.Errorf("the host job after the fork bomb: %s %q, want passed", r.Status, deref(r.Message))
+		t.Errorf("the host job after the fork bomb: %s %q, want passed", r.Status, model.Value(r.Message))
 	}
 }

@@ -122,8 +122,8 @@ func jobOf(t *testing.T, key string, res model.RunRecord, id string) model.JobRe
 // nil: none checked).
 func checkJob(t *testing.T, key string, j model.JobRecord, status model.RunStatus, message string, exit *int32) {
 	t.Helper()
-	if j.Status != status || deref(j.Message) != message {
-		t.Errorf("job %s: %s is %s %q, want %s %q", key, j.ID, j.Status, deref(j.Message), status, message)
+	if j.Status != status || model.Value(j.Message) != message {
+		t.Errorf("job %s: %s is %s %q, want %s %q", key, j.ID, j.Status, model.Value(j.Message), status, message)
 	}
 	if exit != nil && (j.ExitCode == nil || *j.ExitCode != *exit) {
 		got := "none"
@@ -209,7 +209,7 @@ func TestHostJobsRefusedWithoutFlag(t *testing.T) {
 	runs := diskRuns(t, d)[id]
 	checkOneDelivery(t, id, runs)
 	checkOneFinal(t, id, res, runs)
-	t.Logf("run %s: %s %q", res.RunID, res.Status, deref(res.Message))
+	t.Logf("run %s: %s %q", res.RunID, res.Status, model.Value(res.Message))
 	if res.Status != model.StatusFailed {
 		t.Errorf("job %s: run %s, want failed", id, res.Status)
 	}
@@ -265,11 +265,11 @@ func TestHostJobsWithFlag(t *testing.T) {
 	runs := diskRuns(t, d)
 
 	pass := results[passID]
-	t.Logf("host-pass run %s: %s %q", pass.RunID, pass.Status, deref(pass.Message))
+	t.Logf("host-pass run %s: %s %q", pass.RunID, pass.Status, model.Value(pass.Message))
 	checkOneDelivery(t, passID, runs[passID])
 	checkOneFinal(t, passID, pass, runs[passID])
 	if pass.Status != model.StatusPassed {
-		t.Errorf("job %s: host-pass run %s %q, want passed", passID, pass.Status, deref(pass.Message))
+		t.Errorf("job %s: host-pass run %s %q, want passed", passID, pass.Status, model.Value(pass.Message))
 	}
 	checkJob(t, passID, jobOf(t, passID, pass, "host-pass"), model.StatusPassed, "host-local command passed", i32(0))
 	dir := jobDir(d.stateRoot, pass.RunID, "host-pass")
@@ -295,11 +295,11 @@ func TestHostJobsWithFlag(t *testing.T) {
 	}
 
 	fail := results[failID]
-	t.Logf("host-fail run %s: %s %q", fail.RunID, fail.Status, deref(fail.Message))
+	t.Logf("host-fail run %s: %s %q", fail.RunID, fail.Status, model.Value(fail.Message))
 	checkOneDelivery(t, failID, runs[failID])
 	checkOneFinal(t, failID, fail, runs[failID])
 	if fail.Status != model.StatusFailed {
-		t.Errorf("job %s: host-fail run %s %q, want failed", failID, fail.Status, deref(fail.Message))
+		t.Errorf("job %s: host-fail run %s %q, want failed", failID, fail.Status, model.Value(fail.Message))
 	}
 	checkJob(t, failID, jobOf(t, failID, fail, "host-fail"), model.StatusFailed, "host-local command exited with 4", i32(4))
 	checkContains(t, "host-fail host.log", readText(t, filepath.Join(jobDir(d.stateRoot, fail.RunID, "host-fail"), "host.log")), "failing on the host")
@@ -339,11 +339,11 @@ func TestStagedThroughDaemon(t *testing.T) {
 		ids = append(ids, id)
 		res := o.waitResults(t, []string{id}, 15*time.Minute)[id]
 		runs := diskRuns(t, d)[id]
-		t.Logf("%s run %s: %s %q", tc.target, res.RunID, res.Status, deref(res.Message))
+		t.Logf("%s run %s: %s %q", tc.target, res.RunID, res.Status, model.Value(res.Message))
 		checkOneDelivery(t, id, runs)
 		checkOneFinal(t, id, res, runs)
 		if res.Status != model.StatusPassed {
-			t.Errorf("%s (job %s): run %s %q, want passed; jobs %s", tc.target, id, res.Status, deref(res.Message), jsonString(res.Jobs))
+			t.Errorf("%s (job %s): run %s %q, want passed; jobs %s", tc.target, id, res.Status, model.Value(res.Message), jsonString(res.Jobs))
 		}
 		var nodes []string
 		for _, p := range res.PrepareTimings {

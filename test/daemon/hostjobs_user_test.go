@@ -116,7 +116,7 @@ true`
 	first := o.enqueue(t, "hj-first", src)
 	res := o.waitResults(t, []string{first}, 3*time.Minute)[first]
 	if res.Status != model.StatusPassed {
-		t.Fatalf("job %s: %s %q, want passed", first, res.Status, deref(res.Message))
+		t.Fatalf("job %s: %s %q, want passed", first, res.Status, model.Value(res.Message))
 	}
 	firstLog := filepath.Join(jobDir(stateRoot, res.RunID, "hj-first"), "host.log")
 	firstBefore := readText(t, firstLog)
@@ -138,7 +138,7 @@ true`
 	id := o.enqueue(t, "hj-snoop", src)
 	res = o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	if res.Status != model.StatusPassed {
-		t.Fatalf("job %s: %s %q, want passed", id, res.Status, deref(res.Message))
+		t.Fatalf("job %s: %s %q, want passed", id, res.Status, model.Value(res.Message))
 	}
 	dir := jobDir(stateRoot, res.RunID, "hj-snoop")
 	hostLog := readText(t, filepath.Join(dir, "host.log"))

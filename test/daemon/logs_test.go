@@ -48,7 +48,7 @@ func TestLiveLogsOnNATS(t *testing.T) {
 	o.publish(t, protocol.JobSubject("chatty"), o.spec(id, "chatty"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 	if res.Status != model.StatusPassed {
-		t.Fatalf("job %s: %s %q", id, res.Status, deref(res.Message))
+		t.Fatalf("job %s: %s %q", id, res.Status, model.Value(res.Message))
 	}
 	itest.WaitFor(t, "the last line on NATS", 30*time.Second, func() bool {
 		mu.Lock()

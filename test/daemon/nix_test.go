@@ -195,9 +195,9 @@ func TestStagedHostileFlakeIsSandboxed(t *testing.T) {
 		id := o.enqueue(t, "pika-actionlint", legitSrc)
 		ids = append(ids, id)
 		res := o.waitResults(t, []string{id}, 15*time.Minute)[id]
-		t.Logf("legit lane %s: run %s %s %q", when, res.RunID, res.Status, deref(res.Message))
+		t.Logf("legit lane %s: run %s %s %q", when, res.RunID, res.Status, model.Value(res.Message))
 		if res.Status != model.StatusPassed {
-			t.Fatalf("legit lane %s: run %s %q, want passed; jobs %s", when, res.Status, deref(res.Message), jsonString(res.Jobs))
+			t.Fatalf("legit lane %s: run %s %q, want passed; jobs %s", when, res.Status, model.Value(res.Message), jsonString(res.Jobs))
 		}
 		checkJob(t, id, jobOf(t, id, res, "pika-actionlint"), model.StatusPassed, "test passed", i32(0))
 		sdir := jobDir(d.stateRoot, res.RunID, "pika-actionlint")
@@ -224,7 +224,7 @@ func TestStagedHostileFlakeIsSandboxed(t *testing.T) {
 	flake := hostileFlake(t, unique, secret, d.cmd.Process.Pid, natsPort, legit)
 	hid := o.enqueue(t, "pika-actionlint", o.uploadSource(t, hostileTarball(t, uniqueHello(t), flake)))
 	hres := o.waitResults(t, []string{hid}, 15*time.Minute)[hid]
-	t.Logf("hostile lane: run %s %s %q", hres.RunID, hres.Status, deref(hres.Message))
+	t.Logf("hostile lane: run %s %s %q", hres.RunID, hres.Status, model.Value(hres.Message))
 	hostileDeps := realizedPath(t, d.stateRoot, hres.RunID, depsOutput)
 	attempts := readText(t, filepath.Join(hostileDeps, "lib", "attempts"))
 	t.Logf("the hostile builder's attempts (%s):\n%s", hostileDeps, attempts)

@@ -156,7 +156,7 @@ func TestStatusPage(t *testing.T) {
 	res := o.waitResults(t, []string{ids["page-pass"], ids["page-fail"]}, 3*time.Minute)
 	pass, fail := res[ids["page-pass"]], res[ids["page-fail"]]
 	if pass.Status != model.StatusPassed || fail.Status != model.StatusFailed {
-		t.Fatalf("results: page-pass %s %q, page-fail %s %q", pass.Status, deref(pass.Message), fail.Status, deref(fail.Message))
+		t.Fatalf("results: page-pass %s %q, page-fail %s %q", pass.Status, model.Value(pass.Message), fail.Status, model.Value(fail.Message))
 	}
 
 	ctx := browser(t, chrome)
@@ -275,7 +275,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	shots.take(ctx, "run-live-finished")
 	if r := o.waitResults(t, []string{id}, time.Minute)[id]; r.Status != model.StatusPassed {
-		t.Errorf("the live job: %s %q", r.Status, deref(r.Message))
+		t.Errorf("the live job: %s %q", r.Status, model.Value(r.Message))
 	}
 
 	// A lane of two jobs, its page opened while the first runs: the page
@@ -307,7 +307,7 @@ func TestStatusPage(t *testing.T) {
 	})
 	shots.take(ctx, "run-two-jobs")
 	if r := o.waitResults(t, []string{two}, time.Minute)[two]; r.Status != model.StatusPassed {
-		t.Errorf("the two-job lane: %s %q", r.Status, deref(r.Message))
+		t.Errorf("the two-job lane: %s %q", r.Status, model.Value(r.Message))
 	}
 }
 

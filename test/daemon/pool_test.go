@@ -64,7 +64,7 @@ func TestWarmPoolServesJobsAndIsDeletedAtExit(t *testing.T) {
 		o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 		res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
 		if res.Status != model.StatusPassed {
-			t.Fatalf("job %d: %s %q", i, res.Status, deref(res.Message))
+			t.Fatalf("job %d: %s %q", i, res.Status, model.Value(res.Message))
 		}
 		host, err := os.ReadFile(filepath.Join(jobDir(d.stateRoot, res.RunID, "hello"), "host.log"))
 		if err != nil {

@@ -48,10 +48,10 @@ func TestSecretEnvMaskedEverywhere(t *testing.T) {
 			o.publish(t, protocol.JobSubject("greedy"), o.spec(refused, "greedy"), refused)
 			res := o.waitResults(t, []string{id, refused}, 3*time.Minute)
 			if r := res[id]; r.Status != model.StatusPassed {
-				t.Errorf("job %s: %s %q; want passed (it checks it got the secret)", id, r.Status, deref(r.Message))
+				t.Errorf("job %s: %s %q; want passed (it checks it got the secret)", id, r.Status, model.Value(r.Message))
 			}
 			wantRefused := "secret_env `HOME_TOKEN` is not one this worker passes to jobs (serve --secret-env lists those)"
-			if r := res[refused]; r.Status != model.StatusFailed || len(r.Jobs) != 1 || deref(r.Jobs[0].Message) != wantRefused {
+			if r := res[refused]; r.Status != model.StatusFailed || len(r.Jobs) != 1 || model.Value(r.Jobs[0].Message) != wantRefused {
 				t.Errorf("job %s naming a variable the worker does not pass: %s %+v", refused, r.Status, r.Jobs)
 			}
 			itest.WaitFor(t, "the masked lines on NATS", 30*time.Second, func() bool {

@@ -142,7 +142,7 @@ func TestHostileSourceTarballsAreRefused(t *testing.T) {
 			checkRefused(t, id, results[id], msgSourceRefused, tc.offending, tc.want...)
 			checkOneDelivery(t, id, runs[id])
 			checkOneFinal(t, id, results[id], runs[id])
-			t.Logf("message: %s", deref(results[id].Message))
+			t.Logf("message: %s", model.Value(results[id].Message))
 		})
 	}
 	for _, diff := range diffTrees(before, watched()) {
@@ -199,7 +199,7 @@ func TestSourceLimitsRefuseTooLargeSources(t *testing.T) {
 			}
 			checkOneDelivery(t, id, runs[id])
 			checkOneFinal(t, id, results[id], runs[id])
-			t.Logf("%s: %s", results[id].Status, deref(results[id].Message))
+			t.Logf("%s: %s", results[id].Status, model.Value(results[id].Message))
 		})
 	}
 	checkNoInstances(t, cl, ids...)
@@ -215,8 +215,8 @@ func TestHostPathSourcesAreRefusedWithoutHostPathRoot(t *testing.T) {
 	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	res := o.waitResults(t, []string{id}, 2*time.Minute)[id]
 	o.streamEmpty(t)
-	if res.Status != model.StatusFailed || !strings.Contains(deref(res.Message), "host_path sources are refused") {
-		t.Errorf("result %s %q, want failed with \"host_path sources are refused\"", res.Status, deref(res.Message))
+	if res.Status != model.StatusFailed || !strings.Contains(model.Value(res.Message), "host_path sources are refused") {
+		t.Errorf("result %s %q, want failed with \"host_path sources are refused\"", res.Status, model.Value(res.Message))
 	}
 	checkOneFinal(t, id, res, diskRuns(t, d)[id])
 	checkNoInstances(t, cl, id)
@@ -401,7 +401,7 @@ exit $hit`, port, bridge, dhcpScript)
 	guestLog, _ := os.ReadFile(filepath.Join(dir, "artifacts", "guest.log"))
 	t.Logf("guest log:\n%s", guestLog)
 	if res.Status != model.StatusPassed {
-		t.Errorf("probe result %s %q, want passed: something answered from the guest", res.Status, deref(res.Message))
+		t.Errorf("probe result %s %q, want passed: something answered from the guest", res.Status, model.Value(res.Message))
 	}
 	for name, b := range map[string][]byte{"host.log": hostLog, "guest.log": guestLog} {
 		if bytes.Contains(b, []byte("REACHED")) {
@@ -524,8 +524,8 @@ func TestFullStateRootFailsTheJobAndKeepsTheDaemon(t *testing.T) {
 	id := uuid.NewString()
 	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(id, "demo-pass"), id)
 	res := o.waitResults(t, []string{id}, 3*time.Minute)[id]
-	if res.Status != model.StatusFailed || !strings.Contains(deref(res.Message), "no space left on device") {
-		t.Errorf("result %s %q, want failed with \"no space left on device\"", res.Status, deref(res.Message))
+	if res.Status != model.StatusFailed || !strings.Contains(model.Value(res.Message), "no space left on device") {
+		t.Errorf("result %s %q, want failed with \"no space left on device\"", res.Status, model.Value(res.Message))
 	}
 	o.streamEmpty(t)
 	if n := kvHistory(t, o.results, id); n != 1 {
@@ -590,7 +590,7 @@ func TestCancelOfAnUnseenJobExpires(t *testing.T) {
 	}
 	waitKeyGone(t, o.jobs, id, 30*time.Second)
 	if r := o.result(t, id); r != nil {
-		t.Errorf("a final record for a job nobody published: %s %q", r.Status, deref(r.Message))
+		t.Errorf("a final record for a job nobody published: %s %q", r.Status, model.Value(r.Message))
 	}
 }
 
@@ -665,7 +665,7 @@ func TestGzipBombStopsAtTheLimit(t *testing.T) {
 	o.streamEmpty(t)
 	checkRefused(t, id, res, strings.TrimSpace(msgSourceRefused), nil, "--max-source-bytes", strconv.Itoa(limit))
 	checkOneDelivery(t, id, diskRuns(t, d)[id])
-	t.Logf("message: %s; state root peak %s while unpacking (limit %s)", deref(res.Message), mib(peak.Load()), mib(limit))
+	t.Logf("message: %s; state root peak %s while unpacking (limit %s)", model.Value(res.Message), mib(peak.Load()), mib(limit))
 	if peak.Load() > limit+8<<20 {
 		t.Errorf("the state root held %s while unpacking a bomb, more than the limit %s + 8 MiB", mib(peak.Load()), mib(limit))
 	}

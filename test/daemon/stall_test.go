@@ -41,7 +41,7 @@ func TestBurstsLeaveNoOperationWaitAtItsLimit(t *testing.T) {
 			}
 			for id, res := range o.waitResults(t, ids, 5*time.Minute) {
 				if res.Status != model.StatusPassed {
-					t.Errorf("burst %d: job %s %s %q", b, id, res.Status, deref(res.Message))
+					t.Errorf("burst %d: job %s %s %q", b, id, res.Status, model.Value(res.Message))
 				}
 				checkNoInstances(t, cl, id)
 			}

@@ -173,7 +173,7 @@ func TestRefusedJobsResultsExpireSooner(t *testing.T) {
 	o.publish(t, protocol.JobSubject("demo-pass"), o.spec(real, "demo-pass"), real)
 	res := o.waitResults(t, append(append([]string{}, garbage...), real), 3*time.Minute)
 	if r := res[real]; r.Status != model.StatusPassed {
-		t.Fatalf("the real job: %s %q", r.Status, deref(r.Message))
+		t.Fatalf("the real job: %s %q", r.Status, model.Value(r.Message))
 	}
 	if ttl := resultTTL(t, o.js, real); ttl != "" {
 		t.Errorf("the real job's record has its own TTL %q; want none (the bucket's)", ttl)

@@ -178,7 +178,7 @@ func TestSourceFileNamesAreEscapedWhereverPrinted(t *testing.T) {
 	res := o.waitResults(t, []string{refused, listed}, 3*time.Minute)
 	checkRefused(t, refused, res[refused], "source refused: ", []string{evil})
 	if res[listed].Status != model.StatusPassed {
-		t.Fatalf("job %s listing the files: %s %q", listed, res[listed].Status, deref(res[listed].Message))
+		t.Fatalf("job %s listing the files: %s %q", listed, res[listed].Status, model.Value(res[listed].Message))
 	}
 	for _, id := range []string{refused, listed} {
 		out, errs, _ := runCmd(t, natsEnv, "logs", "--follow", id)

@@ -257,15 +257,15 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 	runs := diskRuns(t, d)
 	for _, k := range keys {
 		res := results[k]
-		if res.Status != model.StatusPassed || len(res.Jobs) != 1 || deref(res.Jobs[0].Message) != "test passed" {
-			t.Errorf("job %s: result %s %q, want passed (\"test passed\")", k, res.Status, deref(res.Message))
+		if res.Status != model.StatusPassed || len(res.Jobs) != 1 || model.Value(res.Jobs[0].Message) != "test passed" {
+			t.Errorf("job %s: result %s %q, want passed (\"test passed\")", k, res.Status, model.Value(res.Message))
 		}
 		if n := o.resultValues(t, k); n != 1 {
 			t.Errorf("job %s: %d values in the results bucket, want 1", k, n)
 		}
 		finals := 0
 		for _, r := range runs[k] {
-			msg := deref(r.rec.Message)
+			msg := model.Value(r.rec.Message)
 			switch {
 			case r.rec.RunID == res.RunID:
 				finals++
@@ -294,8 +294,8 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 	}
 	if cut == nil {
 		t.Errorf("no run directory of the cut attempt %s", firstRun)
-	} else if want := fmt.Sprintf("infrastructure error on delivery 1 of %d, the job goes back to the queue: ", maxDeliver); !strings.HasPrefix(deref(cut.rec.Message), want) {
-		t.Errorf("the cut attempt is %s %q, want a message starting %q", cut.rec.Status, deref(cut.rec.Message), want)
+	} else if want := fmt.Sprintf("infrastructure error on delivery 1 of %d, the job goes back to the queue: ", maxDeliver); !strings.HasPrefix(model.Value(cut.rec.Message), want) {
+		t.Errorf("the cut attempt is %s %q, want a message starting %q", cut.rec.Status, model.Value(cut.rec.Message), want)
 	}
 
 	// Nothing leaks: the cut attempt's instance outlived incusd (its
@@ -340,7 +340,7 @@ func TestIncusdKill9MidJobRetriesAsInfrastructureAndLeaksNothing(t *testing.T) {
 		again, finalAt.Sub(killed).Seconds(), clean.Sub(killed).Seconds(), attempts[slow], attempts[queued],
 		itest.LinesWith(d.log.String(), "reaped orphan instance"), itest.LinesWith(d.log.String(), "orphan reaper"), itest.LinesWith(d.log.String(), "pull failed"))
 	if cut != nil {
-		t.Logf("the cut attempt's message: %s", deref(cut.rec.Message))
+		t.Logf("the cut attempt's message: %s", model.Value(cut.rec.Message))
 	}
 
 	// incusd is back for everyone: incus-up finds everything in place.

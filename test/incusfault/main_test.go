@@ -397,12 +397,5 @@ func diskRuns(t *testing.T, d *daemon) map[string][]diskRun {
 	return out
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // startNATS runs the test binary nats-server (itest.StartNATS).
 func startNATS(t *testing.T) string { return itest.StartNATS(t, natsBin) }
