@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,7 +139,7 @@ const noHostPathRoot = "\x00no-host-path-root"
 // where the orchestrator's source directory is.
 func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, log: &itest.SyncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, log: &itest.SyncBuffer{}}
 	hostPathRoot := true
 	var rest []string
 	for _, a := range extra {
@@ -180,31 +179,7 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 	if url != "" {
 		d.cmd.Env = append(d.cmd.Env, "JERICHOCI_NATS_URL="+url)
 	}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(60 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", name, itest.Tail(d.log.String(), 60))
-		}
-	})
-	itest.WaitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
-		select {
-		case <-d.done:
-			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, itest.Tail(d.log.String(), 60))
-		default:
-		}
-		return strings.Contains(d.log.String(), "workers on nats://")
-	})
+	d.done = itest.StartServe(t, name, d.cmd, d.log)
 	return d
 }
 

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -251,38 +250,14 @@ func writeCatalog(t *testing.T, commands map[string]string) string {
 // (extra flags win) and waits until it pulls.
 func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, stateRoot: t.TempDir(), log: &itest.SyncBuffer{}, done: make(chan struct{})}
+	d := &daemon{name: name, stateRoot: t.TempDir(), log: &itest.SyncBuffer{}}
 	args := []string{"serve", "--catalog", catalog, "--state-root", d.stateRoot,
 		"--concurrency", fmt.Sprint(concurrency), "--ack-wait", "6s", "--max-deliver", "3",
 		"--retry-delay", "500ms", "--reap-interval", "3s", "--drain-timeout", "30s", "--log-level", "info",
 		"--host-path-root", os.TempDir(), "--warm", "0", "--http-listen", ""}
 	d.cmd = exec.Command(jciBin, append(args, extra...)...)
 	d.cmd.Env = append(itest.CleanEnv(), "JERICHOCI_OWNER="+name, "JERICHOCI_NATS_URL="+url)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(60 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			t.Logf("daemon %s log:\n%s", name, itest.Tail(d.log.String(), 80))
-		}
-	})
-	itest.WaitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
-		select {
-		case <-d.done:
-			t.Fatalf("daemon %s exited at start (%v):\n%s", name, d.cmd.ProcessState, itest.Tail(d.log.String(), 60))
-		default:
-		}
-		return strings.Contains(d.log.String(), "workers on nats://")
-	})
+	d.done = itest.StartServe(t, name, d.cmd, d.log)
 	return d
 }
 
