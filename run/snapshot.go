@@ -70,6 +70,16 @@ type SnapshotOptions struct {
 	SourceRoot string
 }
 
+// SnapshotsOutside is the Runner's Snapshot for a state root that may lie
+// inside the source tree (`./.pikaci`, the default): CopySnapshot, leaving
+// the state root out.
+func SnapshotsOutside(stateRoot string) func(ctx context.Context, src, dst string, opt SnapshotOptions) (model.SnapshotMetadata, error) {
+	return func(ctx context.Context, src, dst string, opt SnapshotOptions) (model.SnapshotMetadata, error) {
+		opt.Exclude = append(opt.Exclude, stateRoot)
+		return CopySnapshot(ctx, src, dst, opt)
+	}
+}
+
 // CopySnapshot copies the source tree src into dst (which must not exist),
 // leaving out what the profile skips and the paths in opt.Exclude (such as
 // a state root inside the source tree), and writes dst/pikaci-snapshot.json

@@ -43,10 +43,7 @@ func hostNix(log *zap.Logger) *nixbuild.Builder {
 func newRunner(env model.LookupEnv, cfg execConfig, stateRoot string, log *zap.Logger) run.Runner {
 	return run.Runner{
 		StateRoot: stateRoot, Env: env, MaxConcurrent: cfg.MaxConcurrent,
-		Snapshot: func(ctx context.Context, s, dst string, o run.SnapshotOptions) (model.SnapshotMetadata, error) {
-			o.Exclude = append(o.Exclude, stateRoot)
-			return run.CopySnapshot(ctx, s, dst, o)
-		},
+		Snapshot:       run.SnapshotsOutside(stateRoot),
 		Outputs:        hostNix(log),
 		HostCacheScope: hostlocal.Scope,
 	}
