@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
@@ -18,12 +17,18 @@ const (
 	defaultArtifactDir  = "result"
 )
 
-const imageUsage = `image build|import|build-import --role ROLE [--alias A] [--project P] [--artifact DIR]
+const imageUsage = `image build|import|build-import --role ROLE [--alias A] [--project P] [--artifact DIR | --flake DIR]
 
   build         build the role's local runner image into DIR/` + images.ArtifactName + `
   import        import the image in DIR (a unified tarball, or metadata.tar.xz
                 with disk.qcow2 or rootfs.tar.*) and point the alias at it
   build-import  both
+
+With --flake DIR, build and build-import build the role's image package of
+the flake in DIR with the host's Nix instead (packages.<system>.<attr>: the
+role's attribute, else its legacy name), and build-import imports the
+output (metadata.tar.xz with disk.qcow2: a VM image; with rootfs.squashfs
+or rootfs.tar.*: a container image).
 
 The incusd socket is $INCUS_SOCKET, else the standard paths.`
 
@@ -33,19 +38,18 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 	alias := fs.String("alias", "", "image alias (default: the role's default alias)")
 	project := fs.String("project", defaultIncusProject, "Incus project")
 	artifact := fs.String("artifact", defaultArtifactDir, "image directory (or unified tarball for import)")
+	flake := fs.String("flake", "", "build the role's image package of the flake in this directory with Nix (build, build-import)")
 	runner := fs.String("runner", "", "static guest runner binary put into the image at "+executor.DefaultRunnerPath+
 		" (default: pikaci-incus-run beside this executable, as `make build` leaves it)")
 
-	// The action may come before or after the flags.
-	action := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		action, args = args[0], args[1:]
-	}
-	if code, done := c.parse(fs, args); done {
+	// The action may come before, between or after the flags, as in the
+	// original's `--role R build-import --alias A`.
+	rest, code, done := c.parseArgs(fs, args)
+	if done {
 		return code
 	}
-	rest := fs.Args()
-	if action == "" && len(rest) > 0 {
+	action := ""
+	if len(rest) > 0 {
 		action, rest = rest[0], rest[1:]
 	}
 	if len(rest) > 0 {
@@ -68,6 +72,9 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 	}
 	if *alias == "" {
 		*alias = role.DefaultImageAlias()
+	}
+	if *flake != "" {
+		return c.imageFromFlake(ctx, fs, flakeImageArgs{action: action, role: role, dir: *flake, alias: *alias, project: *project})
 	}
 
 	if action == "build" || action == "build-import" {

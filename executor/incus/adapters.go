@@ -12,12 +12,22 @@ import (
 )
 
 // ImageStore is images.Store on a Client, in the client's project.
-type ImageStore struct{ c *Client }
+type ImageStore struct {
+	c     *Client
+	props map[string]string
+}
 
 var _ images.Store = ImageStore{}
 
 // NewImageStore returns the images store over c.
-func NewImageStore(c *Client) ImageStore { return ImageStore{c} }
+func NewImageStore(c *Client) ImageStore { return ImageStore{c: c} }
+
+// WithProperties returns the store whose uploads also set props (beside
+// those of the image's metadata.yaml).
+func (s ImageStore) WithProperties(props map[string]string) ImageStore {
+	s.props = props
+	return s
+}
 
 func (s ImageStore) AliasTarget(ctx context.Context, alias string) (string, error) {
 	a, err := s.c.GetImageAlias(ctx, alias)
@@ -48,7 +58,7 @@ func (s ImageStore) Upload(ctx context.Context, a images.Artifact) (string, erro
 		defer f.Close()
 		files = append(files, f)
 	}
-	up := ImageUpload{Unified: files[0], Filename: filepath.Base(a.Files()[0])}
+	up := ImageUpload{Unified: files[0], Filename: filepath.Base(a.Files()[0]), Properties: s.props}
 	if a.Rootfs != "" {
 		up.Rootfs, up.RootfsName, up.VM = files[1], filepath.Base(a.Rootfs), a.VM
 	}
