@@ -111,3 +111,28 @@ func importVMImage(t *testing.T, cl *incus.Client, qemuImg, alias string) string
 	}
 	return fp
 }
+
+// TestE2EBlankProfileIsARecordedFailure: a blank
+// PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE fails the job as the original's
+// runtime plan does, recorded, before any instance exists.
+func TestE2EBlankProfileIsARecordedFailure(t *testing.T) {
+	cl := requireIncus(t)
+	for _, profile := range []string{"", "  "} {
+		owner := fmt.Sprintf("clivm-profile-test-%d", os.Getpid())
+		r := runLane(t, cl, map[string]string{"PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE": profile, "JERICHOCI_OWNER": owner}, "demo-pass")
+		const want = "build remote Incus runtime plan: runtime spec field `incus.profile` must be non-empty"
+		j := r.rec.Jobs[0]
+		if r.code != exitUsage || r.rec.Status != model.StatusFailed || j.Message == nil || *j.Message != want {
+			t.Errorf("profile %q: exit %d, run %s, job %+v\nstderr:\n%s", profile, r.code, r.rec.Status, j, r.stderr)
+		}
+		insts, err := cl.ListInstances(context.WithoutCancel(t.Context()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range insts {
+			if in.Config["user.jerichoci.owner"] == owner {
+				t.Errorf("instance %s left behind", in.Name)
+			}
+		}
+	}
+}
