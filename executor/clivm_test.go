@@ -13,27 +13,27 @@ import (
 func TestPrepareRunnerVirtualMachines(t *testing.T) {
 	tests := []struct {
 		name     string
-		be       fakeBackend
+		vms      bool               // the server runs VMs
+		vmImage  bool               // the alias is a VM image
 		itype    model.InstanceType // the executor's; "" is auto
 		jobType  model.InstanceType // the job's own
 		wantErr  string
 		wantHost string // in the host log when it passes
 	}{
-		{name: "VM image, no VMs", be: fakeBackend{vmImage: true},
+		{name: "VM image, no VMs", vmImage: true,
 			wantErr: "image `pikaci/dev` is a virtual-machine image, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded (run it on a host with KVM and vhost_vsock, or import a container image under that alias)"},
-		{name: "VM asked for, no VMs", be: fakeBackend{}, itype: model.InstanceVirtualMachine,
+		{name: "VM asked for, no VMs", itype: model.InstanceVirtualMachine,
 			wantErr: "instance type `virtual-machine` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded (use a container image with instance type `container` or `auto`)"},
-		{name: "the job asks for a VM, no VMs", be: fakeBackend{vmImage: true}, itype: model.InstanceContainer, jobType: model.InstanceVirtualMachine,
+		{name: "the job asks for a VM, no VMs", vmImage: true, itype: model.InstanceContainer, jobType: model.InstanceVirtualMachine,
 			wantErr: "instance type `virtual-machine` needs a virtual machine"},
-		{name: "VM image, the server runs VMs", be: fakeBackend{vmImage: true, vms: true}, wantHost: "Incus image `pikaci/dev` is available"},
-		{name: "container image, no VMs", be: fakeBackend{}, wantHost: "Incus image `pikaci/dev` is available"},
+		{name: "VM image, the server runs VMs", vmImage: true, vms: true, wantHost: "Incus image `pikaci/dev` is available"},
+		{name: "container image, no VMs", wantHost: "Incus image `pikaci/dev` is available"},
 		// The mismatch is the job's own error, when it resolves its type.
-		{name: "container asked for, VM image", be: fakeBackend{vmImage: true}, itype: model.InstanceContainer, wantHost: "is available"},
+		{name: "container asked for, VM image", vmImage: true, itype: model.InstanceContainer, wantHost: "is available"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			be := &tc.be
-			be.images = map[string]string{"pikaci/dev": "fp1"}
+			be := &fakeBackend{images: map[string]string{"pikaci/dev": "fp1"}, vms: tc.vms, vmImage: tc.vmImage}
 			x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig()}
 			if tc.itype != "" {
 				x.Config.InstanceType = tc.itype

@@ -76,7 +76,7 @@ func errorJSON(code int, msg string) http.HandlerFunc {
 }
 
 // vmStore is a staged job's two outputs in a store of the test's own.
-type vmStore struct{ roots []string }
+type vmStore struct{}
 
 func (s vmStore) Closure(_ context.Context, paths []string, _ io.Writer) ([]string, error) {
 	return slices.Clone(paths), nil
