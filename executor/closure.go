@@ -27,11 +27,10 @@ var storeBaseName = regexp.MustCompile(`^[0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z
 // payload device name (at most 20), so the two never collide.
 const closureDevicePrefix = "pk-nix-"
 
-// storeDir is the host's Nix store directory (RemoteLinuxVM.storeDir
-// overrides it in tests).
+// storeDir is the host's Nix store directory (RemoteLinuxVM.NixStoreDir).
 func (x *RemoteLinuxVM) storeDir() string {
-	if x.nixStoreDir != "" {
-		return x.nixStoreDir
+	if x.NixStoreDir != "" {
+		return x.NixStoreDir
 	}
 	return NixStoreGuestPath
 }

@@ -3,6 +3,7 @@ package executor
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"jerichoci/internal/units"
@@ -63,7 +64,7 @@ func (c Config) Validate() error {
 	if c.Project == "" {
 		errs = append(errs, errors.New("runtime spec field `project` must be non-empty"))
 	}
-	if c.Profile == "" {
+	if strings.TrimSpace(c.Profile) == "" {
 		errs = append(errs, errors.New("runtime spec field `profile` must be non-empty"))
 	}
 	if c.RunnerPath == "" || c.RunnerPath[0] != '/' {

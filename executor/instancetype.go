@@ -41,10 +41,7 @@ func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, ityp
 // runs VMs and the image is a VM image, else a container, and says why in
 // the host log; an explicit type must fit both the server and the image.
 func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model.InstanceType) (model.InstanceType, error) {
-	want := j.x.Config.InstanceType
-	if in := j.job.Runtime.Incus; in != nil && in.InstanceType != "" && in.InstanceType != model.InstanceAuto {
-		want = in.InstanceType
-	}
+	want := j.x.wantType(j.job)
 	if want == model.InstanceContainer {
 		if imageType != model.InstanceContainer {
 			return "", fmt.Errorf("instance type `container` was asked for, but image `%s` is a %s image", alias, imageType)
@@ -57,8 +54,7 @@ func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model
 	}
 	switch {
 	case !vms && (want == model.InstanceVirtualMachine || imageType == model.InstanceVirtualMachine):
-		return "", fmt.Errorf("instance type `%s` needs a virtual machine, but the Incus server on %s cannot run virtual machines: %s (use a container image with instance type `container` or `auto`)",
-			want, j.x.Config.Host, reason)
+		return "", j.x.noVMs(want, alias, imageType, reason)
 	case want == model.InstanceVirtualMachine && imageType != model.InstanceVirtualMachine:
 		return "", fmt.Errorf("instance type `virtual-machine` was asked for, but image `%s` is a %s image", alias, imageType)
 	case imageType == model.InstanceVirtualMachine:
@@ -73,4 +69,44 @@ func (j *jobRun) instanceType(ctx context.Context, alias string, imageType model
 	}
 	j.log.Info("instance type auto resolved to container", zap.String("image_type", string(imageType)), zap.Bool("server_runs_vms", vms))
 	return model.InstanceContainer, nil
+}
+
+// wantType is the instance type a job asks for: its own, else the
+// executor's.
+func (x *RemoteLinuxVM) wantType(job Job) model.InstanceType {
+	if in := job.Runtime.Incus; in != nil && in.InstanceType != "" && in.InstanceType != model.InstanceAuto {
+		return in.InstanceType
+	}
+	return x.Config.InstanceType
+}
+
+// vmRefused is the runner prepare node's check (docs/INCUS.md, "Virtual
+// machines"): a job that needs a virtual machine, because it asks for one
+// or its image is a VM image, fails before anything is created when the
+// server cannot run them, with the server's own reason (such as "KVM
+// support is missing (no /dev/kvm)").
+func (x *RemoteLinuxVM) vmRefused(ctx context.Context, job Job, img ImageInfo) error {
+	want := x.wantType(job)
+	if want == model.InstanceContainer || (want != model.InstanceVirtualMachine && img.Type != model.InstanceVirtualMachine) {
+		return nil
+	}
+	vms, reason, err := x.Backend.VirtualMachines(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the Incus server which instance types it runs: %w", err)
+	}
+	if vms {
+		return nil
+	}
+	return x.noVMs(want, job.Image.Alias, img.Type, reason)
+}
+
+// noVMs is the refusal of a job that needs a virtual machine on a server
+// that cannot run them, naming what the server lacks.
+func (x *RemoteLinuxVM) noVMs(want model.InstanceType, alias string, imageType model.InstanceType, reason string) error {
+	if want != model.InstanceVirtualMachine && imageType == model.InstanceVirtualMachine {
+		return fmt.Errorf("image `%s` is a virtual-machine image, but the Incus server on %s cannot run virtual machines: %s (run it on a host with KVM and vhost_vsock, or import a container image under that alias)",
+			alias, x.Config.Host, reason)
+	}
+	return fmt.Errorf("instance type `%s` needs a virtual machine, but the Incus server on %s cannot run virtual machines: %s (use a container image with instance type `container` or `auto`)",
+		want, x.Config.Host, reason)
 }

@@ -153,7 +153,7 @@ func TestStagedPayloadDisks(t *testing.T) {
 					fc.refs[root] = append(fc.refs[root], filepath.Join(store, r))
 				}
 			}
-			x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig(), Store: fc, nixStoreDir: store}
+			x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig(), Store: fc, NixStoreDir: store}
 			if tc.noStore {
 				x.Store = nil
 			}

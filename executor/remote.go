@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,7 +62,9 @@ type RemoteLinuxVM struct {
 	// paths its guest sees (closureDisks); a staged job fails without it.
 	Store StoreClosure
 
-	nixStoreDir string // the host's store directory; "" is /nix/store
+	// NixStoreDir is the host's store directory, where a staged job's
+	// closure lies; "" is /nix/store.
+	NixStoreDir string
 
 	mu     sync.Mutex
 	images map[string]cachedImage // by alias
@@ -106,12 +109,17 @@ func (x *RemoteLinuxVM) Execute(ctx context.Context, job Job) (Result, error) {
 
 // PrepareRunner is the job's runner prepare node (the original's
 // prepare_backend_state): the project must be set and the job's image must
-// be there, so a missing image fails the run before any job starts.
+// be there, so a missing image fails the run before any job starts; a job
+// that needs a virtual machine fails there too on a server without them.
 func (x *RemoteLinuxVM) PrepareRunner(ctx context.Context, job Job) error {
 	if x.Config.Project == "" {
 		return errors.New("runtime spec field `project` must be non-empty")
 	}
-	if _, err := x.image(ctx, job); err != nil {
+	img, err := x.image(ctx, job)
+	if err != nil {
+		return err
+	}
+	if err := x.vmRefused(ctx, job, img); err != nil {
 		return err
 	}
 	if job.HostLog != nil {
@@ -267,6 +275,10 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 
 func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	cfg, job := j.x.Config, j.job
+	if strings.TrimSpace(cfg.Profile) == "" {
+		// The original's runtime plan refuses it before touching Incus.
+		return errors.New("build remote Incus runtime plan: runtime spec field `incus.profile` must be non-empty")
+	}
 	if job.Writable {
 		return errors.New("remote Linux VM backend `incus` does not support writable workspace jobs")
 	}

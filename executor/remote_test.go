@@ -293,7 +293,7 @@ func TestExecuteFailures(t *testing.T) {
 		{name: "virtual machine on a host without VMs", vm: true, wantErr: true, wantPhases: 3, wantDelete: 0,
 			wantMsg: "instance type `virtual-machine` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
 		{name: "auto with a VM image on a host without VMs", be: fakeBackend{vmImage: true}, wantErr: true, wantPhases: 3, wantDelete: 0,
-			wantMsg: "instance type `auto` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
+			wantMsg: "image `pikaci/dev` is a virtual-machine image, but the Incus server on localhost cannot run virtual machines: vhost_vsock kernel module not loaded"},
 		{name: "virtual machine with a container image", be: fakeBackend{vms: true}, vm: true, wantErr: true, wantPhases: 3, wantDelete: 0,
 			wantMsg: "instance type `virtual-machine` was asked for, but image `pikaci/dev` is a container image"},
 		{name: "cleanup fails after success", be: fakeBackend{result: passedResult, deleteErr: errors.New("incus: delete: 500")},

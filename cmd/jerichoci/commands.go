@@ -24,6 +24,7 @@ func commandTable() []command {
 		{"run", "run one lane or target locally in throwaway Incus instances", runRun},
 		{"runs", "list, show, read the logs of and clean up run records", runRuns},
 		{"serve", "run the daemon: workers pull job specs from NATS JetStream and run them", runServe},
+		{"staged-linux-remote-defaults", "print the staged Linux SSH build host's defaults (pikaci's)", runStagedLinuxRemoteDefaults},
 		{"staged-linux-target-info", "print a staged target's shared prepare node and Nix outputs (pikaci's)", runStagedLinuxTargetInfo},
 		{"status", "print a run's status lines (pikaci's status)", runStatus},
 		{"targets", "list the catalog's targets or show one", runTargets},

@@ -67,7 +67,11 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	if v, ok := env("PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT"); ok {
 		c.Project = v
 	}
-	str("PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE", &c.Profile)
+	// Nor is the profile: set but blank fails each Incus job, as in the
+	// original (remote.go, profileProblem).
+	if v, ok := env(envProfile); ok {
+		c.Profile = v
+	}
 	str("JERICHOCI_INSTANCE_TYPE", &c.InstanceType)
 	str("JERICHOCI_GUEST_RUNNER", &c.RunnerPath)
 	str("JERICHOCI_GUEST_DISK_SIZE", &c.GuestDiskSize)
@@ -100,6 +104,26 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
 	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
+}
+
+// The original's variables that the environment handling reads besides
+// the flags' twins.
+const (
+	envProfile = "PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE"
+	// envRemovedLanes is the original's removed backend selector.
+	envRemovedLanes = "PIKACI_REMOTE_LINUX_VM_INCUS_LANES"
+)
+
+// removedEnv refuses a variable the original removed, as it does before
+// any command runs: set to anything but blanks is an error.
+func removedEnv(env func(string) (string, bool)) error {
+	if env == nil {
+		return nil
+	}
+	if v, ok := env(envRemovedLanes); ok && strings.TrimSpace(v) != "" {
+		return errors.New(envRemovedLanes + " has been removed; use PIKACI_REMOTE_LINUX_VM_BACKEND=incus|auto")
+	}
+	return nil
 }
 
 // Environment twins of --guest-network and --guest-max-processes.
@@ -135,6 +159,10 @@ func (c execConfig) Validate() error {
 		// runner prepare node: a recorded failed run, not a usage error
 		// (serve checks it up front).
 		ec.Project = "-"
+	}
+	if strings.TrimSpace(ec.Profile) == "" {
+		// The same for a blank profile: each Incus job fails, recorded.
+		ec.Profile = "-"
 	}
 	if c.GuestDiskSize != "" {
 		probe := executor.DefaultConfig()

@@ -302,7 +302,8 @@ func TestE2EVirtualMachineRefused(t *testing.T) {
 		t.Skipf("this host runs virtual machines (driver %q): nothing to refuse", s.Environment.Driver)
 	}
 	r := runLane(t, cl, map[string]string{"JERICHOCI_INSTANCE_TYPE": "virtual-machine"}, "demo-pass")
-	const prefix = "instance type `virtual-machine` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: "
+	// The job's runner prepare node refuses it, before anything is created.
+	const prefix = "prepare node `prepare-hello-runner` failed before execute: instance type `virtual-machine` needs a virtual machine, but the Incus server on localhost cannot run virtual machines: "
 	msg := *r.rec.Jobs[0].Message
 	if r.code != exitUsage || r.rec.Status != model.StatusFailed || !strings.HasPrefix(msg, prefix) || len(msg) < len(prefix)+10 {
 		t.Errorf("exit %d, message %q; want %q and the server's reason", r.code, msg, prefix)

@@ -67,7 +67,25 @@ func (c *cli) main(ctx context.Context, args []string) int {
 		c.usage(c.stderr)
 		return exitUsage
 	}
+	// As the original, every command refuses a removed variable; --help
+	// still answers.
+	if err := removedEnv(c.env); err != nil && !helpAsked(args[1:]) {
+		return c.fail(exitUsage, "%v", err)
+	}
 	return cmd.run(ctx, c, args[1:])
+}
+
+// helpAsked reports a -h or --help among a command's flags.
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // globalFlags takes the options given before the subcommand, as pikaci's

@@ -215,6 +215,9 @@ func (c serveConfig) Validate() error {
 	if c.exec.Project == "" {
 		errs = append(errs, errors.New("runtime spec field `project` must be non-empty (PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT)"))
 	}
+	if strings.TrimSpace(c.exec.Profile) == "" {
+		errs = append(errs, errors.New("runtime spec field `incus.profile` must be non-empty ("+envProfile+")"))
+	}
 	errs = append(errs, c.exec.Validate(), c.nats.Validate(true), queue.Validate(), c.daemon.Validate())
 	if c.httpListen != "" {
 		if _, _, err := net.SplitHostPort(c.httpListen); err != nil {
