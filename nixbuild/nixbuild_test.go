@@ -40,10 +40,10 @@ func fixture(t *testing.T, unique string) string {
 	return dst
 }
 
-func TestRealizeBuildsOnceThenReuses(t *testing.T) {
-	needNix(t)
+func TestRealizeBuildsOnceThenReuses(t *testing.T) { eachNix(t, realizeBuildsOnceThenReuses) }
+
+func realizeBuildsOnceThenReuses(t *testing.T, b *Builder) {
 	dir := fixture(t, "nixbuild test "+t.Name()+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
-	b := &Builder{}
 	installable := "path:" + dir + "#ci.x86_64-linux.pikaFollowupWorkspaceBuild"
 	var log bytes.Buffer
 	first, err := b.Realize(t.Context(), installable, &log)
@@ -56,7 +56,7 @@ func TestRealizeBuildsOnceThenReuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(first.Path, "bin", "run-pika-actionlint")); err != nil {
 		t.Errorf("wrapper missing: %v", err)
 	}
-	if !strings.Contains(log.String(), "nix --extra-experimental-features 'nix-command flakes' build --store daemon --option accept-flake-config false --no-write-lock-file") {
+	if !strings.Contains(log.String(), "[pikaci] "+b.program()+" --extra-experimental-features 'nix-command flakes' build --store daemon --option accept-flake-config false --no-write-lock-file") {
 		t.Errorf("log lacks the build command through the daemon, ignoring the flake's nixConfig:\n%s", log.String())
 	}
 	for _, never := range []string{"--accept-flake-config", "--impure", "sandbox"} {
@@ -90,8 +90,9 @@ func TestRealizeBuildsOnceThenReuses(t *testing.T) {
 	}
 }
 
-func TestRealizeFailures(t *testing.T) {
-	needNix(t)
+func TestRealizeFailures(t *testing.T) { eachNix(t, realizeFailures) }
+
+func realizeFailures(t *testing.T, b *Builder) {
 	dir := fixture(t, "nixbuild failures")
 	broken := filepath.Join(t.TempDir(), "broken")
 	if err := os.MkdirAll(broken, 0o755); err != nil {
@@ -109,7 +110,7 @@ func TestRealizeFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
-			_, err := (&Builder{}).Realize(t.Context(), tc.installable, &log)
+			_, err := b.Realize(t.Context(), tc.installable, &log)
 			var exit *run.BuildExitError
 			if !errors.As(err, &exit) || exit.Code == nil || *exit.Code == 0 {
 				t.Fatalf("err = %v, want a BuildExitError with an exit code", err)
