@@ -177,8 +177,9 @@ func TestPathInfo(t *testing.T) {
 // evaluating nix client, outside the sandbox. Run as root, jerichoci
 // evaluates as the eval user, so the input cannot be read and nothing of
 // it reaches the world-readable store.
-func TestRealizeCannotReadRootFiles(t *testing.T) {
-	needNix(t)
+func TestRealizeCannotReadRootFiles(t *testing.T) { eachNix(t, realizeCannotReadRootFiles) }
+
+func realizeCannotReadRootFiles(t *testing.T, b *Builder) {
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "needs root: as another user nix runs as that user, which is the point")
 	}
@@ -196,7 +197,7 @@ func TestRealizeCannotReadRootFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	res, err := (&Builder{}).Realize(t.Context(), "path:"+flake+"#x", &log)
+	res, err := b.Realize(t.Context(), "path:"+flake+"#x", &log)
 	var exit *run.BuildExitError
 	if !errors.As(err, &exit) {
 		t.Fatalf("realize = %+v, %v; want the evaluation refused\n%s", res, err, log.String())
