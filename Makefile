@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(BIN)/staticcheck
 export GOFLAGS ?= -buildvcs=auto
 
-.PHONY: all build test unit check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up chromium-up hostjobs-up incus-down reset clean
+.PHONY: all build test unit check fmt-check vet staticcheck tidy-check imports-check bench stall-check fuzz soak run demo demo-local incus-up nix-up nix-current-up chromium-up hostjobs-up incus-down reset clean
 
 all: build
 
@@ -24,7 +24,9 @@ $(NATS_SERVER): go.mod
 
 # Tests need a running incusd with the runner images: incus-up installs and
 # starts what is missing (idempotent, fast when all is in place).
-test: incus-up nix-up chromium-up hostjobs-up $(NATS_SERVER)
+# nix-current-up after nix-up: the current Nix is a client of nix-up's
+# daemon; the tests that take it fail under CI without it (testenv).
+test: incus-up nix-up nix-current-up chromium-up hostjobs-up $(NATS_SERVER)
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
@@ -99,6 +101,11 @@ incus-up:
 # Nix for staged prepared outputs and host-local jobs (Debian's nix-bin).
 nix-up:
 	@bash scripts/nix-up
+
+# Debian 13's Nix (2.26) beside it, a client of the same daemon, so that
+# staged builds and dev shells are tested with both (docs/INCUS.md).
+nix-current-up: nix-up
+	@bash scripts/nix-current-up
 
 # Debian's chromium for the status page's headless browser test.
 chromium-up:

@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-func TestClosure(t *testing.T) {
-	needNix(t)
-	dir := fixture(t, "closure test "+strconv.FormatInt(time.Now().UnixNano(), 10))
-	b := &Builder{}
+func TestClosure(t *testing.T) { eachNix(t, closureOfRealized) }
+
+func closureOfRealized(t *testing.T, b *Builder) {
+	dir := fixture(t, "closure test "+t.Name()+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
 	var log bytes.Buffer
 	build, err := b.Realize(t.Context(), "path:"+dir+"#ci.x86_64-linux.pikaFollowupWorkspaceBuild", &log)
 	if err != nil {

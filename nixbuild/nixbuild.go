@@ -1,7 +1,14 @@
 // Package nixbuild realizes the Nix outputs of staged jobs on the host,
-// with the `nix` command line (Debian's nix-bin 2.8 and later): it asks the
-// store first and builds only what is not there, so a second run of the
-// same snapshot content builds nothing (Nix's own store is the cache).
+// with the `nix` command line: it asks the store first and builds only
+// what is not there, so a second run of the same snapshot content builds
+// nothing (Nix's own store is the cache).
+//
+// Tested with Debian 12's Nix 2.8 and Debian 13's 2.26 (scripts/nix-up,
+// scripts/nix-current-up; docs/INCUS.md, "Nix versions"). The JSON the
+// calls read changed between them (`nix path-info --json`: an array up to
+// 2.18, an object keyed by store path later); each decoder reads both
+// shapes, checked against real output of both versions in
+// testdata/fixtures/nix/. The other calls print plain lines.
 //
 // Every nix call goes through the host's nix-daemon (`--store daemon`):
 // the daemon alone writes the store, and builds run in its sandbox as its
@@ -46,7 +53,8 @@ import (
 
 // Builder runs `nix` on the host.
 type Builder struct {
-	// Program is the nix command; "" means "nix" on PATH.
+	// Program is the nix command, a path or a name on PATH; "" means
+	// "nix" on PATH.
 	Program string
 	// EvalUser is the user nix runs as when this process is root; ""
 	// means DefaultEvalUser. A process that is not root runs nix as
@@ -133,14 +141,23 @@ func (b *Builder) addSource(ctx context.Context, prog string, log io.Writer, ins
 	if err != nil {
 		return "", err
 	}
-	src := strings.TrimSpace(string(out))
-	if !strings.HasPrefix(src, "/nix/store/") || strings.ContainsAny(src, "\n#?") {
-		return "", fmt.Errorf("nix store add-path %s: printed %q, want a store path", dir, clip(out))
+	src, err := addedPath(out)
+	if err != nil {
+		return "", fmt.Errorf("nix store add-path %s: %w", dir, err)
 	}
 	if attr == "" {
 		return "path:" + src, nil
 	}
 	return "path:" + src + "#" + attr, nil
+}
+
+// addedPath reads what `nix store add-path` printed: one store path.
+func addedPath(out []byte) (string, error) {
+	src := strings.TrimSpace(string(out))
+	if !strings.HasPrefix(src, "/nix/store/") || strings.ContainsAny(src, "\n#?") {
+		return "", fmt.Errorf("printed %q, want a store path", clip(out))
+	}
+	return src, nil
 }
 
 // evalIdentity is who a nix call runs as when not as this process.
@@ -240,7 +257,7 @@ func (b *Builder) nix(ctx context.Context, prog string, as *evalIdentity, log io
 	if as != nil {
 		who = " (as " + as.name + ")"
 	}
-	fmt.Fprintf(log, "[pikaci] %s %s%s\n", "nix", strings.Join(quoteArgs(args), " "), who)
+	fmt.Fprintf(log, "[pikaci] %s %s%s\n", b.program(), strings.Join(quoteArgs(args), " "), who)
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if as != nil {

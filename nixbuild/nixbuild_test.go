@@ -40,10 +40,10 @@ func fixture(t *testing.T, unique string) string {
 	return dst
 }
 
-func TestRealizeBuildsOnceThenReuses(t *testing.T) {
-	needNix(t)
+func TestRealizeBuildsOnceThenReuses(t *testing.T) { eachNix(t, realizeBuildsOnceThenReuses) }
+
+func realizeBuildsOnceThenReuses(t *testing.T, b *Builder) {
 	dir := fixture(t, "nixbuild test "+t.Name()+" "+strconv.FormatInt(time.Now().UnixNano(), 10))
-	b := &Builder{}
 	installable := "path:" + dir + "#ci.x86_64-linux.pikaFollowupWorkspaceBuild"
 	var log bytes.Buffer
 	first, err := b.Realize(t.Context(), installable, &log)
@@ -56,7 +56,7 @@ func TestRealizeBuildsOnceThenReuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(first.Path, "bin", "run-pika-actionlint")); err != nil {
 		t.Errorf("wrapper missing: %v", err)
 	}
-	if !strings.Contains(log.String(), "nix --extra-experimental-features 'nix-command flakes' build --store daemon --option accept-flake-config false --no-write-lock-file") {
+	if !strings.Contains(log.String(), "[pikaci] "+b.program()+" --extra-experimental-features 'nix-command flakes' build --store daemon --option accept-flake-config false --no-write-lock-file") {
 		t.Errorf("log lacks the build command through the daemon, ignoring the flake's nixConfig:\n%s", log.String())
 	}
 	for _, never := range []string{"--accept-flake-config", "--impure", "sandbox"} {
@@ -90,8 +90,9 @@ func TestRealizeBuildsOnceThenReuses(t *testing.T) {
 	}
 }
 
-func TestRealizeFailures(t *testing.T) {
-	needNix(t)
+func TestRealizeFailures(t *testing.T) { eachNix(t, realizeFailures) }
+
+func realizeFailures(t *testing.T, b *Builder) {
 	dir := fixture(t, "nixbuild failures")
 	broken := filepath.Join(t.TempDir(), "broken")
 	if err := os.MkdirAll(broken, 0o755); err != nil {
@@ -109,7 +110,7 @@ func TestRealizeFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var log bytes.Buffer
-			_, err := (&Builder{}).Realize(t.Context(), tc.installable, &log)
+			_, err := b.Realize(t.Context(), tc.installable, &log)
 			var exit *run.BuildExitError
 			if !errors.As(err, &exit) || exit.Code == nil || *exit.Code == 0 {
 				t.Fatalf("err = %v, want a BuildExitError with an exit code", err)
@@ -176,8 +177,9 @@ func TestPathInfo(t *testing.T) {
 // evaluating nix client, outside the sandbox. Run as root, jerichoci
 // evaluates as the eval user, so the input cannot be read and nothing of
 // it reaches the world-readable store.
-func TestRealizeCannotReadRootFiles(t *testing.T) {
-	needNix(t)
+func TestRealizeCannotReadRootFiles(t *testing.T) { eachNix(t, realizeCannotReadRootFiles) }
+
+func realizeCannotReadRootFiles(t *testing.T, b *Builder) {
 	if os.Geteuid() != 0 {
 		testenv.Missing(t, "needs root: as another user nix runs as that user, which is the point")
 	}
@@ -195,7 +197,7 @@ func TestRealizeCannotReadRootFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	res, err := (&Builder{}).Realize(t.Context(), "path:"+flake+"#x", &log)
+	res, err := b.Realize(t.Context(), "path:"+flake+"#x", &log)
 	var exit *run.BuildExitError
 	if !errors.As(err, &exit) {
 		t.Fatalf("realize = %+v, %v; want the evaluation refused\n%s", res, err, log.String())

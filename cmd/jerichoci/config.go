@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -36,7 +37,10 @@ type execConfig struct {
 	GuestNetwork string
 	// MaxProcesses is each instance's limits.processes; 0: no limit.
 	MaxProcesses int
-	envErrs      []error // unparsable environment values
+	// Nix is the nix program of staged builds and host-local dev shells;
+	// "" is nix on PATH.
+	Nix     string
+	envErrs []error // unparsable environment values
 }
 
 // guestNetworkProfile, as --guest-network, keeps the profiles' NICs.
@@ -78,6 +82,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	str("JERICHOCI_OWNER", &c.Owner)
 	str("JERICHOCI_LOG_LEVEL", &c.LogLevel)
 	str(envGuestNetwork, &c.GuestNetwork)
+	str(envNix, &c.Nix)
 	if v, ok := env(envGuestMaxProcesses); ok && strings.TrimSpace(v) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -103,6 +108,7 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GuestDiskSize, "guest-disk-size", c.GuestDiskSize, "root disk `SIZE` of each guest, an Incus size such as 20GiB; empty keeps the profiles' root disk (env JERICHOCI_GUEST_DISK_SIZE)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
 	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
+	fs.StringVar(&c.Nix, "nix", c.Nix, "the nix `PROGRAM` that builds staged outputs and host-local dev shells, a path or a name on PATH; scripts/nix-current-up puts Debian 13's Nix at /var/lib/jerichoci/nix-current/bin/nix (env "+envNix+"; default nix)")
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
 }
 
@@ -130,6 +136,8 @@ func removedEnv(env func(string) (string, bool)) error {
 const (
 	envGuestNetwork      = "JERICHOCI_GUEST_NETWORK"
 	envGuestMaxProcesses = "JERICHOCI_GUEST_MAX_PROCESSES"
+	// envNix is the twin of --nix.
+	envNix = "JERICHOCI_NIX"
 )
 
 func (c execConfig) executorConfig() executor.Config {
@@ -152,6 +160,11 @@ func (c execConfig) Validate() error {
 	}
 	if c.StateRoot == "" {
 		errs = append(errs, errors.New("state root: must be a directory path, got \"\""))
+	}
+	if c.Nix != "" {
+		if _, err := exec.LookPath(c.Nix); err != nil {
+			errs = append(errs, fmt.Errorf("--nix %q (env %s): expected the nix program, a path or a name on PATH: %w", c.Nix, envNix, err))
+		}
 	}
 	ec := c.executorConfig()
 	if ec.Project == "" {

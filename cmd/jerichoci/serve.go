@@ -129,7 +129,7 @@ func (s *serving) preflight(ctx context.Context) (*targets.Catalog, *hostlocal.I
 		return nil, nil, err
 	}
 	if s.cfg.allowStagedBuilds { // a flake of the job's source builds here: only sandboxed, never as root
-		if err := (&nixbuild.Builder{}).CheckSandboxed(ctx); err != nil {
+		if err := (&nixbuild.Builder{Program: s.cfg.exec.Nix}).CheckSandboxed(ctx); err != nil {
 			return nil, nil, fmt.Errorf("--allow-staged-builds: %w", err)
 		}
 	}
@@ -353,11 +353,11 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 			ec.Owner, ec.Fleet = owner, q.Fleet
 			var host run.JobExecutor = run.RefuseHostJobs{}
 			if cfg.allowHostJobs {
-				x := hostExecutor(s.env, stateRoot, log.Named("hostlocal"))
+				x := hostExecutor(s.env, stateRoot, cfg.exec.Nix, log.Named("hostlocal"))
 				x.Isolate = isolation
 				host = x
 			}
-			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(log)}, Host: host}
+			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(cfg.exec.Nix, log)}, Host: host}
 		},
 		Instances: insts,
 		Runner:    daemonRunner,

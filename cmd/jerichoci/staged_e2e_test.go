@@ -126,8 +126,17 @@ func normaliseRunFile(r e2eRun, b []byte) []byte {
 func TestE2EStagedBuiltinTarget(t *testing.T) {
 	cl := requireIncus(t)
 	requireNix(t)
+	stagedBuiltinTarget(t, cl, nil)
+}
+
+// stagedBuiltinTarget runs the built-in pika-actionlint target twice on
+// the staged fixture with the environment env: the first run builds both
+// staged outputs, the second finds them in the store. It returns the
+// first run's host.log.
+func stagedBuiltinTarget(t *testing.T, cl *incus.Client, env map[string]string) string {
+	t.Helper()
 	src, state := stagedSource(t), t.TempDir()
-	r := runIn(t, cl, src, state, nil, "pika-actionlint")
+	r := runIn(t, cl, src, state, env, "pika-actionlint")
 	if r.code != exitOK || r.rec.Status != model.StatusPassed {
 		t.Fatalf("exit %d, run %s\nstdout:\n%s\nstderr:\n%s", r.code, r.rec.Status, r.stdout, r.stderr)
 	}
@@ -180,7 +189,7 @@ func TestE2EStagedBuiltinTarget(t *testing.T) {
 	}
 
 	// The same content again: Nix's store already has both outputs.
-	again := runIn(t, cl, src, state, nil, "pika-actionlint")
+	again := runIn(t, cl, src, state, env, "pika-actionlint")
 	if again.code != exitOK || again.rec.RunID == r.rec.RunID {
 		t.Fatalf("second run: exit %d, run %s", again.code, again.rec.RunID)
 	}
@@ -188,6 +197,7 @@ func TestE2EStagedBuiltinTarget(t *testing.T) {
 	if n := strings.Count(host2, "was already in the Nix store; nothing was built"); n != 2 || strings.Contains(host2, "building '/nix/store/") {
 		t.Errorf("second run built again (%d reuse lines):\n%s", n, host2)
 	}
+	return host
 }
 
 func TestE2EStagedBrokenFlake(t *testing.T) {

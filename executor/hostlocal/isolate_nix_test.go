@@ -103,10 +103,7 @@ func TestIsolatedRealNix(t *testing.T) {
 	if err != nil {
 		skip("no nix on PATH; install it with `sudo scripts/nix-up` to run this test")
 	}
-	f := isolatedFixture(t, u)
-	f.x.Nix = nix
-	f.x.Env = env("PATH", "/usr/bin:/bin")
-	probe := filepath.Join(f.root, "probe")
+	probe := filepath.Join(t.TempDir(), "probe")
 	writeFile(t, filepath.Join(probe, "flake.nix"), realFlake("probe"))
 	cmd := exec.Command(nix, "--extra-experimental-features", "nix-command flakes", "eval", "--raw", "path:"+probe+"#devShells."+nixSystem()+".default.drvPath")
 	cmd.Env = []string{"NIX_REMOTE=daemon", "HOME=" + t.TempDir(), "PATH=/usr/bin:/bin"}
@@ -115,6 +112,16 @@ func TestIsolatedRealNix(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		skip("this host's Nix daemon is not usable (%v): %s; scripts/nix-up starts it", err, strings.TrimSpace(stderr.String()))
 	}
+	isolatedDevShell(t, u, nix)
+}
+
+// isolatedDevShell renders a real flake's dev shell as the host-jobs user
+// u with the nix program nix and runs the job in it.
+func isolatedDevShell(t *testing.T, u *User, nix string) {
+	t.Helper()
+	f := isolatedFixture(t, u)
+	f.x.Nix = nix
+	f.x.Env = env("PATH", "/usr/bin:/bin")
 	// realFlake sets PATH: the builder's bash finds itself in the sandbox.
 	flake := realFlake("from-dev-shell-as-user")
 	snap := f.snapshot("s", map[string]string{"flake.nix": flake}, "h1")

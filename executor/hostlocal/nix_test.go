@@ -249,9 +249,16 @@ func TestRealNix(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		skip("this host's nix cannot build a dev shell (%v): %s", err, strings.TrimSpace(stderr.String()))
 	}
+	devShellTwice(t, "")
+}
 
+// devShellTwice runs a job in a real flake's dev shell with the nix
+// program nix ("" for nix on PATH), then again on the same source: the
+// first renders the environment, the second reuses it.
+func devShellTwice(t *testing.T, nix string) {
+	t.Helper()
 	f := newFixture(t)
-	f.x.Nix = ""
+	f.x.Nix = nix
 	snap := f.snapshot("s", map[string]string{"flake.nix": realFlake("from-dev-shell")}, "h1")
 	for i, refresh := range []string{envRefreshed, envReused} {
 		j := f.job("real", snap, `printf '%s' "$HL_MARKER" > "$ARTIFACTS/marker"`)

@@ -14,7 +14,7 @@ setup_manifest=$setup_state/installed-packages
 # setup_packages are all the packages the setup scripts may install:
 # reset-machine falls back to them on a machine set up before the
 # manifest existed. Keep in step with the scripts' own lists.
-setup_packages=(incus-base incus-client dnsmasq-base busybox-static bash-static btrfs-progs nix-bin chromium qemu-utils)
+setup_packages=(incus-base incus-client dnsmasq-base busybox-static bash-static btrfs-progs nix-bin chromium qemu-utils mmdebstrap)
 
 # setup_backports_source is the apt source incus-up adds on bookworm.
 setup_backports_source=/etc/apt/sources.list.d/jerichoci-backports.sources
@@ -46,6 +46,11 @@ record_created() {
 }
 
 # ---- Nix (scripts/nix-up) ---------------------------------------------------
+
+# nix_current_dir is where scripts/nix-current-up puts Debian 13's Nix, a
+# client of nix-up's daemon (bin/nix runs it); inside setup_state, so
+# reset-machine deletes it with the record.
+nix_current_dir=$setup_state/nix-current
 
 # nix_conf_marker is the first line of a nix.conf nix-up wrote.
 nix_conf_marker="# written by jerichoci scripts/nix-up"

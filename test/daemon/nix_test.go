@@ -130,14 +130,25 @@ func nixOut(t *testing.T, args ...string) string {
 // sha256.
 func legitState(t *testing.T, p string) storeState {
 	t.Helper()
-	var info []struct {
+	type pathInfo struct {
 		NarHash string `json:"narHash"`
 	}
-	if err := json.Unmarshal([]byte(nixOut(t, "path-info", "--store", "daemon", "--json", p)), &info); err != nil || len(info) != 1 {
-		t.Fatalf("nix path-info %s: %v (%d entries)", p, err, len(info))
+	// An array up to Nix 2.18, an object keyed by store path later
+	// (testdata/fixtures/nix/).
+	out := []byte(nixOut(t, "path-info", "--store", "daemon", "--json", p))
+	var list []pathInfo
+	var byPath map[string]pathInfo
+	if err := json.Unmarshal(out, &list); err != nil {
+		if err := json.Unmarshal(out, &byPath); err != nil {
+			t.Fatalf("nix path-info %s printed %s: %v", p, out, err)
+		}
+		list = append(list, byPath[p])
+	}
+	if len(list) != 1 || list[0].NarHash == "" {
+		t.Fatalf("nix path-info %s printed %s: want the one path's narHash", p, out)
 	}
 	// Both as SRI (Nix 2.8 registers "sha256-…", older ones "sha256:…").
-	s := storeState{dbHash: info[0].NarHash, fileHash: nixOut(t, "hash", "path", "--type", "sha256", "--sri", p)}
+	s := storeState{dbHash: list[0].NarHash, fileHash: nixOut(t, "hash", "path", "--type", "sha256", "--sri", p)}
 	if strings.HasPrefix(s.dbHash, "sha256:") {
 		s.dbHash = nixOut(t, "hash", "to-sri", s.dbHash)
 	}
