@@ -33,11 +33,12 @@ const goldenBootID = "0b6f5e4e-7c1d-4a8e-9d3b-2f6a1c5e8d90"
 // goldenNow is the time of every stamp in the cases.
 var goldenNow = time.Date(2026, 3, 19, 1, 9, 40, 0, time.UTC)
 
-// incusExecEnv is the environment incusd gives a command run as root over
-// the exec API without one of its own: what the runner starts with in the
-// guest (the integration test shows it in a real container).
+// incusExecEnv is the environment incusd gives a command run as root in a
+// container over the exec API without one of its own: what the runner
+// starts with in the guest (executor/incus's TestIntegrationGuestEnvironment
+// shows it in a real container).
 func incusExecEnv() []string {
-	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "LANG=C.UTF-8"}
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root", "LANG=C.UTF-8", "container=lxc"}
 }
 
 // newGuestRoot is an empty guest root with the state directory and the
