@@ -160,12 +160,15 @@ func ReadRequest(path string) (model.GuestRequest, error) {
 		return req, fmt.Errorf("unsupported Incus guest request schema_version=%s", pyRepr(raw.SchemaVersion))
 	}
 	if json.Unmarshal(raw.Command, &req.Command) != nil || req.Command == "" {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
 		return req, errors.New("Incus guest request is missing non-empty string field `command`")
 	}
 	if req.TimeoutSecs, err = strconv.ParseUint(string(raw.TimeoutSecs), 10, 64); err != nil || req.TimeoutSecs == 0 {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
 		return req, errors.New("Incus guest request is missing positive integer field `timeout_secs`")
 	}
 	if json.Unmarshal(raw.RunAsRoot, &req.RunAsRoot) != nil || bytes.Equal(raw.RunAsRoot, []byte("null")) {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
 		return req, errors.New("Incus guest request is missing boolean field `run_as_root`")
 	}
 	if raw.SecretEnvFile != nil && !strings.HasPrefix(*raw.SecretEnvFile, "/") {

@@ -6,11 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
 	"jerichoci/executor"
+	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -179,7 +179,10 @@ func envLines(out string) string {
 // buildRunner builds the guest runner of this tree, static, at out.
 func buildRunner(t *testing.T, out string) {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		testenv.Missing(t, "no go on PATH to build the guest runner: %v", err)
+	}
 	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "jerichoci/cmd/pikaci-incus-run")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
