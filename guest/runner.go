@@ -1,9 +1,10 @@
 // Package guest is the runner that executes a job inside the guest, as the
-// original's NixOS runner does (docs/CONTRACTS.md, "The guest request and
-// the runner"): it reads the schema-2 request, runs the command under a
-// timeout as uid 1000 (or root), tees the output to logs/guest.log, and
-// writes status.json, events.jsonl and the authoritative result.json
-// atomically.
+// original's runner in its NixOS image does (docs/CONTRACTS.md, "The guest
+// request and the runner" and "Guest runner environment"): it reads the
+// schema-2 request, sets up the job's directories and environment, runs the
+// command under a timeout as uid 1000 in group users (or as root), tees its
+// output to logs/guest.log, and writes status.json, events.jsonl and the
+// authoritative result.json as the original's lifecycle helper does.
 package guest
 
 import (
@@ -19,20 +20,19 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
 )
 
 // Runner runs one guest request. Zero values are the real guest's settings.
 type Runner struct {
-	Dir      string // /run/pika-cloud
-	Workdir  string // /workspace/snapshot
-	UID, GID uint32 // the unprivileged user, 1000
-	UserHome string // /home/pikaci
+	// Root is where the guest's paths are ("" is "/"); tests use a
+	// temporary folder. The job's environment names the guest's paths.
+	Root     string
+	UID, GID uint32          // the job user; 1000 and 100 (users) when both are 0
+	Environ  func() []string // the environment the runner was started with; os.Environ
 	Stdout   io.Writer
 	Stderr   io.Writer
 	Now      func() time.Time
@@ -41,83 +41,77 @@ type Runner struct {
 	// the request on the host).
 	WaitForRequest bool
 
-	seq uint64
-	mu  sync.Mutex
+	chown      func(path string, uid, gid int) error // os.Chown
+	bootIDPath string                                // /proc/sys/kernel/random/boot_id
+	lc         lifecycle
 }
 
 // Main runs the request at path and returns the process exit code: the
 // command's, 124 on timeout, 2 when the bootstrap failed.
 func (r *Runner) Main(ctx context.Context, requestPath string) int {
 	r.defaults()
-	if err := os.MkdirAll(filepath.Join(r.Dir, "logs"), 0o755); err != nil {
-		fmt.Fprintf(r.Stderr, "Incus guest bootstrap failed: %v\n", err)
+	dir := r.path(model.GuestStateDir)
+	for _, d := range []string{dir, filepath.Join(dir, "logs"), filepath.Join(dir, "artifacts")} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			fmt.Fprintf(r.Stderr, "[pikaci] Incus guest bootstrap failed: %v\n", err)
+			return 2
+		}
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "logs", "guest.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintf(r.Stderr, "[pikaci] Incus guest bootstrap failed: open guest log: %v\n", err)
 		return 2
 	}
-	_ = os.MkdirAll(filepath.Join(r.Dir, "artifacts"), 0o755)
-	logf, err := os.OpenFile(filepath.Join(r.Dir, "logs", "guest.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return r.bootstrapFailed(fmt.Errorf("open guest log: %w", err))
-	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "[pikaci] incus guest booted at %s\n", r.stamp())
-	r.state(model.GuestBooted, "incus guest booted")
+	booted := "[pikaci] incus guest booted at " + stamp(r.Now())
+	fmt.Fprintln(r.Stdout, booted)
+	fmt.Fprintln(logf, booted)
+	r.record(model.GuestBooted, "incus guest booted", nil)
 	if r.WaitForRequest {
 		if err := waitForFile(ctx, requestPath); err != nil {
-			return r.bootstrapFailed(fmt.Errorf("wait for the request %s: %w", requestPath, err))
+			return r.bootstrapFailed(logf, fmt.Errorf("wait for the request %s: %w", requestPath, err))
 		}
 	}
 
 	req, err := ReadRequest(requestPath)
 	if err != nil {
-		return r.bootstrapFailed(err)
-	}
-	home := r.UserHome
-	if req.RunAsRoot {
-		home = "/root"
+		return r.bootstrapFailed(logf, err)
 	}
 	secretEnv, err := readSecretEnv(req.SecretEnvFile)
 	if err != nil {
-		return r.bootstrapFailed(err)
+		return r.bootstrapFailed(logf, err)
 	}
-	r.state(model.GuestStarting, "starting test command")
-	code, timedOut, err := r.run(ctx, req, home, secretEnv, logf)
+	if err := r.prepareDirs(logf); err != nil {
+		return r.bootstrapFailed(logf, err)
+	}
+	home := model.GuestUserHome
+	if req.RunAsRoot {
+		home = model.GuestRootHome
+	}
+	env := r.childEnv(home, secretEnv)
+	r.record(model.GuestStarting, "launching guest command", []field{{"command", req.Command}, {"run_as_root", req.RunAsRoot}})
+	code, err := r.run(ctx, req, env, logf)
 	if err != nil {
-		return r.bootstrapFailed(err)
+		return r.bootstrapFailed(logf, err)
 	}
-	res := model.TerminalResult{SchemaVersion: 1, ExitCode: ptr(int32(code)), FinishedAt: model.At(r.Now())}
-	switch {
-	case code == 0:
-		res.Status, res.Message = model.TerminalCompleted, "test passed"
-	default:
-		res.Status, res.Message = model.TerminalFailed, fmt.Sprintf("test command exited with %d", code)
+	msg, st := "test passed", model.GuestCompleted
+	if code != 0 {
+		msg, st = fmt.Sprintf("test command exited with %d", code), model.GuestFailed
 	}
-	if timedOut {
-		fmt.Fprintf(logf, "[pikaci] test command timed out after %ds\n", req.TimeoutSecs)
-	}
-	if err := r.writeJSON("result.json", res); err != nil {
-		fmt.Fprintf(r.Stderr, "write result: %v\n", err)
+	r.record(st, msg, []field{{"exit_code", code}})
+	if err := r.lc.result(code, msg); err != nil {
+		fmt.Fprintf(r.Stderr, "[pikaci] write result: %v\n", err)
 		return 2
 	}
-	st := model.GuestCompleted
-	if code != 0 {
-		st = model.GuestFailed
-	}
-	r.state(st, res.Message)
 	return code
 }
 
 func (r *Runner) defaults() {
-	if r.Dir == "" {
-		r.Dir = "/run/pika-cloud"
-	}
-	if r.Workdir == "" {
-		r.Workdir = "/workspace/snapshot"
-	}
 	if r.UID == 0 && r.GID == 0 {
-		r.UID, r.GID = 1000, 1000
+		r.UID, r.GID = model.GuestUID, model.GuestGID
 	}
-	if r.UserHome == "" {
-		r.UserHome = "/home/pikaci"
+	if r.Environ == nil {
+		r.Environ = os.Environ
 	}
 	if r.Stdout == nil {
 		r.Stdout = os.Stdout
@@ -128,9 +122,21 @@ func (r *Runner) defaults() {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	if r.chown == nil {
+		r.chown = os.Chown
+	}
+	if r.bootIDPath == "" {
+		r.bootIDPath = "/proc/sys/kernel/random/boot_id"
+	}
+	r.lc = lifecycle{dir: r.path(model.GuestStateDir), now: r.Now, bootIDPath: r.bootIDPath}
 }
 
-// ReadRequest reads a schema-2 request strictly: exactly the four fields.
+// path is the guest path p below Root.
+func (r *Runner) path(p string) string { return filepath.Join("/", r.Root, p) }
+
+// ReadRequest reads a schema-2 request. The four fields are checked in the
+// original's order with its words, the first problem only; a field it does
+// not know is refused (jerichoci's own secret_env_file aside).
 func ReadRequest(path string) (model.GuestRequest, error) {
 	var req model.GuestRequest
 	b, err := os.ReadFile(path)
@@ -140,73 +146,87 @@ func ReadRequest(path string) (model.GuestRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var raw struct {
-		SchemaVersion *int             `json:"schema_version"`
-		Command       *string          `json:"command"`
-		TimeoutSecs   *json.RawMessage `json:"timeout_secs"`
-		RunAsRoot     *bool            `json:"run_as_root"`
-		SecretEnvFile *string          `json:"secret_env_file"`
+		SchemaVersion json.RawMessage `json:"schema_version"`
+		Command       json.RawMessage `json:"command"`
+		TimeoutSecs   json.RawMessage `json:"timeout_secs"`
+		RunAsRoot     json.RawMessage `json:"run_as_root"`
+		SecretEnvFile *string         `json:"secret_env_file"`
 	}
 	if err := dec.Decode(&raw); err != nil {
 		return req, fmt.Errorf("parse guest request %s: %w", path, err)
 	}
-	var errs []error
-	if raw.SchemaVersion == nil || *raw.SchemaVersion != 2 {
-		errs = append(errs, errors.New("guest request field `schema_version` must be 2"))
+	var version float64
+	if json.Unmarshal(raw.SchemaVersion, &version) != nil || version != 2 {
+		return req, fmt.Errorf("unsupported Incus guest request schema_version=%s", pyRepr(raw.SchemaVersion))
 	}
-	if raw.Command == nil || *raw.Command == "" {
-		errs = append(errs, errors.New("guest request field `command` must be a non-empty string"))
+	if json.Unmarshal(raw.Command, &req.Command) != nil || req.Command == "" {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
+		return req, errors.New("Incus guest request is missing non-empty string field `command`")
 	}
-	var secs uint64
-	if raw.TimeoutSecs != nil {
-		secs, err = strconv.ParseUint(string(*raw.TimeoutSecs), 10, 64)
+	if req.TimeoutSecs, err = strconv.ParseUint(string(raw.TimeoutSecs), 10, 64); err != nil || req.TimeoutSecs == 0 {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
+		return req, errors.New("Incus guest request is missing positive integer field `timeout_secs`")
 	}
-	if raw.TimeoutSecs == nil || err != nil || secs == 0 {
-		errs = append(errs, errors.New("guest request field `timeout_secs` must be an integer > 0"))
-	}
-	if raw.RunAsRoot == nil {
-		errs = append(errs, errors.New("guest request field `run_as_root` must be a boolean"))
+	if json.Unmarshal(raw.RunAsRoot, &req.RunAsRoot) != nil || bytes.Equal(raw.RunAsRoot, []byte("null")) {
+		//lint:ignore ST1005 the original's words (docs/CONTRACTS.md)
+		return req, errors.New("Incus guest request is missing boolean field `run_as_root`")
 	}
 	if raw.SecretEnvFile != nil && !strings.HasPrefix(*raw.SecretEnvFile, "/") {
-		errs = append(errs, fmt.Errorf("guest request field `secret_env_file` must be an absolute path, got %q", *raw.SecretEnvFile))
+		return req, fmt.Errorf("guest request field `secret_env_file` must be an absolute path, got %q", *raw.SecretEnvFile)
 	}
-	if len(errs) > 0 {
-		return req, errors.Join(errs...)
-	}
-	req = model.GuestRequest{SchemaVersion: 2, Command: *raw.Command, TimeoutSecs: secs, RunAsRoot: *raw.RunAsRoot}
+	req.SchemaVersion = 2
 	if raw.SecretEnvFile != nil {
 		req.SecretEnvFile = *raw.SecretEnvFile
 	}
 	return req, nil
 }
 
-// run executes `bash --noprofile --norc -lc <command>` with the timeout,
-// merging stdout and stderr into the guest log while passing each to the
-// runner's own stream.
-func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, secretEnv []string, logf io.Writer) (code int, timedOut bool, err error) {
+// pyRepr shows a JSON value as the original's message does (Python's
+// repr of the decoded value): None for a missing value or null, True and
+// False, 'text' for a string, the JSON text otherwise.
+func pyRepr(v json.RawMessage) string {
+	var s string
+	switch t := string(bytes.TrimSpace(v)); {
+	case t == "" || t == "null":
+		return "None"
+	case t == "true":
+		return "True"
+	case t == "false":
+		return "False"
+	case json.Unmarshal(v, &s) == nil:
+		return "'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", `\'`) + "'"
+	default:
+		return t
+	}
+}
+
+// run executes `bash --noprofile --norc -lc <command>` under the timeout
+// in the workspace, as the job user or root, with env; bash is found on
+// env's PATH. stdout and stderr go together, in order, to the runner's
+// stdout and the guest log.
+func (r *Runner) run(ctx context.Context, req model.GuestRequest, env []string, logf io.Writer) (code int, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutSecs)*time.Second)
 	defer cancel()
-	cmd := exec.Command("bash", "--noprofile", "--norc", "-lc", req.Command)
-	cmd.Dir = r.Workdir
-	if _, err := os.Stat(r.Workdir); err != nil {
-		cmd.Dir = "/"
+	workdir := r.path(model.GuestWorkspaceDir)
+	if _, err := os.Stat(workdir); err != nil {
+		workdir = "/"
 	}
-	cmd.Env = make([]string, 0, len(model.GuestEnv)+len(secretEnv))
-	for _, kv := range model.GuestEnv {
-		if kv == "HOME=" {
-			kv += home
-		}
-		cmd.Env = append(cmd.Env, kv)
+	bash, err := lookPath(env, "bash", workdir)
+	if err != nil {
+		return 0, fmt.Errorf("start test command: %w", err)
 	}
-	cmd.Env = append(cmd.Env, secretEnv...)
-	var logMu sync.Mutex
-	cmd.Stdout = io.MultiWriter(r.Stdout, &syncWriter{mu: &logMu, w: logf})
-	cmd.Stderr = io.MultiWriter(r.Stderr, &syncWriter{mu: &logMu, w: logf})
+	cmd := exec.Command(bash, "--noprofile", "--norc", "-lc", req.Command)
+	cmd.Args[0] = "bash"
+	cmd.Dir = workdir
+	cmd.Env = env
+	out := io.MultiWriter(r.Stdout, logf)
+	cmd.Stdout, cmd.Stderr = out, out // one pipe: the order of the two is kept
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !req.RunAsRoot {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: r.UID, Gid: r.GID, Groups: []uint32{r.GID}}
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, false, fmt.Errorf("start test command: %w", err)
+		return 0, fmt.Errorf("start test command: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -224,19 +244,25 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, home string, s
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
-		return 124, true, nil
+		return 124, nil
 	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return 0, false, nil
+		return 0, nil
 	case errors.As(err, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return 128 + int(ws.Signal()), false, nil
+			// The original's root command is its direct child, whose death
+			// by a signal it reports as the negative signal number; runuser
+			// turns that into 128 + the number for the job user's.
+			if req.RunAsRoot {
+				return -int(ws.Signal()), nil
+			}
+			return 128 + int(ws.Signal()), nil
 		}
-		return ee.ExitCode(), false, nil
+		return ee.ExitCode(), nil
 	}
-	return 0, false, fmt.Errorf("wait for test command: %w", err)
+	return 0, fmt.Errorf("wait for test command: %w", err)
 }
 
 // readSecretEnv reads the request's secret environment file (a JSON
@@ -291,56 +317,26 @@ func waitForFile(ctx context.Context, path string) error {
 // SIGKILL.
 const killGrace = 3 * time.Second
 
-type syncWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (r *Runner) bootstrapFailed(err error) int {
+// bootstrapFailed reports err on stderr and in the guest log, records
+// the failure and writes a failed result with exit code 2.
+func (r *Runner) bootstrapFailed(logf io.Writer, err error) int {
 	msg := "Incus guest bootstrap failed: " + err.Error()
-	fmt.Fprintln(r.Stderr, msg)
-	res := model.TerminalResult{SchemaVersion: 1, Status: model.TerminalFailed, FinishedAt: model.At(r.Now()), Message: msg}
-	if werr := r.writeJSON("result.json", res); werr != nil {
-		fmt.Fprintf(r.Stderr, "write result: %v\n", werr)
+	fmt.Fprintln(r.Stderr, "[pikaci] "+msg)
+	fmt.Fprintln(logf, "[pikaci] "+msg)
+	r.record(model.GuestFailed, msg, nil)
+	if werr := r.lc.result(2, msg); werr != nil {
+		fmt.Fprintf(r.Stderr, "[pikaci] write result: %v\n", werr)
 	}
-	r.state(model.GuestFailed, msg)
 	return 2
 }
 
-// state writes status.json and appends the same change to events.jsonl.
-func (r *Runner) state(s model.GuestState, msg string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := model.At(r.Now().Truncate(time.Second))
-	if err := r.writeJSON("status.json", model.GuestStatus{SchemaVersion: 1, State: s, UpdatedAt: now, Message: msg}); err != nil {
-		fmt.Fprintf(r.Stderr, "write status: %v\n", err)
+// record writes status.json and appends the same change to events.jsonl.
+// A failure to write is reported on stderr; the job goes on.
+func (r *Runner) record(s model.GuestState, msg string, details []field) {
+	if err := r.lc.status(s, msg, details); err != nil {
+		fmt.Fprintf(r.Stderr, "[pikaci] write status: %v\n", err)
 	}
-	r.seq++
-	line, _ := model.EncodeCompact(model.GuestEvent{SchemaVersion: 1, Seq: r.seq, Timestamp: now, Kind: s, Message: msg})
-	f, err := os.OpenFile(filepath.Join(r.Dir, "events.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err == nil {
-		_, err = f.Write(line)
-		err = errors.Join(err, f.Sync(), f.Close())
-	}
-	if err != nil {
-		fmt.Fprintf(r.Stderr, "write event: %v\n", err)
+	if err := r.lc.event(s, msg, details); err != nil {
+		fmt.Fprintf(r.Stderr, "[pikaci] write event: %v\n", err)
 	}
 }
-
-func (r *Runner) writeJSON(name string, v any) error {
-	b, err := model.EncodeFile(v)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(r.Dir, name), b, 0o644)
-}
-
-func (r *Runner) stamp() string { return r.Now().Format(time.RFC3339) }
-
-func ptr[T any](v T) *T { return &v }

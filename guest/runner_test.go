@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"jerichoci/internal/atomicfile"
-	"jerichoci/internal/testenv"
 	"jerichoci/model"
 )
 
@@ -28,13 +27,14 @@ func (b *buf) String() string              { b.mu.Lock(); defer b.mu.Unlock(); r
 
 func runRequest(t *testing.T, req string) (code int, dir string, stdout, stderr string) {
 	t.Helper()
-	dir = t.TempDir()
+	root := newGuestRoot(t)
+	dir = filepath.Join(root, "run", "pika-cloud")
 	reqPath := filepath.Join(dir, "guest-request.json")
 	if err := os.WriteFile(reqPath, []byte(req), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var o, e buf
-	r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e}
+	r := &Runner{Root: root, Environ: incusExecEnv, Stdout: &o, Stderr: &e}
 	code = r.Main(t.Context(), reqPath)
 	return code, dir, o.String(), e.String()
 }
@@ -98,63 +98,48 @@ func TestRunnerOutcomes(t *testing.T) {
 	}
 }
 
+// The command's stdout and stderr reach the runner's stdout together, in
+// the order written, as they reach the guest log.
 func TestRunnerStreamsAndLog(t *testing.T) {
-	req := `{"schema_version":2,"command":"echo to-out; echo to-err >&2; pwd","timeout_secs":30,"run_as_root":true}`
+	req := `{"schema_version":2,"command":"echo to-out; echo to-err >&2; echo again; pwd","timeout_secs":30,"run_as_root":true}`
 	code, dir, stdout, stderr := runRequest(t, req)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, stderr)
 	}
-	if !strings.Contains(stdout, "to-out") || strings.Contains(stdout, "to-err") || !strings.Contains(stderr, "to-err") {
-		t.Errorf("streams not kept apart: stdout %q stderr %q", stdout, stderr)
-	}
-	if !strings.Contains(stdout, dir) {
-		t.Errorf("working directory not the workspace: %q", stdout)
+	root := filepath.Dir(filepath.Dir(dir))
+	want := "to-out\nto-err\nagain\n" + filepath.Join(root, "workspace", "snapshot") + "\n"
+	if _, out, _ := strings.Cut(stdout, "\n"); out != want || stderr != "" {
+		t.Errorf("stdout %q, stderr %q; want the booted line and then %q", stdout, stderr, want)
 	}
 	log, _ := os.ReadFile(filepath.Join(dir, "logs", "guest.log"))
-	for _, want := range []string{"[pikaci] incus guest booted at ", "to-out", "to-err"} {
-		if !strings.Contains(string(log), want) {
-			t.Errorf("guest.log lacks %q: %s", want, log)
-		}
-	}
-}
-
-func TestRunnerRunsAsUID1000(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testenv.Missing(t, "switching to uid 1000 needs root; CI runs as root")
-	}
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	req := `{"schema_version":2,"command":"id -u; echo $HOME","timeout_secs":30,"run_as_root":false}`
-	reqPath := filepath.Join(dir, "req.json")
-	os.WriteFile(reqPath, []byte(req), 0o644)
-	var o, e buf
-	code := (&Runner{Dir: dir, Workdir: "/", Stdout: &o, Stderr: &e}).Main(t.Context(), reqPath)
-	if code != 0 || !strings.Contains(o.String(), "1000\n/home/pikaci") {
-		t.Errorf("exit %d, stdout %q, stderr %q", code, o.String(), e.String())
+	if !strings.HasPrefix(string(log), "[pikaci] incus guest booted at ") || !strings.HasSuffix(string(log), want) {
+		t.Errorf("guest.log = %q", log)
 	}
 }
 
 func TestRunnerRejectsBadRequests(t *testing.T) {
 	tests := []struct{ req, want string }{
-		{`{"schema_version":1,"command":"true","timeout_secs":5,"run_as_root":false}`, "`schema_version` must be 2"},
-		{`{"schema_version":2,"command":"","timeout_secs":5,"run_as_root":false}`, "`command` must be a non-empty string"},
-		{`{"schema_version":2,"command":"true","timeout_secs":true,"run_as_root":false}`, "`timeout_secs` must be an integer > 0"},
-		{`{"schema_version":2,"command":"true","timeout_secs":0,"run_as_root":false}`, "`timeout_secs` must be an integer > 0"},
-		{`{"schema_version":2,"command":"true","timeout_secs":5}`, "`run_as_root` must be a boolean"},
+		{`{"schema_version":1,"command":"true","timeout_secs":5,"run_as_root":false}`, "unsupported Incus guest request schema_version=1"},
+		{`{"command":"true","timeout_secs":5,"run_as_root":false}`, "unsupported Incus guest request schema_version=None"},
+		{`{"schema_version":"2","command":"true","timeout_secs":5,"run_as_root":false}`, "unsupported Incus guest request schema_version='2'"},
+		{`{"schema_version":2,"command":"","timeout_secs":5,"run_as_root":false}`, "missing non-empty string field `command`"},
+		{`{"schema_version":2,"command":"true","timeout_secs":true,"run_as_root":false}`, "missing positive integer field `timeout_secs`"},
+		{`{"schema_version":2,"command":"true","timeout_secs":0,"run_as_root":false}`, "missing positive integer field `timeout_secs`"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5.0,"run_as_root":false}`, "missing positive integer field `timeout_secs`"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5}`, "missing boolean field `run_as_root`"},
+		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":null}`, "missing boolean field `run_as_root`"},
 		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"env":{}}`, `unknown field "env"`},
 		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"secret_env_file":"rel"}`, "`secret_env_file` must be an absolute path"},
 		{`{"schema_version":2,"command":"true","timeout_secs":5,"run_as_root":false,"secret_env_file":"/no/such/file"}`, "read secret environment"},
 	}
 	for _, tc := range tests {
 		code, dir, _, stderr := runRequest(t, tc.req)
-		if code != 2 || !strings.Contains(stderr, "Incus guest bootstrap failed: ") || !strings.Contains(stderr, tc.want) {
+		if code != 2 || !strings.HasPrefix(stderr, "[pikaci] Incus guest bootstrap failed: ") || !strings.Contains(stderr, tc.want) {
 			t.Errorf("request %s: exit %d, stderr %q; want 2 and %q", tc.req, code, stderr, tc.want)
 			continue
 		}
 		res := result(t, dir)
-		if res.Status != model.TerminalFailed || !strings.HasPrefix(res.Message, "Incus guest bootstrap failed: ") || res.ExitCode != nil {
+		if res.Status != model.TerminalFailed || !strings.HasPrefix(res.Message, "Incus guest bootstrap failed: ") || res.ExitCode == nil || *res.ExitCode != 2 {
 			t.Errorf("result = %+v", res)
 		}
 	}
@@ -168,15 +153,16 @@ func TestRunnerSignalledStopsTheCommandGroup(t *testing.T) {
 		{"ignores TERM", `trap '' TERM; echo $$ > pid; sh -c 'trap "" TERM; exec sleep 300' & echo $! > child; wait`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			reqPath := filepath.Join(dir, "guest-request.json")
+			root := newGuestRoot(t)
+			dir := filepath.Join(root, "workspace", "snapshot")
+			reqPath := filepath.Join(root, "run", "pika-cloud", "guest-request.json")
 			req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, Command: tc.command, TimeoutSecs: 600, RunAsRoot: true})
 			if err := os.WriteFile(reqPath, req, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			var o, e buf
-			r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e}
+			r := &Runner{Root: root, Environ: incusExecEnv, Stdout: &o, Stderr: &e}
 			done := make(chan int, 1)
 			go func() { done <- r.Main(ctx, reqPath) }()
 			child := waitPID(t, filepath.Join(dir, "child"))
@@ -219,10 +205,11 @@ func alive(pid int) bool {
 
 // A runner started ahead of its job waits for the request to appear.
 func TestRunnerWaitsForItsRequest(t *testing.T) {
-	dir := t.TempDir()
-	reqPath := filepath.Join(dir, "request", "guest-request.json")
+	root := newGuestRoot(t)
+	dir := filepath.Join(root, "run", "pika-cloud")
+	reqPath := filepath.Join(root, "request", "guest-request.json")
 	var o, e buf
-	r := &Runner{Dir: dir, Workdir: dir, Stdout: &o, Stderr: &e, WaitForRequest: true}
+	r := &Runner{Root: root, Environ: incusExecEnv, Stdout: &o, Stderr: &e, WaitForRequest: true}
 	done := make(chan int, 1)
 	go func() { done <- r.Main(t.Context(), reqPath) }()
 	for deadline := time.Now().Add(30 * time.Second); ; { // booted, and waiting
@@ -278,6 +265,7 @@ func TestRunnerSecretEnv(t *testing.T) {
 			req, _ := model.EncodeCompact(model.GuestRequest{SchemaVersion: 2, TimeoutSecs: 30, RunAsRoot: true, SecretEnvFile: secrets,
 				Command: `test -e ` + secrets + ` && s=present || s=gone; echo "$API_TOKEN|$OTHER|$s"`})
 			code, _, stdout, stderr := runRequest(t, string(req))
+			_, stdout, _ = strings.Cut(stdout, "\n") // after the booted line
 			if code != tc.wantCode || stdout != tc.wantOut || !strings.Contains(stderr, tc.wantErr) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, %q", code, stdout, stderr, tc.wantCode, tc.wantOut, tc.wantErr)
 			}

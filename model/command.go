@@ -135,16 +135,39 @@ func (r GuestRequest) Encode() ([]byte, error) {
 	return json.MarshalIndent(r, "", "  ")
 }
 
-// GuestEnv is the environment the guest runner gives every job command; a
-// job's secret_env may not name one of these.
+// The guest's layout as the runner sets it up (docs/CONTRACTS.md, "Guest
+// runner environment").
+const (
+	GuestSystemProfile = "/run/current-system/sw" // the system profile of the original's image
+	GuestSystemBin     = GuestSystemProfile + "/bin"
+	GuestStateDir      = "/run/pika-cloud"
+	GuestWorkspaceDir  = "/workspace/snapshot"
+	GuestCargoHome     = "/cargo-home"
+	GuestCargoTarget   = "/cargo-target"
+	GuestXDGCacheHome  = GuestCargoHome + "/xdg-cache"
+	GuestXDGStateHome  = GuestStateDir + "/xdg-state"
+	GuestUserHome      = "/home/pikaci"
+	GuestRootHome      = "/root"
+	GuestCABundle      = "/etc/ssl/certs/ca-bundle.crt"
+	GuestUID           = 1000 // the job user, pikaci
+	GuestGID           = 100  // its group, users
+)
+
+// GuestEnv is what the guest runner sets, in order, over the environment
+// it was started with; a job's secret_env may not name one of these.
 var GuestEnv = []string{
-	"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-	"HOME=", // the job user's home, filled in by the runner
-	"CARGO_HOME=/cargo-home",
-	"CARGO_TARGET_DIR=/cargo-target",
+	"PATH=", // GuestSystemBin, ":" and the PATH the runner was started with
 	"CARGO_TERM_COLOR=never",
+	"CARGO_HOME=" + GuestCargoHome,
+	"CARGO_TARGET_DIR=" + GuestCargoTarget,
 	"CARGO_INCREMENTAL=0",
-	"LANG=C.UTF-8",
+	"XDG_CACHE_HOME=" + GuestXDGCacheHome,
+	"XDG_STATE_HOME=" + GuestXDGStateHome,
+	"PGSYSCONFDIR=" + GuestSystemProfile,
+	"PGSHAREDIR=" + GuestSystemProfile + "/share/postgresql",
+	"SSL_CERT_FILE=" + GuestCABundle,
+	"NIX_SSL_CERT_FILE=" + GuestCABundle,
+	"HOME=", // the job user's home (GuestUserHome, or GuestRootHome for a root job)
 }
 
 // SecretEnvProblem says what is wrong with name as a secret_env entry, ""
