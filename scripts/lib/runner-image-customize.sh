@@ -5,23 +5,12 @@
 # what would make two builds differ.
 set -euo pipefail
 root=${1:?usage: runner-image-customize.sh ROOT}
-sw=/run/current-system/sw
+sw=/run/current-system/sw # for the README below
 
-pgbin=$(ls -d "$root"/usr/lib/postgresql/*/bin | sort -V | tail -n1)
-pgver=$(basename "$(dirname "$pgbin")")
+pgver=$(ls "$root/usr/lib/postgresql" | sort -V | tail -n1)
 
-# /run/current-system/sw/bin: one directory with every program, as NixOS's
-# system profile; PostgreSQL's own programs win over Debian's pg_wrapper
-# links of the same name (which need a configured cluster).
-mkdir -p "$root$sw/bin" "$root$sw/share"
-for dir in "/usr/lib/postgresql/$pgver/bin" /usr/bin /usr/sbin; do
-	for f in "$root$dir"/*; do
-		n=${f##*/}
-		[ -e "$root$sw/bin/$n" ] || [ -L "$root$sw/bin/$n" ] || ln -s "$dir/$n" "$root$sw/bin/$n"
-	done
-done
-# PGSHAREDIR=/run/current-system/sw/share/postgresql in the original.
-ln -s "/usr/share/postgresql/$pgver" "$root$sw/share/postgresql"
+# /run is not kept in mmdebstrap's tarball: scripts/runner-image lays out
+# /run/current-system/sw and /run/pika-cloud in its image stage.
 
 # The CA bundle where the original's SSL_CERT_FILE points.
 [ -s "$root/etc/ssl/certs/ca-certificates.crt" ] || { echo "no CA bundle in the root" >&2; exit 1; }
@@ -36,8 +25,7 @@ sed -i 's/^users:x:100:$/users:x:100:pikaci/' "$root/etc/group"
 [ ! -f "$root/etc/gshadow" ] || sed -i 's/^users:\*::$/users:*::pikaci/' "$root/etc/gshadow"
 
 # The original's tmpfiles rules.
-install -d -m 0755 -o 1000 -g 100 "$root/home/pikaci" "$root/run/pika-cloud" "$root/run/pika-cloud/logs" \
-	"$root/cargo-home" "$root/cargo-target"
+install -d -m 0755 -o 1000 -g 100 "$root/home/pikaci" "$root/cargo-home" "$root/cargo-target"
 install -d -m 0755 "$root/workspace/snapshot" "$root/staged/linux-rust/workspace-deps" \
 	"$root/staged/linux-rust/workspace-build"
 
