@@ -134,6 +134,8 @@ func TestIntegrationRunnerImage(t *testing.T) {
 		{"curl", []string{sw + "/bin/curl", "--version"}, false, "curl "},
 		{"coreutils and friends", []string{sw + "/bin/bash", "-c",
 			"for p in env find awk gawk grep sed openssl ps kill mount which timeout; do command -v $p; done"}, false, sw + "/bin/timeout"},
+		{"busybox's network applets, as in the busybox image", []string{sw + "/bin/bash", "-c",
+			"PATH=/usr/local/bin:/usr/bin:/bin; for a in ip nc netstat udhcpc; do command -v $a; done; nc --help 2>&1 | head -n1"}, false, "/usr/local/bin/udhcpc"},
 		{"users group", []string{"getent", "group", "users"}, false, "users:x:100:pikaci"},
 		{"uid 1000", []string{"getent", "passwd", "1000"}, false, "pikaci:x:1000:100:"},
 		{"id as the job user", []string{"id"}, false, "uid=1000(pikaci) gid=100(users)"},
