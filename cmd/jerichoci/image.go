@@ -70,13 +70,21 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "unsupported role: %s\n", *roleText)
 		return exitUsage
 	}
-	if *alias == "" {
+	defaultAlias := *alias == ""
+	if defaultAlias {
 		*alias = role.DefaultImageAlias()
 	}
 	if *flake != "" {
 		return c.imageFromFlake(ctx, fs, flakeImageArgs{action: action, role: role, dir: *flake, alias: *alias, project: *project})
 	}
 
+	if action == "build-import" && defaultAlias && role == model.RolePikaciRunner {
+		// The local build is the tiny busybox image; pikaci/dev is the
+		// Debian image with the original's guest layout, which
+		// scripts/runner-image builds (docs/INCUS.md): don't replace it.
+		return c.usageErr(fs, "%s is the Debian runner image scripts/runner-image builds and scripts/incus-up imports; "+
+			"give --flake DIR to import the role's image package of a flake, or --alias for the tiny local image", *alias)
+	}
 	if action == "build" || action == "build-import" {
 		runnerBin, err := readGuestRunner(*runner)
 		if err != nil {

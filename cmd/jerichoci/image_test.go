@@ -56,6 +56,9 @@ func TestImageUsage(t *testing.T) {
 		{args: []string{"build", "--bogus"}, code: exitUsage, stderr: "flag provided but not defined: -bogus"},
 		{args: []string{"build", "--role", "pikaci-runner", "--runner", "/nonexistent/pikaci-incus-run"}, code: exitUsage,
 			stderr: "read the guest runner /nonexistent/pikaci-incus-run: open /nonexistent/pikaci-incus-run: no such file or directory (build it with `make build`, or pass --runner)"},
+		// The local tiny build never replaces the Debian runner image.
+		{args: []string{"build-import", "--role", "pikaci-runner"}, code: exitUsage,
+			stderr: "jerichoci image: pikaci/dev is the Debian runner image scripts/runner-image builds"},
 		{args: []string{"--help"}, code: exitOK, stdout: "usage: jerichoci image build|import|build-import --role ROLE"},
 		{args: []string{"import", "--role", "pikaci-runner", "--artifact", "/nonexistent/result"}, code: exitUsage,
 			stderr: "jerichoci: image artifact: stat /nonexistent/result: no such file or directory\n", exact: true},

@@ -14,7 +14,7 @@ setup_manifest=$setup_state/installed-packages
 # setup_packages are all the packages the setup scripts may install:
 # reset-machine falls back to them on a machine set up before the
 # manifest existed. Keep in step with the scripts' own lists.
-setup_packages=(incus-base incus-client dnsmasq-base busybox-static bash-static btrfs-progs nix-bin chromium qemu-utils mmdebstrap)
+setup_packages=(incus-base incus-client dnsmasq-base busybox-static bash-static btrfs-progs nix-bin chromium qemu-utils mmdebstrap zstd)
 
 # setup_backports_source is the apt source incus-up adds on bookworm.
 setup_backports_source=/etc/apt/sources.list.d/jerichoci-backports.sources
