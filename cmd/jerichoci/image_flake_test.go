@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"jerichoci/executor/incus"
 	"jerichoci/images"
@@ -161,21 +159,7 @@ func TestImageBuildImportFromFlake(t *testing.T) {
 			}
 			alias := "jci-test/flake-" + marker
 			var fp string
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if err := cl.DeleteImageAlias(ctx, alias); err != nil {
-					t.Error(err)
-				}
-				if fp == "" {
-					return
-				}
-				if img, err := cl.GetImage(ctx, fp); err == nil && len(img.Aliases) == 0 {
-					if err := cl.DeleteImage(ctx, fp); err != nil {
-						t.Error(err)
-					}
-				}
-			})
+			cleanupTestImage(t, cl, alias, &fp)
 
 			// The original's argument order: --role R build-import, then the rest.
 			stdout, stderr, code := runImageFlakeCLI(t, "image", "--role", tc.role, "build-import", "--flake", dir, "--alias", alias)

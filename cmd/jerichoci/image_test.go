@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"jerichoci/executor/incus"
 	"jerichoci/images"
 	"jerichoci/internal/testenv"
 )
@@ -142,22 +143,7 @@ func TestImageBuildImport(t *testing.T) {
 	rand.Read(b)
 	alias := "jci-test/cli-" + hex.EncodeToString(b)
 	var fp string
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := cl.DeleteImageAlias(ctx, alias); err != nil {
-			t.Error(err)
-		}
-		if fp == "" {
-			return
-		}
-		// Delete the image only if no alias uses it.
-		if img, err := cl.GetImage(ctx, fp); err == nil && len(img.Aliases) == 0 {
-			if err := cl.DeleteImage(ctx, fp); err != nil {
-				t.Error(err)
-			}
-		}
-	})
+	cleanupTestImage(t, cl, alias, &fp)
 
 	dir := t.TempDir()
 	args := []string{"build-import", "--role", "pikaci-runner", "--alias", alias, "--artifact", dir}
@@ -196,4 +182,24 @@ func TestDescribeImport(t *testing.T) {
 			t.Errorf("describeImport(%+v) = %q, want %q", tc.r, got, where+tc.want)
 		}
 	}
+}
+
+// cleanupTestImage deletes, when the test ends, the alias a test made and
+// the image *fp it pointed at, if no other alias uses that image.
+func cleanupTestImage(t *testing.T, cl *incus.Client, alias string, fp *string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+		defer cancel()
+		if err := cl.DeleteImageAlias(ctx, alias); err != nil {
+			t.Error(err)
+		}
+		if *fp == "" {
+			return
+		}
+		if img, err := cl.GetImage(ctx, *fp); err == nil && len(img.Aliases) == 0 {
+			if err := cl.DeleteImage(ctx, *fp); err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }
