@@ -56,7 +56,9 @@ func TestIntegrationFullGuestDeletedOnFirstTeardown(t *testing.T) {
 			})
 			cfg := executor.DefaultConfig()
 			cfg.Project, cfg.Profile, cfg.Owner = itProject, itProfile, owner
-			cfg.RootDiskSize = "200MiB"
+			// Above the runner image (580 MiB unpacked), which the btrfs
+			// quota counts from the start: a smaller one refuses the create.
+			cfg.RootDiskSize = "1GiB"
 			x := &executor.RemoteLinuxVM{Backend: NewBackend(c), Config: cfg, Log: zaptest.NewLogger(t)}
 			var tds *executor.Teardowns
 			if tc.background {

@@ -196,8 +196,9 @@ func TestIntegrationExec(t *testing.T) {
 		{name: "env", req: ExecRequest{Command: []string{"sh", "-c", `printf '%s|%s' "$JCI_A" "$JCI_B"`},
 			Env: map[string]string{"JCI_A": "one two", "JCI_B": "it's"}}, wantStdout: "one two|it's"},
 		{name: "cwd", req: ExecRequest{Command: []string{"pwd"}, Cwd: "/run/pika-cloud"}, wantStdout: "/run/pika-cloud\n"},
-		{name: "uid and gid", req: ExecRequest{Command: []string{"id"}, User: 1000, Group: 1000, Cwd: "/home/pikaci"},
-			wantStdout: "uid=1000(pikaci) gid=1000(pikaci)\n"},
+		// The job user of the runner image: pikaci (1000) in users (100).
+		{name: "uid and gid", req: ExecRequest{Command: []string{"id"}, User: 1000, Group: 100, Cwd: "/home/pikaci"},
+			wantStdout: "uid=1000(pikaci) gid=100(users) groups=100(users)\n"},
 		{name: "root by default", req: ExecRequest{Command: []string{"id", "-u"}}, wantStdout: "0\n"},
 		{name: "compiled command in bash", req: ExecRequest{Command: []string{"bash", "--noprofile", "--norc", "-lc", `echo "$BASH_VERSION" | cut -c1`}},
 			wantStdout: "5\n"},

@@ -33,6 +33,9 @@ install -d -m 0755 "$root/workspace/snapshot" "$root/staged/linux-rust/workspace
 ln -s /usr/bin/busybox "$root/usr/sbin/init"
 printf '::sysinit:/usr/bin/true\n::shutdown:/usr/bin/true\n' >"$root/etc/inittab"
 echo jerichoci-runner >"$root/etc/hostname"
+# mmdebstrap leaves these two as the build saw them (mode 0755 here): data,
+# not programs.
+chmod 0644 "$root/etc/hostname" "$root/etc/resolv.conf"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost\n' >"$root/etc/hosts"
 
 # Nothing random or host-made: no PostgreSQL cluster (its system
