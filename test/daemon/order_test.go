@@ -25,13 +25,14 @@ import (
 	"jerichoci/run/protocol"
 )
 
-// Output in the order it was written (README, "Output order"): a job that
-// interleaves 1,000 lines on stdout and stderr shows them in exactly the
-// order it wrote them in artifacts/guest.log, host.log, the live log
-// chunks on NATS, `enqueue --wait` and the page's log stream, through the
-// real daemon and incusd: on fresh instances (--warm 0), on the warm pool
-// (--warm 1) and as a host-local job. Each runs the job orderRounds times
-// in a row and stops at the first round that fails; nothing is timed.
+// Output in the order it was written (docs/INCUS.md, "Output order"): a
+// job that interleaves 1,000 lines on stdout and stderr shows them in
+// exactly the order it wrote them in artifacts/guest.log, host.log, the
+// live log chunks on NATS, `enqueue --wait`, `logs --follow` and the
+// page's log stream, through the real daemon and incusd: on fresh
+// instances (--warm 0), on the warm pool (--warm 1) and as a host-local
+// job. Each test runs the job orderRounds (20) times in a row and stops at
+// the first round that fails; nothing is timed.
 
 // orderRounds is how many times in a row each test runs the job.
 const orderRounds = 20
@@ -196,6 +197,7 @@ func checkOutputOrder(t *testing.T, s orderSetup) {
 				{"host.log", r.hostLog, prefix},
 				{"the NATS log chunks", r.chunks, prefix},
 				{"enqueue --wait", r.enqueueOut, enqueuePrefix},
+				{"logs --follow", r.followOut, enqueuePrefix},
 				{"the page's log stream", r.page, prefix},
 			} {
 				if p := orderProblem(v.text, v.prefix); p != "" {
@@ -225,6 +227,7 @@ type orderRun struct {
 	id, runID                string
 	hostLog, guestLog        string
 	chunks, enqueueOut, page string
+	followOut                string // logs --follow
 }
 
 // runOrderJob enqueues target with `enqueue --wait`, following its live
@@ -235,7 +238,7 @@ func runOrderJob(t *testing.T, o *orchestrator, url, cat, target, job string, d 
 	var mu sync.Mutex
 	var chunks []byte
 	var seqs []uint64
-	sub, err := o.nc.Subscribe("jerichoci.logs."+r.id+".>", func(m *nats.Msg) {
+	sub, err := o.nc.Subscribe(protocol.SubjectLogsPrefix+r.id+".>", func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		chunks = append(chunks, m.Data...)
@@ -284,6 +287,16 @@ func runOrderJob(t *testing.T, o *orchestrator, url, cat, target, job string, d 
 	}
 	mu.Unlock()
 	r.page = readLogStream(t, base+"/runs/"+r.runID+"/jobs/"+job+"/log/stream?offset=0")
+	// logs --follow of the finished job replays its chunks from the stream.
+	follow := exec.Command(jciBin, "logs", "--follow", r.id)
+	follow.Env = cmd.Env
+	stderr.Reset()
+	follow.Stderr = &stderr
+	out, err = follow.Output()
+	r.followOut = string(out)
+	if err != nil {
+		t.Fatalf("logs --follow: %v\nstdout:\n%s\nstderr:\n%s", err, itest.Tail(r.followOut, 20), stderr.String())
+	}
 	return r
 }
 
