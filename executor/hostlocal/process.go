@@ -40,7 +40,10 @@ func (j *jobRun) spawn(ctx context.Context, argv []string, dir string, env []str
 		cmd.SysProcAttr.Credential = u.credential()
 	}
 	// One writer for both: exec then copies both streams through one pipe,
-	// in the order the command wrote them.
+	// in the order the command wrote them (it does so only when Stdout and
+	// Stderr are the same comparable value: wrapping one of them would
+	// give two pipes and lose the order; docs/INCUS.md, "Output order",
+	// and test/daemon/order_test.go).
 	// Masked as a stream: a secret split across two reads of the pipe is
 	// masked too.
 	out := j.job.Mask.Writer(j.host)
