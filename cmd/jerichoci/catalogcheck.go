@@ -75,5 +75,5 @@ func enqueueName(ctx context.Context, local *targets.Catalog, daemon catalogAske
 	if s := wording.DidYouMean(name, candidates); s != "" {
 		msg += "; " + s
 	}
-	return false, errors.New(msg + " ('jerichoci lanes list' and 'jerichoci targets list --daemon' list them)")
+	return false, errors.New(msg + " (see 'jerichoci lanes list --daemon' and 'jerichoci targets list --daemon')")
 }
