@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"jerichoci/internal/itest"
 	"jerichoci/model"
 	"jerichoci/run"
 	"jerichoci/run/protocol"
@@ -68,13 +69,16 @@ func newRepository(t *testing.T) string {
 	return dir
 }
 
-// jci runs the jerichoci client in dir against url and returns its exit
-// code, stdout and stderr.
+// jci runs the jerichoci client in dir against url ("": the one its
+// flags name) and returns its exit code, stdout and stderr.
 func jci(t *testing.T, url, dir string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(jciBin, args...)
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnvNoCatalog(), "JERICHOCI_NATS_URL="+url)
+	cmd.Env = cleanEnvNoCatalog()
+	if url != "" {
+		cmd.Env = append(cmd.Env, "JERICHOCI_NATS_URL="+url)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -272,6 +276,34 @@ func TestSourceCatalogErrorsFailTheJobAsInvalid(t *testing.T) {
 			}
 			if len(res.Jobs) != 0 {
 				t.Errorf("%d jobs ran, want none", len(res.Jobs))
+			}
+		})
+	}
+}
+
+// TestCatalogRequestThroughTheEmbeddedServersAccounts: the client user of
+// an embedded server (another account than the daemon's) asks for the
+// catalog through its import, as `enqueue` and `lanes list --daemon` do.
+func TestCatalogRequestThroughTheEmbeddedServersAccounts(t *testing.T) {
+	requireBinaries(t)
+	stateRoot := filepath.Join(t.TempDir(), "state")
+	startEmbeddedDaemon(t, "catalog-"+uuid.NewString()[:8], writeCatalog(t), stateRoot, itest.FreePort(t))
+	repo := newRepository(t)
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"targets", "list", "--daemon"}, 0, "demo-slow"},
+		{[]string{"targets", "list", "--daemon", "--json"}, 0, `"id": "demo-pass"`},
+		{[]string{"lanes", "list", "--daemon"}, 0, "LANE"},
+		{[]string{"enqueue", "demo-pas"}, 2, "did you mean `demo-pass`?"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := jci(t, "", repo, append(tc.args, "--state-root", stateRoot)...)
+			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+				t.Errorf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d and %q", code, stdout, stderr, tc.code, tc.want)
 			}
 		})
 	}
