@@ -92,15 +92,14 @@ func jci(t *testing.T, url, dir string, args ...string) (int, string, string) {
 	return 0, stdout.String(), stderr.String()
 }
 
-// cleanEnvNoCatalog is the test's environment without NATS settings
-// or a catalog file named by JERICHOCI_CATALOG.
+// cleanEnvNoCatalog is itest.CleanEnv without a catalog file named by
+// JERICHOCI_CATALOG: the client's local view is the source's own.
 func cleanEnvNoCatalog() []string {
 	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "JERICHOCI_NATS_") || strings.HasPrefix(kv, "PIKACI_STATE_ROOT=") || strings.HasPrefix(kv, "JERICHOCI_CATALOG=") {
-			continue
+	for _, kv := range itest.CleanEnv() {
+		if !strings.HasPrefix(kv, "JERICHOCI_CATALOG=") {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	return env
 }
