@@ -128,10 +128,19 @@ func (t Target) clone() Target {
 var ErrUnknownTarget = errors.New("unknown target")
 
 // UnknownTargetError names a target id or lane title the catalog lacks. Its
-// message is the original's: "unknown job `<name>`".
-type UnknownTargetError struct{ Name string }
+// message is the original's, "unknown job `<name>`", followed by
+// "; did you mean `<suggestion>`?" when the catalog has a close name.
+type UnknownTargetError struct {
+	Name       string
+	Suggestion string // a close target id or lane title (wording.Suggest), or ""
+}
 
-func (e *UnknownTargetError) Error() string { return fmt.Sprintf("unknown job `%s`", e.Name) }
+func (e *UnknownTargetError) Error() string {
+	if e.Suggestion != "" {
+		return fmt.Sprintf("unknown job `%s`; did you mean `%s`?", e.Name, e.Suggestion)
+	}
+	return fmt.Sprintf("unknown job `%s`", e.Name)
+}
 
 // Is makes errors.Is(err, ErrUnknownTarget) true.
 func (e *UnknownTargetError) Is(target error) bool { return target == ErrUnknownTarget }
@@ -199,7 +208,7 @@ func (c *Catalog) Lookup(id string) (Target, error) {
 	if i, ok := c.byID[id]; ok {
 		return c.targets[i].clone(), nil
 	}
-	return Target{}, &UnknownTargetError{Name: id}
+	return Target{}, c.unknown(id, c.IDs())
 }
 
 // LookupLane returns the target whose lane has this title, or an *UnknownTargetError.
@@ -207,7 +216,7 @@ func (c *Catalog) LookupLane(title string) (Target, error) {
 	if i, ok := c.byLane[title]; ok {
 		return c.targets[i].clone(), nil
 	}
-	return Target{}, &UnknownTargetError{Name: title}
+	return Target{}, c.unknown(title, c.LaneTitles())
 }
 
 // Resolve looks name up as a target id, then as a lane title.
@@ -215,7 +224,10 @@ func (c *Catalog) Resolve(name string) (Target, error) {
 	if t, err := c.Lookup(name); err == nil {
 		return t, nil
 	}
-	return c.LookupLane(name)
+	if t, err := c.LookupLane(name); err == nil {
+		return t, nil
+	}
+	return Target{}, c.unknown(name, append(c.LaneTitles(), c.IDs()...))
 }
 
 // Merge returns a catalog of c's targets with over's laid on top: a target

@@ -351,6 +351,9 @@ func TestLookup(t *testing.T) {
 			tg, err := tc.lookup(tc.arg)
 			if tc.id == "" {
 				want := "unknown job `" + tc.arg + "`"
+				if tc.arg == " pre-merge-rmp" {
+					want += "; did you mean `pre-merge-rmp`?"
+				}
 				if err == nil || err.Error() != want || !errors.Is(err, ErrUnknownTarget) {
 					t.Errorf("error = %v, want %s", err, want)
 				}

@@ -22,6 +22,7 @@ import (
 	"jerichoci/run"
 	"jerichoci/run/protocol"
 	"jerichoci/sourcetar"
+	"jerichoci/targets"
 )
 
 const enqueueUsage = `enqueue LANE|TARGET [--source DIR] [--host-path] [--job-id UUID] [--wait] [--timeout D] [nats flags]
@@ -31,7 +32,10 @@ JetStream work queue. The source tree is packed (in a git work tree the
 files git knows, tracked or untracked but not ignored; never .git, target,
 …), stored in the object store jerichoci-sources under its SHA-256 and
 named in the job spec; --host-path sends the directory's path instead (single-host
-setups). Prints the job id. With --wait it follows the run's events live and
+setups). The daemon runs the lane or target from its catalog with the
+source's own jerichoci.lanes.json merged over it; a name that neither the
+source's catalog (merged over the built-in one) nor the daemon knows is
+refused before anything is queued, with a suggestion (exit 2). Prints the job id. With --wait it follows the run's events live and
 exits with its status: 0 passed (or skipped), 1 failed, 2 bad usage, NATS
 errors or --timeout. Without --nats-url it connects to nats://` + defaultNATSListen + `,
 where 'jerichoci serve' listens by default.`
@@ -44,7 +48,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	wait := fs.Bool("wait", false, "follow the run's events and exit with its status")
 	output := fs.String("output", "text", "with --wait, `FORMAT` of standard output: text (status lines) or jsonl (the lifecycle events, ending with the final run_finished)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after `D` (0: no limit)")
-	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or the source's "+targets.DefaultFile+")")
 	name, code, done := c.parseLaneArgs(fs, args, output)
 	if done {
 		return code
@@ -60,16 +64,6 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		}
 	}
 	id := spec.JobID.String()
-	// The daemon's catalog decides; ours only tells a lane title from a target id.
-	if cat, err := c.loadCatalog(*catalog); err == nil {
-		if _, err := cat.Lookup(spec.Target); err != nil {
-			if _, lerr := cat.LookupLane(spec.Target); lerr == nil {
-				spec.Lane, spec.Target = spec.Target, ""
-			} else {
-				fmt.Fprintf(c.stderr, "jerichoci enqueue: note: %v in the local catalog; the daemon's catalog decides\n", err)
-			}
-		}
-	}
 	src, err := filepath.Abs(*source)
 	if err == nil {
 		var fi os.FileInfo
@@ -92,6 +86,16 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		return c.fail(exitUsage, "%v", err)
 	}
 	defer closeConn()
+	// A lane or target neither the source's catalog nor the daemon's knows is refused before queuing.
+	localCat, err := c.sourceCatalog(*catalog, src)
+	if err != nil {
+		return c.fail(exitUsage, "%v", err)
+	}
+	if lane, err := enqueueName(ctx, localCat, client, name); err != nil {
+		return c.fail(exitUsage, "%v", err)
+	} else if lane {
+		spec.Lane, spec.Target = spec.Target, ""
+	}
 	opCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	spec.Source = model.SourceRef{Kind: model.SourceHostPath, Path: src}

@@ -48,11 +48,14 @@ func lanesJSON(ls []lanes.Lane) []laneJSON {
 }
 
 func runLanesList(c *cli, args []string) int {
-	fs := c.flagSet("lanes list", "lanes list [--catalog FILE] [--json]\n\n"+
+	fs, ncfg := c.clientFlagSet("lanes list", "lanes list [--catalog FILE | --daemon [nats flags]] [--json]\n\n"+
 		"Branch lanes first, in catalog order, then nightly lanes (run daily at 08:00 UTC).")
-	cat, f, code, done := c.catalogList(fs, args)
+	cat, f, code, done := c.catalogList(fs, args, ncfg)
 	if done {
 		return code
+	}
+	if f.daemon {
+		return c.listDaemonLanes(f)
 	}
 	all := lanes.FromCatalog(cat).All()
 	if f.json {

@@ -372,6 +372,11 @@ func (s *serving) subscribe(q *daemon.Queue, d *daemon.Daemon) error {
 		return err
 	}
 	s.open.push("cancel subscription", cancelSub.Unsubscribe)
+	catalogSub, err := q.SubscribeCatalog(d.CatalogReply)
+	if err != nil {
+		return err
+	}
+	s.open.push("catalog subscription", catalogSub.Unsubscribe)
 	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, s.log.Named("giveup"))
 	if err != nil {
 		return err

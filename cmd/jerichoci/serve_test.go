@@ -366,6 +366,14 @@ func TestEnqueueWaitPrintsTheFinalRecord(t *testing.T) {
 		}
 		t.Logf("stand-in daemon: done")
 	}()
+	// The stand-in knows demo-fail, which the built-in catalog lacks: enqueue asks it.
+	catSub, err := q.SubscribeCatalog(func() protocol.CatalogReply {
+		return protocol.CatalogReply{Daemon: "stand-in", Catalog: "test", Targets: []protocol.CatalogEntry{{ID: "demo-fail", Jobs: 1}}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer catSub.Unsubscribe()
 	stdout, stderr, code := runCLIEnv(t, natsEnv,
 		"enqueue", "demo-fail", "--source", src, "--host-path", "--wait", "--timeout", "30s", "--output", "jsonl")
 	if code != exitFailed {

@@ -79,16 +79,23 @@ func (c *cli) loadCatalog(flagPath string) (*targets.Catalog, error) {
 }
 
 // catalogList registers the catalog flags, takes no positional argument
-// and loads the catalog: what every catalog list command starts with. done
-// means return code at once.
-func (c *cli) catalogList(fs *flag.FlagSet, args []string) (cat *targets.Catalog, f catalogFlags, code int, done bool) {
+// and loads the catalog (none with --daemon): what every catalog list
+// command starts with. done means return code at once.
+func (c *cli) catalogList(fs *flag.FlagSet, args []string, ncfg *natsConfig) (cat *targets.Catalog, f catalogFlags, code int, done bool) {
 	f.register(fs)
+	f.registerDaemon(fs, ncfg)
 	pos, code, done := c.parseArgs(fs, args)
 	if done {
 		return nil, f, code, true
 	}
 	if len(pos) > 0 {
 		return nil, f, c.usageErr(fs, "unexpected argument %q", pos[0]), true
+	}
+	if f.daemon {
+		if f.catalog != "" {
+			return nil, f, c.usageErr(fs, "--daemon lists the daemon's catalog: --catalog does not go with it"), true
+		}
+		return nil, f, 0, false
 	}
 	cat, err := c.loadCatalog(f.catalog)
 	if err != nil {
@@ -101,6 +108,10 @@ func (c *cli) catalogList(fs *flag.FlagSet, args []string) (cat *targets.Catalog
 type catalogFlags struct {
 	catalog string
 	json    bool
+	// daemon (list commands, registerDaemon) asks the daemon for its
+	// catalog over NATS instead of loading one.
+	daemon bool
+	nats   *natsConfig
 }
 
 func (f *catalogFlags) register(fs *flag.FlagSet) {
@@ -116,10 +127,13 @@ func runTargets(_ context.Context, c *cli, args []string) int {
 }
 
 func runTargetsList(c *cli, args []string) int {
-	fs := c.flagSet("targets list", "targets list [--catalog FILE] [--json]")
-	cat, f, code, done := c.catalogList(fs, args)
+	fs, ncfg := c.clientFlagSet("targets list", "targets list [--catalog FILE | --daemon [nats flags]] [--json]")
+	cat, f, code, done := c.catalogList(fs, args, ncfg)
 	if done {
 		return code
+	}
+	if f.daemon {
+		return c.listDaemonTargets(f)
 	}
 	ts := cat.Targets()
 	if f.json {

@@ -24,7 +24,7 @@ func TestCatalogCommandsUsage(t *testing.T) {
 		{[]string{"targets", "--help"}, exitOK, "usage: jerichoci targets COMMAND", "", true},
 		{[]string{"targets", "help"}, exitOK, "show     show one target", "", true},
 		{[]string{"targets", "frob"}, exitUsage, "", `jerichoci targets: unknown command "frob"`, false},
-		{[]string{"targets", "list", "--help"}, exitOK, "usage: jerichoci targets list [--catalog FILE] [--json]", "", true},
+		{[]string{"targets", "list", "--help"}, exitOK, "usage: jerichoci targets list [--catalog FILE | --daemon [nats flags]] [--json]", "", true},
 		{[]string{"targets", "list", "-h"}, exitOK, "-catalog FILE", "", true},
 		{[]string{"targets", "list", "--bogus"}, exitUsage, "", "flag provided but not defined: -bogus", false},
 		{[]string{"targets", "list", "extra"}, exitUsage, "", `jerichoci targets list: unexpected argument "extra"`, false},

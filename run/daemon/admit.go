@@ -2,7 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"strconv"
 
 	"go.uber.org/zap"
@@ -26,11 +26,7 @@ func (a *attempt) take() (result, func()) {
 	a.log = a.log.With(zap.String("job_id", a.key))
 	a.sink = &eventSink{pub: d.Events, jobKey: a.key, log: a.log, limit: d.recordLimit()}
 	if invalid == nil {
-		if t, err := d.resolve(spec); err != nil {
-			invalid = err
-		} else {
-			a.target = &t
-		}
+		invalid = d.admit(a, spec)
 	}
 
 	ctx, cancel := d.opCtx()
@@ -63,27 +59,24 @@ func (a *attempt) take() (result, func()) {
 	return a.runPlan(), stop
 }
 
-// resolve finds the spec's lane or target and checks its runtime override.
-func (d *Daemon) resolve(spec model.JobSpec) (targets.Target, error) {
-	var t targets.Target
-	var err error
-	if spec.Lane != "" {
-		t, err = d.Catalog.LookupLane(spec.Lane)
-		if err != nil {
-			if _, terr := d.Catalog.Lookup(spec.Lane); terr == nil {
-				err = fmt.Errorf("%w: no lane has this title, but a target has this id: send it as `target`", err)
-			}
-		}
-	} else {
-		t, err = d.Catalog.Lookup(spec.Target)
+// admit checks the spec's runtime override and resolves its lane or
+// target against the daemon's own catalog. A name that catalog lacks is
+// no refusal yet: the job's source may define it (resolveInSource), so
+// a.unknown keeps the error for when it does not.
+func (d *Daemon) admit(a *attempt, spec model.JobSpec) error {
+	if err := checkRuntime(spec); err != nil {
+		return err
 	}
-	if err != nil {
-		return t, err
+	t, err := lookup(d.Catalog, spec)
+	switch {
+	case err == nil:
+		a.target = &t
+	case errors.Is(err, targets.ErrUnknownTarget):
+		a.unknown = err
+	default:
+		return err
 	}
-	if rt := spec.Runtime; rt != nil && rt.Kind != model.RuntimeIncus {
-		return t, fmt.Errorf("field `runtime`: kind %q: this daemon runs jobs in Incus only; expected \"incus\"", rt.Kind)
-	}
-	return t, nil
+	return nil
 }
 
 // keyFromMessage names a message whose spec does not decode: its

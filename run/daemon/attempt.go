@@ -31,9 +31,12 @@ type attempt struct {
 	log       *zap.Logger // base plus job_id and run_id
 	key       string      // the job id (or a stand-in for a spec without one)
 	spec      *model.JobSpec
-	target    *targets.Target
-	sink      *eventSink
-	giveUp    bool // settle a message out of deliveries (GiveUp)
+	target    *targets.Target // resolved at admission, or in the source's catalog
+	// unknown is why the daemon's own catalog lacks the spec's lane or
+	// target; the source's catalog may still define it.
+	unknown error
+	sink    *eventSink
+	giveUp  bool // settle a message out of deliveries (GiveUp)
 	// unrun: the job was refused before it ran (its result gets
 	// DaemonConfig.UnrunResultTTL).
 	unrun bool
@@ -92,11 +95,18 @@ func (a *attempt) runPlan() result {
 			return a.cancelled(nil)
 		case errors.Is(err, ErrSourceNotFound), errors.Is(err, ErrSourceDigest), errors.Is(err, sourcetar.ErrUnusable),
 			errors.Is(err, sourcetar.ErrRefused), errors.Is(err, ErrHostPathRefused):
+			if a.unknown != nil {
+				err = fmt.Errorf("%w (the job's source, whose %s could define it, is unusable: %v)", a.unknown, targets.DefaultFile, err)
+			}
 			return result{kind: outcomeInvalid, cause: err}
 		}
 		return result{kind: outcomeInfra, cause: err}
 	}
 	defer release() // the cache may prune the source once the run is over
+	if err := a.resolveInSource(srcRoot); err != nil {
+		a.log.Warn("invalid job: its lane or target in the source's catalog", zap.Error(err))
+		return result{kind: outcomeInvalid, cause: err}
+	}
 	var git run.GitState
 	if a.spec.GitHead != "" {
 		h := a.spec.GitHead

@@ -12,12 +12,12 @@ type Role string
 const (
 	// RoleWorker is the daemon: it sets up and pulls from the work queue,
 	// writes claims, results, records, events and logs, reads sources and
-	// answers cancels.
+	// answers cancels and catalog requests.
 	RoleWorker Role = "worker"
-	// RoleClient queues jobs, asks for cancels, uploads sources and reads
-	// results, claims, events and logs. It cannot write a claim or a
-	// result, touch the workers' consumer, read or list the sources, or
-	// create, change, delete or purge a stream.
+	// RoleClient queues jobs, asks for cancels and the daemons' catalog,
+	// uploads sources and reads results, claims, events and logs. It
+	// cannot write a claim or a result, touch the workers' consumer, read
+	// or list the sources, or create, change, delete or purge a stream.
 	RoleClient Role = "client"
 	// RoleReader only reads results, claims, events and logs (the status
 	// page, `logs --follow`).
@@ -122,12 +122,13 @@ const (
 )
 
 // Exports is all that AccountClients sees of AccountFleet: queueing jobs,
-// cancels, uploads, the direct gets of results, claims and logs, and the
-// live events, logs and key changes. No consumer, no stream API.
+// cancels, the catalog request, uploads, the direct gets of results,
+// claims and logs, and the live events, logs and key changes. No consumer, no stream API.
 func Exports() []Export {
 	return []Export{
 		{Subject: SubjectJobsPrefix + ">", Service: true},
 		{Subject: SubjectCancelPrefix + "*", Service: true},
+		{Subject: SubjectCatalog, Service: true},
 		{Subject: "$O." + BucketSources + ".C.>", Service: true},
 		{Subject: "$O." + BucketSources + ".M.>", Service: true},
 		{Subject: DirectGetResults, Service: true},
@@ -206,14 +207,14 @@ func RolePermissions(role Role) Permissions {
 				jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE." + StreamJobs, jsAPI + "CONSUMER.DELETE." + StreamJobs + ".>",
 				"$O." + BucketSources + ".>", SubjectJobsPrefix + ">", "$SYS.>"}},
 			Subscribe: SubjectRules{Allow: []string{
-				WorkerInboxPrefix + ".>", SubjectCancelPrefix + "*",
+				WorkerInboxPrefix + ".>", SubjectCancelPrefix + "*", SubjectCatalog,
 				"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + "." + ConsumerWorkers,
 			}},
 			AllowResponses: true,
 		}
 	case RoleClient:
 		pub := append(readerPublish(),
-			SubjectJobsPrefix+">", SubjectCancelPrefix+"*",
+			SubjectJobsPrefix+">", SubjectCancelPrefix+"*", SubjectCatalog,
 			// Uploads: chunks and the object's description, never a read.
 			"$O."+BucketSources+".C.>", "$O."+BucketSources+".M.>")
 		return Permissions{
