@@ -1,7 +1,5 @@
 package web
 
-
-
 // laneContext is what a run page says about the run's lane: why it
 // failed, the push it belongs to and the other attempts of its job.
 type laneContext struct {
@@ -111,4 +109,3 @@ func stderrLine(line string) bool {
 	}
 	return false
 }
-
