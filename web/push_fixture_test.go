@@ -35,6 +35,8 @@ type laneFixture struct {
 	log      string // host.log
 	noJobs   bool   // a run that never started (no job record)
 	running  bool
+	// before are jobs of the run that passed before its lane's job.
+	before []string
 }
 
 func i32(v int32) *int32 { return &v }
@@ -98,13 +100,17 @@ func writePush(t *testing.T, root, group string, seq uint64, at time.Time, lanes
 			if f.jobMsg != "" {
 				j.Message = strPtr(f.jobMsg)
 			}
-			rec.Jobs = []model.JobRecord{j}
-			if err := os.MkdirAll(filepath.Dir(j.HostLogPath), 0o755); err != nil {
-				t.Fatal(err)
+			for k, id := range f.before {
+				b := j
+				b.ID, b.Description, b.Status, b.ExitCode, b.Message = id, "Run "+id, model.StatusPassed, i32(0), nil
+				b.HostLogPath = st.HostLogPath(f.runID, id)
+				b.StartedAt = model.At(start.Add(time.Duration(k*10) * time.Second))
+				b.FinishedAt = model.TimestampPtr(start.Add(time.Duration(k*10+9) * time.Second))
+				rec.Jobs = append(rec.Jobs, b)
+				writeLog(t, b.HostLogPath, passLog(id))
 			}
-			if err := os.WriteFile(j.HostLogPath, []byte(f.log), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			rec.Jobs = append(rec.Jobs, j)
+			writeLog(t, j.HostLogPath, f.log)
 		}
 		if err := os.MkdirAll(filepath.Join(root, "runs", f.runID), 0o755); err != nil {
 			t.Fatal(err)
@@ -130,8 +136,18 @@ func writePush(t *testing.T, root, group string, seq uint64, at time.Time, lanes
 	}
 }
 
+func writeLog(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func strPtr(s string) *string { return &s }
-func boolPtr(b bool) *bool     { return &b }
+func boolPtr(b bool) *bool    { return &b }
 
 // pushRoot is a state root holding two pushes: #186, the ten pika lanes
 // at 4eef499 (nine passed, check-pika-followup failed a test, and
@@ -148,6 +164,7 @@ func pushRoot(t *testing.T) string {
 		switch lane {
 		case "check-pika-followup":
 			f.status, f.exit, f.ranS, f.log = model.StatusFailed, i32(101), 171-8-i, failLog()
+			f.before = []string{"pika-followup-lint", "pika-followup-build"}
 		case "check-notifications":
 			runs = append(runs, laneFixture{lane: lane, runID: "20261125T090009Z-18600002-a1", delivery: 1, status: model.StatusFailed,
 				runMsg: "infrastructure error on delivery 1 of 5, the job goes back to the queue: launch instance: incus: operation timed out",

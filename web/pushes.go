@@ -223,6 +223,9 @@ func (s *Server) laneStatus(l laneRun) LaneStatus {
 		ls.QueuedMS, ls.RanMS = &qm, &rm
 		ls.Duration = fmtDuration(rn)
 	}
+	if len(f.Rec.Jobs) == 0 && f.Rec.FinishedAt != nil {
+		ls.Duration = "–" // it never ran
+	}
 	return ls
 }
 
