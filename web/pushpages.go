@@ -100,6 +100,9 @@ func (s *Server) laneRow(l laneRun, ls LaneStatus) runRow {
 	}
 	row.Why = ls.Why
 	row.Attempts = len(l.Attempts)
+	if ls.Duration == "–" {
+		row.Ran = "–"
+	}
 	return row
 }
 
