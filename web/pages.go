@@ -255,7 +255,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Log = tail
 		v.Why = whyJob(j)
-		v.Open = !anyFailed || j.Status != model.StatusPassed
+		v.Open = !anyFailed || j.Status == model.StatusFailed || j.Status == model.StatusRunning
 		if j.Status == model.StatusFailed && !focused {
 			v.Focus, focused = true, true
 		}

@@ -67,7 +67,11 @@ func (s *Server) items(entries []runEntry, f listFilter) []listItem {
 					continue
 				}
 				if l, ok := byLane[ls.Lane]; ok {
-					li.Rows = append(li.Rows, s.laneRow(l, ls))
+					row := s.laneRow(l, ls)
+					if row.Err == "" {
+						row.Title = l.Lane // a push shows lanes by title (a target by its id)
+					}
+					li.Rows = append(li.Rows, row)
 				} else {
 					li.Rows = append(li.Rows, runRow{Status: ls.Status, Title: ls.Lane, Queued: "–", Ran: "–", Jobs: "not started"})
 				}

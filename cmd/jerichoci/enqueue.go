@@ -25,6 +25,7 @@ import (
 )
 
 const enqueueUsage = `enqueue LANE|TARGET [--source DIR] [--host-path] [--job-id UUID] [--wait] [--timeout D] [nats flags]
+       enqueue LANE… | --changed [PATH…] [--group ID] [--source DIR] [--host-path] [nats flags]
 
 Queues one run of the lane (by CI title) or target (by id) on the daemon's
 JetStream work queue. The source tree is packed (in a git work tree the
@@ -33,7 +34,11 @@ files git knows, tracked or untracked but not ignored; never .git, target,
 named in the job spec; --host-path sends the directory's path instead (single-host
 setups). Prints the job id. With --wait it follows the run's events live and
 exits with its status: 0 passed (or skipped), 1 failed, 2 bad usage, NATS
-errors or --timeout. Without --nats-url it connects to nats://` + defaultNATSListen + `,
+errors or --timeout. Several lanes, or --changed (the branch lanes that
+the changed paths select, as 'lanes select' does), make a push: one job per
+lane sharing a job spec group, shown together on the status page; it prints
+"push #N GROUP" (N: the work stream's sequence of its first job) and each
+job id with its lane. Without --nats-url it connects to nats://` + defaultNATSListen + `,
 where 'jerichoci serve' listens by default.`
 
 func runEnqueue(ctx context.Context, c *cli, args []string) int {
@@ -45,6 +50,14 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	output := fs.String("output", "text", "with --wait, `FORMAT` of standard output: text (status lines) or jsonl (the lifecycle events, ending with the final run_finished)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after `D` (0: no limit)")
 	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or ./jerichoci.lanes.json)")
+	changed := fs.Bool("changed", false, "queue a push of the branch lanes that the changed paths given as arguments select (none: git's changed files of --source)")
+	group := fs.String("group", "", "the push's group `ID` (default: a new one); several lanes at once make a push")
+	if pos, code, done := c.parseArgs(fs, args); done {
+		return code
+	} else if *changed || *group != "" || len(pos) > 1 {
+		return c.enqueuePush(ctx, fs, ncfg, pushRequest{names: pos, source: *source, hostPath: *hostPath, catalog: *catalog,
+			changed: *changed, group: *group, wait: *wait, jobID: *jobID})
+	}
 	name, code, done := c.parseLaneArgs(fs, args, output)
 	if done {
 		return code
