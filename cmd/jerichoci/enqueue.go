@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -83,13 +82,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 			}
 		}
 	}
-	src, err := filepath.Abs(*source)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
-			err = fmt.Errorf("%s is not a directory", src)
-		}
-	}
+	src, err := sourceDir(*source)
 	if err != nil {
 		return c.fail(exitUsage, "--source %q: %v", *source, err)
 	}

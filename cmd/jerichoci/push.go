@@ -51,13 +51,7 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 	if err := ncfg.clientReady(); err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	src, err := filepath.Abs(p.source)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
-			err = fmt.Errorf("%s is not a directory", src)
-		}
-	}
+	src, err := sourceDir(p.source)
 	if err != nil {
 		return c.fail(exitUsage, "--source %q: %v", p.source, err)
 	}
@@ -138,6 +132,19 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 		fmt.Fprintf(c.stdout, "%s %s\n", specs[i].JobID, names[i])
 	}
 	return exitOK
+}
+
+// sourceDir is --source as an absolute path to a directory.
+func sourceDir(dir string) (string, error) {
+	src, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(src)
+	if err == nil && !fi.IsDir() {
+		err = fmt.Errorf("%s is not a directory", src)
+	}
+	return src, err
 }
 
 func validGroup(s string) bool {
