@@ -31,6 +31,7 @@ type JobSpec struct {
 	GitHead       string         `json:"git_head,omitempty"`
 	ChangedFiles  []string       `json:"changed_files,omitempty"`
 	Requester     string         `json:"requester,omitempty"`
+	Group         *JobGroup      `json:"group,omitempty"` // the push it belongs to
 }
 
 // SourceKind says where a job's source snapshot is.
@@ -63,6 +64,7 @@ type jobSpecJSON struct {
 	GitHead       string       `json:"git_head,omitempty"`
 	ChangedFiles  *[]string    `json:"changed_files,omitempty"`
 	Requester     string       `json:"requester,omitempty"`
+	Group         *JobGroup    `json:"group,omitempty"`
 }
 
 type runtimeJSON struct {
@@ -82,7 +84,7 @@ type incusRuntimeJSON struct {
 // as it is, for ParseJobSpec to name.
 func (s JobSpec) MarshalJSON() ([]byte, error) {
 	v := jobSpecJSON{SchemaVersion: s.SchemaVersion, JobID: s.JobID.String(), Lane: s.Lane, Target: s.Target,
-		Source: s.Source, GitHead: s.GitHead, Requester: s.Requester}
+		Source: s.Source, GitHead: s.GitHead, Requester: s.Requester, Group: s.Group}
 	if s.ChangedFiles != nil {
 		v.ChangedFiles = &s.ChangedFiles
 	}
@@ -190,6 +192,9 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 			o.Fail("requester", quoteJSON(r), "a non-empty string of at most 256 bytes")
 		}
 		s.Requester = r
+	}
+	if g := specSub(o, "group", false, "an object with `id` and optional `lanes`"); g != nil {
+		s.Group = parseGroup(g)
 	}
 	specDone(o)
 	if len(errs) > 0 {

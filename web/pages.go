@@ -14,7 +14,7 @@ import (
 )
 
 func parseTemplates() *template.Template {
-	funcs := template.FuncMap{"dur": fmtDuration, "page": func(title string, refresh int) headData { return headData{title, refresh} }}
+	funcs := template.FuncMap{"dur": fmtDuration, "dec": func(n int) int { return n - 1 }, "page": func(title string, refresh int) headData { return headData{title, refresh} }}
 	return template.Must(template.New("").Funcs(funcs).ParseFS(assets, "templates/*.html"))
 }
 
@@ -48,6 +48,10 @@ type runRow struct {
 	// Requester is the job spec's requester ("" for local runs and specs
 	// without one).
 	Requester string
+	// Why says why the run failed (nil unless it did); Attempts counts
+	// the daemon job's deliveries that made a run (0: not known).
+	Why      *Why
+	Attempts int
 }
 
 func jobsText(c JobCounts) string {
@@ -90,29 +94,35 @@ func (s *Server) row(e runEntry) runRow {
 }
 
 func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
+	f, ferr := filterParam(r)
 	entries, err := s.loadRuns()
 	data := struct {
 		StateRoot string
-		Rows      []runRow
+		Items     []listItem
 		Err       string
 		Shown     int
 		Total     int
 		Refresh   int
-	}{StateRoot: s.cfg.StateRoot, Total: len(entries)}
-	if err != nil {
+		Filter    listFilter
+	}{StateRoot: s.cfg.StateRoot, Total: len(entries), Filter: f}
+	switch {
+	case ferr != nil:
+		data.Err = ferr.Error()
+	case err != nil:
 		data.Err = err.Error()
 	}
-	for i, e := range entries {
-		if i == maxLimit {
-			break
-		}
-		row := s.row(e)
-		if row.Status == string(model.StatusRunning) {
-			data.Refresh = refreshSecs
-		}
-		data.Rows = append(data.Rows, row)
+	if len(entries) > maxLimit {
+		entries = entries[:maxLimit]
 	}
-	data.Shown = len(data.Rows)
+	data.Shown = len(entries)
+	data.Items = s.items(entries, f)
+	for _, it := range data.Items {
+		for _, row := range it.Rows {
+			if row.Status == string(model.StatusRunning) || row.Status == "queued" {
+				data.Refresh = refreshSecs
+			}
+		}
+	}
 	s.render(w, http.StatusOK, "runs.html", data)
 }
 
@@ -133,6 +143,12 @@ type jobView struct {
 	LogErr      string
 	Live        bool
 	Phases      []phaseView
+	// Why says why the job failed; Open: its log shows unfolded (it
+	// failed or runs, or the run has no failed job); Focus: the page
+	// opens on it (the run's first failed job).
+	Why   *Why
+	Open  bool
+	Focus bool
 }
 
 type phaseView struct {
@@ -191,7 +207,16 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		Job      *jobFileView
 		Live     bool
 		Refresh  int
+		Lane     laneContext
 	}{ID: id, Rec: rec, Row: s.row(e), Title: title(rec), Head: model.Value(rec.GitHead), Message: model.Value(rec.Message)}
+	data.Lane = s.laneContext(e)
+	if e.Job != nil && e.Job.Lane != "" {
+		data.Title = e.Job.Lane
+	}
+	anyFailed := false
+	for _, j := range rec.Jobs {
+		anyFailed = anyFailed || j.Status == model.StatusFailed
+	}
 	if rec.FinishedAt != nil {
 		data.Finished = fmtTime(rec.FinishedAt.Time)
 	}
@@ -203,6 +228,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := s.cfg.Now()
+	focused := false
 	for i, j := range rec.Jobs {
 		v := jobView{Index: i, ID: j.ID, Description: j.Description, Status: string(j.Status), Executor: j.Executor,
 			Message: model.Value(j.Message), Started: fmtTime(j.StartedAt.Time), Live: live(rec, j), Timeout: fmtDuration(time.Duration(j.TimeoutSecs) * time.Second)}
@@ -228,6 +254,11 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 			v.LogErr = err.Error()
 		}
 		v.Log = tail
+		v.Why = whyJob(j)
+		v.Open = !anyFailed || j.Status == model.StatusFailed || j.Status == model.StatusRunning
+		if j.Status == model.StatusFailed && !focused {
+			v.Focus, focused = true, true
+		}
 		data.Live = data.Live || v.Live
 		data.Jobs = append(data.Jobs, v)
 	}

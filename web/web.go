@@ -90,7 +90,13 @@ func (s *Server) Close() { s.once.Do(s.cancel) }
 
 // Handler serves:
 //
-//	GET /                                    the runs, newest first
+//	GET /?status=&lane=&head=                the runs, newest first, by push
+//	GET /pushes/{push}                       one push: its line, its lanes
+//	GET /pushes/{push}/badge.svg             a push's status as a badge
+//	GET /api/pushes?status=&lane=&head=      the pushes, JSON
+//	GET /api/pushes/{push}                   one push, JSON
+//	GET /lanes/{lane}/badge.svg?head=        a lane's newest run as a badge
+//	GET /api/lanes/{lane}?head=              a lane's newest run, small JSON
 //	GET /runs/{run}                          one run: jobs, timeline, logs
 //	GET /runs/{run}/jobs/{job}/log           a job's host.log, as text
 //	GET /runs/{run}/jobs/{job}/log/stream    a job's host.log, live (SSE)
@@ -105,6 +111,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /runs/{run}/jobs/{job}/log/stream", s.jobLogStream)
 	mux.HandleFunc("GET /api/runs", s.apiRuns)
 	mux.HandleFunc("GET /api/runs/{run}", s.apiRun)
+	mux.HandleFunc("GET /pushes/{push}", s.pushPage)
+	mux.HandleFunc("GET /pushes/{push}/badge.svg", s.pushBadge)
+	mux.HandleFunc("GET /api/pushes", s.apiPushes)
+	mux.HandleFunc("GET /api/pushes/{push}", s.apiPush)
+	mux.HandleFunc("GET /lanes/{lane}/badge.svg", s.laneBadge)
+	mux.HandleFunc("GET /api/lanes/{lane}", s.apiLane)
 	static, _ := fs.Sub(assets, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	return securityHeaders(mux)

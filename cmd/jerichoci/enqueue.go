@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 )
 
 const enqueueUsage = `enqueue LANE|TARGET [--source DIR] [--host-path] [--job-id UUID] [--wait] [--timeout D] [nats flags]
+       enqueue LANE… | --changed [PATH…] [--group ID] [--source DIR] [--host-path] [nats flags]
 
 Queues one run of the lane (by CI title) or target (by id) on the daemon's
 JetStream work queue. The source tree is packed (in a git work tree the
@@ -37,7 +37,11 @@ source's own jerichoci.lanes.json merged over it; a name that neither the
 source's catalog (merged over the built-in one) nor the daemon knows is
 refused before anything is queued, with a suggestion (exit 2). Prints the job id. With --wait it follows the run's events live and
 exits with its status: 0 passed (or skipped), 1 failed, 2 bad usage, NATS
-errors or --timeout. Without --nats-url it connects to nats://` + defaultNATSListen + `,
+errors or --timeout. Several lanes, or --changed (the branch lanes that
+the changed paths select, as 'lanes select' does), make a push: one job per
+lane sharing a job spec group, shown together on the status page; it prints
+"push #N GROUP" (N: the work stream's sequence of its first job) and each
+job id with its lane. Without --nats-url it connects to nats://` + defaultNATSListen + `,
 where 'jerichoci serve' listens by default.`
 
 func runEnqueue(ctx context.Context, c *cli, args []string) int {
@@ -49,6 +53,14 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	output := fs.String("output", "text", "with --wait, `FORMAT` of standard output: text (status lines) or jsonl (the lifecycle events, ending with the final run_finished)")
 	timeout := fs.Duration("timeout", 0, "with --wait, give up waiting after `D` (0: no limit)")
 	catalog := fs.String("catalog", "", "catalog `FILE` used to tell lanes from targets (default $"+envCatalog+" or the source's "+targets.DefaultFile+")")
+	changed := fs.Bool("changed", false, "queue a push of the branch lanes that the changed paths given as arguments select (none: git's changed files of --source)")
+	group := fs.String("group", "", "the push's group `ID` (default: a new one); several lanes at once make a push")
+	if pos, code, done := c.parseArgs(fs, args); done {
+		return code
+	} else if *changed || *group != "" || len(pos) > 1 {
+		return c.enqueuePush(ctx, fs, ncfg, pushRequest{names: pos, source: *source, hostPath: *hostPath, catalog: *catalog,
+			changed: *changed, group: *group, wait: *wait, jobID: *jobID})
+	}
 	name, code, done := c.parseLaneArgs(fs, args, output)
 	if done {
 		return code
@@ -64,13 +76,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 		}
 	}
 	id := spec.JobID.String()
-	src, err := filepath.Abs(*source)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
-			err = fmt.Errorf("%s is not a directory", src)
-		}
-	}
+	src, err := sourceDir(*source)
 	if err != nil {
 		return c.fail(exitUsage, "--source %q: %v", *source, err)
 	}

@@ -220,7 +220,7 @@ func (a *attempt) sourceRoot(ctx context.Context) (string, func(), error) {
 func (a *attempt) writeJobFile(runID string) error {
 	jf := protocol.JobFile{JobID: a.key, Worker: a.worker, Delivery: a.delivered, StreamSeq: a.seq}
 	if a.spec != nil {
-		jf.Requester = a.spec.Requester
+		jf.Requester, jf.Lane, jf.Group = a.spec.Requester, a.spec.Lane, a.spec.Group
 	}
 	if !a.published.IsZero() {
 		jf.EnqueuedAt = a.published.UTC().Format(time.RFC3339Nano)

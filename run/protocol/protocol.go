@@ -172,6 +172,11 @@ type JobFile struct {
 	// EnqueuedAt is when the job message entered the work stream (RFC
 	// 3339, UTC): with the run's first job start, its queue wait.
 	EnqueuedAt string `json:"enqueued_at,omitempty"`
+	// Lane is the job spec's lane title, when it names a lane.
+	Lane string `json:"lane,omitempty"`
+	// Group is the job spec's group (the push the job belongs to), when
+	// it names one.
+	Group *model.JobGroup `json:"group,omitempty"`
 }
 
 // JobFileName is the name of JobFile in a run directory.

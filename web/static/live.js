@@ -23,13 +23,30 @@
     var es = new EventSource(pre.dataset.stream + "?offset=" + encodeURIComponent(pre.dataset.offset));
     open++;
     es.onopen = function () { set("live-" + i, "following the log live…"); };
-    es.onmessage = function (ev) {
+    // Whole lines are shown as they come; a line a program wrote to
+    // stderr ("[…:stderr] …") is marked as on the server-rendered page.
+    var partial = "";
+    function show(text) {
       var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-      pre.appendChild(document.createTextNode(JSON.parse(ev.data).text));
+      var lines = (partial + text).split("\n");
+      partial = lines.pop();
+      lines.forEach(function (line) {
+        var node = document.createTextNode(line + "\n");
+        if (/^\[[^\]]{0,62}:stderr\]/.test(line)) {
+          var span = document.createElement("span");
+          span.className = "stderr";
+          span.appendChild(node);
+          node = span;
+        }
+        pre.appendChild(node);
+      });
       if (atEnd) { pre.scrollTop = pre.scrollHeight; }
-    };
+    }
+    pre.scrollTop = pre.scrollHeight; // opened mid-run: follow the tail
+    es.onmessage = function (ev) { show(JSON.parse(ev.data).text); };
     es.addEventListener("end", function (ev) {
       es.close();
+      if (partial) { pre.appendChild(document.createTextNode(partial)); partial = ""; }
       var d = JSON.parse(ev.data), exit = d.exit_code === null ? "" : String(d.exit_code);
       set("live-" + i, "finished: " + d.status + (exit ? " (exit " + exit + ")" : "") + (d.message ? ": " + d.message : ""));
       pre.dataset.ended = d.status;

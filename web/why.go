@@ -1,0 +1,109 @@
+package web
+
+import (
+	"fmt"
+	"strings"
+
+	"jerichoci/model"
+	"jerichoci/run"
+)
+
+// Why says in a word and a line why a run or a job did not pass
+// (docs/PROTOCOL.md, "Status page and JSON API"): the word is one of
+// whyWords, the line the detail (the exit code, the timeout, the policy,
+// the retries, the record's message).
+type Why struct {
+	Word string `json:"word"`
+	Line string `json:"line"`
+}
+
+// The words of Why.
+const (
+	whyTest     = "test failed"
+	whyTimeout  = "timed out"
+	whyCancel   = "cancelled"
+	whyRefused  = "refused"
+	whyInfra    = "infrastructure"
+	whyNeverRan = "never ran"
+	whyFailed   = "failed" // a failure the record does not classify further
+)
+
+// whyRun is why a failed run failed; nil unless it failed. retries is how
+// often the daemon handed the job back before this attempt.
+func whyRun(r model.RunRecord, retries int) *Why {
+	if r.Status != model.StatusFailed {
+		return nil
+	}
+	msg := model.Value(r.Message)
+	if w := whyMessage(msg, retries); w != nil {
+		return w
+	}
+	for _, j := range r.Jobs {
+		if j.Status == model.StatusFailed {
+			w := whyJob(j)
+			if w.Word == whyInfra && retries > 0 {
+				w.Line = retried(retries) + w.Line
+			}
+			return w
+		}
+	}
+	if msg == "" {
+		msg = "the run failed before any job did (no message in its record)"
+	}
+	return &Why{Word: whyFailed, Line: msg}
+}
+
+// whyJob is why a failed job failed; nil unless it failed.
+func whyJob(j model.JobRecord) *Why {
+	if j.Status != model.StatusFailed {
+		return nil
+	}
+	msg := model.Value(j.Message)
+	if w := whyMessage(msg, 0); w != nil {
+		return w
+	}
+	if j.ExitCode != nil && *j.ExitCode != 0 {
+		line := fmt.Sprintf("exit %d in %s", *j.ExitCode, j.ID)
+		if msg != "" {
+			line += ": " + msg
+		}
+		return &Why{Word: whyTest, Line: line}
+	}
+	if msg == "" {
+		msg = "job " + j.ID + " failed (no exit code or message in its record)"
+	}
+	return &Why{Word: whyFailed, Line: msg}
+}
+
+// whyMessage classifies a record's message by the words the daemon and
+// the executors write (run/daemon's classify, run's messages); nil when
+// the message is none of them.
+func whyMessage(msg string, retries int) *Why {
+	low := strings.ToLower(msg)
+	switch {
+	case msg == "":
+		return nil
+	case msg == run.MsgCancelled || strings.HasPrefix(low, "cancelled"):
+		return &Why{Word: whyCancel, Line: "cancelled before it finished"}
+	case strings.HasPrefix(low, "timed out"):
+		return &Why{Word: whyTimeout, Line: msg}
+	case strings.HasPrefix(low, "unknown job") || strings.HasPrefix(low, "unknown lane") || strings.HasPrefix(low, "invalid job spec"):
+		return &Why{Word: whyNeverRan, Line: msg}
+	case msg == run.MsgHostJobsRefused:
+		return &Why{Word: whyRefused, Line: "policy: host jobs (the daemon runs without --allow-host-jobs)"}
+	case msg == run.MsgStagedBuildsRefused:
+		return &Why{Word: whyRefused, Line: "policy: staged builds (the daemon runs without --allow-staged-builds)"}
+	case strings.HasPrefix(low, "source refused"):
+		return &Why{Word: whyRefused, Line: "policy: source limits: " + msg}
+	case strings.Contains(low, "refused"):
+		return &Why{Word: whyRefused, Line: msg}
+	case strings.Contains(low, "infrastructure error") || strings.HasPrefix(low, "gave up") ||
+		strings.HasPrefix(low, "interrupted") || strings.HasPrefix(low, "could not store the result"):
+		return &Why{Word: whyInfra, Line: retried(retries) + msg}
+	}
+	return nil
+}
+
+func retried(n int) string {
+	return fmt.Sprintf("retried: %d · ", n)
+}
