@@ -40,6 +40,9 @@ import (
 // default --guest-network).
 const guestNet = executor.DefaultGuestNetwork
 
+// Leases are asked for with up to 60 discovers a second apart (-t 60 -T 1):
+// udhcpc stops at the first offer, so a loaded host's slow dnsmasq only
+// makes it wait (four tries once failed both guests in a loaded CI run).
 // dhcpScript is udhcpc's event script: it configures the lease and prints
 // it, so a probe knows the guest's address.
 const dhcpScript = `#!/bin/sh
@@ -135,7 +138,7 @@ func dhcp(t *testing.T, cl *incus.Client, name string) netip.Addr {
 	if err := cl.PushFile(t.Context(), name, "/root/dhcp.sh", strings.NewReader(dhcpScript), incus.FileOwner{Mode: 0o755}); err != nil {
 		t.Fatal(err)
 	}
-	out := rootExec(t, cl, name, "ip link set eth0 up; udhcpc -i eth0 -n -q -t 4 -T 1 -s /root/dhcp.sh 2>&1")
+	out := rootExec(t, cl, name, "ip link set eth0 up; udhcpc -i eth0 -n -q -t 60 -T 1 -s /root/dhcp.sh 2>&1")
 	return leaseIn(out)
 }
 
@@ -345,7 +348,7 @@ func TestGuestsReachNeitherEachOtherNorTheHost(t *testing.T) {
 	macA = strings.TrimSpace(macA)
 
 	gw := jobs.Addr()
-	leased := "ip addr flush dev eth0; ip route flush dev eth0 2>/dev/null; udhcpc -i eth0 -n -q -t 4 -T 1 -s /root/dhcp.sh 2>&1"
+	leased := "ip addr flush dev eth0; ip route flush dev eth0 2>/dev/null; udhcpc -i eth0 -n -q -t 60 -T 1 -s /root/dhcp.sh 2>&1"
 	static := func(ip netip.Addr) string {
 		return fmt.Sprintf("ip addr flush dev eth0; ip addr add %s/%d dev eth0; ip route add default via %s dev eth0; ip -4 addr show eth0", ip, jobs.Bits(), gw)
 	}

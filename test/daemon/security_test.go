@@ -373,7 +373,7 @@ func TestGuestCannotReachNATSOrIncus(t *testing.T) {
 cat > /root/dhcp.sh <<'EOS'
 %[3]sEOS
 chmod 755 /root/dhcp.sh
-ip link set eth0 up; udhcpc -i eth0 -n -q -t 4 -T 1 -s /root/dhcp.sh 2>&1
+ip link set eth0 up; udhcpc -i eth0 -n -q -t 60 -T 1 -s /root/dhcp.sh 2>&1
 ip -4 addr show 2>/dev/null; ip -4 route show 2>/dev/null
 if timeout 3 bash -c "exec 3<>/dev/tcp/%[2]s/53" 2>/dev/null; then echo "control: bridge reachable"; else echo "control: bridge unreachable"; fi
 gw=; set -- $(ip route show default 2>/dev/null); [ "${1:-}" = default ] && gw="${3:-}"
