@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -70,15 +69,9 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 			}
 		}
 	}
-	src, err := filepath.Abs(*source)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = os.Stat(src); err == nil && !fi.IsDir() {
-			err = fmt.Errorf("%s is not a directory", src)
-		}
-	}
+	src, err := sourceDir(*source)
 	if err != nil {
-		return c.fail(exitUsage, "--source %q: %v", *source, err)
+		return c.clientFail(ctx, "nothing was queued", "%v", err)
 	}
 	if git := run.ReadGit(ctx, src); git.OK {
 		if git.Head != nil && regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`).MatchString(*git.Head) {
@@ -89,7 +82,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 
 	client, closeConn, err := ncfg.dialClient("jerichoci enqueue")
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "nothing was queued", "%v", err)
 	}
 	defer closeConn()
 	opCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -97,7 +90,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	spec.Source = model.SourceRef{Kind: model.SourceHostPath, Path: src}
 	if !*hostPath {
 		if spec.Source, err = uploadSource(opCtx, client, src); err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return c.clientFail(ctx, "nothing was queued", "%v", err)
 		}
 	}
 	var w *protocol.Watch
@@ -105,7 +98,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	if *wait {
 		// Subscribe before publishing, so no event is missed.
 		if w, err = client.Watch(opCtx, id); err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return c.clientFail(ctx, "nothing was queued", "%v", err)
 		}
 		defer w.Stop()
 		if *output == "text" {
@@ -113,14 +106,14 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 			lines := &logLines{out: out}
 			stop, err := client.FollowLogs(opCtx, id, false, lines.chunk)
 			if err != nil {
-				return c.fail(exitUsage, "%v", err)
+				return c.clientFail(ctx, "nothing was queued", "%v", err)
 			}
 			defer func() { stop(); lines.flush() }()
 		}
 	}
 	ack, err := client.Enqueue(opCtx, spec)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "job "+id+" may have been queued", "%v", err)
 	}
 	if ack.Duplicate {
 		fmt.Fprintf(c.stderr, "jerichoci enqueue: job %s was already queued (duplicate within the dedup window)\n", id)
@@ -133,7 +126,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	view.note("job %s queued (stream sequence %d)\n", id, ack.Sequence)
 	rec, err := view.await(ctx, w, *timeout)
 	if err != nil {
-		return c.fail(exitUsage, "waiting for job %s: %v (the job goes on; 'jerichoci cancel %s' stops it)", id, err, id)
+		return c.clientFail(ctx, "job "+id+" goes on; 'jerichoci cancel "+id+"' stops it", "waiting for job %s: %v (the job goes on; 'jerichoci cancel %s' stops it)", id, err, id)
 	}
 	if rec.Status == model.StatusFailed {
 		return exitFailed

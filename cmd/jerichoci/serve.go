@@ -104,6 +104,7 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 	go s.countSignals(sigs, d)
 	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
 		conns.worker.ConnectedUrlRedacted(), s.stateRoot, cfg.daemon.ID, conns.queue.Fleet)
+	s.publishDaemon(conns)
 	s.startPool(ctx, pool)
 	return d.Run(ctx)
 }
@@ -118,6 +119,8 @@ type serving struct {
 	// teardown is the context of closing: serve's, without its
 	// cancellation.
 	teardown context.Context
+	// statusURL is the status page's address, once it listens.
+	statusURL string
 }
 
 // preflight checks what serve needs before it opens anything: the
@@ -453,6 +456,7 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 	srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(status.Close) // live log streams end
 	addr := ln.Addr().String()
+	s.statusURL = "http://" + addr + "/"
 	s.open.push("status page on "+addr, serveHTTP(s.teardown, srv, ln, log))
 	log.Info("status page, metrics and health", zap.String("url", "http://"+addr+"/"))
 	return nil
