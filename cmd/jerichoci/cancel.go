@@ -61,6 +61,9 @@ func runCancel(ctx context.Context, c *cli, args []string) int {
 	}
 	view := jobView{out: c.stdout}
 	view.note("job %s: %s\n", jobID, rep.Message)
+	if rep.State == protocol.ClaimUnknown {
+		return exitUsage
+	}
 	if rep.State == protocol.ClaimFinished {
 		return exitFailed
 	}

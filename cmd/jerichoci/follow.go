@@ -33,6 +33,9 @@ func (c *cli) followLogs(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfig
 	defer closeConn()
 	opCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if code, done := c.checkFollowable(ctx, opCtx, client, ncfg.clientURL(), id); done {
+		return code
+	}
 	w, err := client.Watch(opCtx, id)
 	if err != nil {
 		return c.clientFail(ctx, "", "%v", err)

@@ -363,6 +363,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(cfg.exec.Nix, log)}, Host: host}
 		},
 		Instances: insts,
+		Waiting:   q,
 		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
 	}, pool
@@ -375,6 +376,11 @@ func (s *serving) subscribe(q *daemon.Queue, d *daemon.Daemon) error {
 		return err
 	}
 	s.open.push("cancel subscription", cancelSub.Unsubscribe)
+	lookupSub, err := q.SubscribeLookups(d, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	s.open.push("lookup subscription", lookupSub.Unsubscribe)
 	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, s.log.Named("giveup"))
 	if err != nil {
 		return err
