@@ -18,6 +18,9 @@ import (
 	"jerichoci/run/protocol"
 )
 
+// geteuid is the user whose daemon files a client reads (tests set it).
+var geteuid = os.Geteuid
+
 // lookup is where a client looked for credentials: the candidate file
 // and what it found there.
 type lookup struct {

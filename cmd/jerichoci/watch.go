@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,7 +21,7 @@ func (c *cli) clientFlagSet(name, usage string) (*flag.FlagSet, *natsConfig) {
 	ncfg := defaultNATSConfig()
 	// No state root unless given: then the daemon files and ./.pikaci
 	// are searched (finddaemon.go).
-	ncfg.StateRoot, ncfg.lookups = "", clientLookupsFrom(c.env, os.Geteuid())
+	ncfg.StateRoot, ncfg.lookups = "", clientLookupsFrom(c.env, geteuid())
 	ncfg.fromEnv(c.env)
 	fs := c.flagSet(name, usage)
 	ncfg.flags(fs, false)

@@ -28,12 +28,16 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (protocol.CancelReply
 	wrote, err := changeClaim(ctx, d.Jobs, jobID, func(cur *claimEntry) (*protocol.Claim, error) {
 		rep = protocol.CancelReply{JobID: jobID}
 		switch {
-		case cur == nil:
+		case cur == nil || (cur.State == protocol.ClaimCancelled && cur.RunID == ""):
 			// Nobody has seen the job: the claim expires after PrecancelTTL,
 			// so cancels of jobs that never come leave nothing behind. A job
 			// in the work stream is really cancelled before it started; an
-			// id nothing knows is said to be unknown (lookup.go).
+			// id nothing knows is said to be unknown (lookup.go), however
+			// often it is cancelled.
 			rep.State, rep.Message = protocol.ClaimCancelled, "cancelled before it started; the failed record is written when a worker takes the job"
+			if cur != nil {
+				rep.Message = "cancel already requested; the job has not started"
+			}
 			queued, err := d.queued(ctx, jobID)
 			if err != nil {
 				return nil, err
@@ -45,6 +49,9 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (protocol.CancelReply
 				}
 				rep.State, rep.Message = protocol.ClaimUnknown, fmt.Sprintf(
 					"unknown job: no job with this id is queued, running or finished (a mistyped id?); should one be published within %s, it is cancelled", d.Config.PrecancelTTL)
+			}
+			if cur != nil {
+				return nil, nil // the cancel is there already
 			}
 			return &protocol.Claim{JobID: jobID, State: protocol.ClaimCancelled, CancelRequested: true, UpdatedAt: model.At(d.now())}, nil
 		case cur.State == protocol.ClaimFinished:
