@@ -294,3 +294,47 @@ func TestCtrlCOnClientCommandsExits130(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusOfAFailedRunSaysWhy(t *testing.T) {
+	root := fixtureState(t)
+	tests := []struct {
+		run, stderr string
+	}{
+		{failedRun, "server-agent-api-tests: test command exited with 101\n"},
+		{stagedRun, ""},
+		{skippedRun, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.run, func(t *testing.T) {
+			_, stderr, code := inState(t, root, "status", tc.run)
+			if code != exitOK || stderr != tc.stderr {
+				t.Errorf("exit %d, stderr %q; want 0 and %q", code, stderr, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestCommandsBadInputExits2 holds every command to README's table: bad
+// usage and bad input are 2, whatever the command.
+func TestCommandsBadInputExits2(t *testing.T) {
+	root := fixtureState(t)
+	unknownID := uuid.NewString()
+	tests := [][]string{
+		{"status", "nope"}, {"logs", "nope"}, {"runs", "show", "nope"}, {"runs", "logs", "nope"},
+		{"prepared-outputs", "nope"}, {"rerun", "nope"}, {"targets", "show", "nope"}, {"list", "extra"},
+		{"gc", "--keep-runs", "-1"}, {"version", "extra"}, {"staged-linux-target-info", "nope"},
+		{"lanes", "select", "--changed-from", "/nonexistent"}, {"run", "nope"}, {"nope"},
+		{"cancel", "not-a-uuid"}, {"logs", "--follow", "not-a-uuid"},
+		// No daemon answers: 2, not a run's failure.
+		{"cancel", unknownID}, {"logs", "--follow", unknownID},
+		{"enqueue", "demo-pass", "--source", root},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, stderr, code := runCLIEnv(t, map[string]string{envStateRoot: root, "JERICHOCI_NATS_URL": "nats://127.0.0.1:1", envDaemonFile: ""}, args...)
+			if code != exitUsage || stderr == "" {
+				t.Errorf("exit %d, want 2 with a message; stderr:\n%s", code, stderr)
+			}
+		})
+	}
+}
