@@ -18,7 +18,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"jerichoci/model"
 	"jerichoci/run/daemon"
@@ -336,5 +339,32 @@ func TestCommandsBadInputExits2(t *testing.T) {
 				t.Errorf("exit %d, want 2 with a message; stderr:\n%s", code, stderr)
 			}
 		})
+	}
+}
+
+func TestEmbeddedServerDoesNotWarnAboutItsOwnPasswords(t *testing.T) {
+	listen, state, users := testEmbeddedUsers(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	srv, err := startEmbedded(embeddedOptions{Listen: listen, StoreDir: filepath.Join(state, "nats"), Users: users}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	// Every generated user still gets in with its password.
+	for role, cr := range users.Roles {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(cr.User, cr.Password))
+		if err != nil {
+			t.Errorf("%s: %v", role, err)
+			continue
+		}
+		nc.Close()
+	}
+	for _, e := range logs.All() {
+		if strings.Contains(e.Message, "Plaintext passwords") {
+			t.Errorf("the embedded server warned: %s", e.Message)
+		}
+	}
+	if conf, err := embeddedConfig(users); err != nil || strings.Contains(conf, users.Roles[protocol.RoleClient].Password) {
+		t.Errorf("embeddedConfig holds a plaintext password (err %v)", err)
 	}
 }

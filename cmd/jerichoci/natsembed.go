@@ -378,7 +378,11 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	}
 	// The accounts and users of docs/PROTOCOL.md, from the same text.
 	opts := &server.Options{}
-	if err := opts.ProcessConfigString(embeddedConfig(o.Users)); err != nil {
+	conf, err := embeddedConfig(o.Users)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	if err := opts.ProcessConfigString(conf); err != nil {
 		return nil, fmt.Errorf("embedded nats-server: configuration: %w", err)
 	}
 	opts.ServerName, opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs = "jerichoci-embedded", host, port, true, storeDir, true
