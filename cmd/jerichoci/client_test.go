@@ -368,3 +368,77 @@ func TestEmbeddedServerDoesNotWarnAboutItsOwnPasswords(t *testing.T) {
 		t.Errorf("embeddedConfig holds a plaintext password (err %v)", err)
 	}
 }
+
+// markWriter records what is written and closes seen once it holds marker.
+type markWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	marker string
+	seen   chan struct{}
+}
+
+func (w *markWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if w.marker != "" && strings.Contains(w.buf.String(), w.marker) {
+		close(w.seen)
+		w.marker = ""
+	}
+	return len(p), nil
+}
+
+func (w *markWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func TestServeSaysWhatItsStopWaitsFor(t *testing.T) {
+	tests := []struct {
+		name  string
+		steps []string // the slow one waits until it has been named
+		slow  string
+		want  []string
+	}{
+		{"a slow warm pool", []string{"daemon file", "the warm pool (deleting its idle instances)", "incus client"}, "the warm pool (deleting its idle instances)",
+			[]string{"jerichoci serve: stopping: waiting for the warm pool (deleting its idle instances)\n", "jerichoci serve: stopping: the warm pool (deleting its idle instances) done after "}},
+		{"slow teardowns", []string{"instance teardowns"}, "instance teardowns",
+			[]string{"jerichoci serve: stopping: waiting for instance teardowns\n", "jerichoci serve: stopping: instance teardowns done after "}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &markWriter{marker: "waiting for " + tc.slow, seen: make(chan struct{})}
+			// first 0: every step is named at once; the slow one returns only then.
+			s := closers{watch: stopProgress(w, 0, time.Hour)}
+			for _, name := range tc.steps {
+				s.push(name, func() error {
+					if name == tc.slow {
+						<-w.seen
+					}
+					return nil
+				})
+			}
+			if err := s.close(); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(w.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, w.String())
+				}
+			}
+		})
+	}
+}
+
+func TestDrainProgressNamesTheRunningJobs(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the first signal
+	stopped := make(chan struct{})
+	w := &markWriter{marker: "still waiting for 2 running job(s) to finish", seen: make(chan struct{})}
+	go func() { <-w.seen; close(stopped) }()
+	drainProgress(ctx, w, func() int { return 2 }, time.Millisecond, stopped)
+	if !strings.Contains(w.String(), "signal again to cancel them") {
+		t.Errorf("stderr: %q", w.String())
+	}
+}

@@ -76,6 +76,7 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 	// Teardown outlives the first signal (which ends ctx): its contexts
 	// are ctx's values without its cancellation, each with a timeout.
 	s := &serving{cli: c, cfg: cfg, teardown: context.WithoutCancel(ctx)}
+	s.open.watch = stopProgress(c.stderr, time.Second, 5*time.Second)
 	defer func() { err = errors.Join(err, s.open.close()) }()
 	cat, isolation, err := s.preflight(ctx)
 	if err != nil {
@@ -106,6 +107,9 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 		conns.worker.ConnectedUrlRedacted(), s.stateRoot, cfg.daemon.ID, conns.queue.Fleet)
 	s.publishDaemon(conns)
 	s.startPool(ctx, pool)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go drainProgress(ctx, c.stderr, d.Busy, 5*time.Second, stopped)
 	return d.Run(ctx)
 }
 
@@ -201,7 +205,7 @@ func (s *serving) openNATS(ctx context.Context) (serveConns, error) {
 		if err != nil {
 			return conns, err
 		}
-		s.open.push("", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
+		s.open.push("the embedded NATS server", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
 		conns.url, conns.inProcess = srv.ClientURL(), srv
 		// The daemon talks to its own server in process: no socket, no TLS.
 		// The admin, whose password exists only in this process, sets up the
@@ -322,7 +326,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
-	s.open.push("", func() error {
+	s.open.push("instance teardowns", func() error {
 		wait, cancel := context.WithTimeout(s.teardown, cfg.exec.executorConfig().CleanupTimeout)
 		defer cancel()
 		if err := teardowns.Wait(wait); err != nil {
@@ -404,7 +408,7 @@ func (s *serving) startPool(ctx context.Context, pool *executor.Pool) {
 		}
 		pool.Run(poolCtx)
 	}()
-	s.open.push("", func() error { stopPool(); <-poolDone; return nil })
+	s.open.push("the warm pool (deleting its idle instances)", func() error { stopPool(); <-poolDone; return nil })
 }
 
 // startStatusPage serves the status page, its JSON API, /metrics and the
