@@ -16,7 +16,8 @@ running job is stopped and its instance deleted; a queued one never starts.
 Either way its final record is failed with the message "cancelled". With
 --wait it waits for that record. Exit status: 0 when the cancel was accepted
 (with --wait: the job ended cancelled), 1 when the job had already finished
-otherwise, 2 on bad usage, when no daemon answers or on --timeout.`
+otherwise, 2 on bad usage, for a job id no daemon knows (not queued,
+running or finished), when no daemon answers or on --timeout, 130 on Ctrl-C.`
 
 func runCancel(ctx context.Context, c *cli, args []string) int {
 	fs, ncfg := c.clientFlagSet("cancel", cancelUsage)

@@ -32,8 +32,10 @@ files git knows, tracked or untracked but not ignored; never .git, target,
 named in the job spec; --host-path sends the directory's path instead (single-host
 setups). Prints the job id. With --wait it follows the run's events live and
 exits with its status: 0 passed (or skipped), 1 failed, 2 bad usage, NATS
-errors or --timeout. Without --nats-url it connects to nats://` + defaultNATSListen + `,
-where 'jerichoci serve' listens by default.`
+errors, no daemon or --timeout, 130 on Ctrl-C (the job goes on). Without
+--nats-url it takes the URL and credentials of the daemon found as README
+says (--state-root, $PIKACI_STATE_ROOT, the daemon file a running serve
+publishes, ./.pikaci), else nats://` + defaultNATSListen + `.`
 
 func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	fs, ncfg := c.clientFlagSet("enqueue", enqueueUsage)
