@@ -90,26 +90,7 @@ type clientDaemon struct {
 
 func startClientDaemon(t *testing.T) clientDaemon {
 	t.Helper()
-	listen, state, users := testEmbeddedUsers(t)
-	srv := startTestEmbedded(t, listen, state, users)
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(users.Admin.User, users.Admin.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if _, err := daemon.OpenQueue(t.Context(), nc, daemon.DefaultQueueConfig()); err != nil {
-		t.Fatal(err)
-	}
-	w := users.Roles[protocol.RoleWorker]
-	wnc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(w.User, w.Password), nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(wnc.Close)
-	q, err := daemon.OpenQueue(t.Context(), wnc, daemon.DefaultQueueConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, q, _, state := embeddedQueueIn(t)
 	d := &daemon.Daemon{Config: daemon.DefaultDaemonConfig(), Jobs: q.Jobs, Results: q.Results, Waiting: q, Log: zaptest.NewLogger(t)}
 	for _, sub := range []func() (*nats.Subscription, error){
 		func() (*nats.Subscription, error) { return q.SubscribeCancels(d, 10*time.Second) },
@@ -121,7 +102,7 @@ func startClientDaemon(t *testing.T) clientDaemon {
 		}
 		t.Cleanup(func() { _ = s.Unsubscribe() })
 	}
-	return clientDaemon{state: state, url: users.Roles[protocol.RoleClient].URL, q: q}
+	return clientDaemon{state: state, url: env["JERICHOCI_NATS_URL"], q: q}
 }
 
 func TestClientFindsItsDaemonFromAnyDirectory(t *testing.T) {
@@ -174,15 +155,21 @@ func TestClientFindsItsDaemonFromAnyDirectory(t *testing.T) {
 	}
 }
 
+// enqueueOne queues demo-pass of src (a host path) and returns its job id.
+func enqueueOne(t *testing.T, env map[string]string, src string) string {
+	t.Helper()
+	id, stderr, code := runCLIEnv(t, env, "enqueue", "demo-pass", "--source", src, "--host-path", "--catalog", "../../jerichoci.lanes.json")
+	if code != exitOK {
+		t.Fatalf("enqueue: exit %d\n%s", code, stderr)
+	}
+	return strings.TrimSpace(id)
+}
+
 func TestUnknownAndQueuedJobIDs(t *testing.T) {
 	cd := startClientDaemon(t)
 	env := map[string]string{envStateRoot: cd.state}
 	src := t.TempDir()
-	queued, stderr, code := runCLIEnv(t, env, "enqueue", "demo-pass", "--source", src, "--host-path", "--catalog", "../../jerichoci.lanes.json")
-	if code != exitOK {
-		t.Fatalf("enqueue: exit %d\n%s", code, stderr)
-	}
-	queued = strings.TrimSpace(queued)
+	queued := enqueueOne(t, env, src)
 	finished := uuid.NewString()
 	rec := model.RunRecord{RunID: "20260101T000000Z-0000abcd", Status: model.StatusFailed, SourceRoot: src, Message: new("test command exited with 3"),
 		ChangedFiles: []string{}, Filters: []string{}, PrepareTimings: []model.PrepareTimingRecord{}, Jobs: []model.JobRecord{}}
@@ -261,11 +248,7 @@ func TestCtrlCOnClientCommandsExits130(t *testing.T) {
 	cd := startClientDaemon(t)
 	env := map[string]string{envStateRoot: cd.state}
 	src := t.TempDir()
-	queued, stderr, code := runCLIEnv(t, env, "enqueue", "demo-pass", "--source", src, "--host-path", "--catalog", "../../jerichoci.lanes.json")
-	if code != exitOK {
-		t.Fatalf("enqueue: exit %d\n%s", code, stderr)
-	}
-	queued = strings.TrimSpace(queued)
+	queued := enqueueOne(t, env, src)
 	tests := []struct {
 		name   string
 		args   []string

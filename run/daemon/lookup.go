@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -138,25 +137,11 @@ type Lookuper interface {
 // SubscribeLookups answers lookups on jerichoci.lookup.<job_id>, in a
 // queue group: one daemon of the fleet answers each.
 func (q *Queue) SubscribeLookups(l Lookuper, timeout time.Duration) (*nats.Subscription, error) {
-	sub, err := q.nc.QueueSubscribe(protocol.SubjectLookupPrefix+"*", "jerichoci-lookup", func(m *nats.Msg) {
-		jobID := strings.TrimPrefix(m.Subject, protocol.SubjectLookupPrefix)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
+	return q.answerJobRequests(protocol.SubjectLookupPrefix, "jerichoci-lookup", timeout, func(ctx context.Context, jobID string) any {
 		rep, err := l.Lookup(ctx, jobID)
 		if err != nil {
 			rep = protocol.LookupReply{JobID: jobID, Error: err.Error()}
 		}
-		if m.Reply != "" {
-			if b, err := encodeJSON(rep); err == nil {
-				_ = m.Respond(b) // the requester may be gone
-			}
-		}
+		return rep
 	})
-	if err == nil {
-		err = q.nc.Flush()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("subscribe %s*: %w", protocol.SubjectLookupPrefix, err)
-	}
-	return sub, nil
 }

@@ -34,23 +34,36 @@ type LookupReply struct {
 // Lookup asks the daemons where the job stands. No daemon listening (or
 // only daemons older than lookups) is an error wrapping ErrNoDaemon.
 func (c *Client) Lookup(ctx context.Context, jobID string) (LookupReply, error) {
-	if _, err := model.ParseJobID(jobID); err != nil {
-		return LookupReply{}, fmt.Errorf("lookup: %w", err)
-	}
-	subject := SubjectLookupPrefix + jobID
-	m, err := c.nc.RequestWithContext(ctx, subject, nil)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return LookupReply{}, fmt.Errorf("%w on %s: is jerichoci serve running?", ErrNoDaemon, subject)
-	}
-	if err != nil {
-		return LookupReply{}, fmt.Errorf("look up job %s: %w", jobID, err)
-	}
 	var rep LookupReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil || rep.JobID != jobID {
-		return LookupReply{}, fmt.Errorf("look up job %s: unreadable reply %q", jobID, m.Data)
+	if err := c.askDaemons(ctx, "look up", SubjectLookupPrefix, jobID, &rep); err != nil {
+		return LookupReply{}, err
+	}
+	if rep.JobID != jobID {
+		return LookupReply{}, fmt.Errorf("look up %s: the reply names job %q", jobID, rep.JobID)
 	}
 	if rep.Error != "" {
-		return rep, fmt.Errorf("look up job %s: %s", jobID, rep.Error)
+		return rep, fmt.Errorf("look up %s: %s", jobID, rep.Error)
 	}
 	return rep, nil
+}
+
+// askDaemons sends the daemons a request about jobID on prefix + jobID
+// and decodes their JSON answer into reply; verb names the request in
+// errors. No daemon listening is an error wrapping ErrNoDaemon.
+func (c *Client) askDaemons(ctx context.Context, verb, prefix, jobID string, reply any) error {
+	if _, err := model.ParseJobID(jobID); err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	subject := prefix + jobID
+	m, err := c.nc.RequestWithContext(ctx, subject, nil)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%w on %s: is jerichoci serve running?", ErrNoDaemon, subject)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", verb, jobID, err)
+	}
+	if err := json.Unmarshal(m.Data, reply); err != nil {
+		return fmt.Errorf("%s %s: unreadable reply %q", verb, jobID, m.Data)
+	}
+	return nil
 }
