@@ -124,11 +124,19 @@ incus-down:
 reset:
 	@bash scripts/reset-machine
 
+# The daemon as README describes it: staged builds and host-local jobs on,
+# so pika's lanes run (docs/SECURITY.md says what each opens). It
+# publishes its daemon file, so enqueue, cancel and logs --follow find it
+# from any directory. SERVE_FLAGS= runs guest jobs only.
+SERVE_FLAGS ?= --allow-staged-builds --allow-host-jobs
+
 run: incus-up nix-up hostjobs-up build
-	$(BIN)/jerichoci serve
+	$(BIN)/jerichoci serve $(SERVE_FLAGS)
 
 # The demo lanes through the daemon: serve on embedded NATS, enqueue the
-# four lanes, check that each ended as designed, stop.
+# four lanes, check that each ended as designed, stop. Its daemon takes free
+# ports (DEMO_NATS_LISTEN, DEMO_HTTP_LISTEN) and publishes no daemon file,
+# so it runs next to `make run`.
 demo: incus-up build
 	@bash scripts/demo-daemon
 

@@ -85,11 +85,10 @@ func (n *prepareNode) isNix() bool { return n.job == nil }
 
 func (n *prepareNode) id() string { return n.record.ID }
 
-// line writes a "[pikaci] …" line to the host log of every job the node serves.
+// line writes a "[pikaci] …" line to the host log of every job the node
+// serves, shown live once (sharedlog.go).
 func (n *prepareNode) line(format string, a ...any) {
-	for _, js := range n.consumers() {
-		js.hostLog.line(format, a...)
-	}
+	sharedLine(n.consumers(), format, a...)
 }
 
 func (n *prepareNode) consumers() []*jobState {
@@ -287,10 +286,7 @@ func (st *runState) prepareRunner(ctx context.Context, n *prepareNode) error {
 
 // prepareOutput builds one staged output and hands it to its jobs.
 func (st *runState) prepareOutput(ctx context.Context, n *prepareNode) error {
-	logs := make([]io.Writer, 0, len(n.logs))
-	for _, js := range n.logs {
-		logs = append(logs, js.hostLog)
-	}
+	logs := sharedLogs(n.logs) // in every host.log, live once
 	firstLog := n.logs[0].template.HostLogPath
 	node := n.record.Prepare
 	output, installable := node.OutputName, node.Installable

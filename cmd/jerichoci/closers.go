@@ -10,6 +10,10 @@ import (
 // to close.
 type closers struct {
 	stack []namedClose
+	// watch, when set, is told of each named close as it starts; the
+	// function it returns is called when that close ends (serve says what
+	// a slow stop waits for: servestop.go).
+	watch func(name string) (done func())
 }
 
 type namedClose struct {
@@ -27,7 +31,13 @@ func (s *closers) close() error {
 	var errs []error
 	for i := len(s.stack) - 1; i >= 0; i-- {
 		c := s.stack[i]
-		if err := c.fn(); err != nil {
+		done := func() {}
+		if s.watch != nil && c.name != "" {
+			done = s.watch(c.name)
+		}
+		err := c.fn()
+		done()
+		if err != nil {
 			if c.name != "" {
 				err = fmt.Errorf("close %s: %w", c.name, err)
 			}

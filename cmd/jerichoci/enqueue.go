@@ -37,12 +37,14 @@ source's own jerichoci.lanes.json merged over it; a name that neither the
 source's catalog (merged over the built-in one) nor the daemon knows is
 refused before anything is queued, with a suggestion (exit 2). Prints the job id. With --wait it follows the run's events live and
 exits with its status: 0 passed (or skipped), 1 failed, 2 bad usage, NATS
-errors or --timeout. Several lanes, or --changed (the branch lanes that
-the changed paths select, as 'lanes select' does), make a push: one job per
-lane sharing a job spec group, shown together on the status page; it prints
-"push #N GROUP" (N: the work stream's sequence of its first job) and each
-job id with its lane. Without --nats-url it connects to nats://` + defaultNATSListen + `,
-where 'jerichoci serve' listens by default.`
+errors, no daemon or --timeout, 130 on Ctrl-C (the job goes on). Several
+lanes, or --changed (the branch lanes that the changed paths select, as
+'lanes select' does), make a push: one job per lane sharing a job spec
+group, shown together on the status page; it prints "push #N GROUP" (N:
+the work stream's sequence of its first job) and each job id with its lane.
+Without --nats-url it takes the URL and credentials of the daemon found as
+README says (--state-root, $PIKACI_STATE_ROOT, the daemon file a running
+serve publishes, ./.pikaci), else nats://` + defaultNATSListen + `.`
 
 func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	fs, ncfg := c.clientFlagSet("enqueue", enqueueUsage)
@@ -78,7 +80,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	id := spec.JobID.String()
 	src, err := sourceDir(*source)
 	if err != nil {
-		return c.fail(exitUsage, "--source %q: %v", *source, err)
+		return c.clientFail(ctx, "nothing was queued", "%v", err)
 	}
 	if git := run.ReadGit(ctx, src); git.OK {
 		if git.Head != nil && regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`).MatchString(*git.Head) {
@@ -89,7 +91,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 
 	client, closeConn, err := ncfg.dialClient("jerichoci enqueue")
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "nothing was queued", "%v", err)
 	}
 	defer closeConn()
 	// A lane or target neither the source's catalog nor the daemon's knows is refused before queuing.
@@ -107,7 +109,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	spec.Source = model.SourceRef{Kind: model.SourceHostPath, Path: src}
 	if !*hostPath {
 		if spec.Source, err = uploadSource(opCtx, client, src); err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return c.clientFail(ctx, "nothing was queued", "%v", err)
 		}
 	}
 	var w *protocol.Watch
@@ -115,7 +117,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	if *wait {
 		// Subscribe before publishing, so no event is missed.
 		if w, err = client.Watch(opCtx, id); err != nil {
-			return c.fail(exitUsage, "%v", err)
+			return c.clientFail(ctx, "nothing was queued", "%v", err)
 		}
 		defer w.Stop()
 		if *output == "text" {
@@ -123,14 +125,14 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 			lines := &logLines{out: out}
 			stop, err := client.FollowLogs(opCtx, id, false, lines.chunk)
 			if err != nil {
-				return c.fail(exitUsage, "%v", err)
+				return c.clientFail(ctx, "nothing was queued", "%v", err)
 			}
 			defer func() { stop(); lines.flush() }()
 		}
 	}
 	ack, err := client.Enqueue(opCtx, spec)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "job "+id+" may have been queued", "%v", err)
 	}
 	if ack.Duplicate {
 		fmt.Fprintf(c.stderr, "jerichoci enqueue: job %s was already queued (duplicate within the dedup window)\n", id)
@@ -143,7 +145,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 	view.note("job %s queued (stream sequence %d)\n", id, ack.Sequence)
 	rec, err := view.await(ctx, w, *timeout)
 	if err != nil {
-		return c.fail(exitUsage, "waiting for job %s: %v (the job goes on; 'jerichoci cancel %s' stops it)", id, err, id)
+		return c.clientFail(ctx, "job "+id+" goes on; 'jerichoci cancel "+id+"' stops it", "waiting for job %s: %v (the job goes on; 'jerichoci cancel %s' stops it)", id, err, id)
 	}
 	if rec.Status == model.StatusFailed {
 		return exitFailed

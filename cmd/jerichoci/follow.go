@@ -28,21 +28,24 @@ func (c *cli) followLogs(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfig
 	}
 	client, closeConn, err := ncfg.dialClient("jerichoci logs --follow")
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "", "%v", err)
 	}
 	defer closeConn()
 	opCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	if code, done := c.checkFollowable(ctx, opCtx, client, ncfg.clientURL(), id); done {
+		return code
+	}
 	w, err := client.Watch(opCtx, id)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "", "%v", err)
 	}
 	defer w.Stop()
 	out := writers.NewLocked(c.stdout)
 	lines := &logLines{out: out}
 	stop, err := client.FollowLogs(opCtx, id, true, lines.chunk)
 	if err != nil {
-		return c.fail(exitUsage, "%v", err)
+		return c.clientFail(ctx, "", "%v", err)
 	}
 	view := jobView{out: out, name: "logs"}
 	rec, err := view.await(ctx, w, 0)
@@ -51,7 +54,7 @@ func (c *cli) followLogs(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfig
 	stop()
 	lines.flush()
 	if err != nil {
-		return c.fail(exitUsage, "following job %s: %v", id, err)
+		return c.clientFail(ctx, "the job goes on", "following job %s: %v", id, err)
 	}
 	if rec.Status == model.StatusFailed {
 		return exitFailed

@@ -51,6 +51,9 @@ type natsConfig struct {
 	// on the embedded server of the state root: client (the zero value)
 	// or reader.
 	role protocol.Role
+	// lookups: where a client command looks for credentials without a
+	// state root given, and where it looked (finddaemon.go).
+	lookups clientLookups
 }
 
 func defaultNATSConfig() natsConfig {
@@ -81,7 +84,7 @@ func (c *natsConfig) flags(fs *flag.FlagSet, embedded bool) {
 		fs.StringVar(&c.ServerTLSCert, "nats-server-tls-cert", c.ServerTLSCert, "certificate `FILE` of the embedded server (env JERICHOCI_NATS_SERVER_TLS_CERT)")
 		fs.StringVar(&c.ServerTLSKey, "nats-server-tls-key", c.ServerTLSKey, "key `FILE` of the embedded server (env JERICHOCI_NATS_SERVER_TLS_KEY)")
 	} else {
-		fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` of a daemon on this host whose embedded server's credentials (DIR/nats/client.json) are used when no URL or the same URL is given (env PIKACI_STATE_ROOT)")
+		fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` of a daemon on this host whose embedded server's credentials (DIR/nats/client.json) are used when no URL or the same URL is given (env PIKACI_STATE_ROOT; default: the state root a running serve published in its daemon file, else ./.pikaci)")
 	}
 	fs.StringVar(&c.URL, "nats-url", c.URL, urlHelp)
 	fs.StringVar(&c.User, "nats-user", c.User, "NATS `USER` (env JERICHOCI_NATS_USER; the password comes from JERICHOCI_NATS_PASSWORD)")
@@ -144,22 +147,15 @@ func (c natsConfig) explicitAuth() bool { return c.User != "" || c.Creds != "" |
 // URL) and no explicit authentication, the credentials that serve wrote
 // under the state root are used. Another server never sees them.
 func (c *natsConfig) useStateCredentials() error {
-	if c.explicitAuth() || c.StateRoot == "" {
+	if c.explicitAuth() {
 		return nil
 	}
 	role := c.role
 	if role == "" {
 		role = protocol.RoleClient
 	}
-	cr, err := readRoleCredentials(c.StateRoot, role)
-	if errors.Is(err, os.ErrNotExist) && role == protocol.RoleReader {
-		// A daemon of an older version wrote client.json only.
-		cr, err = readRoleCredentials(c.StateRoot, protocol.RoleClient)
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	cr, found, err := c.findStateCredentials(role)
+	if err != nil || !found {
 		return err
 	}
 	if c.URL != "" && c.URL != cr.URL {
@@ -211,11 +207,8 @@ func (c natsConfig) connect(url, name string, log *zap.Logger, extra ...nats.Opt
 		opts = append(opts, nats.RootCAs(c.TLSCA))
 	}
 	nc, err = nats.Connect(url, append(opts, extra...)...)
-	if errors.Is(err, nats.ErrAuthorization) && !c.explicitAuth() {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (a jerichoci serve with an embedded server writes its credentials to STATE/nats/%s: pass --state-root STATE, or --nats-user with JERICHOCI_NATS_PASSWORD)", url, err, roleFile(c.role))
-	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return nil, nil, c.connectError(url, err)
 	}
 	return nc, done, nil
 }
@@ -385,7 +378,11 @@ func startEmbedded(o embeddedOptions, log *zap.Logger) (*server.Server, error) {
 	}
 	// The accounts and users of docs/PROTOCOL.md, from the same text.
 	opts := &server.Options{}
-	if err := opts.ProcessConfigString(embeddedConfig(o.Users)); err != nil {
+	conf, err := embeddedConfig(o.Users)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	if err := opts.ProcessConfigString(conf); err != nil {
 		return nil, fmt.Errorf("embedded nats-server: configuration: %w", err)
 	}
 	opts.ServerName, opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs = "jerichoci-embedded", host, port, true, storeDir, true

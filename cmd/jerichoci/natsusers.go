@@ -23,11 +23,25 @@ listen: 127.0.0.1:4222
 }
 
 // embeddedConfig is the configuration of the embedded server: the same
-// accounts and users, the passwords written out (the text never leaves the
-// process), and the admin in the fleet's account.
-func embeddedConfig(users embeddedUsers) string {
+// accounts and users, each password as its bcrypt hash (hashedPassword;
+// the text never leaves the process anyway), and the admin in the fleet's
+// account.
+func embeddedConfig(users embeddedUsers) (string, error) {
+	hashes := map[protocol.Role]string{}
+	for role, cr := range users.Roles {
+		h, err := hashedPassword(cr.Password)
+		if err != nil {
+			return "", err
+		}
+		hashes[role] = h
+	}
 	admin := users.Admin
-	return natsAccountsConfig(func(role protocol.Role) string { return strconv.Quote(users.Roles[role].Password) }, &admin)
+	h, err := hashedPassword(admin.Password)
+	if err != nil {
+		return "", err
+	}
+	admin.Password = h
+	return natsAccountsConfig(func(role protocol.Role) string { return hashes[role] }, &admin), nil
 }
 
 // passwordEnv is the variable of nats-server's environment that holds
@@ -39,7 +53,8 @@ func passwordEnv(role protocol.Role) string {
 // natsAccountsConfig renders JetStream, the fleet's account (the worker,
 // JetStream, the exports) and the clients' account (client, reader, the
 // imports); password gives each role's password as configuration text;
-// admin, when set, joins the fleet's account with every right.
+// admin, when set, joins the fleet's account with every right (its
+// Password is configuration text, as password gives).
 func natsAccountsConfig(password func(protocol.Role) string, admin *credentials) string {
 	var b strings.Builder
 	b.WriteString("jetstream: enabled\naccounts {\n")
@@ -50,7 +65,7 @@ func natsAccountsConfig(password func(protocol.Role) string, admin *credentials)
 		}
 		b.WriteString("    users: [\n")
 		if admin != nil && acc == protocol.AccountFleet {
-			fmt.Fprintf(&b, "      { user: %s, password: %s }\n", strconv.Quote(admin.User), strconv.Quote(admin.Password))
+			fmt.Fprintf(&b, "      { user: %s, password: %s }\n", strconv.Quote(admin.User), admin.Password)
 		}
 		for _, role := range protocol.Roles() {
 			if role.Account() != acc {

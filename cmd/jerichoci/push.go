@@ -4,8 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"time"
 
@@ -53,7 +51,7 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 	}
 	src, err := sourceDir(p.source)
 	if err != nil {
-		return c.fail(exitUsage, "--source %q: %v", p.source, err)
+		return c.fail(exitUsage, "%v", err)
 	}
 	git := run.ReadGit(ctx, src)
 	var head string
@@ -136,19 +134,6 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 		fmt.Fprintf(c.stdout, "%s %s\n", specs[i].JobID, names[i])
 	}
 	return exitOK
-}
-
-// sourceDir is --source as an absolute path to a directory.
-func sourceDir(dir string) (string, error) {
-	src, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	fi, err := os.Stat(src)
-	if err == nil && !fi.IsDir() {
-		err = fmt.Errorf("%s is not a directory", src)
-	}
-	return src, err
 }
 
 func validGroup(s string) bool {

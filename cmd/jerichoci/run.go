@@ -58,9 +58,9 @@ func runRun(ctx context.Context, c *cli, args []string) int {
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}
-	src, err := filepath.Abs(*source)
+	src, err := sourceDir(*source)
 	if err != nil {
-		return c.fail(exitUsage, "--source %q: %v", *source, err)
+		return c.fail(exitUsage, "%v", err)
 	}
 	return c.runLocal(ctx, lr, run.NewPlan(target, src, run.ReadGit(ctx, src), nil), nil)
 }

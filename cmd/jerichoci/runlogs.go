@@ -60,8 +60,9 @@ section lines.
 With --follow, follows a daemon job's output as it is written, from the
 start of what the logs stream still holds (a job someone else enqueued),
 until its final record: the lines of its host.log as "    <job> | <line>",
-then the result. Exit status: 0 passed (or skipped), 1 failed, 2 bad usage
-or NATS errors. The NATS flags go with --follow only.
+then the result. Exit status: 0 passed (or skipped), 1 failed, 2 bad usage,
+a job id no daemon knows (not queued, running or finished), no daemon or
+NATS errors, 130 on Ctrl-C. The NATS flags go with --follow only.
 
 ` + stateRootNote
 

@@ -53,6 +53,7 @@ func (c *cli) showRun(name, usage string, format showFormat, args []string) int 
 		for _, l := range statusLines(r) {
 			fmt.Fprintln(c.stdout, l)
 		}
+		c.statusReasons(r)
 	default:
 		c.printRunTable(r)
 	}

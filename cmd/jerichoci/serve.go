@@ -76,6 +76,7 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 	// Teardown outlives the first signal (which ends ctx): its contexts
 	// are ctx's values without its cancellation, each with a timeout.
 	s := &serving{cli: c, cfg: cfg, teardown: context.WithoutCancel(ctx)}
+	s.open.watch = stopProgress(c.stderr, time.Second, 5*time.Second)
 	defer func() { err = errors.Join(err, s.open.close()) }()
 	cat, isolation, err := s.preflight(ctx)
 	if err != nil {
@@ -104,7 +105,11 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 	go s.countSignals(sigs, d)
 	fmt.Fprintf(c.stderr, "jerichoci serve: %d workers on %s, state %s (daemon %s, fleet %s)\n", cfg.daemon.Concurrency,
 		conns.worker.ConnectedUrlRedacted(), s.stateRoot, cfg.daemon.ID, conns.queue.Fleet)
+	s.publishDaemon(conns)
 	s.startPool(ctx, pool)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go drainProgress(ctx, c.stderr, d.Busy, 5*time.Second, stopped)
 	return d.Run(ctx)
 }
 
@@ -118,6 +123,8 @@ type serving struct {
 	// teardown is the context of closing: serve's, without its
 	// cancellation.
 	teardown context.Context
+	// statusURL is the status page's address, once it listens.
+	statusURL string
 }
 
 // preflight checks what serve needs before it opens anything: the
@@ -198,7 +205,7 @@ func (s *serving) openNATS(ctx context.Context) (serveConns, error) {
 		if err != nil {
 			return conns, err
 		}
-		s.open.push("", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
+		s.open.push("the embedded NATS server", func() error { srv.Shutdown(); srv.WaitForShutdown(); return nil })
 		conns.url, conns.inProcess = srv.ClientURL(), srv
 		// The daemon talks to its own server in process: no socket, no TLS.
 		// The admin, whose password exists only in this process, sets up the
@@ -319,7 +326,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
-	s.open.push("", func() error {
+	s.open.push("instance teardowns", func() error {
 		wait, cancel := context.WithTimeout(s.teardown, cfg.exec.executorConfig().CleanupTimeout)
 		defer cancel()
 		if err := teardowns.Wait(wait); err != nil {
@@ -360,6 +367,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(cfg.exec.Nix, log)}, Host: host}
 		},
 		Instances: insts,
+		Waiting:   q,
 		Runner:    daemonRunner,
 		Log:       log.Named("daemon"),
 	}, pool
@@ -377,6 +385,11 @@ func (s *serving) subscribe(q *daemon.Queue, d *daemon.Daemon) error {
 		return err
 	}
 	s.open.push("catalog subscription", catalogSub.Unsubscribe)
+	lookupSub, err := q.SubscribeLookups(d, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	s.open.push("lookup subscription", lookupSub.Unsubscribe)
 	giveUpSub, err := q.SubscribeGiveUps(d.GiveUp, s.log.Named("giveup"))
 	if err != nil {
 		return err
@@ -400,7 +413,7 @@ func (s *serving) startPool(ctx context.Context, pool *executor.Pool) {
 		}
 		pool.Run(poolCtx)
 	}()
-	s.open.push("", func() error { stopPool(); <-poolDone; return nil })
+	s.open.push("the warm pool (deleting its idle instances)", func() error { stopPool(); <-poolDone; return nil })
 }
 
 // startStatusPage serves the status page, its JSON API, /metrics and the
@@ -458,6 +471,7 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 	srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(status.Close) // live log streams end
 	addr := ln.Addr().String()
+	s.statusURL = "http://" + addr + "/"
 	s.open.push("status page on "+addr, serveHTTP(s.teardown, srv, ln, log))
 	log.Info("status page, metrics and health", zap.String("url", "http://"+addr+"/"))
 	return nil

@@ -162,6 +162,14 @@ func TestServeConfigPrecedenceAndValidation(t *testing.T) {
 // the server's credentials.
 func embeddedQueue(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn) {
 	t.Helper()
+	env, q, nc, _ := embeddedQueueIn(t)
+	return env, q, nc
+}
+
+// embeddedQueueIn is embeddedQueue that also returns the state root, where
+// the users' credentials are.
+func embeddedQueueIn(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn, string) {
+	t.Helper()
 	listen, state, users := testEmbeddedUsers(t)
 	srv := startTestEmbedded(t, listen, state, users)
 	// As serve: the admin sets up, the worker runs the queue.
@@ -184,7 +192,7 @@ func embeddedQueue(t *testing.T) (map[string]string, *daemon.Queue, *nats.Conn) 
 		t.Fatal(err)
 	}
 	cr := users.Roles[protocol.RoleClient]
-	return map[string]string{"JERICHOCI_NATS_URL": srv.ClientURL(), "JERICHOCI_NATS_USER": cr.User, "JERICHOCI_NATS_PASSWORD": cr.Password}, q, nc
+	return map[string]string{"JERICHOCI_NATS_URL": srv.ClientURL(), "JERICHOCI_NATS_USER": cr.User, "JERICHOCI_NATS_PASSWORD": cr.Password}, q, nc, state
 }
 
 func TestEmbeddedServerRefusesATakenPort(t *testing.T) {

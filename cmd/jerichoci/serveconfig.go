@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,7 +52,10 @@ type serveConfig struct {
 	// httpAllowedHosts are the names the status page answers to besides
 	// the loopback names and the listen address (web.HostCheck).
 	httpAllowedHosts []string
-	envErrs          []error // unparsable environment values
+	// daemonFile is where serve publishes its state root and URL for the
+	// client commands (daemonfile.go); "" publishes none.
+	daemonFile string
+	envErrs    []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
@@ -63,6 +67,9 @@ func defaultServeConfig() serveConfig {
 }
 
 func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
+	if locs := daemonFileLocations(env, os.Geteuid()); len(locs) > 0 {
+		c.daemonFile = locs[0]
+	}
 	c.exec.fromEnv(env)
 	c.nats.fromEnv(env)
 	if v, ok := env(envCatalog); ok && strings.TrimSpace(v) != "" {
@@ -186,6 +193,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.UnrunResultTTL, "keep-unrun-results", c.daemon.UnrunResultTTL, "how long the final record of a job refused before it ran (spec, target or source refused) is kept in NATS; at most --keep-results (env JERICHOCI_KEEP_UNRUN_RESULTS)")
 	fs.Var(sizeFlag{&c.queue.ResultsMaxBytes}, "results-max-bytes", "size cap of the results bucket, such as 1GiB; at the cap the oldest records are dropped (env JERICHOCI_RESULTS_MAX_BYTES)")
 	fs.DurationVar(&c.daemon.PrecancelTTL, "precancel-ttl", c.daemon.PrecancelTTL, "how long a cancel for a job no worker has seen is kept (env JERICHOCI_PRECANCEL_TTL)")
+	fs.StringVar(&c.daemonFile, "daemon-file", c.daemonFile, "`FILE` where serve publishes its state root and NATS URL while it runs, so that enqueue, cancel and logs --follow find its credentials from any directory; empty publishes none (env "+envDaemonFile+"; default /run/jerichoci/daemon.json for root, else $XDG_RUNTIME_DIR or ~/.local/state, under jerichoci/daemon.json)")
 	fs.IntVar(&c.daemon.KeepRuns, "keep-runs", c.daemon.KeepRuns, "keep the newest `N` run directories, as 'runs gc'; 0 keeps all (env JERICHOCI_KEEP_RUNS)")
 }
 

@@ -19,6 +19,9 @@ import (
 // clientFlagSet is the flag set of a client command with the NATS flags.
 func (c *cli) clientFlagSet(name, usage string) (*flag.FlagSet, *natsConfig) {
 	ncfg := defaultNATSConfig()
+	// No state root unless given: then the daemon files and ./.pikaci
+	// are searched (finddaemon.go).
+	ncfg.StateRoot, ncfg.lookups = "", clientLookupsFrom(c.env, geteuid())
 	ncfg.fromEnv(c.env)
 	fs := c.flagSet(name, usage)
 	ncfg.flags(fs, false)

@@ -329,7 +329,7 @@ func (j *jobRun) run(ctx context.Context, command string) (res executor.Result, 
 	if exit.timedOut {
 		return timedOut(job), nil
 	}
-	j.hostf("host-local job exited with %s at %s", exit.debug(), model.FormatTimestamp(x.now()))
+	j.hostf("host-local job %s at %s", exit.describe(), model.FormatTimestamp(x.now()))
 
 	code := exit.code
 	out := executor.Result{Status: model.StatusPassed, ExitCode: &code, Message: "host-local command passed"}

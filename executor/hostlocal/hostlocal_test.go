@@ -167,9 +167,9 @@ func TestExecuteExitCodes(t *testing.T) {
 		verdict       string
 		exitLine      string
 	}{
-		{"pass", "echo hello", model.StatusPassed, 0, "host-local command passed", "completed", "exited with Some(0)"},
-		{"fail", "exit 3", model.StatusFailed, 3, "host-local command exited with 3", "failed", "exited with Some(3)"},
-		{"signal", "kill -9 $$", model.StatusFailed, 1, "host-local command exited with 1", "failed", "exited with None"},
+		{"pass", "echo hello", model.StatusPassed, 0, "host-local command passed", "completed", "exited with 0"},
+		{"fail", "exit 3", model.StatusFailed, 3, "host-local command exited with 3", "failed", "exited with 3"},
+		{"signal", "kill -9 $$", model.StatusFailed, 1, "host-local command exited with 1", "failed", "was killed by signal 9 (killed)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

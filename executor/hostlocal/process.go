@@ -19,14 +19,19 @@ type exit struct {
 	timedOut bool
 	code     int32 // the exit code, 1 when a signal ended it
 	signaled bool
+	sig      syscall.Signal // the signal that ended it, when signaled
 }
 
-// debug renders the exit as the original's Rust `{:?}` of the code.
-func (e exit) debug() string {
+// describe says how the command ended, for host.log's "[pikaci]
+// host-local job …" line: "exited with 3", "was killed by signal 9
+// (killed)". The original printed Rust's `Some(3)`/`None` there; no
+// record carries that line (the record's message is docs/CONTRACTS.md's
+// "host-local command exited with <N>"), so ours reads naturally.
+func (e exit) describe() string {
 	if e.signaled {
-		return "None"
+		return "was killed by signal " + strconv.Itoa(int(e.sig)) + " (" + e.sig.String() + ")"
 	}
-	return "Some(" + strconv.Itoa(int(e.code)) + ")"
+	return "exited with " + strconv.Itoa(int(e.code))
 }
 
 // spawn runs argv in its own process group with its output going raw to the
@@ -88,7 +93,11 @@ func (j *jobRun) spawn(ctx context.Context, argv []string, dir string, env []str
 	if code := st.ExitCode(); code >= 0 {
 		return exit{code: int32(code)}, nil
 	}
-	return exit{code: 1, signaled: true}, nil
+	x := exit{code: 1, signaled: true}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		x.sig = ws.Signal()
+	}
+	return x, nil
 }
 
 // killGroup kills the process group led by pid. Linux does not hand out an

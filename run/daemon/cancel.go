@@ -28,11 +28,31 @@ func (d *Daemon) Cancel(ctx context.Context, jobID string) (protocol.CancelReply
 	wrote, err := changeClaim(ctx, d.Jobs, jobID, func(cur *claimEntry) (*protocol.Claim, error) {
 		rep = protocol.CancelReply{JobID: jobID}
 		switch {
-		case cur == nil:
+		case cur == nil || (cur.State == protocol.ClaimCancelled && cur.RunID == ""):
 			// Nobody has seen the job: the claim expires after PrecancelTTL,
-			// so cancels of jobs that never come leave nothing behind.
-			rep.State, rep.Message = protocol.ClaimCancelled, fmt.Sprintf(
-				"cancelled before it started; the failed record is written when a worker takes the job (if it is published within %s)", d.Config.PrecancelTTL)
+			// so cancels of jobs that never come leave nothing behind. A job
+			// in the work stream is really cancelled before it started; an
+			// id nothing knows is said to be unknown (lookup.go), however
+			// often it is cancelled.
+			rep.State, rep.Message = protocol.ClaimCancelled, "cancelled before it started; the failed record is written when a worker takes the job"
+			if cur != nil {
+				rep.Message = "cancel already requested; the job has not started"
+			}
+			queued, err := d.queued(ctx, jobID)
+			if err != nil {
+				return nil, err
+			}
+			if !queued {
+				if res, _ := d.Lookup(ctx, jobID); res.State == protocol.ClaimFinished {
+					rep.State, rep.RunID, rep.Message = res.State, res.RunID, "already finished; nothing to cancel"
+					return nil, nil
+				}
+				rep.State, rep.Message = protocol.ClaimUnknown, fmt.Sprintf(
+					"unknown job: no job with this id is queued, running or finished (a mistyped id?); should one be published within %s, it is cancelled", d.Config.PrecancelTTL)
+			}
+			if cur != nil {
+				return nil, nil // the cancel is there already
+			}
 			return &protocol.Claim{JobID: jobID, State: protocol.ClaimCancelled, CancelRequested: true, UpdatedAt: model.At(d.now())}, nil
 		case cur.State == protocol.ClaimFinished:
 			rep.State, rep.RunID, rep.Message = cur.State, cur.RunID, fmt.Sprintf("already finished (%s); nothing to cancel", cur.Status)

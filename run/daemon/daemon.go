@@ -180,6 +180,10 @@ type Daemon struct {
 	RecordLimit int
 	// Instances lets the reaper find and delete orphans; nil turns it off.
 	Instances InstanceManager
+	// Waiting finds jobs in the work stream, so that lookups and cancels
+	// tell an unknown job id from a queued job (lookup.go); nil: they
+	// cannot, and take it as queued.
+	Waiting QueuedJobs
 	// Runner runs each attempt's plan (with the attempt's RunOptions) and
 	// its Store writes every record of the attempt's run.
 	Runner run.Runner

@@ -424,14 +424,24 @@ type Canceller interface {
 // Every daemon subscribes (no queue group): the one running the job stops it
 // at once, and each marks the claim, which is idempotent.
 func (q *Queue) SubscribeCancels(c Canceller, timeout time.Duration) (*nats.Subscription, error) {
-	sub, err := q.nc.Subscribe(protocol.SubjectCancelPrefix+"*", func(m *nats.Msg) {
-		jobID := strings.TrimPrefix(m.Subject, protocol.SubjectCancelPrefix)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
+	return q.answerJobRequests(protocol.SubjectCancelPrefix, "", timeout, func(ctx context.Context, jobID string) any {
 		rep, err := c.Cancel(ctx, jobID)
 		if err != nil {
 			rep = protocol.CancelReply{JobID: jobID, Error: err.Error()}
 		}
+		return rep
+	})
+}
+
+// answerJobRequests answers the requests on prefix + "<job_id>" with what
+// answer returns, as JSON, within timeout each; in queue group group
+// (one daemon of the fleet answers), or, with group "", by every daemon.
+func (q *Queue) answerJobRequests(prefix, group string, timeout time.Duration, answer func(ctx context.Context, jobID string) any) (*nats.Subscription, error) {
+	sub, err := q.nc.QueueSubscribe(prefix+"*", group, func(m *nats.Msg) {
+		jobID := strings.TrimPrefix(m.Subject, prefix)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		rep := answer(ctx, jobID)
 		if m.Reply != "" {
 			if b, err := encodeJSON(rep); err == nil {
 				_ = m.Respond(b) // the requester may be gone
@@ -442,7 +452,7 @@ func (q *Queue) SubscribeCancels(c Canceller, timeout time.Duration) (*nats.Subs
 		err = q.nc.Flush() // registered with the server before we say we listen
 	}
 	if err != nil {
-		return nil, fmt.Errorf("subscribe %s*: %w", protocol.SubjectCancelPrefix, err)
+		return nil, fmt.Errorf("subscribe %s*: %w", prefix, err)
 	}
 	return sub, nil
 }

@@ -162,20 +162,9 @@ func (c *Client) Enqueue(ctx context.Context, spec model.JobSpec) (EnqueueResult
 // listening is an error wrapping ErrNoDaemon; an answer that carries an
 // error is returned with that error.
 func (c *Client) Cancel(ctx context.Context, jobID string) (CancelReply, error) {
-	if _, err := model.ParseJobID(jobID); err != nil {
-		return CancelReply{}, fmt.Errorf("cancel: %w", err)
-	}
-	subject := SubjectCancelPrefix + jobID
-	m, err := c.nc.RequestWithContext(ctx, subject, nil)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return CancelReply{}, fmt.Errorf("%w on %s: is jerichoci serve running?", ErrNoDaemon, subject)
-	}
-	if err != nil {
-		return CancelReply{}, fmt.Errorf("cancel %s: %w", jobID, err)
-	}
 	var rep CancelReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return CancelReply{}, fmt.Errorf("cancel %s: unreadable reply %q", jobID, m.Data)
+	if err := c.askDaemons(ctx, "cancel", SubjectCancelPrefix, jobID, &rep); err != nil {
+		return CancelReply{}, err
 	}
 	if rep.Error != "" {
 		return rep, fmt.Errorf("cancel %s: %s", jobID, rep.Error)

@@ -129,6 +129,7 @@ func Exports() []Export {
 		{Subject: SubjectJobsPrefix + ">", Service: true},
 		{Subject: SubjectCancelPrefix + "*", Service: true},
 		{Subject: SubjectCatalog, Service: true},
+		{Subject: SubjectLookupPrefix + "*", Service: true},
 		{Subject: "$O." + BucketSources + ".C.>", Service: true},
 		{Subject: "$O." + BucketSources + ".M.>", Service: true},
 		{Subject: DirectGetResults, Service: true},
@@ -166,8 +167,10 @@ var readerSubscribe = []string{"_INBOX.>", SubjectRunsPrefix + ">", SubjectLogsP
 	"$KV." + BucketResults + ".*", "$KV." + BucketJobs + ".*"}
 
 // readerPublish is what reading results, claims and logs needs: direct
-// gets only.
-func readerPublish() []string { return []string{DirectGetResults, DirectGetClaims, DirectGetLogs} }
+// gets, and lookups of where a job stands.
+func readerPublish() []string {
+	return []string{DirectGetResults, DirectGetClaims, DirectGetLogs, SubjectLookupPrefix + "*"}
+}
 
 // RolePermissions returns what role may do.
 func RolePermissions(role Role) Permissions {
@@ -207,7 +210,7 @@ func RolePermissions(role Role) Permissions {
 				jsAPI + "STREAM.DELETE.>", jsAPI + "STREAM.PURGE." + StreamJobs, jsAPI + "CONSUMER.DELETE." + StreamJobs + ".>",
 				"$O." + BucketSources + ".>", SubjectJobsPrefix + ">", "$SYS.>"}},
 			Subscribe: SubjectRules{Allow: []string{
-				WorkerInboxPrefix + ".>", SubjectCancelPrefix + "*", SubjectCatalog,
+				WorkerInboxPrefix + ".>", SubjectCancelPrefix + "*", SubjectCatalog, SubjectLookupPrefix + "*",
 				"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + "." + ConsumerWorkers,
 			}},
 			AllowResponses: true,
