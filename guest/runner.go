@@ -219,7 +219,13 @@ func (r *Runner) run(ctx context.Context, req model.GuestRequest, env []string, 
 	cmd.Args[0] = "bash"
 	cmd.Dir = workdir
 	cmd.Env = env
-	out := io.MultiWriter(r.Stdout, logf)
+	log := &logCopy{w: logf}
+	defer func() {
+		if log.err != nil {
+			fmt.Fprintf(r.Stderr, "[pikaci] guest log: %v; the command's output went on to the runner's stdout\n", log.err)
+		}
+	}()
+	out := io.MultiWriter(r.Stdout, log)
 	cmd.Stdout, cmd.Stderr = out, out // one pipe: the order of the two is kept
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !req.RunAsRoot {
@@ -339,4 +345,22 @@ func (r *Runner) record(s model.GuestState, msg string, details []field) {
 	if err := r.lc.event(s, msg, details); err != nil {
 		fmt.Fprintf(r.Stderr, "[pikaci] write event: %v\n", err)
 	}
+}
+
+// logCopy is the guest log beside the runner's stdout, which the executor
+// reads live: a write the log refuses (a full disk) is kept as err and the
+// output goes on to stdout, instead of ending the copy mid-line. One pipe
+// feeds it, so one goroutine writes.
+type logCopy struct {
+	w   io.Writer
+	err error
+}
+
+func (l *logCopy) Write(p []byte) (int, error) {
+	if l.err == nil {
+		if _, err := l.w.Write(p); err != nil {
+			l.err = err
+		}
+	}
+	return len(p), nil
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,6 +272,43 @@ func TestRunnerSecretEnv(t *testing.T) {
 			}
 			if strings.Contains(stderr, "/evil") {
 				t.Errorf("a secret value is in the error: %q", stderr)
+			}
+		})
+	}
+}
+
+// fullDisk takes n bytes, then refuses every write as a full disk does.
+type fullDisk struct{ n int }
+
+func (f *fullDisk) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		k := f.n
+		f.n = 0
+		return k, syscall.EDQUOT
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// A guest log that fills up mid-run (the guest's disk is full) costs the
+// log, not the output: every line still reaches the runner's stdout, and
+// stderr says what happened to the log.
+func TestRunnerOutputOutlivesAFullGuestLog(t *testing.T) {
+	for _, n := range []int{0, 8, 1 << 20} {
+		t.Run(fmt.Sprintf("log takes %d bytes", n), func(t *testing.T) {
+			var o, e buf
+			r := &Runner{Root: newGuestRoot(t), Environ: incusExecEnv, Stdout: &o, Stderr: &e}
+			req := model.GuestRequest{SchemaVersion: 2, Command: "echo first line; echo second line >&2; echo third", TimeoutSecs: 30, RunAsRoot: true}
+			code, err := r.run(t.Context(), req, []string{"PATH=/usr/bin:/bin"}, &fullDisk{n: n})
+			if err != nil || code != 0 {
+				t.Fatalf("run = %d, %v", code, err)
+			}
+			if got, want := o.String(), "first line\nsecond line\nthird\n"; got != want {
+				t.Errorf("stdout %q, want %q", got, want)
+			}
+			full := n < len("first line\nsecond line\nthird\n")
+			if got := strings.Contains(e.String(), "[pikaci] guest log: disk quota exceeded"); got != full {
+				t.Errorf("stderr %q: says the log is full = %v, want %v", e.String(), got, full)
 			}
 		})
 	}
