@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.uber.org/zap/zaptest"
 
+	"jerichoci/internal/itest"
 	"jerichoci/internal/testenv"
 )
 
@@ -26,17 +27,7 @@ func chromiumTab(t *testing.T) context.Context {
 	if err != nil {
 		testenv.Missing(t, "needs chromium on PATH for the headless browser (scripts/chromium-up): %v", err)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.WindowSize(1280, 900))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
+	return itest.Browser(t, path)
 }
 
 // do runs one browser action with a bound and returns its value.

@@ -37,23 +37,6 @@ func requireChromium(t *testing.T) string {
 	return p
 }
 
-// browser starts a headless chromium for the test and returns its tab.
-func browser(t *testing.T, path string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.WindowSize(1280, 900))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // chromium refuses to run as root with its sandbox
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	// The first Run starts the browser, on a context without a timeout.
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
 // within runs f with a bound on one browser action.
 func within[T any](t *testing.T, ctx context.Context, bound time.Duration, what string, a chromedp.Action[T]) T {
 	t.Helper()
@@ -159,7 +142,7 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("results: page-pass %s %q, page-fail %s %q", pass.Status, model.Value(pass.Message), fail.Status, model.Value(fail.Message))
 	}
 
-	ctx := browser(t, chrome)
+	ctx := itest.Browser(t, chrome)
 	shots := newScreenshots(t)
 
 	// The runs list: both lanes with their statuses.
