@@ -70,6 +70,29 @@ func TestPushViews(t *testing.T) {
 }
 
 // TestWhy: each way a record fails has its word.
+func TestWhyPrepareNode(t *testing.T) {
+	tests := []struct{ msg, word, line string }{
+		{"prepare node `prepare-pika-workspace-build` failed before execute: staged prepare `ci.x86_64-linux.workspaceBuild` failed with Some(1); see /var/lib/runs/r1/jobs/a/host.log",
+			whyBuild, "nix build of ci.x86_64-linux.workspaceBuild exited 1 (prepare node prepare-pika-workspace-build; its log is in host.log)"},
+		{"prepare node `prepare-pika-workspace-deps` failed before execute: staged prepare `ci.x86_64-linux.workspaceDeps` failed with None; see /tmp/h.log",
+			whyBuild, "nix build of ci.x86_64-linux.workspaceDeps was killed (no exit code) (prepare node prepare-pika-workspace-deps; its log is in host.log)"},
+		{"not run because prepare phase stopped after `prepare-a-workspace-build` failed: staged prepare `out` failed with Some(101); see /x",
+			whyBuild, "nix build of out exited 101 (prepare node prepare-a-workspace-build; its log is in host.log)"},
+		{"prepare node `prepare-a-runner` failed before execute: image `pikaci/dev` not found",
+			whyPrepare, "prepare node prepare-a-runner: image `pikaci/dev` not found"},
+		{"prepare node `odd", whyPrepare, "prepare node `odd"},
+	}
+	for _, tc := range tests {
+		w := whyMessage(tc.msg, 0)
+		if w == nil || w.Word != tc.word || w.Line != tc.line {
+			t.Errorf("whyMessage(%q) = %+v, want {%s %s}", tc.msg, w, tc.word, tc.line)
+		}
+		if w != nil && (strings.Contains(w.Line, "Some(") || strings.Contains(w.Line, "; see /")) {
+			t.Errorf("whyMessage(%q).Line = %q: the original's spelling or the path leaked", tc.msg, w.Line)
+		}
+	}
+}
+
 func TestWhy(t *testing.T) {
 	tests := []struct{ msg, word string }{
 		{"cancelled", whyCancel},
@@ -81,7 +104,8 @@ func TestWhy(t *testing.T) {
 		{"infrastructure error on the last delivery (5 of 5), giving up: boom", whyInfra},
 		{"gave up: the job was delivered 5 times and no worker finished it (its last worker stopped answering)", whyInfra},
 		{"interrupted: the daemon stopped while the job ran; the job goes back to the queue", whyInfra},
-		{"prepare node `x` failed", ""},
+		{"prepare node `x` failed", whyPrepare},
+		{"something else failed", ""},
 	}
 	for _, tc := range tests {
 		w := whyMessage(tc.msg, 2)

@@ -2,6 +2,7 @@ package web
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 
 	"jerichoci/model"
@@ -25,6 +26,8 @@ const (
 	whyRefused  = "refused"
 	whyInfra    = "infrastructure"
 	whyNeverRan = "never ran"
+	whyBuild    = "build failed"   // a staged output's nix build failed
+	whyPrepare  = "prepare failed" // another prepare node failed (the runner's, say)
 	whyFailed   = "failed" // a failure the record does not classify further
 )
 
@@ -97,6 +100,8 @@ func whyMessage(msg string, retries int) *Why {
 		return &Why{Word: whyRefused, Line: "policy: source limits: " + msg}
 	case strings.Contains(low, "refused"):
 		return &Why{Word: whyRefused, Line: msg}
+	case strings.HasPrefix(msg, "prepare node `") || strings.HasPrefix(msg, "not run because prepare phase stopped after `"):
+		return whyPrepareNode(msg)
 	case strings.Contains(low, "infrastructure error") || strings.HasPrefix(low, "gave up") ||
 		strings.HasPrefix(low, "interrupted") || strings.HasPrefix(low, "could not store the result"):
 		return &Why{Word: whyInfra, Line: retried(retries) + msg}
@@ -106,4 +111,33 @@ func whyMessage(msg string, retries int) *Why {
 
 func retried(n int) string {
 	return fmt.Sprintf("retried: %d · ", n)
+}
+
+// The messages of a failed prepare node (docs/CONTRACTS.md, "Exact
+// messages"): the node, then the cause, which for a staged build names the
+// output and the exit as the original wrote it (`Some(1)`, `None`) and
+// the host.log to read.
+var (
+	prepareNodeMsg = regexp.MustCompile("^(?:prepare node `([^`]+)` failed before execute|not run because prepare phase stopped after `([^`]+)` failed): (.*)$")
+	stagedBuildMsg = regexp.MustCompile("^staged prepare `([^`]+)` failed with (?:Some\\((-?[0-9]+)\\)|None)(?:; see .*)?$")
+)
+
+// whyPrepareNode says why a prepare node failed: "build failed" with the
+// output and the exit for a staged build, "prepare failed" with the
+// node and its cause otherwise. The line reads naturally; the record keeps
+// the original's wording, and the log its path.
+func whyPrepareNode(msg string) *Why {
+	m := prepareNodeMsg.FindStringSubmatch(msg)
+	if m == nil {
+		return &Why{Word: whyPrepare, Line: msg}
+	}
+	node, cause := m[1]+m[2], m[3]
+	if b := stagedBuildMsg.FindStringSubmatch(cause); b != nil {
+		exit := "was killed (no exit code)"
+		if b[2] != "" {
+			exit = "exited " + b[2]
+		}
+		return &Why{Word: whyBuild, Line: fmt.Sprintf("nix build of %s %s (prepare node %s; its log is in host.log)", b[1], exit, node)}
+	}
+	return &Why{Word: whyPrepare, Line: "prepare node " + node + ": " + cause}
 }
