@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -533,4 +536,28 @@ func TestServerInstanceTypes(t *testing.T) {
 func readAll(r *http.Request) []byte {
 	b, _ := io.ReadAll(r.Body)
 	return b
+}
+
+// TestWaitCommandIsNotAWaitLimit: a command's poll that ends at its limit
+// is normal (a job runs as long as it runs), so it is neither counted nor
+// warned about, while an operation's is both.
+func TestWaitCommandIsNotAWaitLimit(t *testing.T) {
+	for _, command := range []bool{false, true} {
+		f := newFake(t)
+		f.sequence("GET", opPath+"/wait", "operation_running.json", "operation_running.json", "operation_success.json")
+		c := f.client()
+		core, logs := observer.New(zap.DebugLevel)
+		c.log = zap.New(core)
+		if _, err := c.waitOperation(t.Context(), "5a0e0c52-3f3c-4a8e-9d4e-1b1e9a3d2f10", command); err != nil {
+			t.Fatal(err)
+		}
+		warns := logs.FilterLevelExact(zap.WarnLevel).Len()
+		wantLimits, wantWarns := uint64(2), 2
+		if command {
+			wantLimits, wantWarns = 0, 0
+		}
+		if c.WaitLimits() != wantLimits || warns != wantWarns {
+			t.Errorf("command=%v: WaitLimits() = %d and %d warnings, want %d and %d", command, c.WaitLimits(), warns, wantLimits, wantWarns)
+		}
+	}
 }

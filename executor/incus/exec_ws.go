@@ -312,7 +312,7 @@ func (c *Client) waitExec(ctx context.Context, opID string) *execWait {
 	go func() {
 		defer close(w.done)
 		defer cancel()
-		w.op, w.err = c.WaitOperation(wctx, opID)
+		w.op, w.err = c.waitCommand(wctx, opID)
 	}()
 	return w
 }

@@ -93,6 +93,18 @@ func (c *Client) run(ctx context.Context, r request) (*Operation, error) {
 // When ctx ends first, it asks the server to cancel the operation (best
 // effort, on a detached context) and returns the context's error.
 func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, error) {
+	return c.waitOperation(ctx, id, false)
+}
+
+// waitCommand waits for an exec operation as WaitOperation does. A
+// command lasts as long as it lasts (a job, a warm instance's runner
+// waiting for its request), so its polls ending at their limit are normal:
+// they are neither warned about nor counted.
+func (c *Client) waitCommand(ctx context.Context, id string) (*Operation, error) {
+	return c.waitOperation(ctx, id, true)
+}
+
+func (c *Client) waitOperation(ctx context.Context, id string, command bool) (*Operation, error) {
 	path := "/operations/" + url.PathEscape(id)
 	for {
 		var op Operation
@@ -105,7 +117,7 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 			if op.StatusCode >= opFinal {
 				return finished(&op)
 			}
-			c.waitLimitReached(id, op.Description)
+			c.waitLimitReached(id, op.Description, command)
 			continue
 		}
 		var se *StatusError
@@ -126,7 +138,7 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 		}
 		// Still running: that wait timed out. Pause a little so that a
 		// server answering every wait with an error is not hammered.
-		c.waitLimitReached(id, cur.Description)
+		c.waitLimitReached(id, cur.Description, command)
 		t := time.NewTimer(50 * time.Millisecond)
 		select {
 		case <-ctx.Done():
@@ -140,8 +152,13 @@ func (c *Client) WaitOperation(ctx context.Context, id string) (*Operation, erro
 
 // waitLimitReached notes a long poll that ended at its limit with the
 // operation still running: one of ours took that long, which is worth an
-// operator's eye (WaitLimits, on /metrics).
-func (c *Client) waitLimitReached(id, description string) {
+// operator's eye (WaitLimits, on /metrics), unless it runs a command.
+func (c *Client) waitLimitReached(id, description string, command bool) {
+	if command {
+		c.log.Debug("command still running after a whole long poll", zap.String("operation", id),
+			zap.String("description", description))
+		return
+	}
 	c.waitLimits.Add(1)
 	c.log.Warn("operation still running after a whole long poll", zap.String("operation", id),
 		zap.String("description", description))
