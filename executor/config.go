@@ -53,7 +53,7 @@ func DefaultConfig() Config {
 		Project: "pika-managed-agents", Profile: "pika-agent-dev", Host: "localhost",
 		RunnerPath: DefaultRunnerPath, InstanceType: model.InstanceAuto,
 		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
-		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "20GiB",
+		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "12GiB",
 		GuestNetwork: DefaultGuestNetwork, MaxProcesses: DefaultMaxProcesses,
 	}
 }

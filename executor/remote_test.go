@@ -235,9 +235,9 @@ func TestExecutePassed(t *testing.T) {
 		spec.Config[ConfigOwner] != "worker-1" || spec.Config[ConfigRunID] != "run-1" || spec.Config[ConfigJobID] != "job" {
 		t.Errorf("spec = %+v", spec)
 	}
-	if spec.Config["security.guestapi"] != "false" || spec.RootDiskSize != "20GiB" ||
+	if spec.Config["security.guestapi"] != "false" || spec.RootDiskSize != "12GiB" ||
 		spec.RootDisk != (RootDisk{Device: "root", Pool: "default", Driver: "btrfs"}) {
-		t.Errorf("spec = %+v, want the guest API off and a 20GiB root disk", spec)
+		t.Errorf("spec = %+v, want the guest API off and a 12GiB root disk", spec)
 	}
 	if len(spec.Disks) != 1 || !spec.Disks[0].ReadOnly || spec.Disks[0].Path != "/workspace/snapshot" {
 		t.Errorf("disks = %+v", spec.Disks)

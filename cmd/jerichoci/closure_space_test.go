@@ -27,26 +27,29 @@ func (f fakeSpace) PoolSpace(context.Context, string) (executor.PoolSpace, error
 func TestWarnPoolSpace(t *testing.T) {
 	const gib = 1 << 30
 	for _, tc := range []struct {
-		name        string
-		be          fakeSpace
-		size        string
-		workers, wm int
-		want        string // the whole of stderr
+		name    string
+		be      fakeSpace
+		size    string
+		workers int
+		want    string // the whole of stderr
 	}{
-		{name: "short", be: fakeSpace{space: executor.PoolSpace{Used: 1 * gib, Total: 30 * gib}}, size: "20GiB", workers: 2, wm: 2,
-			want: "jerichoci serve: warning: storage pool default (btrfs) has 29.00 GiB free of 30.00 GiB, less than (2 workers + 2 warm) × guest disk 20GiB = 80.00 GiB; " +
-				"guests that fill their disks would fill the pool first, and then every guest on it fails to write; lower --concurrency, --warm or --guest-disk-size, or grow the pool\n"},
-		{name: "enough", be: fakeSpace{space: executor.PoolSpace{Used: 1 * gib, Total: 100 * gib}}, size: "20GiB", workers: 2, wm: 2},
-		{name: "not reported", be: fakeSpace{}, size: "20GiB", workers: 2, wm: 2},
-		{name: "no disk size", be: fakeSpace{err: errors.New("not asked")}, size: "", workers: 2, wm: 2},
-		{name: "cannot check", be: fakeSpace{err: errors.New("no answer")}, size: "20GiB", workers: 1, wm: 0,
+		{name: "short", be: fakeSpace{space: executor.PoolSpace{Used: 1 * gib, Total: 30 * gib}}, size: "20GiB", workers: 2,
+			want: "jerichoci serve: warning: storage pool default (btrfs) has 29.00 GiB free of 30.00 GiB, less than 2 workers × guest disk 20GiB = 40.00 GiB; " +
+				"guests that fill their disks would fill the pool first, and then every guest on it fails to write; lower --concurrency or --guest-disk-size, or grow the pool\n"},
+		{name: "enough", be: fakeSpace{space: executor.PoolSpace{Used: 1 * gib, Total: 100 * gib}}, size: "20GiB", workers: 2},
+		// make run's first minute: the defaults on the pool scripts/incus-up makes
+		// (30 GiB, the images in it) warn about nothing.
+		{name: "defaults on incus-up's pool", be: fakeSpace{space: executor.PoolSpace{Used: gib * 7 / 10, Total: 30 * gib}}, size: executor.DefaultConfig().RootDiskSize, workers: 2},
+		{name: "not reported", be: fakeSpace{}, size: "20GiB", workers: 2},
+		{name: "no disk size", be: fakeSpace{err: errors.New("not asked")}, size: "", workers: 2},
+		{name: "cannot check", be: fakeSpace{err: errors.New("no answer")}, size: "20GiB", workers: 1,
 			want: "jerichoci serve: warning: could not check the storage pool's free space against the guests' disks: look up the space of storage pool `default`: no answer\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr strings.Builder
 			ec := executor.DefaultConfig()
 			ec.RootDiskSize = tc.size
-			warnPoolSpace(t.Context(), &stderr, tc.be, ec, tc.workers, tc.wm, zap.NewNop())
+			warnPoolSpace(t.Context(), &stderr, tc.be, ec, tc.workers, zap.NewNop())
 			if stderr.String() != tc.want {
 				t.Errorf("stderr = %q, want %q", stderr.String(), tc.want)
 			}
@@ -61,7 +64,7 @@ func TestGuestDiskSizeSetting(t *testing.T) {
 		want      string
 		wantErr   string
 	}{
-		{name: "default", want: "20GiB"},
+		{name: "default", want: "12GiB"},
 		{name: "env", env: "2GiB", want: "2GiB"},
 		{name: "flag over env", env: "2GiB", args: []string{"--guest-disk-size", "512MiB"}, want: "512MiB"},
 		{name: "empty flag keeps the profiles' disk", args: []string{"--guest-disk-size", ""}, want: ""},

@@ -105,7 +105,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.StateRoot, "state-root", c.StateRoot, "state `DIR` for run records (env PIKACI_STATE_ROOT)")
 	fs.StringVar(&c.InstanceType, "instance-type", c.InstanceType, "Incus instance `TYPE`: auto, container or virtual-machine (env JERICHOCI_INSTANCE_TYPE)")
-	fs.StringVar(&c.GuestDiskSize, "guest-disk-size", c.GuestDiskSize, "root disk `SIZE` of each guest, an Incus size such as 20GiB; empty keeps the profiles' root disk (env JERICHOCI_GUEST_DISK_SIZE)")
+	fs.StringVar(&c.GuestDiskSize, "guest-disk-size", c.GuestDiskSize, "root disk `SIZE` of each guest, an Incus size such as 12GiB; empty keeps the profiles' root disk (env JERICHOCI_GUEST_DISK_SIZE)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
 	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
 	fs.StringVar(&c.Nix, "nix", c.Nix, "the nix `PROGRAM` that builds staged outputs and host-local dev shells, a path or a name on PATH; scripts/nix-current-up puts Debian 13's Nix at /var/lib/jerichoci/nix-current/bin/nix (env "+envNix+"; default nix)")

@@ -335,7 +335,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 		}
 		return nil
 	})
-	warnPoolSpace(ctx, s.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, warm, log.Named("space"))
+	warnPoolSpace(ctx, s.stderr, be, cfg.exec.executorConfig(), cfg.daemon.Concurrency, log.Named("space"))
 	// The warm pool: started instances ready for the next jobs.
 	var pool *executor.Pool
 	if warm != 0 {
