@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -596,32 +597,43 @@ func TestCancelOfAnUnseenJobExpires(t *testing.T) {
 	}
 }
 
+// TestKeepRunsPrunesOldRunDirectories: with --keep-runs 2 the daemon keeps
+// the 2 run directories whose ids sort last (ids start with their second,
+// so the newest, the original's rule) and removes the others; the final
+// records stay. Which two is computed from the run ids the jobs got, so
+// jobs that share a second change nothing.
 func TestKeepRunsPrunesOldRunDirectories(t *testing.T) {
 	require(t)
 	url := startNATS(t)
 	cat := writeCatalog(t)
 	d := startDaemon(t, url, "daemon-a", cat, 1, "--keep-runs", "2")
 	o := newOrchestrator(t, url)
-	// Specs that cannot run still get a run directory each, and no
-	// instance. Run ids sort by their second: one job per second.
+	// Specs that cannot run still get a run directory each, and no instance.
 	var ids []string
+	runOf := map[string]string{}
 	for i := 0; i < 4; i++ {
 		id := uuid.NewString()
 		ids = append(ids, id)
 		o.publish(t, protocol.JobSubject("nope"), specWith(t, id, "nope", hostPathSource(o.src), nil), id)
 		o.waitResults(t, []string{id}, time.Minute)
-		time.Sleep(1100 * time.Millisecond)
+		r := o.result(t, id)
+		if r == nil || r.RunID == "" {
+			t.Fatalf("job %d of 4 (%s): no final record with a run id", i+1, id)
+		}
+		runOf[id] = r.RunID
 	}
 	o.streamEmpty(t)
-	var left map[string][]diskRun
+	runIDs := slices.Sorted(maps.Values(runOf))
+	newest := runIDs[len(runIDs)-2:]
 	itest.WaitFor(t, "the daemon to keep only the 2 newest run directories", 30*time.Second, func() bool {
-		left = diskRuns(t, d)
 		dirs, _ := filepath.Glob(filepath.Join(d.stateRoot, "runs", "*"))
 		return len(dirs) == 2
 	})
 	for i, id := range ids {
-		if kept, want := len(left[id]) == 1, i >= 2; kept != want {
-			t.Errorf("job %d of 4 (%s): run directory kept %v, want %v", i+1, id, kept, want)
+		_, err := os.Stat(filepath.Join(d.stateRoot, "runs", runOf[id]))
+		kept, want := err == nil, slices.Contains(newest, runOf[id])
+		if kept != want {
+			t.Errorf("job %d of 4 (%s, run %s): run directory kept %v, want %v (the newest are %q)", i+1, id, runOf[id], kept, want, newest)
 		}
 		if o.result(t, id) == nil {
 			t.Errorf("job %s: its final record went with its run directory", id)
