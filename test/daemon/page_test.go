@@ -235,9 +235,9 @@ func TestStatusPage(t *testing.T) {
 		return strings.HasPrefix(note, "finished: passed")
 	})
 	row := within(t, ctx, 10*time.Second, "read the job's row", chromedp.Evaluate[[]string](
-		`["badge-0", "exit-0", "message-0"].map(id => document.getElementById(id).textContent)`))
-	if strings.Join(row, "|") != "passed|0|test passed" {
-		t.Errorf("the job's row after its end: %q, want passed, exit 0, test passed", row)
+		`["badge-0", "exit-0", "message-0", "sbadge-0"].map(id => document.getElementById(id).textContent)`))
+	if strings.Join(row, "|") != "passed|0|test passed|passed" {
+		t.Errorf("the job's row and its log's heading after its end: %q, want passed, exit 0, test passed, and passed", row)
 	}
 	itest.WaitFor(t, "the run's badge to say passed", time.Minute, func() bool {
 		return within(t, ctx, 10*time.Second, "read the run's badge", chromedp.TextContent(chromedp.CSS("#run-status"))) == "passed"

@@ -50,11 +50,13 @@
       var d = JSON.parse(ev.data), exit = d.exit_code === null ? "" : String(d.exit_code);
       set("live-" + i, "finished: " + d.status + (exit ? " (exit " + exit + ")" : "") + (d.message ? ": " + d.message : ""));
       pre.dataset.ended = d.status;
-      var badge = set("badge-" + i, d.status);
-      if (badge) { badge.className = "badge st-" + d.status; }
+      ["badge-", "sbadge-"].forEach(function (p) { // the job's row and its log's heading
+        var badge = set(p + i, d.status);
+        if (badge) { badge.className = "badge st-" + d.status; }
+      });
       set("exit-" + i, exit);
       set("message-" + i, d.message || "");
-      if (d.duration) { set("duration-" + i, d.duration); }
+      if (d.duration) { set("duration-" + i, d.duration); set("sduration-" + i, d.duration); }
       if (--open === 0) { set("live-all", "Every job shown has finished; waiting for the run's record…"); settle(0); }
     });
     es.onerror = function () { if (es.readyState !== EventSource.CLOSED) { set("live-" + i, "connection lost; reconnecting…"); } };
