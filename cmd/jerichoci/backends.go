@@ -21,11 +21,18 @@ func hostExecutor(env model.LookupEnv, stateRoot, nix string, log *zap.Logger) *
 
 // localExecutor builds what a local run (`run`, `rerun`) executes jobs
 // with; close releases it. Host-local jobs run on this machine, as with
-// the original. Without a usable Incus connection every Incus job fails
-// with the reason, so the run is still recorded.
+// the original. Without a usable Incus connection (a remote incusd is
+// checked first: reachable, its pinned certificate, ours trusted for the
+// project) every Incus job fails with the reason, so the run is still
+// recorded.
 func (c *cli) localExecutor(ctx context.Context, cfg execConfig, stateRoot string, log *zap.Logger) (run.JobExecutor, func()) {
 	host := hostExecutor(c.env, stateRoot, cfg.Nix, log.Named("hostlocal"))
 	cl, err := cfg.incusClient(c.env, log)
+	if err == nil {
+		if err = cfg.Remote.checkIncusAccess(ctx, cl); err != nil {
+			cl.Close()
+		}
+	}
 	if err != nil {
 		return run.JobRouter{Incus: brokenExecutor{err}, Host: host}, func() {}
 	}

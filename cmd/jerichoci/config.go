@@ -39,7 +39,9 @@ type execConfig struct {
 	MaxProcesses int
 	// Nix is the nix program of staged builds and host-local dev shells;
 	// "" is nix on PATH.
-	Nix     string
+	Nix string
+	// Remote is incusd over HTTPS; empty: the unix socket.
+	Remote  incusRemote
 	envErrs []error // unparsable environment values
 }
 
@@ -67,6 +69,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	}
 	str(envStateRoot, &c.StateRoot)
 	str(incus.SocketEnv, &c.Socket)
+	c.Remote.fromEnv(env)
 	// The project is not trimmed; set but empty is an error, as in the original.
 	if v, ok := env("PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT"); ok {
 		c.Project = v
@@ -109,6 +112,7 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log `LEVEL` on stderr: debug, info, warn, error (env JERICHOCI_LOG_LEVEL)")
 	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
 	fs.StringVar(&c.Nix, "nix", c.Nix, "the nix `PROGRAM` that builds staged outputs and host-local dev shells, a path or a name on PATH; scripts/nix-current-up puts Debian 13's Nix at /var/lib/jerichoci/nix-current/bin/nix (env "+envNix+"; default nix)")
+	c.Remote.flags(fs)
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
 }
 
@@ -155,6 +159,7 @@ func (c execConfig) executorConfig() executor.Config {
 // Validate reports every problem at once.
 func (c execConfig) Validate() error {
 	errs := append([]error{}, c.envErrs...)
+	errs = append(errs, c.Remote.Validate())
 	if c.GuestNetwork == "" {
 		errs = append(errs, fmt.Errorf("--guest-network \"\" (env %s): expected an Incus bridge's name, or %q to keep the profiles' NICs", envGuestNetwork, guestNetworkProfile))
 	}
@@ -210,10 +215,14 @@ func (c execConfig) logger() *zap.Logger {
 	return zap.New(core, zap.ErrorOutput(stderr), zap.AddCaller(), zap.AddStacktrace(zap.ErrorLevel))
 }
 
-// incusClient connects to incusd in the configured project: the one place
-// the command line opens the concrete backend. Close the client when done.
+// incusClient connects to incusd in the configured project, over HTTPS
+// with --incus-url, else over the unix socket: the one place the command
+// line opens the concrete backend. Close the client when done.
 // A nil log logs nothing.
 func (c execConfig) incusClient(env func(string) (string, bool), log *zap.Logger) (*incus.Client, error) {
+	if c.Remote.remote() {
+		return c.Remote.client(c.Project, log)
+	}
 	sock := c.Socket
 	if sock == "" {
 		var err error

@@ -30,7 +30,8 @@ role's attribute, else its legacy name), and build-import imports the
 output (metadata.tar.xz with disk.qcow2: a VM image; with rootfs.squashfs
 or rootfs.tar.*: a container image).
 
-The incusd socket is $INCUS_SOCKET, else the standard paths.`
+The incusd socket is $INCUS_SOCKET, else the standard paths; --incus-url
+reaches a remote incusd over HTTPS instead (docs/INCUS.md).`
 
 func runImage(ctx context.Context, c *cli, args []string) int {
 	fs := c.flagSet("image", imageUsage)
@@ -41,6 +42,9 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 	flake := fs.String("flake", "", "build the role's image package of the flake in this directory with Nix (build, build-import)")
 	runner := fs.String("runner", "", "static guest runner binary put into the image at "+executor.DefaultRunnerPath+
 		" (default: pikaci-incus-run beside this executable, as `make build` leaves it)")
+	var remote incusRemote
+	remote.fromEnv(c.env)
+	remote.flags(fs)
 
 	// The action may come before, between or after the flags, as in the
 	// original's `--role R build-import --alias A`.
@@ -75,7 +79,7 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 		*alias = role.DefaultImageAlias()
 	}
 	if *flake != "" {
-		return c.imageFromFlake(ctx, fs, flakeImageArgs{action: action, role: role, dir: *flake, alias: *alias, project: *project})
+		return c.imageFromFlake(ctx, fs, flakeImageArgs{action: action, role: role, dir: *flake, alias: *alias, project: *project, remote: remote})
 	}
 
 	if action == "build-import" && defaultAlias && role == model.RolePikaciRunner {
@@ -102,7 +106,7 @@ func runImage(ctx context.Context, c *cli, args []string) int {
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}
-		cl, err := execConfig{Project: *project}.incusClient(c.env, nil)
+		cl, err := c.imageIncus(ctx, *project, remote)
 		if err != nil {
 			return c.fail(exitUsage, "%v", err)
 		}

@@ -20,6 +20,7 @@ type flakeImageArgs struct {
 	role           model.IncusGuestRole
 	dir            string
 	alias, project string
+	remote         incusRemote
 }
 
 // imageFromFlake builds the role's image package of the flake with the
@@ -57,7 +58,7 @@ func (c *cli) imageFromFlake(ctx context.Context, fs *flag.FlagSet, a flakeImage
 	if a.action == "build" {
 		return exitOK
 	}
-	cl, err := execConfig{Project: a.project}.incusClient(c.env, nil)
+	cl, err := c.imageIncus(ctx, a.project, a.remote)
 	if err != nil {
 		return c.fail(exitUsage, "%v", err)
 	}

@@ -128,7 +128,8 @@ type serving struct {
 }
 
 // preflight checks what serve needs before it opens anything: the
-// catalog, a sandboxed Nix for --allow-staged-builds, the state root (made
+// catalog, a sandboxed Nix for --allow-staged-builds, a remote incusd's
+// trust (--incus-url), the state root (made
 // absolute and created) and, with --allow-host-jobs, the host-jobs user.
 func (s *serving) preflight(ctx context.Context) (*targets.Catalog, *hostlocal.Isolation, error) {
 	cat, err := s.loadCatalog(s.cfg.catalog)
@@ -139,6 +140,9 @@ func (s *serving) preflight(ctx context.Context) (*targets.Catalog, *hostlocal.I
 		if err := (&nixbuild.Builder{Program: s.cfg.exec.Nix}).CheckSandboxed(ctx); err != nil {
 			return nil, nil, fmt.Errorf("--allow-staged-builds: %w", err)
 		}
+	}
+	if err := s.cfg.exec.checkRemoteIncus(ctx, s.env); err != nil {
+		return nil, nil, err
 	}
 	s.stateRoot, err = filepath.Abs(s.cfg.exec.StateRoot)
 	if err == nil {

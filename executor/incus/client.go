@@ -63,6 +63,9 @@ type Client struct {
 	base    string // scheme and host, no path
 	project string
 	log     *zap.Logger
+	// clientFP is the SHA-256 fingerprint of the client certificate of a
+	// TLS client ("" over the unix socket), for CheckAccess's messages.
+	clientFP string
 
 	// waitLimits counts long polls that ended at their limit
 	// (WaitLimits); a pointer, so a copy of the Client counts into it too.
@@ -175,7 +178,11 @@ func NewTLS(baseURL string, cfg TLSConfig, opts ...Option) (*Client, error) {
 		tc.InsecureSkipVerify = true
 		tc.VerifyPeerCertificate = func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
 			if len(rawCerts) == 0 || !bytes.Equal(rawCerts[0], pinned) {
-				return errors.New("incus: server certificate does not match the pinned one")
+				got := ""
+				if len(rawCerts) > 0 {
+					got = CertFingerprint(rawCerts[0])
+				}
+				return &PinMismatchError{Got: got, Want: CertFingerprint(pinned)}
 			}
 			return nil
 		}
@@ -195,7 +202,9 @@ func NewTLS(baseURL string, cfg TLSConfig, opts ...Option) (*Client, error) {
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return newClient(tr, "https://"+u.Host, opts), nil
+	c := newClient(tr, "https://"+u.Host, opts)
+	c.clientFP = CertFingerprint(cert.Certificate[0])
+	return c, nil
 }
 
 // Project returns the project the client addresses.
