@@ -25,7 +25,9 @@ const (
 	whyRefused  = "refused"
 	whyInfra    = "infrastructure"
 	whyNeverRan = "never ran"
-	whyFailed   = "failed" // a failure the record does not classify further
+	// whyNotQueued: a push's lane whose job the daemon does not know.
+	whyNotQueued = "not queued"
+	whyFailed    = "failed" // a failure the record does not classify further
 )
 
 // whyRun is why a failed run failed; nil unless it failed. retries is how
