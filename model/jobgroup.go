@@ -15,6 +15,11 @@ type JobGroup struct {
 	// Lanes are the lane titles (or target ids) of every job of the
 	// group, in order, so a page knows the lanes that have not started.
 	Lanes []string `json:"lanes,omitempty"`
+	// JobIDs, when given, are the job ids the lanes were published with,
+	// one per lane in the same order (the spec's own job_id at its lane's
+	// place), so a page can ask the daemon whether a lane that has not
+	// started was ever queued. Older specs have none.
+	JobIDs []string `json:"job_ids,omitempty"`
 }
 
 // maxGroupLanes bounds a group's lanes.
@@ -32,7 +37,9 @@ func parseGroup(o *StrictObject) *JobGroup {
 		g.ID = id
 	}
 	laneExp := "an array of at most " + strconv.Itoa(maxGroupLanes) + " lane titles or target ids"
-	if lanes, ok := o.Strings("lanes", false, laneExp); ok {
+	lanes, lanesOK := o.Strings("lanes", false, laneExp)
+	lanesOK = lanesOK || !o.Has("lanes") // no lanes: job_ids must be empty too
+	if lanesOK && o.Has("lanes") {
 		if len(lanes) > maxGroupLanes {
 			raw, _ := o.Raw("lanes", false, laneExp)
 			o.Fail("lanes", raw, laneExp)
@@ -44,6 +51,39 @@ func parseGroup(o *StrictObject) *JobGroup {
 		}
 		g.Lanes = lanes
 	}
+	idsExp := "an array of job ids (lowercase UUIDs), one per lane of `lanes`, all different"
+	if ids, ok := o.Strings("job_ids", false, idsExp); ok {
+		seen := map[string]bool{}
+		for i, id := range ids {
+			field := "job_ids[" + strconv.Itoa(i) + "]"
+			if _, err := ParseJobID(id); err != nil {
+				o.Fail(field, quoteJSON(id), "a job id: a lowercase UUID of 36 characters")
+			} else if seen[id] {
+				o.Fail(field, quoteJSON(id), "a job id not named before in `job_ids`")
+			}
+			seen[id] = true
+		}
+		if lanesOK && len(ids) != len(g.Lanes) {
+			raw, _ := o.Raw("job_ids", false, idsExp)
+			o.Fail("job_ids", raw, "one job id per lane of `lanes` ("+strconv.Itoa(len(g.Lanes))+")")
+		}
+		g.JobIDs = ids
+	}
 	specDone(o)
 	return &g
+}
+
+// checkGroupJob reports a group whose job_ids do not hold the spec's own
+// job id at a place whose lane is the spec's lane (or target): the group
+// would name this job for another lane.
+func checkGroupJob(o *StrictObject, g *JobGroup, jobID, name string) {
+	if g == nil || len(g.JobIDs) == 0 || len(g.JobIDs) != len(g.Lanes) {
+		return
+	}
+	for i, id := range g.JobIDs {
+		if id == jobID && g.Lanes[i] == name {
+			return
+		}
+	}
+	o.Failf("group.job_ids", "expected the spec's own job_id %q at the place of its lane %q in `lanes`", jobID, name)
 }

@@ -15,6 +15,8 @@ func TestParseJobSpecGroup(t *testing.T) {
 		want *JobGroup
 	}{
 		{"lane-group.json", &JobGroup{ID: "push-4eef499-1", Lanes: []string{"check-pika-rust", "check-pika-followup", "check-notifications"}}},
+		{"lane-group-job-ids.json", &JobGroup{ID: "push-4eef499-1", Lanes: []string{"check-pika-rust", "check-pika-followup", "check-notifications"},
+			JobIDs: []string{"5d0c1f9e-8a27-4c3b-9e51-2f6a7b8c9d01", "6e1d2a0f-9b38-4d4c-8f62-3a7b8c9d0e12", "7f2e3b1a-0c49-4e5d-9a73-4b8c9d0e1f23"}}},
 		{"lane-object-store.json", nil},
 	}
 	for _, tc := range tests {

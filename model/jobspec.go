@@ -193,8 +193,11 @@ func ParseJobSpec(b []byte) (JobSpec, error) {
 		}
 		s.Requester = r
 	}
-	if g := specSub(o, "group", false, "an object with `id` and optional `lanes`"); g != nil {
+	if g := specSub(o, "group", false, "an object with `id`, optional `lanes` and optional `job_ids`"); g != nil {
 		s.Group = parseGroup(g)
+		if !g.Failed("job_ids") && !o.Failed("job_id") {
+			checkGroupJob(o, s.Group, s.JobID.String(), s.Name())
+		}
 	}
 	specDone(o)
 	if len(errs) > 0 {

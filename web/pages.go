@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,9 +15,13 @@ import (
 )
 
 func parseTemplates() *template.Template {
-	funcs := template.FuncMap{"dur": fmtDuration, "dec": func(n int) int { return n - 1 }, "page": func(title string, refresh int) headData { return headData{title, refresh} }}
+	funcs := template.FuncMap{"dur": fmtDuration, "dec": func(n int) int { return n - 1 }, "status": statusText, "page": func(title string, refresh int) headData { return headData{title, refresh} }}
 	return template.Must(template.New("").Funcs(funcs).ParseFS(assets, "templates/*.html"))
 }
+
+// statusText is a status as the page writes it: "not queued" for
+// not_queued, every other as it is.
+func statusText(s string) string { return strings.ReplaceAll(s, "_", " ") }
 
 // headData is the head of a page: its title and, when not 0, the seconds
 // after which it reloads itself (a page showing a running run that no
@@ -115,7 +120,9 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 		entries = entries[:maxLimit]
 	}
 	data.Shown = len(entries)
-	data.Items = s.items(entries, f)
+	v, end := s.newView(r.Context())
+	defer end()
+	data.Items = s.items(v, entries, f)
 	for _, it := range data.Items {
 		for _, row := range it.Rows {
 			if row.Status == string(model.StatusRunning) || row.Status == "queued" {

@@ -30,6 +30,7 @@ type push struct {
 	ID     string
 	Number uint64   // the work stream's sequence of its first job
 	Lanes  []string // every lane the group names, in order
+	JobIDs []string // each lane's job id, when the group names them
 	Runs   []laneRun
 }
 
@@ -95,6 +96,9 @@ func collect(entries []runEntry) []item {
 		p := pushes[g.ID]
 		if p == nil {
 			p = &push{ID: g.ID, Lanes: append([]string(nil), g.Lanes...)}
+			if len(g.JobIDs) == len(g.Lanes) {
+				p.JobIDs = append([]string(nil), g.JobIDs...)
+			}
 			pushes[g.ID] = p
 			pushAt[g.ID] = len(items)
 			items = append(items, item{Push: p, rank: rank[l]})
@@ -140,16 +144,33 @@ func (p *push) sortRuns() {
 	sort.SliceStable(p.Runs, func(i, j int) bool { return rank(p.Runs[i]) < rank(p.Runs[j]) })
 }
 
-// queuedLanes are the lanes the group names that have no run yet.
-func (p *push) queuedLanes() []string {
+// pendingLane is a lane the group names that has no run yet, with its
+// job id when the group names it.
+type pendingLane struct {
+	Lane, JobID string
+}
+
+// pendingLanes are the lanes the group names that have no run yet: by
+// job id when the group names the jobs, else by title.
+func (p *push) pendingLanes() []pendingLane {
 	have := map[string]bool{}
 	for _, l := range p.Runs {
 		have[l.Lane] = true
+		if p.JobIDs != nil {
+			have["job:"+l.Key] = true
+		}
 	}
-	var out []string
-	for _, l := range p.Lanes {
+	var out []pendingLane
+	for i, l := range p.Lanes {
+		if p.JobIDs != nil {
+			if id := p.JobIDs[i]; !have["job:"+id] {
+				out = append(out, pendingLane{Lane: l, JobID: id})
+				have["job:"+id] = true
+			}
+			continue
+		}
 		if !have[l] {
-			out = append(out, l)
+			out = append(out, pendingLane{Lane: l})
 			have[l] = true
 		}
 	}
@@ -159,7 +180,7 @@ func (p *push) queuedLanes() []string {
 // LaneStatus is one lane of a push as the JSON view and the page show it.
 type LaneStatus struct {
 	Lane     string `json:"lane"`
-	Status   string `json:"status"` // a run status, or "queued" before it starts
+	Status   string `json:"status"` // a run status, "queued" before it starts, "not_queued" when it never was
 	Why      *Why   `json:"why,omitempty"`
 	RunID    string `json:"run_id,omitempty"`
 	JobID    string `json:"job_id,omitempty"`
@@ -197,6 +218,9 @@ type PushCounts struct {
 	Running int `json:"running"`
 	Queued  int `json:"queued"`
 	Skipped int `json:"skipped"`
+	// NotQueued are the lanes whose job the daemon does not know: the
+	// push stopped before queuing them.
+	NotQueued int `json:"not_queued"`
 }
 
 // laneStatus is one lane run's status.
@@ -230,7 +254,8 @@ func (s *Server) laneStatus(l laneRun) LaneStatus {
 }
 
 // pushStatus summarises a push the way pika's CI page does.
-func (s *Server) pushStatus(p *push) PushStatus {
+// v's lookups tell the lanes never queued from the waiting ones.
+func (s *Server) pushStatus(v *view, p *push) PushStatus {
 	ps := PushStatus{Push: p.ID, Number: p.Number}
 	now := s.cfg.Now()
 	var from, first, end time.Time
@@ -278,8 +303,14 @@ func (s *Server) pushStatus(p *push) PushStatus {
 			}
 		}
 	}
-	for _, lane := range p.queuedLanes() {
-		ps.Runs = append(ps.Runs, LaneStatus{Lane: lane, Status: "queued", Duration: "–"})
+	for _, pl := range p.pendingLanes() {
+		if s.neverQueued(v, pl.JobID) {
+			ps.Runs = append(ps.Runs, LaneStatus{Lane: pl.Lane, Status: statusNotQueued, JobID: pl.JobID, Duration: "–",
+				Why: &Why{Word: whyNotQueued, Line: "never queued: the push stopped before this lane (the daemon does not know job " + pl.JobID + ")"}})
+			ps.Counts.NotQueued++
+			continue
+		}
+		ps.Runs = append(ps.Runs, LaneStatus{Lane: pl.Lane, Status: "queued", JobID: pl.JobID, Duration: "–"})
 		ps.Counts.Queued++
 	}
 	ps.Lanes = len(ps.Runs)
@@ -287,7 +318,7 @@ func (s *Server) pushStatus(p *push) PushStatus {
 	case ps.Counts.Running > 0 || ps.Counts.Queued > 0:
 		ps.Status = string(model.StatusRunning)
 		end = now
-	case ps.Counts.Failed > 0:
+	case ps.Counts.Failed > 0 || ps.Counts.NotQueued > 0: // a lane never queued never runs
 		ps.Status = string(model.StatusFailed)
 	default:
 		ps.Status = string(model.StatusPassed)
@@ -308,6 +339,9 @@ func (s *Server) pushStatus(p *push) PushStatus {
 	ps.Summary = pushSummary(ps)
 	return ps
 }
+
+// statusNotQueued is the status of a lane whose job was never queued.
+const statusNotQueued = "not_queued"
 
 // pushSummary is the line under a push's title: "failed · 9 passed 1
 // failed · head 4eef499 · queued 2026-… · 10 lane(s) · queued 8s · ran
@@ -333,7 +367,7 @@ func countsText(c PushCounts) string {
 	for _, x := range []struct {
 		n    int
 		word string
-	}{{c.Failed, "failed"}, {c.Running, "running"}, {c.Queued, "queued"}, {c.Skipped, "skipped"}} {
+	}{{c.Failed, "failed"}, {c.Running, "running"}, {c.Queued, "queued"}, {c.NotQueued, "not queued"}, {c.Skipped, "skipped"}} {
 		if x.n > 0 {
 			s += fmt.Sprintf(" %d %s", x.n, x.word)
 		}

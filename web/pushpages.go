@@ -13,14 +13,14 @@ import (
 
 // listFilter is the runs list's query: ?status=, ?lane=, ?head=.
 type listFilter struct {
-	Status string // a status (running, passed, failed, skipped, queued)
+	Status string // a status (running, passed, failed, skipped, queued, not_queued)
 	Lane   string // a lane title, exactly
 	Head   string // a prefix of the git head
 }
 
 func (f listFilter) Active() bool { return f.Status != "" || f.Lane != "" || f.Head != "" }
 
-var filterStatuses = []string{"running", "passed", "failed", "skipped", "queued"}
+var filterStatuses = []string{"running", "passed", "failed", "skipped", "queued", statusNotQueued}
 
 // filterParam reads the filters; an unknown status is an error naming it.
 func filterParam(r *http.Request) (listFilter, error) {
@@ -50,13 +50,14 @@ type listItem struct {
 	Rows   []runRow
 }
 
-// items builds the runs list's entries, filtered.
-func (s *Server) items(entries []runEntry, f listFilter) []listItem {
+// items builds the runs list's entries, filtered; v looks up the lanes
+// not started.
+func (s *Server) items(v *view, entries []runEntry, f listFilter) []listItem {
 	var out []listItem
 	latest := true
 	for _, it := range collect(entries) {
 		if it.Push != nil {
-			ps := s.pushStatus(it.Push)
+			ps := s.pushStatus(v, it.Push)
 			li := listItem{Push: &ps}
 			byLane := map[string]laneRun{}
 			for _, l := range it.Push.Runs {
@@ -73,7 +74,7 @@ func (s *Server) items(entries []runEntry, f listFilter) []listItem {
 					}
 					li.Rows = append(li.Rows, row)
 				} else {
-					li.Rows = append(li.Rows, runRow{Status: ls.Status, Title: ls.Lane, Queued: "–", Ran: "–", Jobs: "not started"})
+					li.Rows = append(li.Rows, pendingRow(ls))
 				}
 			}
 			if len(li.Rows) == 0 {
@@ -90,6 +91,16 @@ func (s *Server) items(entries []runEntry, f listFilter) []listItem {
 		out = append(out, listItem{Rows: []runRow{s.laneRow(*it.Run, ls)}})
 	}
 	return out
+}
+
+// pendingRow is the row of a lane that has no run: queued, or never
+// queued (saying why).
+func pendingRow(ls LaneStatus) runRow {
+	row := runRow{Status: ls.Status, Title: ls.Lane, Queued: "–", Ran: "–", Jobs: "not started", Why: ls.Why}
+	if ls.Status == statusNotQueued {
+		row.Jobs = "never queued"
+	}
+	return row
 }
 
 // laneRow is the runs list's row of a lane run: its run's row, titled by
@@ -145,18 +156,16 @@ func (s *Server) pushPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps := s.pushStatus(p)
+	v, end := s.newView(r.Context())
+	defer end()
+	ps := s.pushStatus(v, p)
 	data := struct {
 		P       PushStatus
 		Rows    []runRow
 		Refresh int
 	}{P: ps}
-	data.Rows = s.items(pushEntries(p), listFilter{})[0].Rows
-	for _, ls := range ps.Runs {
-		if ls.Status == "queued" {
-			data.Rows = append(data.Rows, runRow{Status: "queued", Title: ls.Lane, Queued: "–", Ran: "–", Jobs: "not started"})
-		}
-	}
+	// The lanes not started are rows of items too, after the runs.
+	data.Rows = s.items(v, pushEntries(p), listFilter{})[0].Rows
 	if ps.Status == string(model.StatusRunning) {
 		data.Refresh = refreshSecs
 	}
@@ -181,7 +190,9 @@ func (s *Server) apiPush(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, s.pushStatus(p))
+	v, end := s.newView(r.Context())
+	defer end()
+	writeJSON(w, http.StatusOK, s.pushStatus(v, p))
 }
 
 // apiPushes is GET /api/pushes?status=&lane=&head=: the pushes, newest
@@ -200,7 +211,9 @@ func (s *Server) apiPushes(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		Pushes []PushStatus `json:"pushes"`
 	}{Pushes: []PushStatus{}}
-	for _, li := range s.items(entries, f) {
+	v, end := s.newView(r.Context())
+	defer end()
+	for _, li := range s.items(v, entries, f) {
 		if li.Push == nil {
 			continue
 		}
@@ -223,7 +236,9 @@ func (s *Server) pushBadge(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ps := s.pushStatus(p)
+	v, end := s.newView(r.Context())
+	defer end()
+	ps := s.pushStatus(v, p)
 	writeBadge(w, "jerichoci", fmt.Sprintf("#%d %s", ps.Number, ps.Status), ps.Status)
 }
 
@@ -291,7 +306,7 @@ func (s *Server) laneBadge(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var badgeColors = map[string]string{"passed": "#1a7f37", "failed": "#cf222e", "running": "#0969da", "queued": "#6e7781"}
+var badgeColors = map[string]string{"passed": "#1a7f37", "failed": "#cf222e", "running": "#0969da", "queued": "#6e7781", statusNotQueued: "#9a6700"}
 
 // writeBadge writes a two-part SVG badge, widths by a fixed advance per
 // character (no fonts to measure with on the server).

@@ -39,6 +39,9 @@ type Config struct {
 	StateRoot string
 	// Logs follows daemon jobs' live output; nil: host.log on disk only.
 	Logs LogFollower
+	// Jobs tells a push's lane never queued from one waiting (the daemon's
+	// lookups); nil: every lane without a run is "queued".
+	Jobs JobLookup
 	// Log is the one logger.
 	Log *zap.Logger
 	// Poll is how often a stream looks at the job's record (and host.log
@@ -56,6 +59,7 @@ type Server struct {
 	store *run.Store
 	tmpl  *template.Template
 	slots chan struct{}
+	jobs  jobCache // the answers of Jobs
 
 	ctx    context.Context // ends the live streams (Close)
 	cancel context.CancelFunc

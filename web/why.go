@@ -28,7 +28,9 @@ const (
 	whyNeverRan = "never ran"
 	whyBuild    = "build failed"   // a staged output's nix build failed
 	whyPrepare  = "prepare failed" // another prepare node failed (the runner's, say)
-	whyFailed   = "failed" // a failure the record does not classify further
+	// whyNotQueued: a push's lane whose job the daemon does not know.
+	whyNotQueued = "not queued"
+	whyFailed    = "failed" // a failure the record does not classify further
 )
 
 // whyRun is why a failed run failed; nil unless it failed. retries is how

@@ -100,11 +100,18 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 	}
 	defer closeConn()
 	// Every lane is known (to the source's catalog or the daemon's) before
-	// any is queued: a push with a typo queues nothing.
+	// any is queued: a push with a typo queues nothing. The job ids are
+	// drawn first, so the group names each lane's job (docs/PROTOCOL.md).
+	ids := make([]string, len(names))
 	specs := make([]model.JobSpec, len(names))
+	for i := range names {
+		specs[i].JobID = uuid.New()
+		ids[i] = specs[i].JobID.String()
+	}
+	grp := &model.JobGroup{ID: group, Lanes: names, JobIDs: ids}
 	for i, name := range names {
-		s := model.JobSpec{SchemaVersion: model.JobSpecVersion, JobID: uuid.New(), Target: name, Requester: requester(),
-			GitHead: head, ChangedFiles: changedFiles, Group: &model.JobGroup{ID: group, Lanes: names}}
+		s := model.JobSpec{SchemaVersion: model.JobSpecVersion, JobID: specs[i].JobID, Target: name, Requester: requester(),
+			GitHead: head, ChangedFiles: changedFiles, Group: grp}
 		lane, err := enqueueName(ctx, cat, client, name)
 		if err != nil {
 			return c.fail(exitUsage, "push: %v; nothing was queued", err)
@@ -124,16 +131,8 @@ func (c *cli) enqueuePush(ctx context.Context, fs *flag.FlagSet, ncfg *natsConfi
 	}
 	for i := range specs {
 		specs[i].Source = source
-		ack, err := client.Enqueue(opCtx, specs[i])
-		if err != nil {
-			return c.fail(exitUsage, "push %s: lane %s (%d of %d): %v", group, names[i], i+1, len(names), err)
-		}
-		if i == 0 {
-			fmt.Fprintf(c.stdout, "push #%d %s: %d lane(s)\n", ack.Sequence, group, len(names))
-		}
-		fmt.Fprintf(c.stdout, "%s %s\n", specs[i].JobID, names[i])
 	}
-	return exitOK
+	return c.publishPush(opCtx, ctx, client, group, specs)
 }
 
 func validGroup(s string) bool {

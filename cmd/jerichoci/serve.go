@@ -466,7 +466,7 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 		metrics.Check{Name: "nats", Fn: conns.queue.Ready},
 		metrics.Check{Name: "incus", Fn: incusReady},
 	)
-	status := web.New(web.Config{StateRoot: s.stateRoot, Logs: logs, Log: log.Named("web")})
+	status := web.New(web.Config{StateRoot: s.stateRoot, Logs: logs, Jobs: logs, Log: log.Named("web")})
 	mux := http.NewServeMux()
 	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
 		mux.Handle(p, health)
