@@ -57,12 +57,8 @@ var ErrNoArchiver = fmt.Errorf("the guest has no sh or tar")
 // root's files on an unshifted disk device (TransferMounts).
 const guestNobody = 65534
 
-// archiveMover returns the backend's archive mover, or an error naming
+// archiveMoverOf returns the backend's archive mover, or an error naming
 // the transfer that needs it.
-func (x *RemoteLinuxVM) archiveMover() (ArchiveMover, error) {
-	return archiveMoverOf(x.Backend)
-}
-
 func archiveMoverOf(be Backend) (ArchiveMover, error) {
 	m, ok := be.(ArchiveMover)
 	if !ok {

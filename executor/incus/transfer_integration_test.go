@@ -104,7 +104,7 @@ func maskedRecord(t *testing.T, exe any) string {
 
 type transferRun struct {
 	record, guest, hostLog string
-	artifacts             []string
+	artifacts              []string
 }
 
 // TestIntegrationTransferAPIMatchesMounts runs the same jobs with files
