@@ -39,6 +39,9 @@ type Config struct {
 	// MaxProcesses is limits.processes of each instance (the pids cgroup
 	// of a container: processes and threads); 0 sets no limit.
 	MaxProcesses int
+	// Transfer is how the snapshot, the guest request and staged outputs
+	// reach the guest: TransferMounts ("" too) or TransferAPI.
+	Transfer Transfer
 }
 
 // profiles are the profiles of every instance, in order.
@@ -77,6 +80,9 @@ func (c Config) Validate() error {
 		if _, err := rootDiskSize(c.RootDiskSize); err != nil {
 			errs = append(errs, fmt.Errorf("root disk size: %w", err))
 		}
+	}
+	if !c.Transfer.Valid() {
+		errs = append(errs, fmt.Errorf("transfer %q: expected %s or %s", c.Transfer, TransferMounts, TransferAPI))
 	}
 	errs = append(errs, validateGuestLimits(c.GuestNetwork, c.MaxProcesses))
 	return errors.Join(errs...)

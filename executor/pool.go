@@ -298,12 +298,15 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 	}
 	name := "pikaci-w" + hex.EncodeToString(b)
 	ws, req := p.workspaceDir(name), p.requestDir(name)
+	cfg := p.Config
 	for _, d := range []string{ws, req} {
+		if cfg.Transfer.api() {
+			break // the job's files go through the Incus API
+		}
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	cfg := p.Config
 	spec, err := instanceSpec(ctx, p.Backend, cfg, name, k.itype, k.alias)
 	if err != nil {
 		return nil, err
@@ -312,9 +315,11 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 	spec.Config[ConfigPool] = k.alias
 	spec.Config[ConfigRunID] = "pool"
 	spec.Config[ConfigJobID] = "pool"
-	spec.Disks = []Disk{
-		{Name: model.SnapshotDeviceName(ws, GuestSnapshotPath), Source: ws, Path: GuestSnapshotPath, ReadOnly: true},
-		{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
+	if !cfg.Transfer.api() {
+		spec.Disks = []Disk{
+			{Name: model.SnapshotDeviceName(ws, GuestSnapshotPath), Source: ws, Path: GuestSnapshotPath, ReadOnly: true},
+			{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
+		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, readyTimeout(cfg)+time.Minute)
 	defer cancel()

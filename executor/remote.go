@@ -230,6 +230,12 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 			return err
 		}
 		j.hostf("launching guest runner: %s", req.Command)
+		if j.pooled && j.x.Config.Transfer.api() {
+			if err := writeGuestRequest(ctx, j.x.Backend, j.name, reqJSON); err != nil {
+				return fmt.Errorf("write guest request to %s: %w", j.name, err)
+			}
+			return nil
+		}
 		if j.pooled {
 			// On the host, in the directory the instance sees read-only.
 			if err := j.x.Pool.writeRequest(j.name, reqJSON); err != nil {
@@ -321,21 +327,47 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	for k, v := range j.jobKeys() {
 		spec.Config[k] = v
 	}
-	if job.SnapshotDir != "" {
-		spec.Disks = []Disk{{Name: model.SnapshotDeviceName(job.SnapshotDir, GuestSnapshotPath),
-			Source: job.SnapshotDir, Path: GuestSnapshotPath, ReadOnly: true}}
-	}
+	disks := j.snapshotDisks()
 	payloads, err := j.payloadDisks(ctx)
 	if err != nil {
 		return err
 	}
-	spec.Disks = append(spec.Disks, payloads...)
+	disks = append(disks, payloads...)
+	api := cfg.Transfer.api()
+	if !api {
+		spec.Disks = disks
+	}
 	j.created = true // from here on, cleanup runs whatever happens
 	if err := j.x.Backend.CreateInstance(ctx, spec); err != nil {
 		return fmt.Errorf("create %s instance %q from image `%s`: %w", itype, j.name, alias, err)
 	}
 	j.hostf("instance %s (%s) started from %s@%s", j.name, itype, alias, fp)
-	return j.waitReady(ctx)
+	if err := j.waitReady(ctx); err != nil || !api {
+		return err
+	}
+	return j.pushDisks(ctx, disks)
+}
+
+// snapshotDisks is the job's snapshot shown read-only at
+// GuestSnapshotPath, when it has one.
+func (j *jobRun) snapshotDisks() []Disk {
+	if j.job.SnapshotDir == "" {
+		return nil
+	}
+	return []Disk{{Name: model.SnapshotDeviceName(j.job.SnapshotDir, GuestSnapshotPath),
+		Source: j.job.SnapshotDir, Path: GuestSnapshotPath, ReadOnly: true}}
+}
+
+// pushDisks copies what the disks show into the instance (TransferAPI).
+func (j *jobRun) pushDisks(ctx context.Context, disks []Disk) error {
+	if len(disks) == 0 {
+		return nil
+	}
+	if err := pushDisks(ctx, j.x.Backend, j.name, disks); err != nil {
+		return err
+	}
+	j.hostf("copied %d host paths into %s through the Incus API (one archive)", len(disks), j.name)
+	return nil
 }
 
 // jobKeys are the config keys that make an instance this job's.
@@ -355,7 +387,11 @@ func (j *jobRun) takePooled(ctx context.Context, name, artifacts string, itype m
 	if err := resetDir(artifacts); err != nil {
 		return fmt.Errorf("reset artifacts: %w", err)
 	}
-	if err := j.x.Pool.fillWorkspace(ctx, name, j.job.SnapshotDir); err != nil {
+	if j.x.Config.Transfer.api() {
+		if err := j.pushDisks(ctx, j.snapshotDisks()); err != nil {
+			return fmt.Errorf("fill the workspace of pool instance %q: %w", name, err)
+		}
+	} else if err := j.x.Pool.fillWorkspace(ctx, name, j.job.SnapshotDir); err != nil {
 		return fmt.Errorf("fill the workspace of pool instance %q: %w", name, err)
 	}
 	// The job's keys go on the instance while the runner starts: until
@@ -477,6 +513,13 @@ const smallArtifactLimit = 1 << 20
 
 // collect copies the guest's artifacts out; result.json is authoritative.
 func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) {
+	if m, ok := j.x.Backend.(ArchiveMover); ok {
+		res, err := j.collectArchive(ctx, m, artifacts)
+		if !errors.Is(err, ErrNoArchiver) {
+			return res, err
+		}
+		j.hostf("could not collect the artifacts as one archive, pulling them one by one: %v", err)
+	}
 	if err := j.collectGuestLog(ctx, artifacts); err != nil {
 		return Result{}, err
 	}
@@ -498,6 +541,49 @@ func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) 
 			result = buf.Bytes()
 		}
 	}
+	return j.terminal(result)
+}
+
+// collectArchive collects the artifacts as one archive: a missing or
+// failed file is told as a pulled one is (collect), the archive's
+// failure standing for each file it did not bring.
+func (j *jobRun) collectArchive(ctx context.Context, m ArchiveMover, artifacts string) (Result, error) {
+	got, aerr := j.pullArtifacts(ctx, m, artifacts)
+	if errors.Is(aerr, ErrNoArchiver) {
+		return Result{}, aerr
+	}
+	var hostErr *hostWriteError
+	if errors.As(aerr, &hostErr) {
+		return Result{}, hostErr.err
+	}
+	missing := func(guestPath string) error {
+		if aerr != nil {
+			return aerr
+		}
+		return fmt.Errorf("%s: %w", guestPath, ErrNotFound)
+	}
+	if !got.guestLog {
+		j.hostf("could not collect %s: %v", GuestDir+"/logs/guest.log", missing(GuestDir+"/logs/guest.log"))
+	}
+	for _, name := range []string{"events.jsonl", "status.json", "result.json"} {
+		guestPath := GuestDir + "/" + name
+		b, ok := got.small[name]
+		if !ok {
+			if name == "result.json" {
+				return Result{}, fmt.Errorf("read Incus guest path `%s` from %s failed with %v", guestPath, j.x.Config.Host, missing(guestPath))
+			}
+			j.hostf("could not collect %s: %v", guestPath, missing(guestPath))
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(artifacts, name), j.job.Mask.Bytes(b), 0o644); err != nil {
+			return Result{}, fmt.Errorf("save artifact %s: %w", name, err)
+		}
+	}
+	return j.terminal(got.small["result.json"])
+}
+
+// terminal reads the guest's result.json, which is authoritative.
+func (j *jobRun) terminal(result []byte) (Result, error) {
 	var tr model.TerminalResult
 	if err := json.Unmarshal(result, &tr); err != nil {
 		return Result{}, fmt.Errorf("load guest terminal result: %w", err)

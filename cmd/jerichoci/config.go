@@ -41,8 +41,10 @@ type execConfig struct {
 	// "" is nix on PATH.
 	Nix string
 	// Remote is incusd over HTTPS; empty: the unix socket.
-	Remote  incusRemote
-	envErrs []error // unparsable environment values
+	Remote incusRemote
+	// Transfer is --incus-transfer: mounts, api or auto (transfer.go).
+	Transfer string
+	envErrs  []error // unparsable environment values
 }
 
 // guestNetworkProfile, as --guest-network, keeps the profiles' NICs.
@@ -86,6 +88,7 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 	str("JERICHOCI_LOG_LEVEL", &c.LogLevel)
 	str(envGuestNetwork, &c.GuestNetwork)
 	str(envNix, &c.Nix)
+	str(envIncusTransfer, &c.Transfer)
 	if v, ok := env(envGuestMaxProcesses); ok && strings.TrimSpace(v) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -113,6 +116,7 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GuestNetwork, "guest-network", c.GuestNetwork, "Incus bridge `NAME` every job's instance gets its one NIC on, filtered (MAC, IPv4, IPv6) and port-isolated, in place of the profiles' NICs; scripts/incus-up makes jci-guests and the host firewall that keeps its guests off the host and each other; 'profile' keeps the profiles' NICs unfiltered (env "+envGuestNetwork+"; docs/INCUS.md)")
 	fs.StringVar(&c.Nix, "nix", c.Nix, "the nix `PROGRAM` that builds staged outputs and host-local dev shells, a path or a name on PATH; scripts/nix-current-up puts Debian 13's Nix at /var/lib/jerichoci/nix-current/bin/nix (env "+envNix+"; default nix)")
 	c.Remote.flags(fs)
+	c.transferFlag(fs)
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
 }
 
@@ -150,6 +154,7 @@ func (c execConfig) executorConfig() executor.Config {
 	d.InstanceType = model.InstanceType(c.InstanceType)
 	d.RootDiskSize = c.GuestDiskSize
 	d.GuestNetwork, d.MaxProcesses = c.GuestNetwork, c.MaxProcesses
+	d.Transfer = resolveTransfer(c.Transfer, c.Remote.remote())
 	if c.GuestNetwork == guestNetworkProfile {
 		d.GuestNetwork = ""
 	}
@@ -160,6 +165,7 @@ func (c execConfig) executorConfig() executor.Config {
 func (c execConfig) Validate() error {
 	errs := append([]error{}, c.envErrs...)
 	errs = append(errs, c.Remote.Validate())
+	errs = append(errs, c.transferErr())
 	if c.GuestNetwork == "" {
 		errs = append(errs, fmt.Errorf("--guest-network \"\" (env %s): expected an Incus bridge's name, or %q to keep the profiles' NICs", envGuestNetwork, guestNetworkProfile))
 	}
