@@ -157,15 +157,7 @@ func readCreds(path string) (credsFile, error) {
 
 // capture reads every job's logs, events, result and record.
 func capture(ctx context.Context, nc *nats.Conn, jobs []job) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	results, err := js.KeyValue(ctx, protocol.BucketResults)
-	if err != nil {
-		return err
-	}
-	records, err := js.ObjectStore(ctx, protocol.BucketRecords)
+	js, results, records, err := stores(ctx, nc)
 	if err != nil {
 		return err
 	}
@@ -189,6 +181,23 @@ func capture(ctx context.Context, nc *nats.Conn, jobs []job) error {
 		}
 	}
 	return nil
+}
+
+// stores opens the results bucket and the records store the daemon made.
+func stores(ctx context.Context, nc *nats.Conn) (jetstream.JetStream, jetstream.KeyValue, jetstream.ObjectStore, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	results, err := js.KeyValue(ctx, protocol.BucketResults)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("bucket %s: %w", protocol.BucketResults, err)
+	}
+	records, err := js.ObjectStore(ctx, protocol.BucketRecords)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("object store %s: %w", protocol.BucketRecords, err)
+	}
+	return js, results, records, nil
 }
 
 // readAll reads the messages of stream on subject, oldest first.
@@ -245,15 +254,7 @@ func replay(ctx context.Context, server string, jobs []job, tarball []byte, n in
 	if _, err := daemon.OpenQueue(ctx, nc, cfg); err != nil {
 		return err
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	results, err := js.KeyValue(ctx, protocol.BucketResults)
-	if err != nil {
-		return err
-	}
-	records, err := js.ObjectStore(ctx, protocol.BucketRecords)
+	js, results, records, err := stores(ctx, nc)
 	if err != nil {
 		return err
 	}
