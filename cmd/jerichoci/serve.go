@@ -23,6 +23,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/hostlocal"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/procid"
 	"jerichoci/metrics"
 	"jerichoci/model"
 	"jerichoci/nixbuild"
@@ -322,7 +323,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 	guestWarnings(s.stderr, cfg.exec, cfg.daemon.Concurrency+warm, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
-	cfg.daemon.Fleet = q.Fleet
+	cfg.daemon.Fleet, cfg.daemon.Process = q.Fleet, thisProcess()
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
@@ -366,10 +367,10 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 			}
 			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(cfg.exec.Nix, log)}, Host: host}
 		},
-		Instances: insts,
-		Waiting:   q,
-		Runner:    daemonRunner,
-		Log:       log.Named("daemon"),
+		Instances: insts, Processes: procid.Host{}, Presence: q,
+		Waiting: q,
+		Runner:  daemonRunner,
+		Log:     log.Named("daemon"),
 	}, pool
 }
 
