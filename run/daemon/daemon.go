@@ -39,8 +39,8 @@ type DaemonConfig struct {
 	// instances (PoolOwnerPrefix…), which its reaper leaves to the pool;
 	// PoolMaxAge the pool's recycling age (idle pool instances of other
 	// owners are reaped past twice that).
-	PoolOwner   string
-	PoolMaxAge  time.Duration
+	PoolOwner  string
+	PoolMaxAge time.Duration
 	// Process names this process in its instances' config (see Processes,
 	// owners.go); "" turns the owner-process rules off.
 	Process     string
