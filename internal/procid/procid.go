@@ -1,5 +1,5 @@
 // Package procid names a process so that its death can be proved later: the
-// host (machine id), the boot (kernel boot id), the pid and the process's
+// host (machine id and PID namespace), the boot (kernel boot id), the pid and the process's
 // start time since boot (clock ticks, /proc/PID/stat field 22). A pid alone
 // is recycled; a pid with its start time on the same boot of the same host
 // is not. It is a leaf: the standard library only, Linux /proc.
@@ -15,7 +15,11 @@ import (
 
 // ID is one process of one boot of one host.
 type ID struct {
-	Host  string // /etc/machine-id, else the hostname
+	// Host is /etc/machine-id (else the hostname) and the inode of the
+	// PID namespace, "MACHINE-NS": a process of another PID namespace
+	// (a container sharing the machine id) is another host's, whose pids
+	// this one cannot see.
+	Host  string
 	Boot  string // /proc/sys/kernel/random/boot_id
 	PID   int
 	Start uint64 // clock ticks after boot
@@ -110,6 +114,11 @@ func (h Host) machine() (host, boot string, err error) {
 	} else if host, err = os.Hostname(); err != nil {
 		return "", "", fmt.Errorf("host id: no /etc/machine-id and no hostname: %w", err)
 	}
+	ns, err := os.Readlink(h.Root + "/proc/self/ns/pid") // "pid:[4026531836]"
+	if err != nil {
+		return "", "", fmt.Errorf("pid namespace: %w", err)
+	}
+	host += "-" + strings.TrimSuffix(strings.TrimPrefix(ns, "pid:["), "]")
 	if strings.Contains(host, "/") || strings.Contains(boot, "/") || host == "" || boot == "" {
 		return "", "", fmt.Errorf("host id %q or boot id %q: empty or holds '/'", host, boot)
 	}

@@ -23,6 +23,12 @@ func fakeRoot(t *testing.T, machine, boot string, procs map[int]uint64) Host {
 	}
 	write("etc/machine-id", machine+"\n")
 	write("proc/sys/kernel/random/boot_id", boot+"\n")
+	if err := os.MkdirAll(filepath.Join(root, "proc/self/ns"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("pid:[4026531836]", filepath.Join(root, "proc/self/ns/pid")); err != nil {
+		t.Fatal(err)
+	}
 	for pid, start := range procs {
 		// A command with spaces and a ')' of its own, as /proc shows it.
 		write(filepath.Join("proc", itoa(pid), "stat"),
@@ -40,12 +46,13 @@ func TestGone(t *testing.T) {
 		local  bool
 		parsed bool
 	}{
-		{"live process", "m1/b1/100/5000", false, true, true},
-		{"pid recycled: another start time", "m1/b1/100/4999", true, true, true},
-		{"no such pid", "m1/b1/101/5000", true, true, true},
-		{"earlier boot", "m1/b0/100/5000", true, true, true},
-		{"another host: never gone here", "m2/b1/101/5000", false, false, true},
-		{"malformed: never gone", "m1/b1/x/5000", false, false, false},
+		{"live process", "m1-4026531836/b1/100/5000", false, true, true},
+		{"pid recycled: another start time", "m1-4026531836/b1/100/4999", true, true, true},
+		{"no such pid", "m1-4026531836/b1/101/5000", true, true, true},
+		{"earlier boot", "m1-4026531836/b0/100/5000", true, true, true},
+		{"another host: never gone here", "m2-4026531836/b1/101/5000", false, false, true},
+		{"another PID namespace of this machine: another host", "m1-4026531999/b1/101/5000", false, false, true},
+		{"malformed: never gone", "m1-4026531836/b1/x/5000", false, false, false},
 		{"old owner form: never gone", "host-100", false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +75,7 @@ func TestOfRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (ID{Host: "m1", Boot: "b1", PID: 7, Start: 42}); id != want {
+	if want := (ID{Host: "m1-4026531836", Boot: "b1", PID: 7, Start: 42}); id != want {
 		t.Fatalf("Of(7) = %+v, want %+v", id, want)
 	}
 	back, err := Parse(id.String())
