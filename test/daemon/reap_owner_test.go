@@ -20,13 +20,19 @@ import (
 // (executor.ConfigProcess), pool and job instances alike.
 func instancesOfProcess(t *testing.T, cl *incus.Client, process string) []incus.Instance {
 	t.Helper()
+	return instancesWhere(t, cl, func(in incus.Instance) bool { return in.Config[executor.ConfigProcess] == process })
+}
+
+// instancesWhere lists the instances of the project for which keep is true.
+func instancesWhere(t *testing.T, cl *incus.Client, keep func(incus.Instance) bool) []incus.Instance {
+	t.Helper()
 	all, err := cl.ListInstances(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []incus.Instance
 	for _, in := range all {
-		if in.Config[executor.ConfigProcess] == process {
+		if keep(in) {
 			out = append(out, in)
 		}
 	}
