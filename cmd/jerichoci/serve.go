@@ -92,6 +92,10 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 		}
 	}
 	conns, err := s.openNATS(ctx)
+	if errors.Is(err, errStoppedWaiting) {
+		fmt.Fprintf(c.stderr, "jerichoci serve: %v\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}

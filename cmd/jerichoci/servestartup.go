@@ -25,6 +25,10 @@ import (
 // --nats-wait, each said in the log and on /readyz; any other error (bad
 // credentials, a configuration the server refuses) ends serve at once.
 
+// errStoppedWaiting: serve was stopped (a signal) while it waited for
+// NATS; a clean stop, not a failure.
+var errStoppedWaiting = errors.New("stopped while waiting for NATS")
+
 // defaultNATSWait is --nats-wait's default.
 const defaultNATSWait = 10 * time.Minute
 
@@ -72,7 +76,10 @@ func untilSettled[T any](ctx context.Context, what string, wait time.Duration, l
 			}
 			return v, nil
 		}
-		if ctx.Err() != nil || !settling(err) {
+		if ctx.Err() != nil {
+			return v, fmt.Errorf("%w: %s (last try: %w)", errStoppedWaiting, what, err)
+		}
+		if !settling(err) {
 			return v, err
 		}
 		pause := b.Next()
@@ -82,8 +89,8 @@ func untilSettled[T any](ctx context.Context, what string, wait time.Duration, l
 		reason := fmt.Sprintf("waiting for NATS to %s (try %d failed: %v); next try in %s", what, n, err, pause)
 		log.Warn("NATS not ready yet; waiting", zap.String("step", what), zap.Int("try", n), zap.Duration("next_in", pause), zap.Error(err))
 		page.setReason(reason)
-		if err := backoff.Sleep(ctx, pause); err != nil {
-			return v, err
+		if backoff.Sleep(ctx, pause) != nil {
+			return v, fmt.Errorf("%w: %s (last try: %w)", errStoppedWaiting, what, err)
 		}
 	}
 }

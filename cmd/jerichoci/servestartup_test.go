@@ -59,11 +59,18 @@ func TestUntilSettled(t *testing.T) {
 		{"a permanent error fails at once", []error{nats.ErrAuthorization}, time.Minute, 1, "authorization violation"},
 		{"a settling error then a permanent one", []error{settlingErr, nats.ErrAuthorization}, time.Minute, 2, "authorization violation"},
 		{"no waiting with --nats-wait 0", []error{settlingErr}, 0, 1, "--nats-wait 0s"},
+		{"stopped while waiting", []error{settlingErr, settlingErr}, -1, 1, "stopped while waiting for NATS: set up the queue"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			page := &startupPage{}
 			tries := 0
-			_, err := untilSettled(t.Context(), "set up the queue", tc.wait, zap.NewNop(), page, func(context.Context) (int, error) {
+			ctx, wait := t.Context(), tc.wait
+			if wait < 0 { // serve stopped (a signal) during the first pause
+				c, cancel := context.WithCancel(ctx)
+				ctx, wait = c, time.Minute
+				cancel()
+			}
+			_, err := untilSettled(ctx, "set up the queue", wait, zap.NewNop(), page, func(context.Context) (int, error) {
 				tries++
 				if tries <= len(tc.errs) {
 					return 0, tc.errs[tries-1]
