@@ -35,8 +35,11 @@ const defaultNATSWait = 10 * time.Minute
 // natsStartupBackoff paces the tries: 1s, 2s, 4s … at most 15s.
 var natsStartupBackoff = backoff.Backoff{First: time.Second, Max: 15 * time.Second}
 
-// natsAttemptTimeout bounds one try to set up the queue.
-const natsAttemptTimeout = 20 * time.Second
+// natsAttemptTimeout bounds one try to set up the queue: 20s, doubled
+// with each try, at most 2 minutes. A loaded cluster
+// can answer each of the set-up's dozen requests in seconds, so that a
+// fixed bound fails every try at the same late step.
+var natsAttemptTimeout = backoff.Backoff{First: 20 * time.Second, Max: 2 * time.Minute}
 
 // settling reports whether err is one a NATS server or cluster still
 // starting gives: no server listening yet, a request unanswered in time, a
@@ -65,9 +68,9 @@ func settling(err error) bool {
 // backoff between tries and saying each wait in the log and to page.
 func untilSettled[T any](ctx context.Context, what string, wait time.Duration, log *zap.Logger, page *startupPage, try func(context.Context) (T, error)) (T, error) {
 	start := time.Now()
-	b := natsStartupBackoff
+	b, bound := natsStartupBackoff, natsAttemptTimeout
 	for n := 1; ; n++ {
-		actx, cancel := context.WithTimeout(ctx, natsAttemptTimeout)
+		actx, cancel := context.WithTimeout(ctx, bound.Next())
 		v, err := try(actx)
 		cancel()
 		if err == nil {
