@@ -12,12 +12,14 @@ import (
 
 // Config configures the remote Linux VM executor.
 type Config struct {
-	Project      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT
-	Profile      string // PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE
-	Host         string // the Incus host named in messages ("localhost")
-	RunnerPath   string // the guest runner
-	Owner        string // the worker that owns the instances
-	Fleet        string // the daemon fleet, "" for jerichoci run
+	Project    string // PIKACI_REMOTE_LINUX_VM_INCUS_PROJECT
+	Profile    string // PIKACI_REMOTE_LINUX_VM_INCUS_PROFILE
+	Host       string // the Incus host named in messages ("localhost")
+	RunnerPath string // the guest runner
+	Owner      string // the worker that owns the instances
+	Fleet      string // the daemon fleet, "" for jerichoci run
+	// Process names the creating process (ConfigProcess), "" for none.
+	Process      string
 	InstanceType model.InstanceType
 	// ReadyTimeout bounds the wait for the guest to accept exec.
 	ReadyTimeout time.Duration

@@ -27,6 +27,9 @@ func instanceSpec(ctx context.Context, be Backend, cfg Config, name string, ityp
 	if cfg.Fleet != "" {
 		spec.Config[ConfigFleet] = cfg.Fleet
 	}
+	if cfg.Process != "" {
+		spec.Config[ConfigProcess] = cfg.Process
+	}
 	if cfg.RootDiskSize != "" {
 		root, err := be.RootDisk(ctx, profiles)
 		if err != nil {

@@ -40,7 +40,11 @@ const (
 	ConfigOwner = "user.jerichoci.owner"
 	// ConfigFleet names the fleet of daemons whose instance it is; only
 	// that fleet's reapers may touch it.
-	ConfigFleet     = "user.jerichoci.fleet"
+	ConfigFleet = "user.jerichoci.fleet"
+	// ConfigProcess names the process that created the instance
+	// (HOST/BOOT/PID/START, internal/procid): once that process is
+	// provably gone, its instances are (docs/RELIABILITY.md).
+	ConfigProcess   = "user.jerichoci.process"
 	ConfigGuestRole = "user.pika.guest_role"
 )
 

@@ -151,6 +151,7 @@ const (
 func (c execConfig) executorConfig() executor.Config {
 	d := executor.DefaultConfig()
 	d.Project, d.Profile, d.RunnerPath, d.Owner = c.Project, c.Profile, c.RunnerPath, c.Owner
+	d.Process = thisProcess()
 	d.InstanceType = model.InstanceType(c.InstanceType)
 	d.RootDiskSize = c.GuestDiskSize
 	d.GuestNetwork, d.MaxProcesses = c.GuestNetwork, c.MaxProcesses

@@ -23,6 +23,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/hostlocal"
 	"jerichoci/executor/incus"
+	"jerichoci/internal/procid"
 	"jerichoci/metrics"
 	"jerichoci/model"
 	"jerichoci/nixbuild"
@@ -85,7 +86,16 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 	s.log = cfg.exec.logger().With(zap.String("daemon", cfg.daemon.ID))
 	s.open.push("", func() error { _ = s.log.Sync(); return nil }) // stderr: nowhere left to report it
 	sigs := s.notifySignals()
+	if cfg.httpListen != "" {
+		if err := s.startStartupPage(); err != nil {
+			return err
+		}
+	}
 	conns, err := s.openNATS(ctx)
+	if errors.Is(err, errStoppedWaiting) {
+		fmt.Fprintf(c.stderr, "jerichoci serve: %v\n", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -125,6 +135,9 @@ type serving struct {
 	teardown context.Context
 	// statusURL is the status page's address, once it listens.
 	statusURL string
+	// page answers on --http-listen while serve starts, then passes each
+	// request to the status page (servestartup.go); nil without it.
+	page *startupPage
 }
 
 // preflight checks what serve needs before it opens anything: the
@@ -227,15 +240,13 @@ func (s *serving) openNATS(ctx context.Context) (serveConns, error) {
 	// The worker's replies (pulled jobs among them) come to an inbox no
 	// client or reader may subscribe to (docs/PROTOCOL.md).
 	connOpts = append(connOpts, nats.CustomInboxPrefix(protocol.WorkerInboxPrefix))
-	nc, closed, err := ncfg.connect(conns.url, "jerichoci serve "+s.cfg.daemon.ID, s.log.Named("nats"), connOpts...)
+	nc, closed, err := s.connectWorker(ctx, ncfg, conns.url, connOpts)
 	if err != nil {
 		return conns, err
 	}
 	s.open.push("NATS connection", func() error { return drainConn(nc, closed) })
 	conns.worker = nc
-	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conns.queue, err = daemon.OpenQueue(setup, nc, s.cfg.queue)
+	conns.queue, err = s.openQueue(ctx, nc)
 	return conns, err
 }
 
@@ -326,7 +337,7 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 	guestWarnings(s.stderr, cfg.exec, cfg.daemon.Concurrency+warm, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
-	cfg.daemon.Fleet = q.Fleet
+	cfg.daemon.Fleet, cfg.daemon.Process = q.Fleet, thisProcess()
 	// Instances are deleted after their job's result is published, in the
 	// background; serve waits for those teardowns before it exits.
 	teardowns := &executor.Teardowns{Log: log.Named("teardown")}
@@ -370,10 +381,10 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 			}
 			return run.JobRouter{Incus: &executor.RemoteLinuxVM{Backend: be, Config: ec, Log: log.Named("executor"), Teardowns: teardowns, Pool: pool, Store: hostNix(cfg.exec.Nix, log)}, Host: host}
 		},
-		Instances: insts,
-		Waiting:   q,
-		Runner:    daemonRunner,
-		Log:       log.Named("daemon"),
+		Instances: insts, Processes: procid.Host{}, Presence: q,
+		Waiting: q,
+		Runner:  daemonRunner,
+		Log:     log.Named("daemon"),
 	}, pool
 }
 
@@ -452,16 +463,6 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 	if err != nil {
 		return err
 	}
-	// Every route checks Host, /metrics and the health checks too
-	// (docs/SECURITY.md).
-	hosts, err := web.NewHostCheck(cfg.httpListen, cfg.httpAllowedHosts)
-	if err != nil {
-		return fmt.Errorf("--http-allowed-host: %w", err)
-	}
-	ln, err := net.Listen("tcp", cfg.httpListen)
-	if err != nil {
-		return fmt.Errorf("--http-listen %s: %w (another daemon there? pass --http-listen '' to disable)", cfg.httpListen, err)
-	}
 	health := m.Handler(
 		metrics.Check{Name: "nats", Fn: conns.queue.Ready},
 		metrics.Check{Name: "incus", Fn: incusReady},
@@ -472,12 +473,11 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 		mux.Handle(p, health)
 	}
 	mux.Handle("/", status.Handler())
-	srv := &http.Server{Handler: hosts.Handler(mux), ReadHeaderTimeout: 10 * time.Second}
-	srv.RegisterOnShutdown(status.Close) // live log streams end
-	addr := ln.Addr().String()
-	s.statusURL = "http://" + addr + "/"
-	s.open.push("status page on "+addr, serveHTTP(s.teardown, srv, ln, log))
-	log.Info("status page, metrics and health", zap.String("url", "http://"+addr+"/"))
+	// The startup page's server (which checks every route's Host,
+	// /metrics and the health checks too: docs/SECURITY.md) serves the
+	// page from now on; its shutdown ends the live log streams.
+	s.page.become(mux, status.Close)
+	log.Info("status page, metrics and health", zap.String("url", s.statusURL))
 	return nil
 }
 

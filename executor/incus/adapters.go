@@ -99,6 +99,7 @@ type OwnedInstance struct {
 	JobID   string // the catalog job id, e.g. "hello"
 	Owner   string
 	Fleet   string    // "" when it has none (jerichoci run, older daemons)
+	Process string    // executor.ConfigProcess, "" when it has none
 	Created time.Time // when incusd created it
 }
 
@@ -123,7 +124,7 @@ func (i Instances) ListOwned(ctx context.Context) ([]OwnedInstance, error) {
 		owner, ok3 := in.Config[executor.ConfigOwner]
 		if ok1 && ok2 && ok3 && runID != "" && owner != "" {
 			out = append(out, OwnedInstance{Name: in.Name, RunID: runID, JobID: jobID, Owner: owner,
-				Fleet: in.Config[executor.ConfigFleet], Created: in.CreatedAt})
+				Fleet: in.Config[executor.ConfigFleet], Process: in.Config[executor.ConfigProcess], Created: in.CreatedAt})
 		}
 	}
 	return out, nil

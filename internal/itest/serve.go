@@ -15,6 +15,15 @@ import (
 // failed. The returned channel closes when the process has exited.
 func StartServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan struct{} {
 	t.Helper()
+	done := LaunchServe(t, name, cmd, log)
+	WaitServing(t, name, cmd, log, done, 60*time.Second)
+	return done
+}
+
+// LaunchServe is StartServe without the wait: several daemons can be
+// started at one moment, then waited for with WaitServing.
+func LaunchServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan struct{} {
+	t.Helper()
 	done := make(chan struct{})
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -33,7 +42,14 @@ func StartServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan 
 			t.Logf("daemon %s log:\n%s", name, Tail(log.String(), 80))
 		}
 	})
-	WaitFor(t, "daemon "+name+" to start", 60*time.Second, func() bool {
+	return done
+}
+
+// WaitServing waits within bound until the serve LaunchServe started pulls
+// work; one that exits first fails the test with its log.
+func WaitServing(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer, done chan struct{}, bound time.Duration) {
+	t.Helper()
+	WaitFor(t, "daemon "+name+" to start", bound, func() bool {
 		select {
 		case <-done:
 			t.Fatalf("daemon %s exited at start (%v):\n%s", name, cmd.ProcessState, Tail(log.String(), 60))
@@ -41,5 +57,4 @@ func StartServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan 
 		}
 		return strings.Contains(log.String(), "workers on nats://")
 	})
-	return done
 }

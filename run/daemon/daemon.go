@@ -39,8 +39,11 @@ type DaemonConfig struct {
 	// instances (PoolOwnerPrefix…), which its reaper leaves to the pool;
 	// PoolMaxAge the pool's recycling age (idle pool instances of other
 	// owners are reaped past twice that).
-	PoolOwner   string
-	PoolMaxAge  time.Duration
+	PoolOwner  string
+	PoolMaxAge time.Duration
+	// Process names this process in its instances' config (see Processes,
+	// owners.go); "" turns the owner-process rules off.
+	Process     string
 	Concurrency int
 	// Delivery must be the consumer's (QueueConfig.Delivery).
 	Delivery
@@ -180,6 +183,10 @@ type Daemon struct {
 	RecordLimit int
 	// Instances lets the reaper find and delete orphans; nil turns it off.
 	Instances InstanceManager
+	// Processes and Presence let the reaper prove an instance's creating
+	// process gone (owners.go); nil turns each rule off.
+	Processes Processes
+	Presence  Presence
 	// Waiting finds jobs in the work stream, so that lookups and cancels
 	// tell an unknown job id from a queued job (lookup.go); nil: they
 	// cannot, and take it as queued.
@@ -223,6 +230,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var reapWG sync.WaitGroup
 	reapWG.Add(1)
 	go func() { defer reapWG.Done(); d.reapLoop(reapCtx) }()
+	if d.Presence != nil && d.Config.Process != "" {
+		reapWG.Add(1)
+		go func() { defer reapWG.Done(); d.presenceLoop(reapCtx) }()
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < d.Config.Concurrency; i++ {
 		wg.Add(1)

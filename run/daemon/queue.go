@@ -136,7 +136,8 @@ type Queue struct {
 	Results jetstream.KeyValue
 	records jetstream.ObjectStore
 	// Fleet is the fleet id stored next to the stream (FleetID).
-	Fleet string
+	Fleet   string
+	fleetKV jetstream.KeyValue // the fleet's id and its processes' presence (presence.go)
 
 	mu      sync.Mutex
 	sources map[string]jetstream.ObjectStore
@@ -231,7 +232,7 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketSources, err)
 	}
 	q.sources[protocol.BucketSources] = obj
-	if q.Fleet, err = fleetID(ctx, js, cfg); err != nil {
+	if q.Fleet, q.fleetKV, err = fleetID(ctx, js, cfg); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -262,17 +263,17 @@ var fleetPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 // '.', '_' or '-', starting with a letter or digit.
 func ValidFleet(s string) bool { return fleetPattern.MatchString(s) }
 
-// fleetID reads the fleet's id from its bucket, creating it the first
-// time: cfg.Fleet when set, else "fleet-" and 12 random hex digits. Every
+// fleetID reads the fleet's id from its bucket (returned too), creating it
+// the first time: cfg.Fleet when set, else "fleet-" and 12 random hex digits. Every
 // daemon of the stream reads the same id; a --fleet that names another
 // fleet than the stream's is refused.
-func fleetID(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (string, error) {
+func fleetID(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (string, jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: protocol.BucketFleet, Description: "jerichoci fleet identity: the daemons sharing this work stream",
 		History: 1, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})
 	if err != nil {
-		return "", fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketFleet, err)
+		return "", nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketFleet, err)
 	}
 	for range 3 {
 		e, err := kv.Get(ctx, protocol.FleetKey)
@@ -280,21 +281,21 @@ func fleetID(ctx context.Context, js jetstream.JetStream, cfg QueueConfig) (stri
 		case err == nil:
 			id := string(e.Value())
 			if cfg.Fleet != "" && cfg.Fleet != id {
-				return "", fmt.Errorf("fleet: the work stream on this NATS server belongs to fleet %q, and --fleet %q names another; use %q, or another NATS server", id, cfg.Fleet, id)
+				return "", nil, fmt.Errorf("fleet: the work stream on this NATS server belongs to fleet %q, and --fleet %q names another; use %q, or another NATS server", id, cfg.Fleet, id)
 			}
-			return id, nil
+			return id, kv, nil
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
-			return "", fmt.Errorf("read the fleet id from %s: %w", protocol.BucketFleet, err)
+			return "", nil, fmt.Errorf("read the fleet id from %s: %w", protocol.BucketFleet, err)
 		}
 		id := cfg.Fleet
 		if id == "" {
 			id = "fleet-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
 		}
 		if _, err := kv.Create(ctx, protocol.FleetKey, []byte(id)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", fmt.Errorf("store the fleet id in %s: %w", protocol.BucketFleet, err)
+			return "", nil, fmt.Errorf("store the fleet id in %s: %w", protocol.BucketFleet, err)
 		}
 	}
-	return "", fmt.Errorf("read the fleet id from %s: it keeps changing", protocol.BucketFleet)
+	return "", nil, fmt.Errorf("read the fleet id from %s: it keeps changing", protocol.BucketFleet)
 }
 
 // Next pulls one message: a pull request for a single message, so nothing

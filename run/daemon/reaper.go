@@ -21,6 +21,7 @@ type OwnedInstance struct {
 	JobID   string // the catalog job id, e.g. "hello"
 	Owner   string
 	Fleet   string    // user.jerichoci.fleet, "" when it has none
+	Process string    // user.jerichoci.process, "" when it has none
 	Created time.Time // when the instance was created
 }
 
@@ -44,7 +45,10 @@ func jobKeyOfOwner(owner string) (string, bool) {
 	return key, ok && protocol.ValidJobKey(key)
 }
 
-// Reap deletes the instances of this daemon's fleet that nothing runs:
+// Reap deletes the instances whose creating process is provably gone
+// (ownerGone: on this host whatever their fleet, on another host of this
+// fleet once it is silent), and the instances of this daemon's fleet that
+// nothing runs:
 //   - a job's instance whose job is provably not running it: not here, and
 //     not the live claim of their job (the claim is finished, belongs to
 //     another run, is stale past the staleness window, or is gone). One
@@ -53,9 +57,9 @@ func jobKeyOfOwner(owner string) (string, bool) {
 //   - an idle warm-pool instance of another pool whose daemon is gone (see
 //     poolInstanceGone).
 //
-// Instances of another fleet, without a fleet or a creation time, without
-// our keys, or of any other owner (such as `jerichoci run`) are never
-// touched. It returns the deleted names.
+// Otherwise instances of another fleet, without a fleet or a creation
+// time, or of any other owner (such as a live `jerichoci run`) are never
+// touched, nor ever an instance without our keys. It returns the deleted names.
 func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	if d.Instances == nil {
 		return nil, nil
@@ -70,19 +74,27 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	var deleted []string
 	var errs []error
 	for _, in := range insts {
-		if in.Fleet == "" || in.Fleet != d.Config.Fleet || in.Created.IsZero() {
-			continue // not ours to judge, or of unknown age
-		}
 		var log *zap.Logger
 		var reaped string // the log line of its deletion
 		pool := strings.HasPrefix(in.Owner, PoolOwnerPrefix)
-		if pool {
+		gone, why, err := d.ownerGone(ctx, in)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		switch {
+		case gone:
+			log = d.logger().With(zap.String("instance", in.Name), zap.String("owner", in.Owner), zap.String("process", in.Process),
+				zap.String("fleet", in.Fleet), zap.String("run_id", in.RunID))
+			reaped, pool = why, false // its deletion failing is worth a warning
+		case in.Fleet == "" || in.Fleet != d.Config.Fleet || in.Created.IsZero():
+			continue // not ours to judge, or of unknown age
+		case pool:
 			if !d.poolInstanceGone(in) {
 				continue
 			}
 			log = d.logger().With(zap.String("instance", in.Name), zap.String("owner", in.Owner))
 			reaped = "reaped the idle pool instance of a daemon that is gone"
-		} else {
+		default:
 			key, ok := jobKeyOfOwner(in.Owner)
 			if !ok || in.RunID == "" || d.runsLocally(in.RunID) {
 				continue

@@ -107,6 +107,15 @@ func distinctPorts(t *testing.T, n int) []int {
 // test with every server's log.
 func startNATSCluster(t *testing.T, size int) *natsCluster {
 	t.Helper()
+	c := launchNATSCluster(t, size)
+	c.waitFormed(t, size)
+	return c
+}
+
+// launchNATSCluster starts the servers of startNATSCluster without
+// waiting for the cluster to form.
+func launchNATSCluster(t *testing.T, size int) *natsCluster {
+	t.Helper()
 	ports := distinctPorts(t, 3*size)
 	c := &natsCluster{}
 	var routes []string
@@ -134,6 +143,13 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 			<-n.done
 		})
 	}
+	return c
+}
+
+// waitFormed waits until the cluster has a JetStream meta leader and
+// places a stream of size replicas.
+func (c *natsCluster) waitFormed(t *testing.T, size int) {
+	t.Helper()
 	formed := false // a cluster that did not form has its logs in the failure
 	t.Cleanup(func() {
 		if t.Failed() && formed {
@@ -151,7 +167,7 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 		}
 		if last = c.ready(t, size); last == nil {
 			formed = true
-			return c
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the NATS cluster did not form within %s: %v\n%s", bound, last, c.logs())

@@ -139,6 +139,14 @@ const noHostPathRoot = "\x00no-host-path-root"
 // where the orchestrator's source directory is.
 func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
 	t.Helper()
+	d := launchDaemon(t, url, name, catalog, concurrency, extra...)
+	itest.WaitServing(t, name, d.cmd, d.log, d.done, 60*time.Second)
+	return d
+}
+
+// launchDaemon is startDaemon without the wait until it pulls.
+func launchDaemon(t *testing.T, url, name, catalog string, concurrency int, extra ...string) *daemon {
+	t.Helper()
 	d := &daemon{name: name, log: &itest.SyncBuffer{}}
 	hostPathRoot := true
 	var rest []string
@@ -179,7 +187,7 @@ func startDaemon(t *testing.T, url, name, catalog string, concurrency int, extra
 	if url != "" {
 		d.cmd.Env = append(d.cmd.Env, "JERICHOCI_NATS_URL="+url)
 	}
-	d.done = itest.StartServe(t, name, d.cmd, d.log)
+	d.done = itest.LaunchServe(t, name, d.cmd, d.log)
 	return d
 }
 

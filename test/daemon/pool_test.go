@@ -23,17 +23,9 @@ import (
 // JERICHOCI_OWNER is the daemon's id in the pool owner key).
 func poolInstances(t *testing.T, cl *incus.Client, daemonName string) []incus.Instance {
 	t.Helper()
-	all, err := cl.ListInstances(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []incus.Instance
-	for _, in := range all {
-		if in.Config[executor.ConfigPool] != "" && strings.Contains(in.Config[executor.ConfigOwner], "/"+daemonName) {
-			out = append(out, in)
-		}
-	}
-	return out
+	return instancesWhere(t, cl, func(in incus.Instance) bool {
+		return in.Config[executor.ConfigPool] != "" && strings.Contains(in.Config[executor.ConfigOwner], "/"+daemonName)
+	})
 }
 
 // TestWarmPoolServesJobsAndIsDeletedAtExit: a daemon with --warm 1 keeps a
