@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,7 +58,7 @@ func TestPushLanesNeverQueuedOnThePage(t *testing.T) {
 			} `json:"why"`
 		} `json:"lanes"`
 	}
-	body := httpGet(t, base+"/api/pushes")
+	body := mustGet(t, base+"/api/pushes")
 	var all struct {
 		Pushes []json.RawMessage `json:"pushes"`
 	}
@@ -87,23 +86,19 @@ func TestPushLanesNeverQueuedOnThePage(t *testing.T) {
 			t.Errorf("lane %s: why %+v, want \"not queued\", \"never queued: the push stopped before this lane …\"", l.Lane, l.Why)
 		}
 	}
-	page := httpGet(t, base+"/pushes/"+group)
+	page := mustGet(t, base+"/pushes/"+group)
 	if n := strings.Count(page, `<span class="badge st-not_queued">not queued</span>`); n != 2 {
 		t.Errorf("the push page shows %d lanes not queued, want 2", n)
 	}
 	checkNoInstances(t, cl, ids[0])
 }
 
-func httpGet(t *testing.T, url string) string {
+// mustGet is the body of url, which must answer 200.
+func mustGet(t *testing.T, url string) string {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+	code, body := httpGet(url)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", url, code, body)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v\n%s", url, resp.StatusCode, err, b)
-	}
-	return string(b)
+	return body
 }
