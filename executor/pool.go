@@ -88,13 +88,15 @@ type warmInstance struct {
 	name, fingerprint string
 	created           time.Time
 	pre               *preExec
+	stateDir          string
 }
 
 // Taken is a pool instance handed to a job, with its runner when the pool
 // started one.
 type Taken struct {
-	Name string
-	pre  *preExec
+	Name     string
+	pre      *preExec
+	stateDir string // its GuestDir on the host (statedir.go); "": none
 }
 
 // PoolStats counts the pool's work.
@@ -169,7 +171,7 @@ func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) 
 			p.stats.Taken++
 			p.mu.Unlock()
 			p.refill()
-			return Taken{Name: w.name, pre: w.pre}, true
+			return Taken{Name: w.name, pre: w.pre, stateDir: w.stateDir}, true
 		}
 		p.stats.Drained++
 		go p.destroy(w)
@@ -418,9 +420,18 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 			{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
 		}
 	}
+	w := &warmInstance{name: name, fingerprint: fp}
+	if stateDirMounts(p.Backend, cfg, k.itype) {
+		w.stateDir = filepath.Join(p.Dir, name, "state")
+		d, err := makeStateDir(w.stateDir)
+		if err != nil {
+			_ = p.Release(name)
+			return nil, err
+		}
+		spec.Disks = append(spec.Disks, d)
+	}
 	cctx, cancel := context.WithTimeout(ctx, readyTimeout(cfg)+time.Minute)
 	defer cancel()
-	w := &warmInstance{name: name, fingerprint: fp}
 	if err := p.Backend.CreateInstance(cctx, spec); err != nil {
 		p.destroy(w)
 		return nil, fmt.Errorf("create pool instance %q from `%s`: %w", name, k.alias, err)
@@ -428,6 +439,12 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 	if err := waitReady(cctx, p.Backend, cfg, name); err != nil {
 		p.destroy(w)
 		return nil, fmt.Errorf("pool instance %q: %w", name, err)
+	}
+	if w.stateDir != "" {
+		if err := ownStateDir(cctx, p.Backend, name, w.stateDir); err != nil {
+			p.destroy(w)
+			return nil, fmt.Errorf("pool instance %q: %w", name, err)
+		}
 	}
 	p.mu.Lock()
 	preExec := p.PreExec
@@ -454,7 +471,7 @@ func (p *Pool) destroy(w *warmInstance) {
 	if w.pre != nil {
 		defer w.pre.cancel()
 	}
-	if err := p.Backend.DeleteInstance(ctx, name); err != nil {
+	if err := deleteRunning(ctx, p.Backend, name); err != nil {
 		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
 		return
 	}
