@@ -74,9 +74,11 @@ type Pool struct {
 	want   map[poolKey]string // key -> the image fingerprint jobs asked for
 	making map[poolKey]int
 	asked  map[poolKey]*arrivals
-	stats  PoolStats
-	kick   chan struct{}
-	once   sync.Once
+	// waiting are jobs waiting for an instance being made (poolwait.go).
+	waiting map[poolKey][]*waiter
+	stats   PoolStats
+	kick    chan struct{}
+	once    sync.Once
 }
 
 type poolKey struct {
@@ -102,6 +104,8 @@ type Taken struct {
 // PoolStats counts the pool's work.
 type PoolStats struct {
 	Ready, Taken, Missed, Created, Failed, Drained int
+	// Waited counts takes that waited for an instance being made.
+	Waited int
 }
 
 // DefaultPoolMaxAge is Pool.MaxAge's default.
@@ -323,18 +327,20 @@ func (p *Pool) createOne(ctx context.Context, k poolKey, fp string) bool {
 	p.making[k]--
 	if err != nil {
 		p.stats.Failed++
+		p.failWaiterLocked(k)
 		p.mu.Unlock()
 		p.logger().Warn("warm pool: create instance", zap.String("alias", k.alias), zap.Error(err))
 		return false
 	}
 	p.stats.Created++
 	if p.want[k] == fp {
-		p.idle[k] = append(p.idle[k], w)
+		p.handLocked(k, w)
 		p.mu.Unlock()
 		p.logger().Info("warm pool: instance ready", zap.String("instance", w.name), zap.String("alias", k.alias))
 		return true
 	}
 	p.stats.Drained++
+	p.failWaiterLocked(k)
 	p.mu.Unlock()
 	p.destroy(w) // the image moved while it was made
 	return true

@@ -311,7 +311,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		return err
 	}
 	if j.x.Pool != nil && len(job.StagedPayloads) == 0 {
-		if taken, ok := j.x.Pool.Take(alias, itype, fp); ok {
+		if taken, ok := j.x.Pool.TakeWait(ctx, alias, itype, fp); ok {
 			j.pre, j.stateDir = taken.pre, taken.stateDir
 			return j.takePooled(ctx, taken.Name, artifacts, itype, alias, fp)
 		}

@@ -12,7 +12,7 @@ var _ executor.GuestIDMapper = (*Backend)(nil)
 
 // idmapEntry is one range of an instance's volatile.idmap.current.
 type idmapEntry struct {
-	Isuid, Isgid            bool
+	Isuid, Isgid           bool
 	Hostid, Nsid, Maprange int64
 }
 
