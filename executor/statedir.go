@@ -8,8 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
+	"strings"
+	"syscall"
 
 	"jerichoci/internal/atomicfile"
 	"jerichoci/model"
@@ -21,9 +21,9 @@ import (
 // only, where the runner writes its log, events, status and result; the
 // host reads the four files there after the run, without a round trip
 // to incusd. A hostile guest's root controls what is in it, so the host
-// opens every name below the directory without following any symlink
-// (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), takes regular files only,
-// and caps the small ones as the archive does.
+// opens every name below the directory one component at a time with
+// O_NOFOLLOW (no symlink on the way is followed), takes regular files
+// only, and caps the small ones as the archive does.
 
 // GuestIDMapper is what a backend offers to tell which host uid and gid
 // an instance's root is (the Incus adapter reads the instance's idmap):
@@ -85,20 +85,36 @@ func ownStateDir(ctx context.Context, be Backend, name, dir string) error {
 	return nil
 }
 
-// openBeneath opens name (slash-separated, below dir) for reading without
-// following any symlink on the way and without blocking on a FIFO, and
-// checks that it is a regular file.
+// openBeneath opens name (slash-separated, below dir, no "..") for
+// reading one component at a time with O_NOFOLLOW, so that no symlink on
+// the way is followed, without blocking on a FIFO, and checks that it is
+// a regular file.
 func openBeneath(dir, name string) (*os.File, int64, error) {
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("open the state directory %s: %w", dir, err)
 	}
-	defer unix.Close(dfd)
-	fd, err := unix.Openat2(dfd, name, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	})
-	if errors.Is(err, unix.ENOENT) {
+	parts := strings.Split(name, "/")
+	for i, part := range parts {
+		if part == "" || part == "." || part == ".." {
+			syscall.Close(fd)
+			return nil, 0, fmt.Errorf("state directory: name %q is not plain", name)
+		}
+		flags := syscall.O_RDONLY | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+		if i < len(parts)-1 {
+			flags |= syscall.O_DIRECTORY
+		} else {
+			flags |= syscall.O_NONBLOCK
+		}
+		next, oerr := syscall.Openat(fd, part, flags, 0)
+		syscall.Close(fd)
+		if oerr != nil {
+			fd, err = -1, oerr
+			break
+		}
+		fd = next
+	}
+	if errors.Is(err, syscall.ENOENT) {
 		return nil, 0, fmt.Errorf("%s: %w", GuestDir+"/"+name, ErrNotFound)
 	}
 	if err != nil {
