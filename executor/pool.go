@@ -44,8 +44,15 @@ const (
 type Pool struct {
 	Backend Backend
 	Config  Config
-	// Size is how many idle instances to keep per key.
+	// Size is how many idle instances to keep per key when Sizing is
+	// unset (a fixed size, made one at a time).
 	Size int
+	// Sizing sizes the pool to demand (executor/poolsize.go); Max 0: Size.
+	Sizing PoolSizing
+	// Queue tells the jobs waiting in the work queue; nil: none counted.
+	Queue QueueDepth
+	// Load counts other incusd work in flight (the jobs' teardowns); nil: none.
+	Load func() int
 	// Dir holds each instance's host directories (<Dir>/<instance>/).
 	Dir string
 	// Owner is the owner key of idle instances, e.g. "jerichoci-pool/<daemon id>".
@@ -66,9 +73,12 @@ type Pool struct {
 	idle   map[poolKey][]*warmInstance
 	want   map[poolKey]string // key -> the image fingerprint jobs asked for
 	making map[poolKey]int
-	stats  PoolStats
-	kick   chan struct{}
-	once   sync.Once
+	asked  map[poolKey]*arrivals
+	// waiting are jobs waiting for an instance being made (poolwait.go).
+	waiting map[poolKey][]*waiter
+	stats   PoolStats
+	kick    chan struct{}
+	once    sync.Once
 }
 
 type poolKey struct {
@@ -80,18 +90,22 @@ type warmInstance struct {
 	name, fingerprint string
 	created           time.Time
 	pre               *preExec
+	stateDir          string
 }
 
 // Taken is a pool instance handed to a job, with its runner when the pool
 // started one.
 type Taken struct {
-	Name string
-	pre  *preExec
+	Name     string
+	pre      *preExec
+	stateDir string // its GuestDir on the host (statedir.go); "": none
 }
 
 // PoolStats counts the pool's work.
 type PoolStats struct {
 	Ready, Taken, Missed, Created, Failed, Drained int
+	// Waited counts takes that waited for an instance being made.
+	Waited int
 }
 
 // DefaultPoolMaxAge is Pool.MaxAge's default.
@@ -102,6 +116,7 @@ func (p *Pool) init() {
 		p.idle = map[poolKey][]*warmInstance{}
 		p.want = map[poolKey]string{}
 		p.making = map[poolKey]int{}
+		p.asked = map[poolKey]*arrivals{}
 		p.kick = make(chan struct{}, 1)
 	})
 }
@@ -142,6 +157,7 @@ func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) 
 	p.mu.Lock()
 	k := poolKey{alias, itype}
 	p.want[k] = fingerprint
+	p.arrivalsLocked(k).add(time.Now())
 	list := p.idle[k]
 	for len(list) > 0 {
 		w := list[0]
@@ -159,7 +175,7 @@ func (p *Pool) Take(alias string, itype model.InstanceType, fingerprint string) 
 			p.stats.Taken++
 			p.mu.Unlock()
 			p.refill()
-			return Taken{Name: w.name, pre: w.pre}, true
+			return Taken{Name: w.name, pre: w.pre, stateDir: w.stateDir}, true
 		}
 		p.stats.Drained++
 		go p.destroy(w)
@@ -191,11 +207,13 @@ func (p *Pool) refill() {
 }
 
 // Run keeps the pool filled until ctx ends, then deletes the idle
-// instances (bounded by the cleanup timeout).
+// instances (bounded by the cleanup timeout). It looks at the demand
+// every second, and at the images every 5 s.
 func (p *Pool) Run(ctx context.Context) {
 	p.init()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	ticks := 0
 	for {
 		p.fill(ctx)
 		select {
@@ -204,53 +222,140 @@ func (p *Pool) Run(ctx context.Context) {
 			return
 		case <-p.kick:
 		case <-t.C:
-			p.checkImages(ctx)
+			if ticks++; ticks%5 == 0 {
+				p.checkImages(ctx)
+			}
 		}
 	}
 }
 
-// fill creates instances one at a time (a host of 2 cores is also running
-// jobs) until every wanted key has Size idle ones.
+func (p *Pool) sizing() PoolSizing {
+	s := p.Sizing
+	if s.Max == 0 {
+		s = PoolSizing{Min: p.Size, Max: p.Size, Budget: 1}
+	}
+	if s.Window <= 0 {
+		s.Window = DefaultPoolWindow
+	}
+	return s
+}
+
+func (p *Pool) arrivalsLocked(k poolKey) *arrivals {
+	a := p.asked[k]
+	if a == nil {
+		a = &arrivals{}
+		p.asked[k] = a
+	}
+	return a
+}
+
+// fill plans each wanted key (PoolSizing.Plan), starts the creates the
+// plan allows at once and waits for them, until no key needs more; an
+// idle instance above its key's target for a whole window goes.
 func (p *Pool) fill(ctx context.Context) {
+	s := p.sizing()
 	for ctx.Err() == nil {
-		p.mu.Lock()
-		var k poolKey
-		var fp string
-		found := false
-		for key, want := range p.want {
-			p.recycleLocked(key)
-			if len(p.idle[key])+p.making[key] < p.Size {
-				k, fp, found = key, want, true
-				break
+		pending := 0
+		if p.Queue != nil {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			n, err := p.Queue.Pending(qctx)
+			cancel()
+			if err == nil {
+				pending = n
 			}
 		}
-		if found {
-			p.making[k]++
+		load := 0
+		if p.Load != nil {
+			load = p.Load()
+		}
+		type create struct {
+			k  poolKey
+			fp string
+		}
+		var batch []create
+		now := time.Now()
+		p.mu.Lock()
+		making := 0
+		for _, n := range p.making {
+			making += n
+		}
+		for key, want := range p.want {
+			p.recycleLocked(key)
+			d := PoolDemand{Pending: pending, Arrivals: p.arrivalsLocked(key).count(now, s.Window),
+				Ready: len(p.idle[key]), Making: making, Load: load + len(batch)}
+			target, start := s.Plan(d)
+			p.shrinkLocked(key, target, now, s.Window)
+			// Making and Load are the pool's as a whole: the budget is incusd's.
+			d.Ready, d.Making = len(p.idle[key]), p.making[key]
+			if gap := target - d.Ready - d.Making; start > gap {
+				start = max(gap, 0)
+			}
+			for range start {
+				p.making[key]++
+				batch = append(batch, create{key, want})
+			}
 		}
 		p.mu.Unlock()
-		if !found {
+		if len(batch) == 0 {
 			return
 		}
-		w, err := p.create(ctx, k, fp)
-		p.mu.Lock()
-		p.making[k]--
-		if err != nil {
-			p.stats.Failed++
-			p.mu.Unlock()
-			p.logger().Warn("warm pool: create instance", zap.String("alias", k.alias), zap.Error(err))
+		var wg sync.WaitGroup
+		failed := false
+		var fmu sync.Mutex
+		for _, c := range batch {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if !p.createOne(ctx, c.k, c.fp) {
+					fmu.Lock()
+					failed = true
+					fmu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if failed {
 			return // try again at the next tick or take
 		}
-		p.stats.Created++
-		if p.want[k] == fp {
-			p.idle[k] = append(p.idle[k], w)
-			p.mu.Unlock()
-			p.logger().Info("warm pool: instance ready", zap.String("instance", w.name), zap.String("alias", k.alias))
-			continue
-		}
-		p.stats.Drained++
-		p.mu.Unlock()
-		p.destroy(w) // the image moved while it was made
 	}
+}
+
+// createOne makes one instance of k and files it as idle; false when it failed.
+func (p *Pool) createOne(ctx context.Context, k poolKey, fp string) bool {
+	w, err := p.create(ctx, k, fp)
+	p.mu.Lock()
+	p.making[k]--
+	if err != nil {
+		p.stats.Failed++
+		p.failWaiterLocked(k)
+		p.mu.Unlock()
+		p.logger().Warn("warm pool: create instance", zap.String("alias", k.alias), zap.Error(err))
+		return false
+	}
+	p.stats.Created++
+	if p.want[k] == fp {
+		p.handLocked(k, w)
+		p.mu.Unlock()
+		p.logger().Info("warm pool: instance ready", zap.String("instance", w.name), zap.String("alias", k.alias))
+		return true
+	}
+	p.stats.Drained++
+	p.failWaiterLocked(k)
+	p.mu.Unlock()
+	p.destroy(w) // the image moved while it was made
+	return true
+}
+
+// shrinkLocked deletes idle instances above target that waited a whole
+// window (the oldest first): a burst's extra instances go once it is over.
+func (p *Pool) shrinkLocked(k poolKey, target int, now time.Time, window time.Duration) {
+	list := p.idle[k]
+	for len(list) > target && now.Sub(list[0].created) >= window {
+		p.stats.Drained++
+		go p.destroy(list[0])
+		list = list[1:]
+	}
+	p.idle[k] = list
 }
 
 // recycleLocked drops idle instances past MaxAge or of an older image.
@@ -321,9 +426,18 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 			{Name: "pk-request", Source: req, Path: PoolRequestGuestDir, ReadOnly: true},
 		}
 	}
+	w := &warmInstance{name: name, fingerprint: fp}
+	if stateDirMounts(p.Backend, cfg, k.itype) {
+		w.stateDir = filepath.Join(p.Dir, name, "state")
+		d, err := makeStateDir(w.stateDir)
+		if err != nil {
+			_ = p.Release(name)
+			return nil, err
+		}
+		spec.Disks = append(spec.Disks, d)
+	}
 	cctx, cancel := context.WithTimeout(ctx, readyTimeout(cfg)+time.Minute)
 	defer cancel()
-	w := &warmInstance{name: name, fingerprint: fp}
 	if err := p.Backend.CreateInstance(cctx, spec); err != nil {
 		p.destroy(w)
 		return nil, fmt.Errorf("create pool instance %q from `%s`: %w", name, k.alias, err)
@@ -331,6 +445,12 @@ func (p *Pool) create(ctx context.Context, k poolKey, fp string) (*warmInstance,
 	if err := waitReady(cctx, p.Backend, cfg, name); err != nil {
 		p.destroy(w)
 		return nil, fmt.Errorf("pool instance %q: %w", name, err)
+	}
+	if w.stateDir != "" {
+		if err := ownStateDir(cctx, p.Backend, name, w.stateDir); err != nil {
+			p.destroy(w)
+			return nil, fmt.Errorf("pool instance %q: %w", name, err)
+		}
 	}
 	p.mu.Lock()
 	preExec := p.PreExec
@@ -357,7 +477,7 @@ func (p *Pool) destroy(w *warmInstance) {
 	if w.pre != nil {
 		defer w.pre.cancel()
 	}
-	if err := p.Backend.DeleteInstance(ctx, name); err != nil {
+	if err := deleteRunning(ctx, p.Backend, name); err != nil {
 		p.logger().Warn("warm pool: delete instance", zap.String("instance", name), zap.Error(err))
 		return
 	}

@@ -180,6 +180,9 @@ type jobRun struct {
 	keysSet chan error    // a pooled instance: the job's keys are on it
 	pre     *preExec      // a pooled instance's runner, started ahead
 	output  *runnerOutput // the runner's output, once it ran
+	// stateDir is the host directory the instance has as GuestDir
+	// (statedir.go); "" when the guest keeps its own.
+	stateDir string
 }
 
 func (j *jobRun) hostf(format string, a ...any) {
@@ -237,6 +240,13 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		if j.pooled && j.x.Config.Transfer.api() {
 			if err := writeGuestRequest(ctx, j.x.Backend, j.name, reqJSON); err != nil {
 				return fmt.Errorf("write guest request to %s: %w", j.name, err)
+			}
+			return nil
+		}
+		if j.stateDir != "" && !j.pooled {
+			// On the host, in the state directory the instance has as GuestDir.
+			if err := atomicfile.WriteFile(filepath.Join(j.stateDir, "guest-request.json"), reqJSON, 0o644); err != nil {
+				return fmt.Errorf("write guest request for %s: %w", j.name, err)
 			}
 			return nil
 		}
@@ -305,8 +315,8 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 		return err
 	}
 	if j.x.Pool != nil && len(job.StagedPayloads) == 0 {
-		if taken, ok := j.x.Pool.Take(alias, itype, fp); ok {
-			j.pre = taken.pre
+		if taken, ok := j.x.Pool.TakeWait(ctx, alias, itype, fp); ok {
+			j.pre, j.stateDir = taken.pre, taken.stateDir
 			return j.takePooled(ctx, taken.Name, artifacts, itype, alias, fp)
 		}
 	}
@@ -341,13 +351,27 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if !api {
 		spec.Disks = disks
 	}
+	if stateDirMounts(j.x.Backend, cfg, itype) {
+		j.stateDir = filepath.Join(job.JobDir, "guest-state")
+		d, err := makeStateDir(j.stateDir)
+		if err != nil {
+			return err
+		}
+		spec.Disks = append(spec.Disks, d)
+	}
 	j.created = true // from here on, cleanup runs whatever happens
 	if err := j.x.Backend.CreateInstance(ctx, spec); err != nil {
 		return fmt.Errorf("create %s instance %q from image `%s`: %w", itype, j.name, alias, err)
 	}
 	j.hostf("instance %s (%s) started from %s@%s", j.name, itype, alias, fp)
-	if err := j.waitReady(ctx); err != nil || !api {
+	if err := j.waitReady(ctx); err != nil {
 		return err
+	}
+	if j.stateDir != "" {
+		return ownStateDir(ctx, j.x.Backend, j.name, j.stateDir)
+	}
+	if !api {
+		return nil
 	}
 	return j.pushDisks(ctx, disks)
 }
@@ -517,6 +541,9 @@ const smallArtifactLimit = 1 << 20
 
 // collect copies the guest's artifacts out; result.json is authoritative.
 func (j *jobRun) collect(ctx context.Context, artifacts string) (Result, error) {
+	if j.stateDir != "" {
+		return j.collectMounted(artifacts)
+	}
 	if m, ok := j.x.Backend.(ArchiveMover); ok {
 		res, err := j.collectArchive(ctx, m, artifacts)
 		if !errors.Is(err, ErrNoArchiver) {
@@ -633,9 +660,14 @@ func (j *jobRun) cleanup(ctx context.Context) error {
 
 // delete force-stops and deletes the job's instance; a missing one is done.
 func (j *jobRun) delete(ctx context.Context) error {
-	if err := j.x.Backend.DeleteInstance(ctx, j.name); err != nil {
+	if err := deleteRunning(ctx, j.x.Backend, j.name); err != nil {
 		j.log.Error("delete instance", zap.Error(err))
 		return fmt.Errorf("delete instance %q: %w", j.name, err)
+	}
+	if j.stateDir != "" && !j.pooled {
+		if err := os.RemoveAll(j.stateDir); err != nil {
+			j.log.Warn("remove the instance's state directory", zap.Error(err))
+		}
 	}
 	if j.pooled {
 		if err := j.x.Pool.Release(j.name); err != nil {

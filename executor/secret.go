@@ -24,10 +24,14 @@ func (j *jobRun) passSecretEnv(ctx context.Context, req *model.GuestRequest) err
 	if err != nil {
 		return fmt.Errorf("encode secret environment: %w", err)
 	}
-	if err := j.x.Backend.PushFile(ctx, j.name, GuestSecretEnvPath, b, 0, 0, 0o600); err != nil {
+	path := GuestSecretEnvPath
+	if j.stateDir != "" {
+		path = mountedSecretEnvPath // GuestDir is on the host's disk
+	}
+	if err := j.x.Backend.PushFile(ctx, j.name, path, b, 0, 0, 0o600); err != nil {
 		return fmt.Errorf("write secret environment to %s: %w", j.name, err)
 	}
-	req.SecretEnvFile = GuestSecretEnvPath
+	req.SecretEnvFile = path
 	j.hostf("passing secret_env %s into the guest (values masked in logs)", strings.Join(slices.Sorted(maps.Keys(j.job.SecretEnv)), ", "))
 	return nil
 }

@@ -128,3 +128,19 @@ func (t *Teardowns) logger() *zap.Logger {
 	}
 	return t.Log
 }
+
+// RunningDeleter is what a backend offers to delete an instance known to
+// run (a job's or a warm one at its teardown) the cheapest way it can: a
+// force stop then a delete, not a delete refused first because the
+// instance runs (docs/BENCHMARKS.md, "Teardown").
+type RunningDeleter interface {
+	DeleteRunningInstance(ctx context.Context, name string) error
+}
+
+// deleteRunning deletes a running instance of be, the cheap way when be has one.
+func deleteRunning(ctx context.Context, be Backend, name string) error {
+	if d, ok := be.(RunningDeleter); ok {
+		return d.DeleteRunningInstance(ctx, name)
+	}
+	return be.DeleteInstance(ctx, name)
+}

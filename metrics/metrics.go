@@ -49,6 +49,10 @@ var _ daemon.Observer = (*Metrics)(nil)
 // durationBuckets span a short job (a fraction of a second) to hours.
 var durationBuckets = []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400}
 
+// phaseBuckets add milliseconds below durationBuckets: a warm job's
+// launch_guest and collect_artifacts take a few.
+var phaseBuckets = append([]float64{.001, .0025, .005, .01, .025}, durationBuckets...)
+
 // New registers every metric, the gauges and the Go runtime's.
 func New(g Gauges) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
@@ -62,7 +66,7 @@ func New(g Gauges) *Metrics {
 	m.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "jerichoci_queue_wait_seconds",
 		Help: "From the job's publish to its run's start, for final records.", Buckets: durationBuckets})
 	m.phase = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jerichoci_phase_duration_seconds",
-		Help: "Duration of each execution phase of the jobs of final records.", Buckets: durationBuckets}, []string{"phase"})
+		Help: "Duration of each execution phase of the jobs of final records.", Buckets: phaseBuckets}, []string{"phase"})
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "jerichoci_deliveries_total",
 		Help: "Settled deliveries by outcome: ack, nak (back to the queue) or term."}, []string{"outcome"})
 	m.reaped = prometheus.NewCounter(prometheus.CounterOpts{Name: "jerichoci_reaped_instances_total",

@@ -334,6 +334,11 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 	if warm < 0 {
 		warm = cfg.daemon.Concurrency
 	}
+	var sizing executor.PoolSizing
+	if warm != 0 {
+		sizing = cfg.warmSizing.sizing(warm, cfg.daemon.Concurrency, cfg.exec.MaxProcesses, "/proc/sys/kernel/pid_max")
+		warm = sizing.Ceiling()
+	}
 	guestWarnings(s.stderr, cfg.exec, cfg.daemon.Concurrency+warm, "/proc/sys/kernel/pid_max")
 	be, insts := incus.NewBackend(cl), daemonInstances{incus.NewInstances(cl)}
 
@@ -358,8 +363,8 @@ func (s *serving) newDaemon(ctx context.Context, cat *targets.Catalog, isolation
 		pc.Fleet = q.Fleet
 		cfg.daemon.PoolOwner = daemon.PoolOwnerPrefix + cfg.daemon.ID + "/" + uuid.NewString()[:8]
 		cfg.daemon.PoolMaxAge = executor.DefaultPoolMaxAge
-		pool = &executor.Pool{Backend: be, Config: pc, Size: warm, Dir: filepath.Join(stateRoot, "pool"),
-			Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
+		pool = &executor.Pool{Backend: be, Config: pc, Sizing: sizing, Queue: q, Load: func() int { return teardowns.Stats().Pending },
+			Dir: filepath.Join(stateRoot, "pool"), Owner: cfg.daemon.PoolOwner, MaxAge: cfg.daemon.PoolMaxAge, Log: log.Named("pool"), PreExec: true}
 	}
 	daemonRunner := newRunner(s.env, cfg.exec, stateRoot, log)
 	allowedSecrets := cfg.secretEnv

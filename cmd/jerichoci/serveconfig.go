@@ -46,6 +46,8 @@ type serveConfig struct {
 	secretEnv []string
 	// warm is the warm pool's size per image; -1 means the concurrency.
 	warm int
+	// warmSizing sizes the warm pool to demand (warmpool.go).
+	warmSizing warmConfig
 	// httpListen serves the status page, its JSON API, /metrics, /healthz
 	// and /readyz; "" disables it.
 	httpListen string
@@ -63,7 +65,7 @@ type serveConfig struct {
 
 func defaultServeConfig() serveConfig {
 	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
-		warm: -1, httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser,
+		warm: -1, warmSizing: defaultWarmConfig(), httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser,
 		hostJobsMaxProcesses: hostlocal.DefaultMaxProcesses, natsWait: defaultNATSWait}
 	c.exec.LogLevel = "info"
 	return c
@@ -141,6 +143,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	intVar("JERICHOCI_KEEP_RUNS", &c.daemon.KeepRuns)
 	intVar("JERICHOCI_CONCURRENCY", &c.daemon.Concurrency)
 	intVar("JERICHOCI_WARM", &c.warm)
+	c.warmSizing.fromEnv(intVar)
 	if v, ok := env("JERICHOCI_HTTP_LISTEN"); ok {
 		c.httpListen = v
 	}
@@ -168,6 +171,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.httpListen, "http-listen", c.httpListen, "`HOST:PORT` serving the status page and JSON API (/, /runs/ID, /api/runs), /metrics (Prometheus), /healthz and /readyz; empty disables it (env JERICHOCI_HTTP_LISTEN)")
 	listFlag(fs, "http-allowed-host", "`NAME` (host name or IP, no port) the status page, API and /metrics answer to besides localhost, the loopback addresses and --http-listen's host; other Host headers get 421 (repeatable, replacing JERICHOCI_HTTP_ALLOWED_HOSTS, a comma-separated list)", &c.httpAllowedHosts)
 	fs.IntVar(&c.warm, "warm", c.warm, "keep `N` instances per image created and started for the next jobs (env JERICHOCI_WARM; -1: the concurrency; 0: no warm pool)")
+	c.warmSizing.flags(fs)
 	fs.DurationVar(&c.queue.AckWait, "ack-wait", c.queue.AckWait, "consumer ack wait; running jobs send InProgress every third of it (env JERICHOCI_ACK_WAIT)")
 	fs.IntVar(&c.queue.MaxDeliver, "max-deliver", c.queue.MaxDeliver, "deliveries of a job before it fails for good (env JERICHOCI_MAX_DELIVER)")
 	fs.IntVar(&c.queue.MaxAckPending, "max-ack-pending", c.queue.MaxAckPending, "jobs in flight across the fleet; at least every worker slot (env JERICHOCI_MAX_ACK_PENDING)")
@@ -259,6 +263,7 @@ func (c serveConfig) Validate() error {
 	if c.warm < -1 {
 		errs = append(errs, fmt.Errorf("warm pool size %d: expected a number >= 0 (or -1 for the concurrency)", c.warm))
 	}
+	errs = append(errs, c.warmSizing.validate()...)
 	if c.queue.MaxAckPending < c.daemon.Concurrency {
 		errs = append(errs, fmt.Errorf("max ack pending %d: must be at least the concurrency %d", c.queue.MaxAckPending, c.daemon.Concurrency))
 	}

@@ -162,6 +162,15 @@ func (b *Backend) DeleteInstance(ctx context.Context, name string) error {
 	return b.c.DeleteInstance(ctx, name)
 }
 
+// DeleteRunningInstance force-stops an instance known to run, then
+// deletes it as DeleteInstance does: one call less than a delete that
+// incusd 6.0 refuses first because the instance runs (it has no forced
+// delete). A failed stop is left to DeleteInstance's own handling.
+func (b *Backend) DeleteRunningInstance(ctx context.Context, name string) error {
+	_ = b.c.ForceStopInstance(ctx, name)
+	return b.c.DeleteInstance(ctx, name)
+}
+
 // Exec runs a command and follows its output live.
 func (b *Backend) Exec(ctx context.Context, name string, req executor.ExecRequest, stdout, stderr io.Writer) (int, error) {
 	return b.c.Exec(ctx, name, ExecRequest{Command: req.Command, Env: req.Env, Cwd: req.Cwd,
