@@ -71,6 +71,8 @@ type Watch struct {
 const (
 	recheckFirst = 10 * time.Millisecond
 	recheckMax   = 2 * time.Second
+	// resultReadTimeout bounds one read of the key.
+	resultReadTimeout = 5 * time.Second
 )
 
 // finalGrace is how long a watch that has read the record waits for the
@@ -200,7 +202,18 @@ func (w *Watch) Next(ctx context.Context) (Update, error) {
 		}
 		if w.final == nil && w.check {
 			w.check = false
-			rec, err := w.c.Result(ctx, w.jobID)
+			// One read is bounded: a request written to a connection whose
+			// server is gone (cut off, not closed) is never answered, and the
+			// client reconnects to another server only later; the next
+			// recheck asks again (docs/RELIABILITY.md, "Hosts in network
+			// namespaces").
+			rctx, cancel := context.WithTimeout(ctx, resultReadTimeout)
+			rec, err := w.c.Result(rctx, w.jobID)
+			cancel()
+			if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+				w.timer.Reset(w.recheck.Next())
+				continue
+			}
 			if err != nil {
 				return Update{}, err
 			}

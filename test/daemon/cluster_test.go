@@ -27,13 +27,21 @@ import (
 // clusterNode is one nats-server process of a test cluster on loopback.
 type clusterNode struct {
 	name                  string // its server name, node1…
+	host                  string // its address; "" is 127.0.0.1
 	port, cport, httpPort int    // client, cluster (routes) and monitoring ports
 	cmd                   *exec.Cmd
 	log                   *itest.SyncBuffer
 	done                  chan struct{}
 }
 
-func (n *clusterNode) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+func (n *clusterNode) url() string { return fmt.Sprintf("nats://%s:%d", n.addr(), n.port) }
+
+func (n *clusterNode) addr() string {
+	if n.host == "" {
+		return "127.0.0.1"
+	}
+	return n.host
+}
 
 func (n *clusterNode) exited() bool {
 	select {
@@ -222,7 +230,7 @@ func (c *natsCluster) ready(t *testing.T, size int) error {
 // reports it ("" if n does not know one or does not answer).
 func (n *clusterNode) metaLeader() string {
 	cl := http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz", n.httpPort))
+	resp, err := cl.Get(fmt.Sprintf("http://%s:%d/jsz", n.addr(), n.httpPort))
 	if err != nil {
 		return ""
 	}

@@ -130,6 +130,11 @@ func writeCatalog(t *testing.T) string {
 // is not passed on.
 const noHostPathRoot = "\x00no-host-path-root"
 
+// wrapWith, followed by a command and its arguments separated by spaces,
+// among startDaemon's extra arguments runs the daemon under that command
+// (say, "ip netns exec NS env VAR=…"); it is not passed on.
+const wrapWith = "\x00wrap="
+
 // startDaemon runs `jerichoci serve` as a process and waits until it pulls.
 // url "" runs the daemon on its embedded nats-server (no JERICHOCI_NATS_*
 // in its environment). extra goes after the harness's own flags, so a
@@ -149,10 +154,14 @@ func launchDaemon(t *testing.T, url, name, catalog string, concurrency int, extr
 	t.Helper()
 	d := &daemon{name: name, log: &itest.SyncBuffer{}}
 	hostPathRoot := true
-	var rest []string
+	var rest, wrap []string
 	for _, a := range extra {
 		if a == noHostPathRoot {
 			hostPathRoot = false
+			continue
+		}
+		if w, ok := strings.CutPrefix(a, wrapWith); ok {
+			wrap = strings.Fields(w)
 			continue
 		}
 		rest = append(rest, a)
@@ -182,7 +191,8 @@ func launchDaemon(t *testing.T, url, name, catalog string, concurrency int, extr
 	if hostPathRoot {
 		args = append(args, "--host-path-root", os.TempDir())
 	}
-	d.cmd = exec.Command(jciBin, append(args, rest...)...)
+	argv := append(append(wrap, jciBin), append(args, rest...)...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Env = append(itest.CleanEnv(), "JERICHOCI_OWNER="+name)
 	if url != "" {
 		d.cmd.Env = append(d.cmd.Env, "JERICHOCI_NATS_URL="+url)
