@@ -179,6 +179,10 @@ func (c natsConfig) connect(url, name string, log *zap.Logger, extra ...nats.Opt
 	done := make(chan struct{})
 	opts := []nats.Option{
 		nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		// A server gone without closing the connection (its host cut off)
+		// is noticed within about 15 s, and another of the URLs taken; the
+		// default pings take minutes. Daemons and client commands alike.
+		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3),
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {

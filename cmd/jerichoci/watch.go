@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"jerichoci/model"
@@ -38,15 +37,10 @@ func (n *natsConfig) clientReady() error {
 	return n.useStateCredentials()
 }
 
-// clientPings make a client command notice within about 15 s that its
-// server is gone without closing the connection (a host cut off), and
-// reconnect to another of the URLs; the default takes minutes.
-var clientPings = []nats.Option{nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3)}
-
 // dialClient connects to the daemons' NATS server as the client command
 // name; closeConn closes the connection.
 func (n natsConfig) dialClient(name string) (client *protocol.Client, closeConn func(), err error) {
-	nc, _, err := n.connect(n.clientURL(), name, zap.NewNop(), clientPings...)
+	nc, _, err := n.connect(n.clientURL(), name, zap.NewNop())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -107,7 +107,9 @@ func startTestBed(t *testing.T, workers int, extra ...string) *testBed {
 		args = append(append(args, extra...), wrapWith+"ip netns exec "+bh.ns.NS+" env INCUS_SOCKET="+noSocket)
 		bh.d = startDaemon(t, urls, fmt.Sprintf("host%d", i+1), b.catalog, workers, args...)
 	}
-	b.o = newOrchestrator(t, urls, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	// Pings notice a node cut off within seconds (the default takes minutes).
+	b.o = newOrchestrator(t, urls, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3))
 	return b
 }
 
