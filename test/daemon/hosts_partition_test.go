@@ -176,20 +176,23 @@ func TestHostsClientNodeCutOff(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	// exited is closed once the command has ended, waitErr is then its end.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		select {
-		case <-done:
+		case <-exited:
 		default:
 			_ = cmd.Process.Kill()
-			<-done
+			<-exited
 		}
 	})
 	var node *clusterNode
 	itest.WaitFor(t, "the run to start, followed by enqueue --wait", 3*time.Minute, func() bool {
 		select {
-		case err := <-done:
+		case <-exited:
+			err := waitErr
 			t.Fatalf("enqueue --wait ended (%v) before the run started:\n%s", err, out.String())
 		default:
 		}
@@ -208,7 +211,8 @@ func TestHostsClientNodeCutOff(t *testing.T) {
 	var err error
 	itest.WaitFor(t, "enqueue --wait to end", 8*time.Minute, func() bool {
 		select {
-		case err = <-done:
+		case <-exited:
+			err = waitErr
 			return true
 		default:
 			return false
