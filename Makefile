@@ -27,7 +27,7 @@ $(NATS_SERVER): go.mod
 # nix-current-up after nix-up: the current Nix is a client of nix-up's
 # daemon; the tests that take it fail under CI without it (testenv).
 test: incus-up nix-up nix-current-up chromium-up hostjobs-up $(NATS_SERVER)
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 45m ./...
 
 check: fmt-check vet staticcheck tidy-check imports-check test
 
