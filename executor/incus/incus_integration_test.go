@@ -784,24 +784,36 @@ func TestIntegrationBackendInstance(t *testing.T) {
 	})
 }
 
+// itJob is a pikaci-runner job of the integration tests running command,
+// on an empty snapshot, its host.log in hostLog.
+func itJob(t *testing.T, id, command string, hostLog *lockedBuffer) executor.Job {
+	t.Helper()
+	snapshot := t.TempDir()
+	if err := os.Chmod(snapshot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	role := model.RolePikaciRunner
+	return executor.Job{RunID: uniqueName("run-"), ID: id, TimeoutSecs: 120, Command: model.Shell(command),
+		Runtime: model.IncusRuntimeFor(role), Image: model.IncusImage{Role: role, Alias: itAlias, Recorded: &role},
+		SnapshotDir: snapshot, JobDir: t.TempDir(), HostLog: hostLog}
+}
+
+// itConfig is the executor's defaults in the integration tests' project.
+func itConfig() executor.Config {
+	cfg := executor.DefaultConfig()
+	cfg.Project, cfg.Profile, cfg.Owner = itProject, itProfile, "jci-test"
+	return cfg
+}
+
 // TestIntegrationExecuteJob runs one job through the executor on the real
 // daemon: a long line and more output than host.log repeats.
 func TestIntegrationExecuteJob(t *testing.T) {
 	t.Parallel()
 	c := realClient(t)
-	snapshot := t.TempDir()
-	if err := os.Chmod(snapshot, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var hostLog lockedBuffer
-	role := model.RolePikaciRunner
-	job := executor.Job{RunID: uniqueName("run-"), ID: "big-output", TimeoutSecs: 120,
-		Command: model.Shell(`head -c 300000 /dev/zero | tr '\0' x; echo; i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done; ` +
-			`if test -e /dev/incus; then echo guest-api; else echo no-guest-api; fi`),
-		Runtime: model.IncusRuntimeFor(role), Image: model.IncusImage{Role: role, Alias: itAlias, Recorded: &role},
-		SnapshotDir: snapshot, JobDir: t.TempDir(), HostLog: &hostLog}
-	cfg := executor.DefaultConfig()
-	cfg.Project, cfg.Profile, cfg.Owner = itProject, itProfile, "jci-test"
+	job := itJob(t, "big-output", `head -c 300000 /dev/zero | tr '\0' x; echo; i=0; while [ $i -lt 2000 ]; do echo "line $i"; i=$((i+1)); done; `+
+		`if test -e /dev/incus; then echo guest-api; else echo no-guest-api; fi`, &hostLog)
+	cfg := itConfig()
 	cfg.HostLogRunnerBytes, cfg.RootDiskSize = 100_000, "3GiB"
 	res, err := (&executor.RemoteLinuxVM{Backend: NewBackend(c), Config: cfg}).Execute(t.Context(), job)
 	if err != nil {

@@ -17,20 +17,11 @@ import (
 func TestIntegrationStateDirMounted(t *testing.T) {
 	t.Parallel()
 	c := realClient(t)
-	snapshot := t.TempDir()
-	if err := os.Chmod(snapshot, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var hostLog lockedBuffer
-	role := model.RolePikaciRunner
-	job := executor.Job{RunID: uniqueName("run-"), ID: "state-dir", TimeoutSecs: 120,
-		Command: model.Shell(`if touch /run/pika-cloud/planted 2>/dev/null; then echo job-wrote-state; else echo state-closed; fi; ` +
-			`test "$JCI_STATE_SECRET" = v4lue && echo has-secret; ls /run/pika-cloud`),
-		Runtime: model.IncusRuntimeFor(role), Image: model.IncusImage{Role: role, Alias: itAlias, Recorded: &role},
-		SnapshotDir: snapshot, JobDir: t.TempDir(), HostLog: &hostLog,
-		SecretEnv: map[string]string{"JCI_STATE_SECRET": "v4lue"}}
-	cfg := executor.DefaultConfig()
-	cfg.Project, cfg.Profile, cfg.Owner = itProject, itProfile, "jci-test"
+	job := itJob(t, "state-dir", `if touch /run/pika-cloud/planted 2>/dev/null; then echo job-wrote-state; else echo state-closed; fi; `+
+		`test "$JCI_STATE_SECRET" = v4lue && echo has-secret; ls /run/pika-cloud`, &hostLog)
+	job.SecretEnv = map[string]string{"JCI_STATE_SECRET": "v4lue"}
+	cfg := itConfig()
 	res, err := (&executor.RemoteLinuxVM{Backend: NewBackend(c), Config: cfg}).Execute(t.Context(), job)
 	if err != nil || res.Status != model.StatusPassed {
 		t.Fatalf("Execute() = %+v, %v\nhost log:\n%.3000s", res, err, hostLog.String())
