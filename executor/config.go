@@ -44,6 +44,12 @@ type Config struct {
 	// Transfer is how the snapshot, the guest request and staged outputs
 	// reach the guest: TransferMounts ("" too) or TransferAPI.
 	Transfer Transfer
+	// StateDirMount gives containers their state directory (GuestDir) as
+	// a host directory, in TransferMounts (statedir.go). Off by default:
+	// the runner's guest.log there is the unmasked output, which holds a
+	// job's secret environment when the job prints it, and a secret must
+	// not reach the worker's disk (docs/SECURITY.md).
+	StateDirMount bool
 }
 
 // profiles are the profiles of every instance, in order.

@@ -42,10 +42,11 @@ const mountedSecretEnvPath = "/run/jerichoci-secret-env.json"
 
 // stateDirMounts reports whether instances of type itype get their state
 // directory from the host: files through mounts, a container (a VM's
-// virtiofs maps owners otherwise), a backend that tells the guest's ids.
+// virtiofs maps owners otherwise), a backend that tells the guest's ids,
+// and only when cfg.StateDirMount asks for it.
 func stateDirMounts(be Backend, cfg Config, itype model.InstanceType) bool {
 	_, ok := be.(GuestIDMapper)
-	return ok && !cfg.Transfer.api() && itype == model.InstanceContainer
+	return ok && cfg.StateDirMount && !cfg.Transfer.api() && itype == model.InstanceContainer
 }
 
 // makeStateDir makes dir, root's and closed to others until the guest's

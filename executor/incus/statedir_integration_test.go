@@ -22,6 +22,7 @@ func TestIntegrationStateDirMounted(t *testing.T) {
 		`test "$JCI_STATE_SECRET" = v4lue && echo has-secret; ls /run/pika-cloud`, &hostLog)
 	job.SecretEnv = map[string]string{"JCI_STATE_SECRET": "v4lue"}
 	cfg := itConfig()
+	cfg.StateDirMount = true
 	res, err := (&executor.RemoteLinuxVM{Backend: NewBackend(c), Config: cfg}).Execute(t.Context(), job)
 	if err != nil || res.Status != model.StatusPassed {
 		t.Fatalf("Execute() = %+v, %v\nhost log:\n%.3000s", res, err, hostLog.String())
