@@ -88,9 +88,10 @@ func startTestBed(t *testing.T, workers int, extra ...string) *testBed {
 		b.hosts = append(b.hosts, &bedHost{ns: ns, node: n})
 		routes = append(routes, fmt.Sprintf("nats://%s:%d", n.host, n.cport))
 	}
+	storeBase := clusterStoreDir(t)
 	for _, bh := range b.hosts {
 		n := bh.node
-		n.cmd = bh.ns.Command(natsBin, "-js", "-sd", filepath.Join(t.TempDir(), n.name), "-a", n.host,
+		n.cmd = bh.ns.Command(natsBin, "-js", "-sd", filepath.Join(storeBase, n.name), "-a", n.host,
 			"-p", strconv.Itoa(n.port), "-m", strconv.Itoa(n.httpPort), "--cluster", fmt.Sprintf("nats://%s:%d", n.host, n.cport),
 			"--cluster_name", "jci", "--routes", strings.Join(routes, ","), "-n", n.name)
 		n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
