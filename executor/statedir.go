@@ -184,7 +184,7 @@ func readSmall(dir, name string) ([]byte, error) {
 	}
 	defer f.Close()
 	if size > smallArtifactLimit {
-		return nil, fmt.Errorf("guest path `%s`: file is larger than the limit of %d bytes", GuestDir+"/"+name, smallArtifactLimit)
+		return nil, artifactTooLarge(name)
 	}
 	var buf bytes.Buffer
 	n, err := io.Copy(&buf, io.LimitReader(f, smallArtifactLimit+1))
@@ -192,7 +192,7 @@ func readSmall(dir, name string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", GuestDir+"/"+name, err)
 	}
 	if n > smallArtifactLimit {
-		return nil, fmt.Errorf("guest path `%s`: file is larger than the limit of %d bytes", GuestDir+"/"+name, smallArtifactLimit)
+		return nil, artifactTooLarge(name)
 	}
 	return buf.Bytes(), nil
 }

@@ -320,7 +320,7 @@ func (j *jobRun) readArtifacts(r io.Reader, artifacts string, got *pulled) error
 			continue
 		}
 		if h.Size > smallArtifactLimit {
-			return fmt.Errorf("guest path `%s`: file is larger than the limit of %d bytes", GuestDir+"/"+name, smallArtifactLimit)
+			return artifactTooLarge(name)
 		}
 		b, err := io.ReadAll(tr)
 		if err != nil {
@@ -328,6 +328,12 @@ func (j *jobRun) readArtifacts(r io.Reader, artifacts string, got *pulled) error
 		}
 		got.small[name] = b
 	}
+}
+
+// artifactTooLarge is the error of a small artifact (name, under
+// GuestDir) over smallArtifactLimit, however it was read.
+func artifactTooLarge(name string) error {
+	return fmt.Errorf("guest path `%s`: file is larger than the limit of %d bytes", GuestDir+"/"+name, smallArtifactLimit)
 }
 
 // saveGuestLog writes the guest's log, masked, to artifacts/guest.log
