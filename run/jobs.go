@@ -201,11 +201,15 @@ func (st *runState) schedule(ctx context.Context, jobs []*jobState, snapshot str
 			break
 		}
 		js := jobs[next]
+		// The running record is written here, in target order, so jobs[]
+		// lists the jobs as they were taken, however the goroutines are
+		// scheduled (docs/CONTRACTS.md, "Jobs run in target order").
+		rec := st.startJob(ctx, js)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			if st.runJob(ctx, js, snapshot) == model.StatusFailed {
+			if st.runJob(ctx, js, rec, snapshot) == model.StatusFailed {
 				stop()
 			}
 		}()
@@ -237,9 +241,9 @@ func isClosed(c chan struct{}) bool {
 	}
 }
 
-// runJob executes one job and records it; it returns the final status.
-func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) model.RunStatus {
-	defer js.hostLog.Close()
+// startJob records a job as running (status.json, jobs[], run.json) and
+// emits job_started; it returns the running record.
+func (st *runState) startJob(ctx context.Context, js *jobState) model.JobRecord {
 	log := st.log.With(zap.String("job", js.plan.ID))
 	rec := js.template
 	rec.Status, rec.StartedAt = model.StatusRunning, model.At(st.r.now())
@@ -249,7 +253,14 @@ func (st *runState) runJob(ctx context.Context, js *jobState, snapshot string) m
 	}
 	st.emit(ctx, model.JobStartedEvent(st.rec.RunID, rec))
 	log.Info("job started")
+	return rec
+}
 
+// runJob executes a started job and records its end; it returns the final
+// status.
+func (st *runState) runJob(ctx context.Context, js *jobState, rec model.JobRecord, snapshot string) model.RunStatus {
+	defer js.hostLog.Close()
+	log := st.log.With(zap.String("job", js.plan.ID))
 	job := st.executorJob(js, snapshot)
 	secrets, problem := st.r.secretEnv(js.plan)
 	job.SecretEnv, job.Mask = secrets, maskOf(secrets)

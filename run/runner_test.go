@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -363,6 +364,41 @@ func TestRunConcurrency(t *testing.T) {
 				t.Errorf("status %s, max parallel %d, want %d", rec.Status, ex.maxActive, tc.want)
 			}
 		})
+	}
+}
+
+// Jobs that run side by side are still listed in target order, in jobs[]
+// and in the job_started events: each job is recorded as running when it
+// is taken, before its goroutine starts (docs/CONTRACTS.md). Twenty
+// rounds of eight parallel jobs: goroutines that recorded themselves
+// listed the jobs in the order the scheduler happened to run them.
+func TestRunJobsListedInTargetOrder(t *testing.T) {
+	var ids []string
+	var jobs []PlannedJob
+	for i := range 8 {
+		j := incusJob(fmt.Sprintf("j%d", i))
+		j.Staged = true
+		jobs, ids = append(jobs, j), append(ids, j.ID)
+	}
+	for round := range 20 {
+		r, s := newRunner(t, &fakeExec{}, nil)
+		r.MaxConcurrent = len(jobs)
+		rec, err := r.Run(t.Context(), plan(t, jobs...))
+		if err != nil || rec.Status != model.StatusPassed {
+			t.Fatalf("round %d: %v %s", round, err, rec.Status)
+		}
+		var got, started []string
+		for _, j := range rec.Jobs {
+			got = append(got, j.ID)
+		}
+		for _, n := range s.names() {
+			if id, ok := strings.CutPrefix(n, "job_started:"); ok {
+				started = append(started, id)
+			}
+		}
+		if !slices.Equal(got, ids) || !slices.Equal(started, ids) {
+			t.Fatalf("round %d: jobs[] %v, job_started %v; want target order %v", round, got, started, ids)
+		}
 	}
 }
 
