@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
 	"jerichoci/model"
@@ -64,6 +65,6 @@ func TestPikaFollowupLaneOnTheStrictFixture(t *testing.T) {
 		stopDaemon(t, d)
 	}
 	if records["mounts"] != records["api"] {
-		t.Errorf("run records differ:\nmounts %s\napi    %s", records["mounts"], records["api"])
+		t.Errorf("run records differ (-mounts +api):\n%s", cmp.Diff(records["mounts"], records["api"]))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
 	"jerichoci/model"
@@ -62,6 +63,6 @@ func TestTransferAPIRecordMatchesMounts(t *testing.T) {
 		stopDaemon(t, d)
 	}
 	if records["mounts"] != records["api"] {
-		t.Errorf("run records differ:\nmounts %s\napi    %s", records["mounts"], records["api"])
+		t.Errorf("run records differ (-mounts +api):\n%s", cmp.Diff(records["mounts"], records["api"]))
 	}
 }
