@@ -190,9 +190,17 @@ func (s *serving) connectWorker(ctx context.Context, ncfg natsConfig, url string
 	return c.nc, c.closed, err
 }
 
-// openQueue opens the queue on nc, waiting for a settling cluster.
+// openQueue opens the queue on nc, waiting for a settling cluster. A
+// set-up request sent again because it went unanswered is said in the log
+// and on /readyz.
 func (s *serving) openQueue(ctx context.Context, nc *nats.Conn) (*daemon.Queue, error) {
+	qcfg := s.cfg.queue
+	qcfg.Resent = func(what string, try int, err error) {
+		s.log.Warn("NATS did not answer a set-up request in time; sending it again",
+			zap.String("request", what), zap.Int("try", try), zap.Error(err))
+		s.page.setReason(fmt.Sprintf("waiting for NATS to %s (request %d unanswered: %v); sent again", what, try, err))
+	}
 	return untilSettled(ctx, "set up the queue", s.cfg.natsWait, s.log, s.page, func(ctx context.Context) (*daemon.Queue, error) {
-		return daemon.OpenQueue(ctx, nc, s.cfg.queue)
+		return daemon.OpenQueue(ctx, nc, qcfg)
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"jerichoci/run/protocol"
 	"math"
 	"regexp"
 	"strings"
@@ -17,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"jerichoci/internal/backoff"
+	"jerichoci/run/protocol"
 )
 
 // Message is the part of a JetStream message a worker uses;
@@ -90,6 +92,13 @@ type QueueConfig struct {
 	Replicas        int
 	// PollWait bounds one pull request, so a stopping worker notices soon.
 	PollWait time.Duration
+	// RequestTimeout is how long a set-up request waits for its answer
+	// before it is sent again (doubling, at most four times as long); see
+	// setupRequest.
+	RequestTimeout time.Duration
+	// Resent, when set, hears of each set-up request sent again: what it
+	// does, the try that went unanswered (from 1) and its error.
+	Resent func(what string, try int, err error)
 }
 
 // DefaultQueueConfig returns the daemon's defaults.
@@ -98,6 +107,7 @@ func DefaultQueueConfig() QueueConfig {
 		Delivery: DefaultDelivery(), MaxAckPending: 1000, Duplicates: 10 * time.Minute,
 		EventsMaxAge: 24 * time.Hour, LogsMaxBytes: 1 << 30, SourcesTTL: 7 * 24 * time.Hour, KeepResults: 7 * 24 * time.Hour,
 		ResultsMaxBytes: 1 << 30, Replicas: 1, PollWait: 2 * time.Second,
+		RequestTimeout: 5 * time.Second,
 	}
 }
 
@@ -112,6 +122,9 @@ func (c QueueConfig) Validate() error {
 	}
 	if c.PollWait <= 0 {
 		errs = append(errs, fmt.Errorf("poll wait %s: must be positive", c.PollWait))
+	}
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request timeout %s: must be positive", c.RequestTimeout))
 	}
 	if c.Fleet != "" && !ValidFleet(c.Fleet) {
 		errs = append(errs, fmt.Errorf("fleet %q: expected 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", c.Fleet))
@@ -144,6 +157,9 @@ type Queue struct {
 }
 
 // OpenQueue creates or updates the streams, the consumer and the buckets.
+// Each request is idempotent and sent again when unanswered
+// (setupRequest), so a fleet that starts with its cluster sets up in
+// seconds (docs/RELIABILITY.md, "A fleet that starts with its cluster").
 func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -153,32 +169,16 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	q := &Queue{nc: nc, js: js, cfg: cfg, sources: map[string]jetstream.ObjectStore{}}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	streams := []jetstream.StreamConfig{{
 		Name: protocol.StreamJobs, Description: "jerichoci work queue: one job spec per message",
 		Subjects: []string{protocol.SubjectJobsPrefix + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Discard: jetstream.DiscardNew, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 		Duplicates: cfg.Duplicates,
-	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamJobs, err)
-	}
-	q.cons, err = js.CreateOrUpdateConsumer(ctx, protocol.StreamJobs, jetstream.ConsumerConfig{
-		Durable: protocol.ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
-		AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		MaxAckPending: cfg.MaxAckPending, FilterSubject: protocol.SubjectJobsPrefix + ">", Replicas: cfg.Replicas,
-		// No prefetching, ever: a pull may ask for one message only.
-		MaxRequestBatch: 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update consumer %s on %s: %w", protocol.ConsumerWorkers, protocol.StreamJobs, err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name: protocol.StreamEvents, Description: "jerichoci lifecycle events, kept for late readers",
 		Subjects: []string{protocol.SubjectRunsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
-	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamEvents, err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name: protocol.StreamLogs, Description: "jerichoci jobs' live output (host.log), capped, for late readers",
 		Subjects: []string{protocol.SubjectLogsPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.EventsMaxAge,
@@ -186,56 +186,113 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 		// Clients replay a job's output with direct gets: they may create
 		// no consumer (docs/PROTOCOL.md).
 		AllowDirect: true,
-	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamLogs, err)
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	}, {
 		Name: protocol.StreamDead, Description: "jerichoci dead letters: jobs that ran out of deliveries",
 		Subjects: []string{protocol.SubjectDeadPrefix + ">"}, Retention: jetstream.LimitsPolicy,
 		Discard: jetstream.DiscardOld, Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxAge: cfg.KeepResults,
+	}}
+	for _, sc := range streams {
+		if err := cfg.setupRequest(ctx, "create or update stream "+sc.Name, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, sc)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.setupRequest(ctx, "create or update consumer "+protocol.ConsumerWorkers+" on "+protocol.StreamJobs, func(ctx context.Context) (err error) {
+		q.cons, err = js.CreateOrUpdateConsumer(ctx, protocol.StreamJobs, jetstream.ConsumerConfig{
+			Durable: protocol.ConsumerWorkers, Description: "jerichoci workers: pull one job when a slot is free",
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+			MaxAckPending: cfg.MaxAckPending, FilterSubject: protocol.SubjectJobsPrefix + ">", Replicas: cfg.Replicas,
+			// No prefetching, ever: a pull may ask for one message only.
+			MaxRequestBatch: 1,
+		})
+		return err
 	}); err != nil {
-		return nil, fmt.Errorf("create or update stream %s: %w", protocol.StreamDead, err)
+		return nil, err
 	}
 	// Claims and results expire after KeepResults; a claim may carry its
 	// own shorter TTL (a cancel for a job nobody has seen), hence the
 	// limit markers, which turn per-key TTLs on.
-	if q.Jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: protocol.BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: cfg.KeepResults, LimitMarkerTTL: time.Minute,
+	if err := cfg.setupRequest(ctx, "create or update key-value bucket "+protocol.BucketJobs, func(ctx context.Context) (err error) {
+		q.Jobs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: protocol.BucketJobs, Description: "jerichoci job claims, keyed by job id", History: 1,
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, TTL: cfg.KeepResults, LimitMarkerTTL: time.Minute,
+		})
+		return err
 	}); err != nil {
-		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketJobs, err)
+		return nil, err
 	}
 	// Results too: a job refused before it ran gets a shorter TTL of its
 	// own (DaemonConfig.UnrunResultTTL). An older bucket without limit
 	// markers gets them here; the server allows turning them on.
-	if q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: protocol.BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
-		Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: protocol.MaxResultValue, TTL: cfg.KeepResults,
-		LimitMarkerTTL: time.Minute, MaxBytes: cfg.ResultsMaxBytes,
+	if err := cfg.setupRequest(ctx, "create or update key-value bucket "+protocol.BucketResults, func(ctx context.Context) (err error) {
+		q.Results, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: protocol.BucketResults, Description: "jerichoci final run records, keyed by job id", History: 1,
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas, MaxValueSize: protocol.MaxResultValue, TTL: cfg.KeepResults,
+			LimitMarkerTTL: time.Minute, MaxBytes: cfg.ResultsMaxBytes,
+		})
+		return err
 	}); err != nil {
-		return nil, fmt.Errorf("create or update key-value bucket %s: %w", protocol.BucketResults, err)
-	}
-	if err := discardOld(ctx, js, "KV_"+protocol.BucketResults); err != nil {
 		return nil, err
 	}
-	if q.records, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: protocol.BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
-		TTL: cfg.KeepResults, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	if err := cfg.setupRequest(ctx, "make stream KV_"+protocol.BucketResults+" discard its oldest values at its cap", func(ctx context.Context) error {
+		return discardOld(ctx, js, "KV_"+protocol.BucketResults)
 	}); err != nil {
-		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketRecords, err)
+		return nil, err
 	}
-	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket: protocol.BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
-		TTL: cfg.SourcesTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create or update object store %s: %w", protocol.BucketSources, err)
+	if err := cfg.setupRequest(ctx, "create or update object store "+protocol.BucketRecords, func(ctx context.Context) (err error) {
+		q.records, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: protocol.BucketRecords, Description: "jerichoci final run records too large for a KV value, as <job_id>.json",
+			TTL: cfg.KeepResults, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		})
+		return err
+	}); err != nil {
+		return nil, err
 	}
-	q.sources[protocol.BucketSources] = obj
-	if q.Fleet, q.fleetKV, err = fleetID(ctx, js, cfg); err != nil {
+	if err := cfg.setupRequest(ctx, "create or update object store "+protocol.BucketSources, func(ctx context.Context) error {
+		obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket: protocol.BucketSources, Description: "jerichoci source snapshots (tar.gz), named by content hash",
+			TTL: cfg.SourcesTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+		})
+		q.sources[protocol.BucketSources] = obj
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := cfg.setupRequest(ctx, "read or store the fleet id in "+protocol.BucketFleet, func(ctx context.Context) (err error) {
+		q.Fleet, q.fleetKV, err = fleetID(ctx, js, cfg)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	return q, nil
+}
+
+// setupRequest runs one idempotent set-up request and wraps its error
+// with what. A request unanswered within RequestTimeout is sent again
+// (the bound doubling, at most four times RequestTimeout) until ctx ends:
+// a JetStream cluster that is still forming can leave a create request
+// unanswered for minutes, while the same request sent again is answered
+// at once (seen with nats-server 2.15 on a fresh 3-node cluster, one
+// client or three; docs/RELIABILITY.md). Any other error is returned at
+// once, for the caller to classify.
+func (cfg QueueConfig) setupRequest(ctx context.Context, what string, req func(context.Context) error) error {
+	bound := backoff.Backoff{First: cfg.RequestTimeout, Max: 4 * cfg.RequestTimeout}
+	for try := 1; ; try++ {
+		rctx, cancel := context.WithTimeout(ctx, bound.Next())
+		err := req(rctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if cfg.Resent != nil {
+			cfg.Resent(what, try, err)
+		}
+	}
 }
 
 // discardOld makes a bucket's stream drop its oldest values at its byte
@@ -244,17 +301,15 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 func discardOld(ctx context.Context, js jetstream.JetStream, stream string) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return err
 	}
 	cfg := s.CachedInfo().Config
 	if cfg.Discard == jetstream.DiscardOld {
 		return nil
 	}
 	cfg.Discard = jetstream.DiscardOld
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("update stream %s to discard its oldest values at its cap: %w", stream, err)
-	}
-	return nil
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
 }
 
 var fleetPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
