@@ -8,10 +8,17 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"jerichoci/internal/procid"
 )
 
 // HostNet is a network of "hosts" made by a test on this machine: one
@@ -50,12 +57,14 @@ func NewHostNet(t testing.TB, names ...string) *HostNet {
 	if len(names) > 250 {
 		t.Fatalf("%d hosts: at most 250 on a /24", len(names))
 	}
+	sweepDeadNets(t)
 	b := make([]byte, 2)
 	_, _ = rand.Read(b)
 	n := &HostNet{Prefix: "jhb" + hex.EncodeToString(b), hosts: map[string]*NetHost{}}
 	n.Subnet = freeSubnet(t)
 	n.Root = addrIn(n.Subnet, 254)
 	n.sw = n.Prefix + "-sw"
+	claimNet(t, n.Prefix)
 	// Registered first, so it runs last: after the processes in the
 	// namespaces (registered later) have ended.
 	t.Cleanup(func() { n.delete(t) })
@@ -133,6 +142,80 @@ func (n *HostNet) delete(t testing.TB) {
 	}
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), n.Prefix+"-") {
 		t.Errorf("namespaces of network %s left behind:\n%s", n.Prefix, out)
+		return
+	}
+	_ = os.Remove(filepath.Join(netOwnerDir, n.Prefix))
+}
+
+// netOwnerDir holds a file per network a test made, named by its prefix
+// and holding the test process's procid. A test process killed by `go
+// test -timeout` runs no cleanup: the next NewHostNet on this machine
+// finds its networks by that file and removes them (sweepDeadNets). A
+// network without the file is never touched.
+const netOwnerDir = "/run/jerichoci-itest-netns"
+
+var netPrefixPattern = regexp.MustCompile(`^jhb[0-9a-f]{4}$`)
+
+// claimNet records this test process as the owner of the network prefix.
+func claimNet(t testing.TB, prefix string) {
+	t.Helper()
+	self, err := procid.Self()
+	if err != nil {
+		t.Fatalf("name this test process for network %s: %v", prefix, err)
+	}
+	if err := os.MkdirAll(netOwnerDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(netOwnerDir, prefix), []byte(self.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweepDeadNets removes the networks whose owning test process is
+// provably gone: it kills what still runs in their namespaces (the
+// nats-servers and daemons the test started), deletes the namespaces and
+// the root's end of the switch link, then the owner file.
+func sweepDeadNets(t testing.TB) {
+	t.Helper()
+	entries, err := os.ReadDir(netOwnerDir)
+	if err != nil {
+		return // none made yet
+	}
+	var list string
+	for _, e := range entries {
+		prefix := e.Name()
+		b, err := os.ReadFile(filepath.Join(netOwnerDir, prefix))
+		if err != nil || !netPrefixPattern.MatchString(prefix) || !(procid.Host{}).Gone(strings.TrimSpace(string(b))) {
+			continue
+		}
+		if list == "" {
+			out, err := exec.Command("ip", "netns", "list").Output()
+			if err != nil {
+				t.Fatalf("ip netns list: %v", err)
+			}
+			list = string(out)
+		}
+		var gone []string
+		for _, line := range strings.Split(list, "\n") {
+			ns, _, _ := strings.Cut(line, " ")
+			if !strings.HasPrefix(ns, prefix+"-") {
+				continue
+			}
+			pids, _ := exec.Command("ip", "netns", "pids", ns).Output()
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+				t.Logf("sweep: ip netns del %s: %v: %s", ns, err, out)
+				continue
+			}
+			gone = append(gone, ns)
+		}
+		_ = exec.Command("ip", "link", "del", prefix+"r").Run()
+		_ = os.Remove(filepath.Join(netOwnerDir, prefix))
+		t.Logf("removed network %s of a test process that is gone (%s): namespaces %v", prefix, strings.TrimSpace(string(b)), gone)
 	}
 }
 
