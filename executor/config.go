@@ -45,10 +45,11 @@ type Config struct {
 	// reach the guest: TransferMounts ("" too) or TransferAPI.
 	Transfer Transfer
 	// StateDirMount gives containers their state directory (GuestDir) as
-	// a host directory, in TransferMounts (statedir.go). Off by default:
-	// the runner's guest.log there is the unmasked output, which holds a
-	// job's secret environment when the job prints it, and a secret must
-	// not reach the worker's disk (docs/SECURITY.md).
+	// a host directory, in TransferMounts (statedir.go), so artifacts come
+	// back without a round trip to incusd. On by default, and never for a
+	// job with a secret environment: the runner's guest.log there is the
+	// unmasked output, which holds a secret the job prints, and a secret
+	// must not reach the worker's disk (docs/SECURITY.md).
 	StateDirMount bool
 }
 
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
 		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "12GiB",
 		GuestNetwork: DefaultGuestNetwork, MaxProcesses: DefaultMaxProcesses,
+		StateDirMount: true,
 	}
 }
 

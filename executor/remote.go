@@ -314,7 +314,10 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if err != nil {
 		return err
 	}
-	if j.x.Pool != nil && len(job.StagedPayloads) == 0 {
+	// A job with secrets never gets a mounted state directory (Config.
+	// StateDirMount), so it takes no pool instance that has one.
+	mounted := stateDirMounts(j.x.Backend, cfg, itype)
+	if j.x.Pool != nil && len(job.StagedPayloads) == 0 && !(mounted && len(job.SecretEnv) > 0) {
 		if taken, ok := j.x.Pool.TakeWait(ctx, alias, itype, fp); ok {
 			j.pre, j.stateDir = taken.pre, taken.stateDir
 			return j.takePooled(ctx, taken.Name, artifacts, itype, alias, fp)
@@ -351,7 +354,7 @@ func (j *jobRun) prepareRuntime(ctx context.Context, artifacts string) error {
 	if !api {
 		spec.Disks = disks
 	}
-	if stateDirMounts(j.x.Backend, cfg, itype) {
+	if mounted && len(job.SecretEnv) == 0 {
 		j.stateDir = filepath.Join(job.JobDir, "guest-state")
 		d, err := makeStateDir(j.stateDir)
 		if err != nil {
