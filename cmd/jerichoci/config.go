@@ -44,7 +44,9 @@ type execConfig struct {
 	Remote incusRemote
 	// Transfer is --incus-transfer: mounts, api or auto (transfer.go).
 	Transfer string
-	envErrs  []error // unparsable environment values
+	// StateMount is --guest-state-mount: executor.Config.StateDirMount.
+	StateMount bool
+	envErrs    []error // unparsable environment values
 }
 
 // guestNetworkProfile, as --guest-network, keeps the profiles' NICs.
@@ -58,7 +60,7 @@ func defaultExecConfig() execConfig {
 		StateRoot: filepath.Join(cwd, ".pikaci"), Project: d.Project, Profile: d.Profile,
 		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, GuestDiskSize: d.RootDiskSize, MaxConcurrent: 2,
 		Owner: fmt.Sprintf("%s-%d", host, os.Getpid()), LogLevel: "warn",
-		GuestNetwork: d.GuestNetwork, MaxProcesses: d.MaxProcesses,
+		GuestNetwork: d.GuestNetwork, MaxProcesses: d.MaxProcesses, StateMount: d.StateDirMount,
 	}
 }
 
@@ -97,6 +99,13 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 			c.MaxProcesses = n
 		}
 	}
+	if v, ok := env(envGuestStateMount); ok && strings.TrimSpace(v) != "" {
+		if b, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected true or false", envGuestStateMount, v))
+		} else {
+			c.StateMount = b
+		}
+	}
 	if v, ok := env("PIKACI_MAX_CONCURRENT_EXECUTES"); ok {
 		// The original: a positive integer; unparsable or 0 means 2.
 		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
@@ -118,6 +127,7 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	c.Remote.flags(fs)
 	c.transferFlag(fs)
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
+	fs.BoolVar(&c.StateMount, "guest-state-mount", c.StateMount, "give each container without a secret environment its state directory (/run/pika-cloud) as a host directory, so artifacts come back without a round trip to incusd; in --incus-transfer mounts only; false collects them as one archive over exec (env "+envGuestStateMount+"; docs/INCUS.md)")
 }
 
 // The original's variables that the environment handling reads besides
@@ -146,6 +156,8 @@ const (
 	envGuestMaxProcesses = "JERICHOCI_GUEST_MAX_PROCESSES"
 	// envNix is the twin of --nix.
 	envNix = "JERICHOCI_NIX"
+	// envGuestStateMount is the twin of --guest-state-mount.
+	envGuestStateMount = "JERICHOCI_GUEST_STATE_MOUNT"
 )
 
 func (c execConfig) executorConfig() executor.Config {
@@ -156,6 +168,7 @@ func (c execConfig) executorConfig() executor.Config {
 	d.RootDiskSize = c.GuestDiskSize
 	d.GuestNetwork, d.MaxProcesses = c.GuestNetwork, c.MaxProcesses
 	d.Transfer = resolveTransfer(c.Transfer, c.Remote.remote())
+	d.StateDirMount = c.StateMount
 	if c.GuestNetwork == guestNetworkProfile {
 		d.GuestNetwork = ""
 	}
