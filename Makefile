@@ -69,6 +69,7 @@ bench: incus-up build
 	bash scripts/bench-incus
 	bash scripts/bench-pool
 	bash scripts/bench-daemon
+	bash scripts/collect-bench
 	$(GO) run ./test/bench/firstbyte
 
 # Go native fuzzing of the decoders (job spec, run and image records,
