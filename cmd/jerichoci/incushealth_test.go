@@ -16,7 +16,8 @@ func TestServeIncusHealthConfig(t *testing.T) {
 		want    daemon.HealthConfig
 		wantErr []string
 	}{
-		{name: "defaults", want: daemon.HealthConfig{Every: 5 * time.Second, Timeout: 5 * time.Second, Failures: 2}},
+		{name: "defaults", want: daemon.DefaultHealthConfig()},
+		{name: "the defaults are 5s, 5s, 2", want: daemon.HealthConfig{Every: 5 * time.Second, Timeout: 5 * time.Second, Failures: 2}},
 		{name: "env, and flags over env",
 			env:  map[string]string{"JERICHOCI_INCUS_CHECK_EVERY": "2s", "JERICHOCI_INCUS_CHECK_TIMEOUT": "1s", "JERICHOCI_INCUS_CHECK_FAILURES": "4"},
 			args: []string{"--incus-check-every", "1s", "--incus-check-failures", "3"},

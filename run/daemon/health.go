@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,7 +15,8 @@ type HealthProbe interface {
 	Check(ctx context.Context) error
 }
 
-// HealthConfig tunes a Health.
+// HealthConfig tunes a Health; every field must be positive (serve checks
+// its flags).
 type HealthConfig struct {
 	// Every is the period of the checks, Timeout the bound of each.
 	Every   time.Duration
@@ -30,21 +30,6 @@ type HealthConfig struct {
 // a row (5 to 15 s of an unreachable incusd) make it unhealthy.
 func DefaultHealthConfig() HealthConfig {
 	return HealthConfig{Every: 5 * time.Second, Timeout: 5 * time.Second, Failures: 2}
-}
-
-// Validate reports every problem at once.
-func (c HealthConfig) Validate() error {
-	var errs []error
-	if c.Every <= 0 {
-		errs = append(errs, fmt.Errorf("health check period %s: must be positive", c.Every))
-	}
-	if c.Timeout <= 0 {
-		errs = append(errs, fmt.Errorf("health check timeout %s: must be positive", c.Timeout))
-	}
-	if c.Failures < 1 {
-		errs = append(errs, fmt.Errorf("health check failures %d: must be at least 1", c.Failures))
-	}
-	return errors.Join(errs...)
 }
 
 // Health follows one dependency of the workers (incusd) by checking it

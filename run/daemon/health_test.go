@@ -138,18 +138,6 @@ func TestHealthRunTicks(t *testing.T) {
 	<-done
 }
 
-func TestHealthConfigValidate(t *testing.T) {
-	if err := DefaultHealthConfig().Validate(); err != nil {
-		t.Fatalf("defaults: %v", err)
-	}
-	err := HealthConfig{Every: 0, Timeout: -time.Second, Failures: 0}.Validate()
-	for _, want := range []string{"period 0s: must be positive", "timeout -1s: must be positive", "failures 0: must be at least 1"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Validate = %v, want %q", err, want)
-		}
-	}
-}
-
 // countingGate is a Gate over a Health that counts the workers in Open.
 type countingGate struct {
 	*Health
