@@ -140,7 +140,8 @@ func (m *Metrics) Settled(s daemon.Settlement) {
 // Reaped counts deleted orphans.
 func (m *Metrics) Reaped(n int) { m.reaped.Add(float64(n)) }
 
-// Check is one readiness check: nil when ready.
+// Check is one readiness check: nil when ready. /readyz says "Name: error",
+// or the error alone when Name is "" (an error that names its object).
 type Check struct {
 	Name string
 	Fn   func(ctx context.Context) error
@@ -160,7 +161,9 @@ func (m *Metrics) Handler(checks ...Check) http.Handler {
 		defer cancel()
 		var failed []string
 		for _, c := range checks {
-			if err := c.Fn(ctx); err != nil {
+			if err := c.Fn(ctx); err != nil && c.Name == "" {
+				failed = append(failed, err.Error())
+			} else if err != nil {
 				failed = append(failed, c.Name+": "+err.Error())
 			}
 		}

@@ -84,7 +84,7 @@ func TestMetricsCountRunsAndSettlements(t *testing.T) {
 }
 
 func TestHealthAndReadiness(t *testing.T) {
-	natsDown := false
+	natsDown, incusDown := false, false
 	h := New(Gauges{}).Handler(
 		Check{Name: "nats", Fn: func(context.Context) error {
 			if natsDown {
@@ -92,7 +92,13 @@ func TestHealthAndReadiness(t *testing.T) {
 			}
 			return nil
 		}},
-		Check{Name: "incus", Fn: func(context.Context) error { return nil }},
+		// The daemon's incusd health: an error that names its object.
+		Check{Fn: func(context.Context) error {
+			if incusDown {
+				return errors.New("incusd unreachable: dial tcp 10.0.0.254:8443: connect: network is unreachable")
+			}
+			return nil
+		}},
 	)
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
@@ -101,18 +107,20 @@ func TestHealthAndReadiness(t *testing.T) {
 		return rec.Code, string(b)
 	}
 	for _, tc := range []struct {
-		path     string
-		natsDown bool
-		code     int
-		body     string
+		path                string
+		natsDown, incusDown bool
+		code                int
+		body                string
 	}{
-		{"/healthz", true, 200, "ok\n"},
-		{"/readyz", false, 200, "ready\n"},
-		{"/readyz", true, 503, "not ready: nats: not connected to NATS (RECONNECTING)\n"},
+		{"/healthz", true, true, 200, "ok\n"},
+		{"/readyz", false, false, 200, "ready\n"},
+		{"/readyz", true, false, 503, "not ready: nats: not connected to NATS (RECONNECTING)\n"},
+		{"/readyz", false, true, 503, "not ready: incusd unreachable: dial tcp 10.0.0.254:8443: connect: network is unreachable\n"},
+		{"/readyz", true, true, 503, "not ready: nats: not connected to NATS (RECONNECTING); incusd unreachable: dial tcp 10.0.0.254:8443: connect: network is unreachable\n"},
 	} {
-		natsDown = tc.natsDown
+		natsDown, incusDown = tc.natsDown, tc.incusDown
 		if code, body := get(tc.path); code != tc.code || body != tc.body {
-			t.Errorf("%s (nats down %v) = %d %q, want %d %q", tc.path, tc.natsDown, code, body, tc.code, tc.body)
+			t.Errorf("%s (nats down %v, incus down %v) = %d %q, want %d %q", tc.path, tc.natsDown, tc.incusDown, code, body, tc.code, tc.body)
 		}
 	}
 }

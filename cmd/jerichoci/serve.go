@@ -104,8 +104,9 @@ func (c *cli) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	d, pool := s.newDaemon(ctx, cat, isolation, conns.queue, cl)
+	health := s.startIncusHealth(cl, d)
 	if cfg.httpListen != "" {
-		if err := s.startStatusPage(conns, cl, pool, d); err != nil {
+		if err := s.startStatusPage(conns, cl, pool, d, health); err != nil {
 			return err
 		}
 	}
@@ -439,15 +440,10 @@ func (s *serving) startPool(ctx context.Context, pool *executor.Pool) {
 // startStatusPage serves the status page, its JSON API, /metrics and the
 // health checks on --http-listen until serve stops; they answer past the
 // first signal, while running jobs drain.
-func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *executor.Pool, d *daemon.Daemon) error {
+func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *executor.Pool, d *daemon.Daemon, incusd *daemon.Health) error {
 	cfg, log := s.cfg, s.log
-	incusReady := func(ctx context.Context) error { _, err := cl.Server(ctx); return err }
 	g := metrics.Gauges{Workers: cfg.daemon.Concurrency, Busy: d.Busy, NATS: conns.worker.IsConnected, IncusWaitLimits: cl.WaitLimits,
-		Incus: func() bool {
-			ctx, cancel := context.WithTimeout(s.teardown, 2*time.Second)
-			defer cancel()
-			return incusReady(ctx) == nil
-		}}
+		Incus: incusd.Healthy}
 	if pool != nil {
 		g.PoolReady = func() int { return pool.Stats().Ready }
 	}
@@ -470,7 +466,8 @@ func (s *serving) startStatusPage(conns serveConns, cl *incus.Client, pool *exec
 	}
 	health := m.Handler(
 		metrics.Check{Name: "nats", Fn: conns.queue.Ready},
-		metrics.Check{Name: "incus", Fn: incusReady},
+		// Unnamed: the health's error names incusd ("incusd unreachable: …").
+		metrics.Check{Fn: func(context.Context) error { return incusd.Err() }},
 	)
 	status := web.New(web.Config{StateRoot: s.stateRoot, Logs: logs, Jobs: logs, Log: log.Named("web")})
 	mux := http.NewServeMux()

@@ -60,13 +60,16 @@ type serveConfig struct {
 	// natsWait is how long serve waits at start for NATS servers not yet
 	// listening or a cluster still settling (servestartup.go).
 	natsWait time.Duration
-	envErrs  []error // unparsable environment values
+	// incusHealth is the periodic check of incusd (incushealth.go).
+	incusHealth daemon.HealthConfig
+	envErrs     []error // unparsable environment values
 }
 
 func defaultServeConfig() serveConfig {
 	c := serveConfig{exec: defaultExecConfig(), nats: defaultNATSConfig(), queue: daemon.DefaultQueueConfig(), daemon: daemon.DefaultDaemonConfig(),
 		warm: -1, warmSizing: defaultWarmConfig(), httpListen: "127.0.0.1:4280", hostJobsUser: hostlocal.DefaultUser,
-		hostJobsMaxProcesses: hostlocal.DefaultMaxProcesses, natsWait: defaultNATSWait}
+		hostJobsMaxProcesses: hostlocal.DefaultMaxProcesses, natsWait: defaultNATSWait,
+		incusHealth: daemon.DefaultHealthConfig()}
 	c.exec.LogLevel = "info"
 	return c
 }
@@ -161,6 +164,7 @@ func (c *serveConfig) fromEnv(env func(string) (string, bool)) {
 	durVar("JERICHOCI_DRAIN_TIMEOUT", &c.daemon.DrainTimeout)
 	durVar("JERICHOCI_REAP_INTERVAL", &c.daemon.ReapEvery)
 	durVar("JERICHOCI_NATS_WAIT", &c.natsWait)
+	c.incusHealthFromEnv(intVar, durVar)
 }
 
 func (c *serveConfig) flags(fs *flag.FlagSet) {
@@ -180,6 +184,7 @@ func (c *serveConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.daemon.DrainTimeout, "drain-timeout", c.daemon.DrainTimeout, "how long the first signal lets running jobs finish (env JERICHOCI_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.daemon.ReapEvery, "reap-interval", c.daemon.ReapEvery, "period of the orphan instance reaper (env JERICHOCI_REAP_INTERVAL)")
 	fs.DurationVar(&c.natsWait, "nats-wait", c.natsWait, "how long serve waits at start, retrying with backoff, for NATS servers not yet listening or a cluster still electing its leader or placing the streams (said in the log and on /readyz); bad credentials or configuration fail at once; 0: no retry (env JERICHOCI_NATS_WAIT)")
+	c.incusHealthFlags(fs)
 	fs.StringVar(&c.queue.Fleet, "fleet", c.queue.Fleet, "`NAME` of the fleet (the daemons sharing this work stream) when the stream has none yet; else it must be the stream's (env JERICHOCI_FLEET)")
 	fs.DurationVar(&c.daemon.Heartbeat, "heartbeat", c.daemon.Heartbeat, "how often a running job refreshes its claim and sends InProgress; a worker silent for 3 of them is dead (default 2s, or ack-wait/3 when shorter; env JERICHOCI_HEARTBEAT)")
 	fs.BoolVar(&c.allowHostJobs, "allow-host-jobs", c.allowHostJobs, "run host-local jobs (host_shell commands of the catalog) on this worker itself, as the original does; without it they fail with a message saying so (env JERICHOCI_ALLOW_HOST_JOBS)")
@@ -241,6 +246,7 @@ func (c serveConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("--http-listen %q (env JERICHOCI_HTTP_LISTEN): expected HOST:PORT, or empty to disable", c.httpListen))
 		}
 	}
+	errs = append(errs, c.incusHealthErrs()...)
 	if c.natsWait < 0 {
 		errs = append(errs, fmt.Errorf("--nats-wait %s (env JERICHOCI_NATS_WAIT): expected a duration of 0 or more", c.natsWait))
 	}

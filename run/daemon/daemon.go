@@ -158,6 +158,13 @@ func (c DaemonConfig) staleAfter() time.Duration {
 	return time.Duration(max(c.StaleBeats, 2)) * c.heartbeat()
 }
 
+// Gate says when a worker may take jobs.
+type Gate interface {
+	// Open returns once jobs may be taken (nil), with a channel closed
+	// when they no longer may, or ctx's error when it ends first.
+	Open(ctx context.Context) (<-chan struct{}, error)
+}
+
 // Daemon is the worker pool of `jerichoci serve`: each worker pulls one job
 // when it is free, fences it in the jobs bucket, runs it with the Runner,
 // stores the final record and only then acknowledges the message.
@@ -196,7 +203,10 @@ type Daemon struct {
 	Runner run.Runner
 	// Observer, when set, sees runs, settlements and reaps (metrics).
 	Observer Observer
-	Log      *zap.Logger
+	// Gate, when set, holds the workers' pulls while this host cannot run
+	// jobs (its incusd unreachable: Health); nil: always open.
+	Gate Gate
+	Log  *zap.Logger
 
 	killCtx  context.Context
 	kill     context.CancelCauseFunc
@@ -306,10 +316,19 @@ func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 				return
 			}
 		}
-		msg, err := d.Queue.Next(ctx)
+		pullCtx, stopPull, err := d.gated(ctx)
+		if err != nil {
+			return // ctx ended while the gate was closed
+		}
+		msg, err := d.Queue.Next(pullCtx)
+		closed := pullCtx.Err() != nil && ctx.Err() == nil
+		stopPull()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if closed { // the gate closed while pulling: wait until it opens
+				continue
 			}
 			pause := pull.Next()
 			log.Warn("pull failed; retrying", zap.Error(err), zap.Duration("in", pause))
@@ -326,12 +345,40 @@ func (d *Daemon) workerLoop(ctx context.Context, worker string) {
 			}
 			return
 		}
+		if closed {
+			// Pulled as the gate closed: hand it to a worker that can run it.
+			if err := msg.Nak(); err != nil {
+				log.Warn("nak after the gate closed", zap.Error(err))
+			}
+			continue
+		}
 		if d.process(msg, worker, log) == outcomeInfra {
 			sick++
 		} else {
 			sick = 0
 		}
 	}
+}
+
+// gated waits until the Gate is open and returns a context of ctx that
+// ends when the gate closes (ctx's error if ctx ends first).
+func (d *Daemon) gated(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if d.Gate == nil {
+		return ctx, func() {}, nil
+	}
+	closed, err := d.Gate.Open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-closed:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	return pctx, cancel, nil
 }
 
 func (d *Daemon) register(a *attempt) {
