@@ -51,6 +51,12 @@ type Config struct {
 	// unmasked output, which holds a secret the job prints, and a secret
 	// must not reach the worker's disk (docs/SECURITY.md).
 	StateDirMount bool
+	// MaxOutputBytes caps a job's runner output (stdout and stderr
+	// together): past it the rest is dropped, the runner is stopped and
+	// the job fails (output.go). A guest's output reaches the worker's
+	// disk (artifacts/guest.log), so an endless printer must not fill it.
+	// 0: no cap.
+	MaxOutputBytes int64
 }
 
 // profiles are the profiles of every instance, in order.
@@ -67,13 +73,19 @@ func DefaultConfig() Config {
 		ReadyTimeout: 120 * time.Second, CleanupTimeout: 2 * time.Minute,
 		HostLogRunnerBytes: DefaultHostLogRunnerBytes, RootDiskSize: "12GiB",
 		GuestNetwork: DefaultGuestNetwork, MaxProcesses: DefaultMaxProcesses,
-		StateDirMount: true,
+		StateDirMount: true, MaxOutputBytes: DefaultMaxOutputBytes,
 	}
 }
+
+// DefaultMaxOutputBytes is the default of Config.MaxOutputBytes.
+const DefaultMaxOutputBytes = 1 << 30
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.MaxOutputBytes < 0 {
+		errs = append(errs, fmt.Errorf("job output limit %d: expected a size >= 0 (0: no limit)", c.MaxOutputBytes))
+	}
 	if c.Project == "" {
 		errs = append(errs, errors.New("runtime spec field `project` must be non-empty"))
 	}

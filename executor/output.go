@@ -6,7 +6,9 @@ import (
 	"os"
 	"sync"
 
+	"jerichoci/internal/units"
 	"jerichoci/internal/writers"
+	"jerichoci/model"
 )
 
 // fileWriter writes to f and keeps its first error, so that a failure on
@@ -38,6 +40,16 @@ func (j *jobRun) outputSummary() {
 	}
 }
 
+// outputOverResult is the failed result of a job whose output went past
+// its limit: the runner was stopped, and its artifacts are not collected
+// (their guest.log would be as long again).
+func (j *jobRun) outputOverResult() Result {
+	limit := units.FormatSize(j.output.limit)
+	j.hostf("runner output went past %s, the job output limit; the rest was dropped and the guest runner stopped", limit)
+	j.outputSummary()
+	return Result{Status: model.StatusFailed, Message: fmt.Sprintf("output exceeded %s (the job output limit, --max-job-output); the job was stopped", limit)}
+}
+
 // maxLine is the longest line of runner output held for host.log,
 // newline included: a longer one goes there in pieces of this size.
 const maxLine = writers.DefaultMaxLine
@@ -54,6 +66,25 @@ type runnerOutput struct {
 	total   int64 // bytes of output seen
 	shown   int64 // bytes of output repeated in host.log
 	capped  bool
+	// limit is the job's output limit (Config.MaxOutputBytes; 0: none):
+	// output past it is dropped and over is closed, once.
+	limit int64
+	over  chan struct{}
+}
+
+// newRunnerOutput is a runnerOutput whose over channel is ready.
+func newRunnerOutput(host, raw io.Writer, hostCap, limit int64) *runnerOutput {
+	return &runnerOutput{host: host, raw: raw, hostCap: hostCap, limit: limit, over: make(chan struct{})}
+}
+
+// exceeded reports whether the output went past its limit.
+func (o *runnerOutput) exceeded() bool {
+	select {
+	case <-o.over:
+		return true
+	default:
+		return false
+	}
 }
 
 // writer returns a writer for one stream, whose lines get prefix.
@@ -97,11 +128,24 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	o := p.out
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	n := len(b)
+	if o.limit > 0 && o.total+int64(n) > o.limit {
+		if !o.exceeded() {
+			close(o.over) // the runner is stopped (waitForRunner)
+		}
+		if o.total >= o.limit {
+			return n, nil // past the limit: dropped
+		}
+		b = b[:o.limit-o.total]
+	}
 	if _, err := o.raw.Write(b); err != nil {
 		return 0, err
 	}
 	o.total += int64(len(b))
-	return p.lines.Write(b)
+	if _, err := p.lines.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // flush writes a last line that has no newline.

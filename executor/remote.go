@@ -280,6 +280,9 @@ func (j *jobRun) execute(ctx context.Context) (Result, error) {
 		j.outputSummary()
 		return Result{Status: model.StatusFailed, Message: fmt.Sprintf("timed out after %ds", job.TimeoutSecs)}, nil
 	}
+	if j.output.exceeded() {
+		return j.outputOverResult(), nil
+	}
 	j.hostf("guest runner exited with %d", exitCode)
 	j.outputSummary()
 	var res Result
@@ -488,7 +491,7 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 	if hostCap == 0 {
 		hostCap = DefaultHostLogRunnerBytes
 	}
-	j.output = &runnerOutput{host: host, raw: guestLog, hostCap: hostCap}
+	j.output = newRunnerOutput(host, guestLog, hostCap, j.x.Config.MaxOutputBytes)
 	stdoutLines := j.output.writer("[runner:stdout] ")
 	stderrLines := j.output.writer("[runner:stderr] ")
 	// Masked before being cut into lines: a value split across two reads
@@ -506,16 +509,35 @@ func (j *jobRun) waitForRunner(ctx context.Context, artifacts string) (code int,
 		case <-tctx.Done():
 			j.pre.cancel() // SIGTERM, then SIGKILL after the grace
 			r = <-j.pre.done
+		case <-j.output.over:
+			j.pre.cancel()
+			r = <-j.pre.done
 		}
 		code, err = r.code, r.err
 	} else {
-		code, err = j.x.Backend.Exec(tctx, j.name,
+		// The exec ends with the job's timeout, or when the output goes
+		// past its limit.
+		ectx, stop := context.WithCancel(tctx)
+		done := make(chan struct{})
+		go func() {
+			select {
+			case <-j.output.over:
+				stop()
+			case <-done:
+			}
+		}()
+		code, err = j.x.Backend.Exec(ectx, j.name,
 			ExecRequest{Command: []string{j.x.Config.RunnerPath, j.requestPath()}, Cwd: "/"}, stdout, stderr)
+		close(done)
+		stop()
 	}
 	_ = mask.Flush(stdout) // errors are the raw log's, seen by its close
 	_ = mask.Flush(stderr)
 	stdoutLines.flush()
 	stderrLines.flush()
+	if j.output.exceeded() {
+		return 0, false, nil // execute tells it (outputOverResult)
+	}
 	// Past the job's deadline it is a timeout, even when the guest's own
 	// `timeout` (the same N seconds, started a little later) won the race
 	// and the runner exited 124 just before we noticed.

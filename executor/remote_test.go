@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -274,6 +275,7 @@ func TestExecuteFailures(t *testing.T) {
 		alias      string
 		timeout    uint64
 		vm         bool // the job asks for a virtual machine
+		maxOutput  int64
 		wantStatus model.RunStatus
 		wantMsg    string // result message, or error text when wantErr
 		wantErr    bool
@@ -285,6 +287,9 @@ func TestExecuteFailures(t *testing.T) {
 		{name: "missing alias", alias: "custom/none", wantErr: true, wantPhases: 3, wantDelete: 0,
 			wantMsg: "Incus image `custom/none` is not available in project `pika-managed-agents` on localhost; import it first (for example with `jerichoci image build-import --role pikaci-runner --project pika-managed-agents`)"},
 		{name: "timeout", be: fakeBackend{runnerBlock: true}, timeout: 1, wantStatus: model.StatusFailed, wantMsg: "timed out after 1s", wantPhases: 5, wantDelete: 2},
+		{name: "output past its limit stops the runner", maxOutput: 1 << 20, wantStatus: model.StatusFailed, wantPhases: 5, wantDelete: 2,
+			be:      fakeBackend{runnerBlock: true, output: func(stdout, _ io.Writer) { _, _ = stdout.Write(bytes.Repeat([]byte("y\n"), 1<<20)) }},
+			wantMsg: "output exceeded 1MiB (the job output limit, --max-job-output); the job was stopped"},
 		{name: "legacy passed result rejected", be: fakeBackend{result: `{"schema_version":1,"status":"passed","finished_at":"2026-03-19T01:09:40+00:00","message":"x"}`},
 			wantErr: true, wantMsg: "load guest terminal result: ", wantPhases: 6, wantDelete: 2},
 		{name: "missing result", wantErr: true, wantMsg: "read Incus guest path `/run/pika-cloud/result.json` from localhost failed with", wantPhases: 6, wantDelete: 2},
@@ -307,6 +312,9 @@ func TestExecuteFailures(t *testing.T) {
 			be := &tc.be
 			be.images = map[string]string{"pikaci/dev": "fp1"}
 			x := &RemoteLinuxVM{Backend: be, Config: DefaultConfig()}
+			if tc.maxOutput != 0 {
+				x.Config.MaxOutputBytes = tc.maxOutput
+			}
 			job := newJob(t, io.Discard)
 			if tc.alias != "" {
 				job.Image = model.IncusImage{Role: model.RolePikaciRunner, Alias: tc.alias}

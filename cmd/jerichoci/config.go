@@ -16,6 +16,7 @@ import (
 	"jerichoci/executor"
 	"jerichoci/executor/incus"
 	"jerichoci/internal/termsafe"
+	"jerichoci/internal/units"
 	"jerichoci/model"
 )
 
@@ -46,7 +47,9 @@ type execConfig struct {
 	Transfer string
 	// StateMount is --guest-state-mount: executor.Config.StateDirMount.
 	StateMount bool
-	envErrs    []error // unparsable environment values
+	// MaxOutput is --max-job-output: executor.Config.MaxOutputBytes.
+	MaxOutput int64
+	envErrs   []error // unparsable environment values
 }
 
 // guestNetworkProfile, as --guest-network, keeps the profiles' NICs.
@@ -61,6 +64,7 @@ func defaultExecConfig() execConfig {
 		InstanceType: string(d.InstanceType), RunnerPath: d.RunnerPath, GuestDiskSize: d.RootDiskSize, MaxConcurrent: 2,
 		Owner: fmt.Sprintf("%s-%d", host, os.Getpid()), LogLevel: "warn",
 		GuestNetwork: d.GuestNetwork, MaxProcesses: d.MaxProcesses, StateMount: d.StateDirMount,
+		MaxOutput: d.MaxOutputBytes,
 	}
 }
 
@@ -99,6 +103,13 @@ func (c *execConfig) fromEnv(env func(string) (string, bool)) {
 			c.MaxProcesses = n
 		}
 	}
+	if v, ok := env(envMaxJobOutput); ok && strings.TrimSpace(v) != "" {
+		if n, err := units.ParseSize(strings.TrimSpace(v)); err != nil {
+			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: %w", envMaxJobOutput, v, err))
+		} else {
+			c.MaxOutput = n
+		}
+	}
 	if v, ok := env(envGuestStateMount); ok && strings.TrimSpace(v) != "" {
 		if b, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {
 			c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: expected true or false", envGuestStateMount, v))
@@ -127,6 +138,7 @@ func (c *execConfig) flags(fs *flag.FlagSet) {
 	c.Remote.flags(fs)
 	c.transferFlag(fs)
 	fs.IntVar(&c.MaxProcesses, "guest-max-processes", c.MaxProcesses, "limits.processes of every job's instance: `N` processes and threads at most in the guest; 0: no limit (env "+envGuestMaxProcesses+")")
+	fs.Var(sizeFlag{&c.MaxOutput}, "max-job-output", "cap of a guest job's output (stdout and stderr together), such as 1GiB: past it the rest is dropped, the job stopped and failed; 0: no cap, not safe with untrusted branches (env "+envMaxJobOutput+")")
 	fs.BoolVar(&c.StateMount, "guest-state-mount", c.StateMount, "give each container without a secret environment its state directory (/run/pika-cloud) as a host directory, so artifacts come back without a round trip to incusd; in --incus-transfer mounts only; false collects them as one archive over exec (env "+envGuestStateMount+"; docs/INCUS.md)")
 }
 
@@ -156,6 +168,8 @@ const (
 	envGuestMaxProcesses = "JERICHOCI_GUEST_MAX_PROCESSES"
 	// envNix is the twin of --nix.
 	envNix = "JERICHOCI_NIX"
+	// envMaxJobOutput is the twin of --max-job-output.
+	envMaxJobOutput = "JERICHOCI_MAX_JOB_OUTPUT"
 	// envGuestStateMount is the twin of --guest-state-mount.
 	envGuestStateMount = "JERICHOCI_GUEST_STATE_MOUNT"
 )
@@ -169,6 +183,7 @@ func (c execConfig) executorConfig() executor.Config {
 	d.GuestNetwork, d.MaxProcesses = c.GuestNetwork, c.MaxProcesses
 	d.Transfer = resolveTransfer(c.Transfer, c.Remote.remote())
 	d.StateDirMount = c.StateMount
+	d.MaxOutputBytes = c.MaxOutput
 	if c.GuestNetwork == guestNetworkProfile {
 		d.GuestNetwork = ""
 	}
