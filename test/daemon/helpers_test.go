@@ -606,7 +606,10 @@ func checkOutputKeepsDaemonSmall(t *testing.T, command string, n int64, pattern 
 	cat := writeCatalogWith(t, catalogJob{Target: "print", Command: command, Timeout: int(bound / time.Second)})
 	// The daemon's default warm pool (one instance per worker), full before
 	// the job comes: the output streams from a runner started ahead.
-	d := startDaemon(t, url, "daemon-a", cat, 1, "--warm", "-1")
+	// The job output limit (1GiB by default) set above n: this measures
+	// the daemon's memory while all of the output streams; the limit has
+	// its own test (executor/incus, TestIntegrationOutputLimitStopsTheJob).
+	d := startDaemon(t, url, "daemon-a", cat, 1, "--warm", "-1", "--max-job-output", strconv.FormatInt(2*n, 10))
 	waitPoolReady(t, d, 1)
 	o := newOrchestrator(t, url)
 	id := uuid.NewString()
