@@ -26,8 +26,15 @@ $(NATS_SERVER): go.mod
 # starts what is missing (idempotent, fast when all is in place).
 # nix-current-up after nix-up: the current Nix is a client of nix-up's
 # daemon; the tests that take it fail under CI without it (testenv).
+# Figures passing tests measured (recovery times of the partition tests,
+# the load's spread) go to TEST_REPORT (itest.Report) and are printed
+# after the tests, pass or fail: go test shows nothing of a passing package.
+TEST_REPORT := $(CURDIR)/bin/test-report.txt
+
 test: incus-up nix-up nix-current-up chromium-up hostjobs-up $(NATS_SERVER)
-	$(GO) test -race -count=1 -timeout 45m ./...
+	@mkdir -p bin && rm -f $(TEST_REPORT)
+	@status=0; JERICHOCI_TEST_REPORT=$(TEST_REPORT) $(GO) test -race -count=1 -timeout 45m ./... || status=$$?; \
+		echo "== figures the tests reported ($(TEST_REPORT)):"; cat $(TEST_REPORT) 2>/dev/null || echo "(none)"; exit $$status
 
 check: fmt-check vet staticcheck tidy-check imports-check test
 

@@ -87,7 +87,7 @@ func fleetStartRound(t *testing.T, cat string, round int) {
 			return code == http.StatusOK
 		})
 	}
-	t.Logf("round %d: all 3 daemons serving %s after start; %d of them retried the set-up, %d set-up requests sent again",
+	itest.Report(t, "round %d: all 3 daemons serving %s after start; %d of them retried the set-up, %d set-up requests sent again",
 		round, slowest.Round(100*time.Millisecond), waited, resent)
 
 	o := newOrchestrator(t, c.urls())

@@ -131,6 +131,6 @@ func TestHostsIncusUnreachable(t *testing.T) {
 	}
 	checkNoInstances(t, b.cl, append(ids, id)...)
 	b.o.streamEmpty(t)
-	t.Logf("recovery: %s said not ready %.1fs after the block; ready again %.1fs after the unblock (recovery time), and ran job %s",
+	itest.Report(t, "recovery: %s said not ready %.1fs after the block; ready again %.1fs after the unblock (recovery time), and ran job %s",
 		victim.d.name, notReady.Seconds(), recovery.Seconds(), id)
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"jerichoci/internal/itest"
+
 	"jerichoci/run/protocol"
 )
 
@@ -79,7 +81,7 @@ func TestHostsLoadSpreads(t *testing.T) {
 		report = append(report, fmt.Sprintf("%s ran %d, idle %.1f worker-s in the backlog", d.name, len(ss), idleInBacklog(ss, first, lastStart, 2).Seconds()))
 	}
 	sort.Strings(report)
-	t.Logf("%d jobs queued at once on 3 hosts x 2 workers: all done in %s, backlog %s; %s",
+	itest.Report(t, "%d jobs queued at once on 3 hosts x 2 workers: all done in %s, backlog %s; %s",
 		n, took.Round(100*time.Millisecond), lastStart.Sub(first).Round(100*time.Millisecond), strings.Join(report, "; "))
 	for _, id := range ids {
 		checkNoInstances(t, b.cl, id)

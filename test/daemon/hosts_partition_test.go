@@ -159,7 +159,7 @@ func TestHostsWorkerCutOffMidJob(t *testing.T) {
 	}
 	checkNoInstances(t, b.cl, id)
 	b.o.streamEmpty(t)
-	t.Logf("recovery: the job ran again %.1fs after the cut, its final record %.1fs after; after the heal the late attempt settled in %.1fs, its instance was gone in %.1fs",
+	itest.Report(t, "recovery: the job ran again %.1fs after the cut, its final record %.1fs after; after the heal the late attempt settled in %.1fs, its instance was gone in %.1fs",
 		again.Seconds(), final.Seconds(), settled.Seconds(), reaped.Seconds())
 }
 
@@ -243,5 +243,5 @@ func TestHostsClientNodeCutOff(t *testing.T) {
 	})
 	checkOneFinal(t, id, res, diskRuns(t, b.daemons()...)[id])
 	checkNoInstances(t, b.cl, id)
-	t.Logf("recovery: enqueue --wait printed the final status %.1fs after the cut of its node", ended.Seconds())
+	itest.Report(t, "recovery: enqueue --wait printed the final status %.1fs after the cut of its node", ended.Seconds())
 }
