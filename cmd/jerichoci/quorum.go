@@ -8,18 +8,21 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
 
-// A JetStream publish is acknowledged by its stream's leader. A stream
-// without one (a NATS cluster electing one after losing a node, or one
-// that has lost its quorum: a majority of its nodes down or cut off)
-// answers nothing, and a publish waits for its context, which is the
-// 5 minutes of enqueue's operations (docs/RELIABILITY.md, "Hosts in
-// network namespaces"). So enqueue waits at most ackWait.try for each
-// acknowledgement and publishes again, for ackWait.bound in all: an
+// A JetStream publish is acknowledged by its stream's leader. In a NATS
+// cluster, a stream without one (electing one after losing a node, or
+// one whose cluster has lost its quorum: a majority of its nodes down or
+// cut off) first answers nothing, so that a publish waits for its context
+// (enqueue's 5 minutes), and later, once its replicas stop listening,
+// "no responders", which on a single server means the stream does not
+// exist (docs/RELIABILITY.md, "Hosts in network namespaces"). So enqueue
+// waits at most ackWait.try for each acknowledgement and publishes again,
+// in a cluster after "no responders" too, for ackWait.bound in all: an
 // election within that goes unnoticed, a lost quorum is said as such.
 
 // ackPolicy bounds the wait for JetStream's acknowledgements.
@@ -31,17 +34,25 @@ type ackPolicy struct {
 var ackWait = ackPolicy{try: 15 * time.Second, bound: 2 * time.Minute}
 
 // errNoQuorum is wrapped when no try of a step was acknowledged.
-var errNoQuorum = errors.New("the NATS cluster's JetStream acknowledged nothing: its stream has no leader, " +
-	"as when the cluster has lost its quorum (a majority of its nodes down or cut off from the one this client reaches)")
+var errNoQuorum = errors.New("its stream has no leader, as when the cluster has lost its quorum " +
+	"(a majority of its nodes down or cut off from the one this client reaches)")
 
 // errUnacked ends a try that waited ackPolicy.try for an acknowledgement.
 var errUnacked = errors.New("no acknowledgement in time")
 
+// noStream reports whether err says that no stream listens: no responders.
+func noStream(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
 // retry calls f until it succeeds, fails otherwise than by waiting in
-// vain for an acknowledgement, or p.bound has passed (then the error
-// wraps errNoQuorum); what names the step. f's context ends p.try after
-// it started or after f last called progress, whichever is later.
-func (p ackPolicy) retry(ctx context.Context, what string, f func(ctx context.Context, progress func()) error) error {
+// vain for an acknowledgement (or, in cluster, by no responders), or
+// p.bound has passed (then the error wraps errNoQuorum in a cluster,
+// errUnacked on a single server); what names the
+// step, cluster the NATS cluster ("" for a single server). f's context
+// ends p.try after it started or after f last called progress, whichever
+// is later.
+func (p ackPolicy) retry(ctx context.Context, what, cluster string, f func(ctx context.Context, progress func()) error) error {
 	start := time.Now()
 	for tries := 1; ; tries++ {
 		tctx, cancel := context.WithCancelCause(ctx)
@@ -50,18 +61,34 @@ func (p ackPolicy) retry(ctx context.Context, what string, f func(ctx context.Co
 		timer.Stop()
 		unacked := errors.Is(context.Cause(tctx), errUnacked) || errors.Is(err, nats.ErrTimeout)
 		cancel(nil)
-		if err == nil || ctx.Err() != nil || !unacked {
+		if err == nil || ctx.Err() != nil || !(unacked || cluster != "" && noStream(err)) {
 			return err
 		}
 		if time.Since(start)+p.try > p.bound {
-			return fmt.Errorf("%s: no acknowledgement in %s (%d tries, each waiting %s): %w", what,
-				time.Since(start).Round(100*time.Millisecond), tries, p.try, errNoQuorum)
+			took := fmt.Sprintf("in %s (%d tries, each waiting %s)", time.Since(start).Round(100*time.Millisecond), tries, p.try)
+			if cluster == "" {
+				return fmt.Errorf("%s: the NATS server's JetStream acknowledged nothing %s: %w", what, took, errUnacked)
+			}
+			var or string
+			if !unacked {
+				or = " (or no daemon ever created it)"
+			}
+			return fmt.Errorf("%s: the JetStream of NATS cluster %q acknowledged nothing %s: %w%s", what, cluster, took, errNoQuorum, or)
+		}
+		if !unacked {
+			// No responders comes at once: pause as a try would.
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(p.try / 5):
+			}
 		}
 	}
 }
 
 // sourceUploader stores a source tarball: *protocol.Client does.
 type sourceUploader interface {
+	Cluster() string
 	UploadSource(ctx context.Context, tarball io.Reader, sha256hex, description string) (model.SourceRef, error)
 }
 
@@ -71,7 +98,7 @@ type sourceUploader interface {
 // progress.
 func uploadAcked(ctx context.Context, up sourceUploader, f io.ReadSeeker, sha256hex, description string) (model.SourceRef, error) {
 	var ref model.SourceRef
-	err := ackWait.retry(ctx, "upload source to "+protocol.BucketSources, func(ctx context.Context, progress func()) error {
+	err := ackWait.retry(ctx, "upload source to "+protocol.BucketSources, up.Cluster(), func(ctx context.Context, progress func()) error {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
@@ -85,9 +112,9 @@ func uploadAcked(ctx context.Context, up sourceUploader, f io.ReadSeeker, sha256
 // enqueueAcked publishes spec, again while unacknowledged (ackWait): the
 // job id is the message id, so the stream queues it once however often
 // it is published.
-func enqueueAcked(ctx context.Context, pub jobPublisher, spec model.JobSpec) (protocol.EnqueueResult, error) {
+func enqueueAcked(ctx context.Context, pub clusterPublisher, spec model.JobSpec) (protocol.EnqueueResult, error) {
 	var ack protocol.EnqueueResult
-	err := ackWait.retry(ctx, "publish job "+spec.JobID.String(), func(ctx context.Context, _ func()) error {
+	err := ackWait.retry(ctx, "publish job "+spec.JobID.String(), pub.Cluster(), func(ctx context.Context, _ func()) error {
 		var err error
 		ack, err = pub.Enqueue(ctx, spec)
 		return err
@@ -96,6 +123,13 @@ func enqueueAcked(ctx context.Context, pub jobPublisher, spec model.JobSpec) (pr
 		err = fmt.Errorf("%w; enqueue again with --job-id %s once the cluster is whole (it is queued at most once)", err, spec.JobID)
 	}
 	return ack, err
+}
+
+// clusterPublisher queues a job and names its NATS cluster:
+// *protocol.Client does.
+type clusterPublisher interface {
+	jobPublisher
+	Cluster() string
 }
 
 // progressReader calls progress before each read.

@@ -136,7 +136,7 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		for _, id := range jobs {
 			checkPassed(t, id, res[id])
 			checkOneFinal(t, id, res[id], runs[id])
-			t.Logf("job %s: %d attempt(s), final run %s on %s", id, len(runs[id]), res[id].RunID, finalDaemon(runs[id], res[id]))
+			t.Logf("job %s: final run %s on %s; %d attempt(s):%s", id, res[id].RunID, finalDaemon(runs[id], res[id]), len(runs[id]), attempts(runs[id]))
 		}
 		if b.o.result(t, refused) != nil || len(runs[refused]) != 0 {
 			r := b.o.waitResults(t, []string{refused}, 4*time.Minute)[refused]
@@ -258,6 +258,15 @@ func nodeCurrent(n *clusterNode) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// attempts lists runs: daemon, delivery, status and message.
+func attempts(runs []diskRun) string {
+	var b strings.Builder
+	for _, r := range runs {
+		fmt.Fprintf(&b, "\n\t%s delivery %d: %s %q", r.daemon, r.job.Delivery, r.rec.Status, model.Value(r.rec.Message))
+	}
+	return b.String()
 }
 
 // finalDaemon names the daemon whose run is the result.
