@@ -49,7 +49,7 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 			t.Logf("job %d of the cut (%s) queued in %.1fs", i+1, id, took.Seconds())
 			during = append(during, id)
 		}
-		res := b.o.waitResults(t, during, 6*time.Minute)
+		res := b.awaitResults(t, during, 6*time.Minute)
 		ran := time.Since(cut)
 		runs := diskRuns(t, b.daemons()...)
 		for _, id := range during {
@@ -117,7 +117,7 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		// The refused job is looked for too: queued anyway, it must still
 		// end once (a refusal that queued it is allowed, a double run not).
 		jobs := append(append([]string{}, before...), after)
-		res := b.o.waitResults(t, jobs, 8*time.Minute)
+		res := b.awaitResults(t, jobs, 8*time.Minute)
 		finished := time.Since(healed)
 		for _, bh := range b.hosts {
 			itest.WaitFor(t, "node "+bh.node.name+" to be current again (/healthz)", 5*time.Minute, func() bool { return nodeCurrent(bh.node) })
@@ -138,8 +138,10 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 			checkOneFinal(t, id, res[id], runs[id])
 			t.Logf("job %s: final run %s on %s; %d attempt(s):%s", id, res[id].RunID, finalDaemon(runs[id], res[id]), len(runs[id]), attempts(runs[id]))
 		}
-		if b.o.result(t, refused) != nil || len(runs[refused]) != 0 {
-			r := b.o.waitResults(t, []string{refused}, 4*time.Minute)[refused]
+		got := map[string]model.RunRecord{}
+		b.o.pollResults(t, []string{refused}, got)
+		if len(got) != 0 || len(runs[refused]) != 0 {
+			r := b.awaitResults(t, []string{refused}, 4*time.Minute)[refused]
 			t.Logf("the refused job %s was queued after all: %s", refused, r.Status)
 			checkOneFinal(t, refused, r, diskRuns(t, b.daemons()...)[refused])
 		}
@@ -152,6 +154,19 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		b.o.streamEmpty(t)
 		t.Logf("%d jobs across both cuts, each with one final record", len(ids))
 	}
+}
+
+// awaitResults waits for a final record of every key; a read that fails
+// while the cluster recovers (the orchestrator's node cut, say) is
+// tried again.
+func (b *testBed) awaitResults(t *testing.T, keys []string, bound time.Duration) map[string]model.RunRecord {
+	t.Helper()
+	got := map[string]model.RunRecord{}
+	itest.WaitFor(t, fmt.Sprintf("final records of %d jobs", len(keys)), bound, func() bool {
+		b.o.pollResults(t, keys, got)
+		return len(got) == len(keys)
+	})
+	return got
 }
 
 // streamLeader is the server name of the work stream's leader.
