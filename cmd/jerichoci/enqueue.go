@@ -130,7 +130,7 @@ func runEnqueue(ctx context.Context, c *cli, args []string) int {
 			defer func() { stop(); lines.flush() }()
 		}
 	}
-	ack, err := client.Enqueue(opCtx, spec)
+	ack, err := enqueueAcked(opCtx, client, spec)
 	if err != nil {
 		return c.clientFail(ctx, "job "+id+" may have been queued", "%v", err)
 	}
@@ -174,10 +174,7 @@ func uploadSource(ctx context.Context, client *protocol.Client, dir string) (mod
 	if err := sourcetar.Pack(ctx, dir, io.MultiWriter(f, h), gitFiles(ctx, dir)); err != nil {
 		return model.SourceRef{}, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return model.SourceRef{}, err
-	}
-	return client.UploadSource(ctx, f, hex.EncodeToString(h.Sum(nil)), "source snapshot of "+dir)
+	return uploadAcked(ctx, client, f, hex.EncodeToString(h.Sum(nil)), "source snapshot of "+dir)
 }
 
 // gitFiles returns the files git knows in dir (tracked, and untracked but

@@ -37,6 +37,10 @@ func NewClient(nc *nats.Conn) (*Client, error) {
 	return &Client{nc: nc, js: js}, nil
 }
 
+// Cluster is the name of the NATS cluster of the server the client is
+// connected to ("" for a server of no cluster).
+func (c *Client) Cluster() string { return c.nc.ConnectedClusterName() }
+
 // ErrNoDaemon is wrapped when no daemon answers a request.
 var ErrNoDaemon = errors.New("no daemon answers")
 
