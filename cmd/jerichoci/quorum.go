@@ -71,7 +71,7 @@ func (p ackPolicy) retry(ctx context.Context, what, cluster string, f func(ctx c
 			}
 			var or string
 			if !unacked {
-				or = " (or no daemon ever created it)"
+				or = "; or no daemon ever created it"
 			}
 			return fmt.Errorf("%s: the JetStream of NATS cluster %q acknowledged nothing %s: %w%s", what, cluster, took, errNoQuorum, or)
 		}

@@ -71,7 +71,7 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		back := time.Since(healed)
 		checkNoInstances(t, b.cl, during...)
 		ids = append(ids, during...)
-		t.Logf("recovery: 4 jobs queued and run on the 2 other hosts %.1fs after the cut; after the heal node %s was current in %.1fs, daemon %s said it lives in %.1fs",
+		itest.Report(t, "recovery: 4 jobs queued and run on the 2 other hosts %.1fs after the cut; after the heal node %s was current in %.1fs, daemon %s said it lives in %.1fs",
 			ran.Seconds(), victim.node.name, caughtUp.Seconds(), victim.d.name, back.Seconds())
 	})
 	if t.Failed() {
@@ -147,7 +147,7 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		}
 		checkNoInstances(t, b.cl, append(jobs, refused)...)
 		ids = append(ids, jobs...)
-		t.Logf("recovery: without a quorum enqueue failed in %.1fs; after the heal the first enqueue succeeded in %.1fs, all %d jobs had their final record in %.1fs",
+		itest.Report(t, "recovery: without a quorum enqueue failed in %.1fs; after the heal the first enqueue succeeded in %.1fs, all %d jobs had their final record in %.1fs",
 			took.Seconds(), recovered.Seconds(), len(jobs), finished.Seconds())
 	})
 	if !t.Failed() {
