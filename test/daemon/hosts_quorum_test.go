@@ -55,8 +55,17 @@ func TestHostsMinorityAndMajorityCutOff(t *testing.T) {
 		for _, id := range during {
 			checkPassed(t, id, res[id])
 			checkOneFinal(t, id, res[id], runs[id])
-			checkOneDelivery(t, id, runs[id])
+			// Ran once: one run directory across the hosts. Not
+			// necessarily the first delivery: while the cluster elects
+			// new leaders a delivery can fail before its run starts (an
+			// infrastructure error), and the job is delivered again.
+			if len(runs[id]) != 1 {
+				t.Errorf("job %s: %d run directories, want exactly 1 (ran once)", id, len(runs[id]))
+			}
 			for _, r := range runs[id] {
+				if r.job.Delivery != 1 {
+					t.Logf("job %s ran on delivery %d", id, r.job.Delivery)
+				}
 				if r.daemon == victim.d.name {
 					t.Errorf("job %s ran on the cut daemon %s", id, victim.d.name)
 				}
