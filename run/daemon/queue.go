@@ -275,8 +275,10 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 // a JetStream cluster that is still forming can leave a create request
 // unanswered for minutes, while the same request sent again is answered
 // at once (seen with nats-server 2.15 on a fresh 3-node cluster, one
-// client or three; docs/RELIABILITY.md). Any other error is returned at
-// once, for the caller to classify.
+// client or three; docs/RELIABILITY.md). "No responders" (a stream just
+// created, its leader not elected yet) is sent again after a pause of a
+// fifth of RequestTimeout. Any other error is returned at once, for the
+// caller to classify.
 func (cfg QueueConfig) setupRequest(ctx context.Context, what string, req func(context.Context) error) error {
 	bound := backoff.Backoff{First: cfg.RequestTimeout, Max: 4 * cfg.RequestTimeout}
 	for try := 1; ; try++ {
@@ -286,11 +288,19 @@ func (cfg QueueConfig) setupRequest(ctx context.Context, what string, req func(c
 		if err == nil {
 			return nil
 		}
-		if ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		noLeader := errors.Is(err, nats.ErrNoResponders)
+		if ctx.Err() != nil || !(noLeader || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		if cfg.Resent != nil {
 			cfg.Resent(what, try, err)
+		}
+		if noLeader {
+			// No responders comes at once: a stream just created whose
+			// leader is not elected yet. Pause as a short try would.
+			if err := backoff.Sleep(ctx, cfg.RequestTimeout/5); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
 		}
 	}
 }

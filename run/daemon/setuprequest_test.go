@@ -28,6 +28,7 @@ func TestSetupRequestResendsOnlyUnanswered(t *testing.T) {
 		{"answered at once", []error{nil}, 1, nil, nil, false},
 		{"unanswered twice, then answered", []error{errStall, errStall, nil}, 3, []int{1, 2}, nil, false},
 		{"a client-side timeout is unanswered too", []error{nats.ErrTimeout, nil}, 2, []int{1}, nil, false},
+		{"no responders (a leader not elected yet) is sent again", []error{nats.ErrNoResponders, nil}, 2, []int{1}, nil, false},
 		{"a refusal is returned at once", []error{refused, nil}, 1, nil, refused, false},
 		{"unanswered, then refused", []error{errStall, refused}, 2, []int{1}, refused, false},
 		{"the set-up stopped: no second try", []error{errStall, nil}, 1, nil, context.Canceled, true},
@@ -36,7 +37,7 @@ func TestSetupRequestResendsOnlyUnanswered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var resent []int
 			cfg := QueueConfig{RequestTimeout: time.Millisecond, Resent: func(what string, try int, err error) {
-				if what != "create or update stream X" || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+				if what != "create or update stream X" || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)) {
 					t.Errorf("Resent(%q, %d, %v)", what, try, err)
 				}
 				resent = append(resent, try)
