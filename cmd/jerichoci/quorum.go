@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"jerichoci/internal/backoff"
 	"jerichoci/model"
 	"jerichoci/run/protocol"
 )
@@ -77,10 +78,8 @@ func (p ackPolicy) retry(ctx context.Context, what, cluster string, f func(ctx c
 		}
 		if !unacked {
 			// No responders comes at once: pause as a try would.
-			select {
-			case <-ctx.Done():
+			if backoff.Sleep(ctx, p.try/5) != nil {
 				return err
-			case <-time.After(p.try / 5):
 			}
 		}
 	}
