@@ -180,9 +180,13 @@ func (c natsConfig) connect(url, name string, log *zap.Logger, extra ...nats.Opt
 	opts := []nats.Option{
 		nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
 		// A server gone without closing the connection (its host cut off)
-		// is noticed within about 15 s, and another of the URLs taken; the
+		// is noticed within about 8 s, and another of the URLs taken; the
 		// default pings take minutes. Daemons and client commands alike.
-		nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(3),
+		// A daemon holding a job on that connection is back, and its claim
+		// refreshed, before another may take the job over: the ack wait
+		// (10 s) and a watched silence of the stale window (6 s) must pass
+		// first (docs/RELIABILITY.md, "Claims across an outage").
+		nats.PingInterval(2 * time.Second), nats.MaxPingsOutstanding(3),
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {

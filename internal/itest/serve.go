@@ -1,7 +1,10 @@
 package itest
 
 import (
+	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,8 +44,29 @@ func LaunchServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan
 		if t.Failed() {
 			t.Logf("daemon %s log:\n%s", name, Tail(log.String(), 80))
 		}
+		keepLog(t, name, log.String())
 	})
 	return done
+}
+
+// keepLog writes a daemon's whole log to $JERICHOCI_TEST_LOGS/<test>.<name>.log
+// (appended) when that variable names a directory: a passing run's logs, read after
+// it (the failure tail above is 80 lines).
+func keepLog(t testing.TB, name, text string) {
+	dir := os.Getenv("JERICHOCI_TEST_LOGS")
+	if dir == "" {
+		return
+	}
+	file := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"."+name+".log")
+	// Appended: a test run with -count=N keeps every round's log.
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err == nil {
+		_, err = f.WriteString(text)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Logf("keep daemon %s log: %v", name, err)
+	}
 }
 
 // WaitServing waits within bound until the serve LaunchServe started pulls

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -29,10 +30,22 @@ func (a *attempt) take() (result, func()) {
 		invalid = d.admit(a, spec)
 	}
 
-	ctx, cancel := d.opCtx()
-	prior, err := getResult(ctx, d.Results, a.key)
-	cancel()
+	var (
+		prior  *model.RunRecord
+		err    error
+		outage time.Time
+	)
+	for {
+		ctx, cancel := d.opCtx()
+		prior, err = getResult(ctx, d.Results, a.key)
+		cancel()
+		if err == nil || !a.bearOutage(&outage, "look up the job's result", err) {
+			break
+		}
+	}
 	switch {
+	case err != nil && d.isStopping():
+		return result{kind: outcomeBusy}, noop
 	case err != nil:
 		return result{kind: outcomeInfra, cause: err}, noop
 	case prior != nil && invalid != nil:

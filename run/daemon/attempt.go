@@ -73,8 +73,7 @@ func (d *Daemon) process(msg Message, worker string, log *zap.Logger) outcomeKin
 	a.base = log.With(zap.Uint64("stream_seq", a.seq), zap.Uint64("delivery", a.delivered))
 	a.log = a.base
 	res, stopHeartbeat := a.take()
-	stopHeartbeat()
-	a.settle(res)
+	a.settle(res, stopHeartbeat)
 	switch res.kind {
 	case outcomeCancelled, outcomeInterrupted, outcomeInfra, outcomeSuperseded:
 		// A job cut short may leave its instance behind (say, a delete

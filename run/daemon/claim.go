@@ -23,9 +23,20 @@ var (
 
 // acquire takes the job's claim. It returns false with the outcome when
 // the job is done already, or held by a live worker while this daemon
-// stops, or the bucket fails.
+// stops, or the claims bucket keeps failing (outageBound).
+//
+// A running claim is taken over only when its worker is provably silent:
+// its last write is older than the stale window, and this delivery has
+// itself watched it stay unchanged for TakeoverAfter while the bucket
+// answered. After an outage of the bucket (an election) or of the
+// holder's connection, the holder's next heartbeat lands within that
+// window, and the job keeps its worker.
 func (a *attempt) acquire() (bool, result) {
 	d := a.d
+	var (
+		silent silence
+		outage time.Time // when the bucket began failing this delivery
+	)
 	for {
 		var prev *claimEntry // the claim this one replaces
 		takeover := false
@@ -43,8 +54,8 @@ func (a *attempt) acquire() (bool, result) {
 			case cur.State == protocol.ClaimQueued || cur.State == protocol.ClaimCancelled:
 				next.CancelRequested = cur.CancelRequested || cur.State == protocol.ClaimCancelled
 			default: // running
-				live := d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter()
-				if live && cur.StreamSeq != 0 && a.seq != 0 && cur.StreamSeq != a.seq {
+				fresh := d.activeAttempt(a.key) != nil || time.Since(cur.written) < d.Config.staleAfter()
+				if fresh && cur.StreamSeq != 0 && a.seq != 0 && cur.StreamSeq != a.seq {
 					// A copy of a running job's message: the job's own message
 					// settles it (it comes back if that attempt fails or dies),
 					// so the copy takes no worker slot.
@@ -52,8 +63,17 @@ func (a *attempt) acquire() (bool, result) {
 						zap.String("run_id", cur.RunID), zap.Uint64("holder_stream_seq", cur.StreamSeq))
 					return nil, errNotNeeded
 				}
-				if live {
+				if fresh {
 					a.log.Info("job held by a live worker; waiting for it", zap.String("holder", cur.Worker), zap.String("run_id", cur.RunID))
+					return nil, errHolderLive
+				}
+				watched, first := silent.watch(cur.rev)
+				if first {
+					a.log.Info("the job's worker is silent; watching its claim before taking over", zap.String("holder", cur.Worker),
+						zap.String("run_id", cur.RunID), zap.Duration("silent_for", time.Since(cur.written)),
+						zap.Duration("watch", d.Config.takeoverAfter()))
+				}
+				if watched < d.Config.takeoverAfter() {
 					return nil, errHolderLive
 				}
 				next.CancelRequested = cur.CancelRequested
@@ -68,11 +88,18 @@ func (a *attempt) acquire() (bool, result) {
 		case errors.Is(err, errNotNeeded):
 			return false, result{kind: outcomeDuplicate}
 		case errors.Is(err, errHolderLive):
-			if !a.waitForHolder() {
+			outage = time.Time{}
+			if !a.waitBeat() {
 				return false, result{kind: outcomeBusy}
 			}
 			continue
 		case err != nil:
+			if a.bearOutage(&outage, "take the job's claim", err) {
+				continue
+			}
+			if d.isStopping() {
+				return false, result{kind: outcomeBusy}
+			}
 			return false, result{kind: outcomeInfra, cause: err}
 		}
 		if takeover {
@@ -87,9 +114,26 @@ func (a *attempt) acquire() (bool, result) {
 	}
 }
 
-// waitForHolder keeps this delivery alive for one heartbeat while another
-// worker holds the job; false when the daemon stops meanwhile.
-func (a *attempt) waitForHolder() bool {
+// bearOutage is the answer to a bucket that failed this delivery: true
+// after one heartbeat's pause (the message kept in progress) while the
+// failures have lasted less than outageBound; false when they lasted
+// longer or the daemon stops. *since is when they began.
+func (a *attempt) bearOutage(since *time.Time, what string, err error) bool {
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	failing := time.Since(*since)
+	if failing >= a.d.Config.outageBound() {
+		return false
+	}
+	a.log.Warn(what+": the bucket failed; trying again", zap.Error(err), zap.Duration("failing_for", failing))
+	return a.waitBeat()
+}
+
+// waitBeat keeps this delivery alive for one heartbeat (another worker
+// holds the job, or a bucket is failing); false when the daemon stops
+// meanwhile.
+func (a *attempt) waitBeat() bool {
 	select {
 	case <-a.d.stopping:
 		return false
@@ -122,8 +166,8 @@ func (a *attempt) runID() string {
 	return ""
 }
 
-// startHeartbeat sends InProgress and refreshes the claim every AckWait/3
-// while the job runs. A claim that changed hands cancels the job; a cancel
+// startHeartbeat sends InProgress and refreshes the claim every heartbeat
+// while the job runs and until its result is stored (settle stops it). A claim that changed hands cancels the job; a cancel
 // request found in the claim cancels it too.
 func (a *attempt) startHeartbeat() func() {
 	done := make(chan struct{})
@@ -152,10 +196,13 @@ func (a *attempt) startHeartbeat() func() {
 // refreshClaim marks the claim fresh, if still this attempt's; it cancels
 // the job when the claim changed hands or asks for a cancel.
 func (a *attempt) refreshClaim() {
-	ctx, cancel := a.d.opCtx()
+	ctx, cancel := a.d.beatCtx()
 	defer cancel()
 	mine := a.getClaim()
 	got, err := changeClaim(ctx, a.d.Jobs, a.key, func(cur *claimEntry) (*protocol.Claim, error) {
+		if cur != nil && cur.State == protocol.ClaimFinished && cur.RunID == mine.RunID {
+			return nil, nil // settled with this run's record: nothing to keep fresh
+		}
 		if cur == nil || cur.State != protocol.ClaimRunning || cur.RunID != mine.RunID {
 			return nil, lostClaim(cur)
 		}
@@ -172,7 +219,7 @@ func (a *attempt) refreshClaim() {
 		a.cancel(err)
 	case err != nil:
 		a.log.Warn("refresh claim", zap.Error(err))
-	default:
+	case got != nil:
 		a.setClaim(got)
 	}
 }

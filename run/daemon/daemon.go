@@ -52,6 +52,17 @@ type DaemonConfig struct {
 	// refreshed for StaleBeats heartbeats belongs to a dead worker.
 	Heartbeat  time.Duration
 	StaleBeats int
+	// TakeoverAfter is how long a delivery must itself watch a stale claim
+	// stay unchanged before it takes the job over (0: the stale window).
+	// A claim's age alone is no proof: while the claims bucket elects a
+	// leader, or while the holder's NATS connection is being replaced,
+	// every worker's refreshes fail, and the first write after the outage
+	// would otherwise be a takeover of a live job (docs/RELIABILITY.md).
+	TakeoverAfter time.Duration
+	// OutageBound is how long a delivery waits out a failing bucket (its
+	// claim, its result) before it hands the job back as an infrastructure
+	// error (0: 2 minutes, or twice OpTimeout when longer).
+	OutageBound time.Duration
 	// Fleet is the id of the fleet this daemon belongs to (the daemons
 	// sharing one work stream), stamped on every instance it creates; its
 	// reaper touches no instance of another fleet.
@@ -158,6 +169,30 @@ func (c DaemonConfig) staleAfter() time.Duration {
 	return time.Duration(max(c.StaleBeats, 2)) * c.heartbeat()
 }
 
+func (c DaemonConfig) takeoverAfter() time.Duration {
+	if c.TakeoverAfter > 0 {
+		return c.TakeoverAfter
+	}
+	return c.staleAfter()
+}
+
+// beatTimeout bounds one heartbeat's write: a request sent on a
+// connection that died unnoticed must not hold the heartbeat past the
+// reconnect (the next beat goes out on the new connection).
+func (c DaemonConfig) beatTimeout() time.Duration {
+	return min(c.OpTimeout, 2*c.heartbeat())
+}
+
+// outageBound is OutageBound or its default: how long a delivery retries
+// a bucket that fails (a leader election, a reconnect, a cluster without
+// quorum for a while).
+func (c DaemonConfig) outageBound() time.Duration {
+	if c.OutageBound > 0 {
+		return c.OutageBound
+	}
+	return max(2*time.Minute, 2*c.OpTimeout)
+}
+
 // Gate says when a worker may take jobs.
 type Gate interface {
 	// Open returns once jobs may be taken (nil), with a channel closed
@@ -215,6 +250,8 @@ type Daemon struct {
 	active   map[string]*attempt // by job key
 	reapKick chan struct{}
 	reapMu   sync.Mutex
+	// reapWatch is the reaper's watch of silent claims (under reapMu).
+	reapWatch silences
 }
 
 // Run pulls and runs jobs until ctx is done, then lets running jobs finish
@@ -432,6 +469,11 @@ func (d *Daemon) isStopping() bool {
 // bookkeeping still happens while the daemon stops.
 func (d *Daemon) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d.Config.OpTimeout)
+}
+
+// beatCtx bounds one heartbeat's claim refresh (beatTimeout).
+func (d *Daemon) beatCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d.Config.beatTimeout())
 }
 
 func (d *Daemon) now() time.Time {

@@ -310,6 +310,11 @@ func newHarness(t *testing.T) *harness {
 	// stale only after 1000 beats (100 s). Stale claims in the tests are
 	// an hour old.
 	cfg.StaleBeats = 1000
+	// A stale claim is taken over after it was watched unchanged for this
+	// long (the watch is the delivery's own, so the old claims stay stale).
+	cfg.TakeoverAfter = 300 * time.Millisecond
+	// A bucket that keeps failing is waited out this long, not minutes.
+	cfg.OutageBound = 500 * time.Millisecond
 	cfg.HostPathRoot = os.TempDir()
 	h.d = &Daemon{Config: cfg, Jobs: h.jobs, Results: h.results, Events: h.pub, Catalog: cat, Sources: h.store,
 		NewExecutor: h.exec.forOwner, Log: zaptest.NewLogger(t),

@@ -55,8 +55,7 @@ func (d *Daemon) GiveUp(m *StoredMessage) {
 	a.base = log.With(zap.Uint64("stream_seq", a.seq), zap.Uint64("delivery", a.delivered))
 	a.log = a.base
 	res, stop := a.take()
-	stop()
-	a.settle(res)
+	a.settle(res, stop)
 }
 
 // giveUpMessage is the run message of a job that ran out of deliveries.

@@ -51,7 +51,8 @@ func jobKeyOfOwner(owner string) (string, bool) {
 // nothing runs:
 //   - a job's instance whose job is provably not running it: not here, and
 //     not the live claim of their job (the claim is finished, belongs to
-//     another run, is stale past the staleness window, or is gone). One
+//     another run, is gone, or is stale past the staleness window and
+//     then watched unchanged by this reaper for TakeoverAfter). One
 //     younger than the staleness window is never reaped: its attempt may
 //     not have written its claim yet;
 //   - an idle warm-pool instance of another pool whose daemon is gone (see
@@ -71,6 +72,8 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	d.reapWatch.begin()
+	defer d.reapWatch.end()
 	var deleted []string
 	var errs []error
 	for _, in := range insts {
@@ -107,8 +110,13 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 				errs = append(errs, err)
 				continue
 			}
-			if cur != nil && cur.State == protocol.ClaimRunning && cur.RunID == in.RunID && time.Since(cur.written) < d.Config.staleAfter() {
-				continue // its worker is alive
+			if cur != nil && cur.State == protocol.ClaimRunning && cur.RunID == in.RunID {
+				if time.Since(cur.written) < d.Config.staleAfter() {
+					continue // its worker is alive
+				}
+				if d.reapWatch.watch(key, cur.rev) < d.Config.takeoverAfter() {
+					continue // silent, but not yet watched silent for long enough
+				}
 			}
 			log = d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
 			reaped = "reaped orphan instance"

@@ -31,8 +31,9 @@ func (f *fakeInstances) Delete(_ context.Context, name string) error {
 
 func TestReapDeletesOnlyOrphans(t *testing.T) {
 	h := newHarness(t)
-	const live, stale, other, done, gone = "job-live", "job-stale", "job-other", "job-done", "job-gone"
+	const live, stale, back, other, done, gone = "job-live", "job-stale", "job-back", "job-other", "job-done", "job-gone"
 	now := time.Now()
+	h.jobs.put(t, back, protocol.Claim{JobID: back, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000011"}, now.Add(-time.Hour))
 	h.jobs.put(t, live, protocol.Claim{JobID: live, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000001"}, now)
 	h.jobs.put(t, stale, protocol.Claim{JobID: stale, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000002"}, now.Add(-time.Hour))
 	h.jobs.put(t, other, protocol.Claim{JobID: other, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000099"}, now)
@@ -48,6 +49,7 @@ func TestReapDeletesOnlyOrphans(t *testing.T) {
 	fi := &fakeInstances{list: []OwnedInstance{
 		inst("i-live", live, "20260101T000000Z-00000001"),
 		inst("i-stale", stale, "20260101T000000Z-00000002"),
+		inst("i-back", back, "20260101T000000Z-00000011"),
 		inst("i-other-run", other, "20260101T000000Z-00000003"),
 		inst("i-done", done, "20260101T000000Z-00000004"),
 		inst("i-no-claim", gone, "20260101T000000Z-00000005"),
@@ -63,9 +65,24 @@ func TestReapDeletesOnlyOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(deleted)
-	want := []string{"i-done", "i-no-claim", "i-other-run", "i-stale"}
+	// A claim stale by its age is only watched on the first pass: after an
+	// outage of the bucket every claim is old.
+	want := []string{"i-done", "i-no-claim", "i-other-run"}
 	if !reflect.DeepEqual(deleted, want) {
-		t.Errorf("Reap deleted %q, want %q", deleted, want)
+		t.Errorf("first Reap deleted %q, want %q", deleted, want)
+	}
+	// job-back's worker writes again (still an old claim, but a new
+	// revision); job-stale's stays silent for the watch.
+	h.jobs.put(t, back, protocol.Claim{JobID: back, State: protocol.ClaimRunning, RunID: "20260101T000000Z-00000011"}, now.Add(-time.Hour))
+	time.Sleep(h.d.Config.takeoverAfter())
+	fi.list = []OwnedInstance{inst("i-live", live, "20260101T000000Z-00000001"), inst("i-stale", stale, "20260101T000000Z-00000002"),
+		inst("i-back", back, "20260101T000000Z-00000011")}
+	deleted, err = h.d.Reap(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"i-stale"}; !reflect.DeepEqual(deleted, want) {
+		t.Errorf("second Reap deleted %q, want %q", deleted, want)
 	}
 }
 

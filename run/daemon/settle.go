@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,10 +19,12 @@ import (
 // JetStream, as the decision says. Storing the result is an outcome of its
 // own: when it does not succeed (the claim lost, another record first, the
 // bucket failing), classify decides that outcome and its decision is the
-// one obeyed.
-func (a *attempt) settle(res result) {
+// one obeyed. The heartbeat keeps the claim and the message alive until
+// the write is done: stopHeartbeat ends it before the reply.
+func (a *attempt) settle(res result, stopHeartbeat func()) {
 	d := a.d
 	defer d.unregister(a)
+	defer stopHeartbeat() // idempotent; the normal path stops it below
 	// Decide.
 	res = a.classified(res)
 	log := a.log.With(zap.Stringer("outcome", res.kind))
@@ -41,6 +44,7 @@ func (a *attempt) settle(res result) {
 			a.amend(rec, res.dec.message, log)
 		}
 	}
+	stopHeartbeat() // the claim is finished, or about to be handed back
 	dec := *res.dec
 	// Publish.
 	if rec != nil {
@@ -173,27 +177,44 @@ func (a *attempt) writeTerminal(msg string) (model.RunRecord, error) {
 // (another worker holds the job now), outcomeLostRace (the job had a
 // result already) or outcomeStoreFailed.
 func (a *attempt) finalize(rec model.RunRecord) (bool, result) {
+	var outage time.Time
+	for {
+		stored, res, bucket := a.finalizeOnce(rec)
+		// A bucket failing (an election, a cluster without quorum for a
+		// while) is waited out with the heartbeat still running, rather
+		// than the finished run thrown away and the job run again.
+		if !bucket || !a.bearOutage(&outage, "store the job's result", res.cause) {
+			return stored, res
+		}
+	}
+}
+
+// finalizeOnce is one try of finalize; bucket is true when a bucket
+// failed (the try may be made again).
+func (a *attempt) finalizeOnce(rec model.RunRecord) (stored bool, res result, bucket bool) {
 	d := a.d
 	ctx, cancel := d.opCtx()
 	defer cancel()
 	if mine := a.getClaim(); mine != nil {
 		cur, err := getClaim(ctx, d.Jobs, a.key)
 		if err != nil {
-			return false, result{kind: outcomeStoreFailed, cause: err}
+			return false, result{kind: outcomeStoreFailed, cause: err}, true
 		}
 		if cur == nil || cur.RunID != mine.RunID {
-			return false, result{kind: outcomeSuperseded, cause: lostClaim(cur)}
+			return false, result{kind: outcomeSuperseded, cause: lostClaim(cur)}, false
 		}
 	}
 	created, err := a.storeResult(ctx, rec)
 	switch {
+	case errors.As(err, new(bucketError)):
+		return false, result{kind: outcomeStoreFailed, cause: err}, true
 	case err != nil:
-		return false, result{kind: outcomeStoreFailed, cause: err}
+		return false, result{kind: outcomeStoreFailed, cause: err}, false
 	case !created:
-		return false, result{kind: outcomeLostRace}
+		return false, result{kind: outcomeLostRace}, false
 	}
 	a.markFinished(ctx, rec)
-	return true, result{}
+	return true, result{}, false
 }
 
 // storeResult creates the job's result: the record, or, when it is too
@@ -227,8 +248,19 @@ func (a *attempt) storeResult(ctx context.Context, rec model.RunRecord) (bool, e
 	if a.unrun {
 		ttl = d.Config.UnrunResultTTL
 	}
-	return createResultValue(ctx, d.Results, a.key, value, ttl)
+	created, err := createResultValue(ctx, d.Results, a.key, value, ttl)
+	if err != nil {
+		return false, bucketError{err}
+	}
+	return created, nil
 }
+
+// bucketError marks a failure of a bucket itself (worth another try), not
+// of what was written; its message is the error's own.
+type bucketError struct{ err error }
+
+func (e bucketError) Error() string { return e.err.Error() }
+func (e bucketError) Unwrap() error { return e.err }
 
 // lostClaim is errLostClaim naming the attempt that holds the job now.
 func lostClaim(cur *claimEntry) error {

@@ -241,7 +241,9 @@ func TestHostsClientNodeCutOff(t *testing.T) {
 		}
 		return true
 	})
-	checkOneFinal(t, id, res, diskRuns(t, b.daemons()...)[id])
+	runs := diskRuns(t, b.daemons()...)[id]
+	checkOneFinal(t, id, res, runs)
+	t.Logf("job %s: %d attempt(s) with a run directory:%s\nenqueue --wait printed:\n%s", id, len(runs), attempts(runs), out.String())
 	checkNoInstances(t, b.cl, id)
 	itest.Report(t, "recovery: enqueue --wait printed the final status %.1fs after the cut of its node", ended.Seconds())
 }
