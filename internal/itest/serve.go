@@ -44,15 +44,15 @@ func LaunchServe(t testing.TB, name string, cmd *exec.Cmd, log *SyncBuffer) chan
 		if t.Failed() {
 			t.Logf("daemon %s log:\n%s", name, Tail(log.String(), 80))
 		}
-		keepLog(t, name, log.String())
+		KeepLog(t, name, log.String())
 	})
 	return done
 }
 
-// keepLog writes a daemon's whole log to $JERICHOCI_TEST_LOGS/<test>.<name>.log
+// KeepLog writes a daemon's whole log to $JERICHOCI_TEST_LOGS/<test>.<name>.log
 // (appended) when that variable names a directory: a passing run's logs, read after
 // it (the failure tail above is 80 lines).
-func keepLog(t testing.TB, name, text string) {
+func KeepLog(t testing.TB, name, text string) {
 	dir := os.Getenv("JERICHOCI_TEST_LOGS")
 	if dir == "" {
 		return

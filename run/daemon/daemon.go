@@ -61,7 +61,9 @@ type DaemonConfig struct {
 	TakeoverAfter time.Duration
 	// OutageBound is how long a delivery waits out a failing bucket (its
 	// claim, its result) before it hands the job back as an infrastructure
-	// error (0: 2 minutes, or twice OpTimeout when longer).
+	// error (0: 5 minutes, or twice OpTimeout when longer). Long is
+	// harmless: nothing else can run while the buckets fail, and a holder
+	// cut off meanwhile loses its job to the others all the same.
 	OutageBound time.Duration
 	// Fleet is the id of the fleet this daemon belongs to (the daemons
 	// sharing one work stream), stamped on every instance it creates; its
@@ -190,7 +192,7 @@ func (c DaemonConfig) outageBound() time.Duration {
 	if c.OutageBound > 0 {
 		return c.OutageBound
 	}
-	return max(2*time.Minute, 2*c.OpTimeout)
+	return max(5*time.Minute, 2*c.OpTimeout)
 }
 
 // Gate says when a worker may take jobs.

@@ -339,8 +339,28 @@ func (o *orchestrator) streamEmpty(t *testing.T) {
 // diskRun is one run directory of a daemon.
 type diskRun struct {
 	daemon string
+	dir    string // runs/<id>
 	job    protocol.JobFile
 	rec    model.RunRecord
+}
+
+// commandCompleted reports whether a job's command ran to its end in the
+// attempt's guest (its host.log has the runner's exit): an attempt whose
+// instance could not be created, or whose guest was cut off mid-command,
+// did not run the job.
+func (r diskRun) commandCompleted(t *testing.T) bool {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(r.dir, "jobs", "*", "host.log"))
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "guest runner exited with") {
+			return true
+		}
+	}
+	return false
 }
 
 // diskRuns reads every daemon run: runs/<id>/jerichoci-job.json + run.json.
@@ -362,7 +382,7 @@ func diskRuns(t *testing.T, ds ...*daemon) map[string][]diskRun {
 			if err != nil {
 				t.Fatalf("%s: %v", dir, err)
 			}
-			out[jf.JobID] = append(out[jf.JobID], diskRun{daemon: d.name, job: jf, rec: rec})
+			out[jf.JobID] = append(out[jf.JobID], diskRun{daemon: d.name, dir: dir, job: jf, rec: rec})
 		}
 	}
 	return out

@@ -89,9 +89,17 @@ func startTestBed(t *testing.T, workers int, extra ...string) *testBed {
 		routes = append(routes, fmt.Sprintf("nats://%s:%d", n.host, n.cport))
 	}
 	storeBase := clusterStoreDir(t)
+	// The nodes are configured as docs/SCALING.md tells a fleet across
+	// hosts to: routes pinged every 2 s, so a node whose link is cut is
+	// dropped from the others' routes in seconds (the default pings take
+	// minutes, and meanwhile requests are still routed into the cut link).
+	conf := filepath.Join(storeBase, "node.conf")
+	if err := os.WriteFile(conf, []byte(natsClusterNodeConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, bh := range b.hosts {
 		n := bh.node
-		n.cmd = bh.ns.Command(natsBin, "-js", "-sd", filepath.Join(storeBase, n.name), "-a", n.host,
+		n.cmd = bh.ns.Command(natsBin, "-c", conf, "-js", "-sd", filepath.Join(storeBase, n.name), "-a", n.host,
 			"-p", strconv.Itoa(n.port), "-m", strconv.Itoa(n.httpPort), "--cluster", fmt.Sprintf("nats://%s:%d", n.host, n.cport),
 			"--cluster_name", "jci", "--routes", strings.Join(routes, ","), "-n", n.name)
 		n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
@@ -99,7 +107,7 @@ func startTestBed(t *testing.T, workers int, extra ...string) *testBed {
 			t.Fatal(err)
 		}
 		go func() { _ = n.cmd.Wait(); close(n.done) }()
-		t.Cleanup(func() { _ = n.cmd.Process.Kill(); <-n.done })
+		t.Cleanup(func() { _ = n.cmd.Process.Kill(); <-n.done; itest.KeepLog(t, n.name, n.log.String()) })
 	}
 	b.cluster.waitFormed(t, 3)
 	urls := b.cluster.urls()
@@ -113,6 +121,13 @@ func startTestBed(t *testing.T, workers int, extra ...string) *testBed {
 		nats.PingInterval(time.Second), nats.MaxPingsOutstanding(3))
 	return b
 }
+
+// natsClusterNodeConf is the nats-server configuration docs/SCALING.md
+// gives for a cluster across hosts (the rest is on the command line).
+const natsClusterNodeConf = `# A cut link is noticed within about 8 s (docs/SCALING.md).
+ping_interval: "2s"
+ping_max: 3
+`
 
 func (b *testBed) daemons() []*daemon {
 	var ds []*daemon
