@@ -167,8 +167,9 @@ func (a *attempt) runID() string {
 }
 
 // startHeartbeat sends InProgress and refreshes the claim every heartbeat
-// while the job runs and until its result is stored (settle stops it). A claim that changed hands cancels the job; a cancel
-// request found in the claim cancels it too.
+// while the job runs and until its result is stored (settle stops it). A
+// claim that changed hands cancels the job; a cancel request found in the
+// claim cancels it too.
 func (a *attempt) startHeartbeat() func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup

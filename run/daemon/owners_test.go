@@ -70,6 +70,34 @@ func TestReapInstancesOfGoneProcesses(t *testing.T) {
 	}
 }
 
+// TestReapDeletesBegunOnAStop: the daemon stopping while a pass runs
+// (its context cancelled) does not cut the deletes of the instances a gone
+// process of this host left: a restarted daemon stopped seconds later
+// would otherwise leave them (seen by hand: the kill-and-restart check of
+// issue 24, stopped 20 s after the restart, left the killed daemon's two
+// pool instances).
+func TestReapDeletesBegunOnAStop(t *testing.T) {
+	h := newHarness(t)
+	h.d.Config.Fleet, h.d.Config.Process = "fleet-a", "here/me"
+	h.d.Processes = fakeProcesses{dead: map[string]bool{"here/dead": true}}
+	pool := PoolOwnerPrefix + "d9/1"
+	fi := &fakeInstances{list: []OwnedInstance{
+		{Name: "a", RunID: "pool", JobID: "pool", Owner: pool, Process: "here/dead", Fleet: "fleet-a", Created: time.Now()},
+		{Name: "b", RunID: "pool", JobID: "pool", Owner: pool, Process: "here/dead", Fleet: "fleet-a", Created: time.Now()},
+	}}
+	h.d.Instances = fi
+	stopped, cancel := context.WithCancel(t.Context())
+	cancel()
+	deleted, err := h.d.Reap(stopped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(deleted)
+	if want := []string{"a", "b"}; !reflect.DeepEqual(deleted, want) {
+		t.Errorf("Reap on a stopping daemon deleted %q, want %q", deleted, want)
+	}
+}
+
 // TestReapWithoutJudges: a daemon without Processes or Presence keeps the
 // old rules only.
 func TestReapWithoutJudges(t *testing.T) {

@@ -121,7 +121,13 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 			log = d.logger().With(zap.String("instance", in.Name), zap.String("run_id", in.RunID), zap.String("job_id", key))
 			reaped = "reaped orphan instance"
 		}
-		if err := d.Instances.Delete(ctx, in.Name); err != nil {
+		// A delete is teardown: a stop does not cut it short (its own
+		// context, its own bound). Judging what else to delete still ends
+		// with ctx: its reads of the buckets fail then.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reapDeleteTimeout)
+		err = d.Instances.Delete(dctx, in.Name)
+		cancel()
+		if err != nil {
 			if !pool {
 				log.Warn("reap orphan instance", zap.Error(err))
 			}
@@ -136,6 +142,10 @@ func (d *Daemon) Reap(ctx context.Context) ([]string, error) {
 	}
 	return deleted, errors.Join(errs...)
 }
+
+// reapDeleteTimeout bounds one delete of the reaper (a force stop and a
+// delete take about a second; incusd under load, several).
+const reapDeleteTimeout = 30 * time.Second
 
 // PoolOwnerPrefix starts the owner key of idle warm-pool instances:
 // "jerichoci-pool/<daemon id>/<process>".

@@ -22,7 +22,11 @@ func (f *fakeInstances) ListOwned(context.Context) ([]OwnedInstance, error) {
 	return append([]OwnedInstance{}, f.list...), nil
 }
 
-func (f *fakeInstances) Delete(_ context.Context, name string) error {
+// Delete fails, as an Incus request does, once ctx has ended.
+func (f *fakeInstances) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deleted = append(f.deleted, name)
