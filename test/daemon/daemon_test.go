@@ -272,11 +272,21 @@ func (o *orchestrator) publish(t *testing.T, subject string, data []byte, msgID 
 	if o.client != nil {
 		js = o.pub
 	}
-	ack, err := js.PublishMsg(t.Context(), m)
-	if err != nil {
-		t.Fatal(err)
+	// A fresh cluster can leave a publish unanswered (docs/RELIABILITY.md,
+	// "A fleet that starts with its cluster"): with a message id it is sent
+	// again, as enqueue does, and the stream queues it once.
+	for try := 1; ; try++ {
+		ack, err := js.PublishMsg(t.Context(), m)
+		if err == nil {
+			return ack
+		}
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		if msgID == "" || !unanswered || try == 8 || t.Context().Err() != nil {
+			t.Fatalf("publish %s (try %d): %v", subject, try, err)
+		}
+		t.Logf("publish %s: %v; sending it again with the same message id", subject, err)
 	}
-	return ack
 }
 
 func (o *orchestrator) result(t *testing.T, key string) *model.RunRecord {
